@@ -1,0 +1,65 @@
+"""jupyter and jupyter-scipy: JupyterLab + Notebook on the distribution's Python, in a venv
+that jovyan owns (so `pip install` works at run time, as with Kubeflow's conda)."""
+
+from __future__ import annotations
+
+from nbpipe import contract
+from nbpipe.catalog import Catalog
+from nbpipe.image import Image
+
+from . import pins
+from .base import FILES, PATH
+
+JUPYTER_CONFIG = f"{contract.VENV}/etc/jupyter/jupyter_server_config.py"
+
+MAKE_VENV = f"""
+install -d -o {contract.NB_UID} -g {contract.NB_GID} -m 2775 {contract.VENV}
+runuser -u {contract.NB_USER} -- python3 -m venv {contract.VENV}
+"""
+
+
+def jupyter(image: Image) -> Image:
+    """JupyterLab and Notebook, served on 8888 under NB_PREFIX, supervised by s6."""
+    return (
+        image
+        .with_apt("python3", "python3-venv")
+        .with_run(MAKE_VENV, user="root")
+        .with_env("PATH", f"{contract.VENV}/bin:{PATH}")
+        .with_env("VIRTUAL_ENV", contract.VENV)
+        .with_pip(pins.PYTHON_VENV_PIP)
+        .with_pip(*pins.JUPYTER)
+        .with_file(JUPYTER_CONFIG, FILES / "jupyter_server_config.py")
+        .with_service("jupyterlab", (FILES / "jupyterlab.run").read_text())
+        .with_label(contract.LABEL_SERVER, "jupyter")
+        .with_label(contract.LABEL_SERVICE, "jupyterlab")
+        .with_probes(imports=("jupyterlab", "notebook", "ipykernel"))
+    )
+
+
+def full(image: Image, *, xgboost: str = pins.XGBOOST_CPU) -> Image:
+    """Kubeflow's "full" package set (data science + kfp + jupyterlab-git)."""
+    return (
+        image
+        .with_pip(*pins.FULL_COMMON, xgboost)
+        .with_probes(imports=("bokeh", "cloudpickle", "dill", "ipympl", "matplotlib", "numpy",
+                              "pandas", "skimage", "sklearn", "scipy", "seaborn", "xgboost",
+                              "kfp", "jupyterlab_git"))
+    )
+
+
+def scipy(image: Image) -> Image:
+    """The full set plus Kubeflow's scipy extras (LaTeX fonts, ffmpeg, dask, numba, ...)."""
+    return (
+        image
+        .with_apt(*pins.SCIPY_APT)
+        .with_(full)
+        .with_pip(*pins.SCIPY_EXTRA)
+        .with_probes(imports=("dask", "numba", "h5py", "statsmodels", "sympy", "sqlalchemy",
+                              "tables", "bs4", "altair"),
+                     commands=("ffmpeg -version", "dvipng --version"))
+    )
+
+
+def register(catalog: Catalog) -> None:
+    catalog.add("jupyter", "base", jupyter)
+    catalog.add("jupyter-scipy", "jupyter", scipy)

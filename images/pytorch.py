@@ -1,0 +1,60 @@
+"""The PyTorch images: CPU (CPU wheel index), CUDA (CUDA comes inside PyPI's wheels, no
+nvidia/cuda base) and Gaudi (Habana's wheels), each with a "full" edition."""
+
+from __future__ import annotations
+
+from nbpipe import platforms as plat
+from nbpipe.catalog import Catalog
+from nbpipe.image import Image
+
+from . import pins
+from .jupyter import full
+
+
+def pytorch(image: Image) -> Image:
+    """PyTorch, CPU build, from PyTorch's CPU wheel index."""
+    return (
+        image
+        .with_pip(*pins.TORCH_CPU, index_url=pins.TORCH_CPU_INDEX)
+        .with_probes(imports=("torch", "torchvision", "torchaudio"))
+    )
+
+
+def pytorch_cuda(image: Image) -> Image:
+    """PyTorch with CUDA from PyPI's wheels; the smoke test needs a `cuda` runner."""
+    return (
+        image
+        .with_env("NVIDIA_VISIBLE_DEVICES", "all")
+        .with_env("NVIDIA_DRIVER_CAPABILITIES", "compute,utility")
+        .with_pip(*pins.TORCH_CUDA)
+        .with_probes(imports=("torch", "torchvision", "torchaudio"))
+        .with_runner_tags("cuda")
+    )
+
+
+def pytorch_gaudi(image: Image) -> Image:
+    """PyTorch for Intel Gaudi (HPU) from Habana's vault; amd64 only, `gaudi` runners."""
+    return (
+        image
+        .with_platforms(plat.AMD64)
+        .with_env("HABANA_VISIBLE_DEVICES", "all")
+        .with_env("PT_HPU_LAZY_MODE", "0")
+        .with_pip(*pins.TORCH_GAUDI_BASE, index_url=pins.TORCH_CPU_INDEX)
+        .with_pip(*pins.HABANA_PIP, index_url=pins.HABANA_INDEX,
+                  extra_index_urls=(pins.PYPI_SIMPLE,))
+        .with_probes(imports=("torch", "habana_frameworks.torch"))
+        .with_runner_tags("gaudi")
+    )
+
+
+def full_cuda(image: Image) -> Image:
+    return full(image, xgboost=pins.XGBOOST_CUDA)
+
+
+def register(catalog: Catalog) -> None:
+    catalog.add("jupyter-pytorch", "jupyter", pytorch)
+    catalog.add("jupyter-pytorch-full", "jupyter-pytorch", full)
+    catalog.add("jupyter-pytorch-cuda", "jupyter", pytorch_cuda)
+    catalog.add("jupyter-pytorch-cuda-full", "jupyter-pytorch-cuda", full_cuda)
+    catalog.add("jupyter-pytorch-gaudi", "jupyter", pytorch_gaudi)
+    catalog.add("jupyter-pytorch-gaudi-full", "jupyter-pytorch-gaudi", full)

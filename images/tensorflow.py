@@ -1,0 +1,41 @@
+"""The TensorFlow images: CPU and CUDA (tensorflow[and-cuda], amd64 only), each with a
+"full" edition."""
+
+from __future__ import annotations
+
+from nbpipe import platforms as plat
+from nbpipe.catalog import Catalog
+from nbpipe.image import Image
+
+from . import pins
+from .jupyter import full
+from .pytorch import full_cuda
+
+
+def tensorflow(image: Image) -> Image:
+    """TensorFlow, CPU."""
+    return (
+        image
+        .with_pip(pins.TENSORFLOW_CPU)
+        .with_probes(imports=("tensorflow",))
+    )
+
+
+def tensorflow_cuda(image: Image) -> Image:
+    """TensorFlow with CUDA from PyPI's wheels; amd64 only (no CUDA wheels for arm64)."""
+    return (
+        image
+        .with_platforms(plat.AMD64)
+        .with_env("NVIDIA_VISIBLE_DEVICES", "all")
+        .with_env("NVIDIA_DRIVER_CAPABILITIES", "compute,utility")
+        .with_pip(pins.TENSORFLOW_CUDA)
+        .with_probes(imports=("tensorflow",))
+        .with_runner_tags("cuda")
+    )
+
+
+def register(catalog: Catalog) -> None:
+    catalog.add("jupyter-tensorflow", "jupyter", tensorflow)
+    catalog.add("jupyter-tensorflow-full", "jupyter-tensorflow", full)
+    catalog.add("jupyter-tensorflow-cuda", "jupyter", tensorflow_cuda)
+    catalog.add("jupyter-tensorflow-cuda-full", "jupyter-tensorflow-cuda", full_cuda)

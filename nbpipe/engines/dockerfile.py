@@ -1,0 +1,120 @@
+"""Lowering to a Dockerfile + build context: what `nbpipe export` prints and what the
+Podman/Buildah and Docker engines build. One op, one instruction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..image import BaseRef, Image, short
+from ..ops import BindMount, CacheMount, Exec, Expose, Op, SecretMount, SetCmd
+from ..ops import SetEntrypoint, SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile
+from ..options import BuildOptions
+from .. import contract
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A Dockerfile and the files it COPYs (context-relative path -> bytes)."""
+
+    text: str
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def write(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for rel, data in self.files.items():
+            path = folder / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        out = folder / "Dockerfile"
+        out.write_text(self.text)
+        return out
+
+
+def local_ref(image: Image, platform: str) -> str:
+    """The local tag of a built image: its name and per-platform content digest."""
+    return f"localhost/nbpipe/{image.name or 'custom'}:{short(image.digest(platform), 16)}"
+
+
+def parent_ref(image: Image, platform: str) -> str:
+    parent = image.parent
+    return parent.pinned(platform) if isinstance(parent, BaseRef) else local_ref(parent, platform)
+
+
+def stamp(image: Image, platform: str) -> tuple[Op, ...]:
+    """Labels every engine adds so a built image says what it is."""
+    return (SetLabel(contract.LABEL_NAME, image.name or "custom"),
+            SetLabel(contract.LABEL_DIGEST, image.digest(platform)))
+
+
+def _quote(value: str) -> str:
+    """A Dockerfile double-quoted word that stays literal (no $VAR expansion)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def _mount_flag(m: CacheMount | SecretMount | BindMount) -> str:
+    match m:
+        case CacheMount(target=t, id=i, owner=o):
+            uid, gid = o.split(":")
+            return f"--mount=type=cache,id={i},target={t},sharing=locked,uid={uid},gid={gid}"
+        case SecretMount(target=t, id=i):
+            return f"--mount=type=secret,id={i},target={t},mode=0444"
+        case BindMount(target=t, id=i):
+            return f"--mount=type=bind,source={i},target={t},readonly"
+    raise TypeError(m)
+
+
+def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
+           from_ref: str | None = None) -> Rendered:
+    """The Dockerfile that builds ``image`` from its (already built) parent."""
+    files: dict[str, bytes] = {}
+    parent = image.parent
+    user = parent.config(platform).user if isinstance(parent, Image) else "root"
+    lines = [
+        f"# nbpipe: {image.name or 'custom'} for {platform}",
+        f"# digest: {image.digest(platform)}",
+        f"FROM {from_ref or parent_ref(image, platform)}",
+    ]
+    for op in (*image.ops(platform), *stamp(image, platform)):
+        match op:
+            case Exec():
+                run = options.prepare(op)
+                flags = "".join(_mount_flag(m) + " " for m in run.mounts)
+                instr = f"RUN {flags}{json.dumps(run.argv())}"
+                if run.user and run.user != user:
+                    lines += [f"USER {run.user}", instr, f"USER {user}"]
+                else:
+                    lines.append(instr)
+            case SetEnv(name=n, value=v):
+                lines.append(f"ENV {n}={_quote(v)}")
+            case SetUser(user=u):
+                user = u
+                lines.append(f"USER {u}")
+            case SetWorkdir(path=p):
+                lines.append(f"WORKDIR {p}")
+            case WriteFile(path=p, content=c, mode=m, owner=o):
+                rel = f"files/{hashlib.sha256(c).hexdigest()}"
+                files[rel] = c
+                lines.append(f"COPY --chown={o} --chmod={m:04o} {json.dumps([rel, p])}")
+            case SetLabel(key=k, value=v):
+                lines.append(f"LABEL {_quote(k)}={_quote(v)}")
+            case Expose(port=p):
+                lines.append(f"EXPOSE {p}")
+            case SetEntrypoint(argv=a):
+                lines.append(f"ENTRYPOINT {json.dumps(list(a))}")
+            case SetCmd(argv=a):
+                lines.append(f"CMD {json.dumps(list(a))}")
+    return Rendered("\n".join(_merge_users(lines)) + "\n", files)
+
+
+def _merge_users(lines: list[str]) -> list[str]:
+    """``USER a`` directly followed by ``USER b`` is just ``USER b``."""
+    out: list[str] = []
+    for line in lines:
+        if line.startswith("USER ") and out and out[-1].startswith("USER "):
+            out[-1] = line
+        else:
+            out.append(line)
+    return out

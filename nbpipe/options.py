@@ -1,0 +1,56 @@
+"""Build options: how to build (network trust, local wheels), never what is built.
+
+Options do not enter the digest: a CA bundle or a wheelhouse changes where bytes come
+from, not which bytes the recipe asks for. Both engines apply them through ``prepare``,
+so an option means the same thing everywhere, and nothing of it stays in a layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import NbpipeError
+from .ops import BindMount, Exec, SecretMount
+
+CA_ID = "nbpipe-ca"
+CA_TARGET = "/run/secrets/nbpipe-ca.crt"
+WHEELHOUSE_ID = "nbpipe-wheelhouse"
+WHEELHOUSE_TARGET = "/run/nbpipe/wheelhouse"
+
+# Every client we run in builds that speaks TLS, pointed at the mounted bundle.
+CA_ENV = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT",
+          "NODE_EXTRA_CA_CERTS", "npm_config_cafile", "GIT_SSL_CAINFO")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    ca_bundle: Path | None = None  # a complete PEM bundle (e.g. the host's), build-time only
+    wheelhouse: Path | None = None  # a folder of wheels pip may use (find-links)
+    source_date_epoch: int = 0  # clamps file times and bytecode: same inputs, same bytes
+
+    def __post_init__(self) -> None:
+        if self.ca_bundle is not None:
+            ca = Path(self.ca_bundle)
+            if not ca.is_file():
+                raise NbpipeError(f"--ca-bundle {ca}: no such file")
+            if b"BEGIN CERTIFICATE" not in ca.read_bytes()[:1 << 20]:
+                raise NbpipeError(f"--ca-bundle {ca}: not a PEM certificate bundle")
+            object.__setattr__(self, "ca_bundle", ca.resolve())
+        if self.wheelhouse is not None:
+            wh = Path(self.wheelhouse)
+            if not wh.is_dir():
+                raise NbpipeError(f"--wheelhouse {wh}: no such directory")
+            object.__setattr__(self, "wheelhouse", wh.resolve())
+
+    def prepare(self, op: Exec) -> Exec:
+        """The Exec an engine really runs: reproducibility env, plus CA and wheels if set."""
+        env = [("SOURCE_DATE_EPOCH", str(self.source_date_epoch)), ("PYTHONHASHSEED", "0")]
+        mounts = list(op.mounts)
+        if self.ca_bundle is not None and op.network:
+            mounts.append(SecretMount(CA_TARGET, CA_ID))
+            env += [(k, CA_TARGET) for k in CA_ENV]
+        if self.wheelhouse is not None and op.pip:
+            mounts.append(BindMount(WHEELHOUSE_TARGET, WHEELHOUSE_ID))
+            env.append(("PIP_FIND_LINKS", WHEELHOUSE_TARGET))
+        return replace(op, mounts=tuple(mounts), env=(*env, *op.env))

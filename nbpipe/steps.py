@@ -1,0 +1,436 @@
+"""The step vocabulary: what an image recipe is made of.
+
+A step is a frozen value. It knows three things: its canonical form (what the digest
+hashes), how it lowers to primitive ops (what engines execute), and which outside hosts
+it needs (so a build can say up front "this needs Posit's download site").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, ClassVar
+from urllib.parse import urlparse
+
+from . import contract
+from .errors import NbpipeError
+from .ops import CacheMount, Exec, Expose, Op, SetCmd, SetEntrypoint, SetEnv, SetLabel
+from .ops import SetUser, SetWorkdir, WriteFile
+
+JOVYAN = f"{contract.NB_UID}:{contract.NB_GID}"
+DEBIAN_ARCHIVE = "deb.debian.org"
+PYPI_HOSTS = ("pypi.org", "files.pythonhosted.org")
+NPM_REGISTRY = "registry.npmjs.org"
+
+# Files that differ between two otherwise identical apt runs: removing them keeps layers
+# small and digests reproducible (measured: see DESIGN.md "Engines on our machines").
+APT_CLEANUP = (
+    "rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log"
+    " /var/log/alternatives.log /var/cache/ldconfig/aux-cache /var/cache/debconf/*-old"
+)
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_APT_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$")
+_NPM_NAME = re.compile(r"^(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*(@[\w.^~<>=*|-]+)?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_PIP_SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?\s*([<>=!~]=?.*)?$")
+
+
+def _canon(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"sha256": hashlib.sha256(value).hexdigest()}
+    if isinstance(value, (tuple, list)):
+        return [_canon(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _canon(v) for k, v in sorted(value.items())}
+    return value
+
+
+def _abs(path: str, what: str) -> str:
+    if not PurePosixPath(path).is_absolute():
+        raise NbpipeError(f"{what}: path {path!r} must be absolute (start with '/')")
+    return path
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """Base of all steps. ``platforms`` empty means the step applies to every platform."""
+
+    kind: ClassVar[str] = "step"
+    platforms: tuple[str, ...] = ()
+
+    def applies_to(self, platform: str) -> bool:
+        return not self.platforms or platform in self.platforms
+
+    def canonical(self) -> dict[str, Any]:
+        body = {f.name: _canon(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {"kind": self.kind, **body}
+
+    def lower(self) -> tuple[Op, ...]:
+        raise NotImplementedError
+
+    def sources(self) -> tuple[str, ...]:
+        """Outside hosts this step downloads from."""
+        return ()
+
+    def describe(self) -> str:
+        return self.kind
+
+
+@dataclass(frozen=True, kw_only=True)
+class Apt(Step):
+    """Install Debian packages (name or name=version), recommends off, caches outside layers."""
+
+    kind: ClassVar[str] = "apt"
+    packages: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.packages:
+            raise NbpipeError("apt: give at least one package")
+        for p in self.packages:
+            if not _APT_NAME.match(p):
+                raise NbpipeError(f"apt: {p!r} is not a Debian package name (name or name=version)")
+
+    def lower(self) -> tuple[Op, ...]:
+        pkgs = " ".join(shlex.quote(p) for p in self.packages)
+        script = "\n".join([
+            "set -eu",
+            "apt-get update -q",
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
+            f" -o APT::Keep-Downloaded-Packages=true {pkgs}",
+            APT_CLEANUP,
+        ])
+        mounts = (CacheMount("/var/cache/apt/archives", "nbpipe-apt-archives"),)
+        return (Exec(script, user="root", network=True, mounts=mounts),)
+
+    def sources(self) -> tuple[str, ...]:
+        return (DEBIAN_ARCHIVE,)
+
+    def describe(self) -> str:
+        return "apt " + " ".join(self.packages)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pip(Step):
+    """pip install into the image's venv, as its owner, with pip's cache outside layers."""
+
+    kind: ClassVar[str] = "pip"
+    packages: tuple[str, ...]
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    python: str = contract.VENV_PYTHON
+    user: str = JOVYAN
+
+    def __post_init__(self) -> None:
+        if not self.packages:
+            raise NbpipeError("pip: give at least one requirement")
+        for p in self.packages:
+            if not _PIP_SPEC.match(p) or any(c in p for c in ";'\"`$\n"):
+                raise NbpipeError(f"pip: {p!r} is not a requirement like 'name==1.2.3'")
+
+    def lower(self) -> tuple[Op, ...]:
+        args = [self.python, "-m", "pip", "install", "--no-input", "--progress-bar", "off"]
+        if self.index_url:
+            args += ["--index-url", self.index_url]
+        for url in self.extra_index_urls:
+            args += ["--extra-index-url", url]
+        args += list(self.packages)
+        cache = CacheMount("/var/cache/nbpipe/pip", "nbpipe-pip", owner=self.user)
+        return (Exec(
+            "set -eu\n" + shlex.join(args),
+            user=self.user, network=True, pip=True, mounts=(cache,),
+            env=(("PIP_CACHE_DIR", "/var/cache/nbpipe/pip"),
+                 ("PIP_DISABLE_PIP_VERSION_CHECK", "1")),
+        ),)
+
+    def sources(self) -> tuple[str, ...]:
+        hosts = [urlparse(u).hostname or u for u in (self.index_url, *self.extra_index_urls) if u]
+        return tuple(hosts) if self.index_url else (*PYPI_HOSTS, *hosts)
+
+    def describe(self) -> str:
+        return "pip " + " ".join(self.packages)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Npm(Step):
+    """npm install -g into a prefix, using the node/npm already in the image."""
+
+    kind: ClassVar[str] = "npm"
+    packages: tuple[str, ...]
+    prefix: str = "/usr/local"
+    user: str = "root"
+    npm: str = "npm"
+
+    def __post_init__(self) -> None:
+        if not self.packages:
+            raise NbpipeError("npm: give at least one package")
+        for p in self.packages:
+            if not _NPM_NAME.match(p):
+                raise NbpipeError(f"npm: {p!r} is not a package like 'name@1.2.3'")
+
+    def lower(self) -> tuple[Op, ...]:
+        args = [self.npm, "install", "--global", "--prefix", self.prefix, "--no-fund",
+                "--no-audit", "--unsafe-perm", *self.packages]
+        cache = CacheMount("/var/cache/nbpipe/npm", "nbpipe-npm", owner="0:0")
+        return (Exec(
+            "set -eu\n" + shlex.join(args) + "\nrm -rf /root/.npm/_logs",
+            user=self.user, network=True, mounts=(cache,),
+            env=(("npm_config_cache", "/var/cache/nbpipe/npm"),),
+        ),)
+
+    def sources(self) -> tuple[str, ...]:
+        return (NPM_REGISTRY,)
+
+    def describe(self) -> str:
+        return "npm " + " ".join(self.packages)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Env(Step):
+    """Set an environment variable. Values are literal: no $VAR expansion on any engine."""
+
+    kind: ClassVar[str] = "env"
+    name: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if not _ENV_NAME.match(self.name):
+            raise NbpipeError(f"env: {self.name!r} is not a valid variable name")
+        if "\n" in self.value:
+            raise NbpipeError(f"env: the value of {self.name} must be one line")
+
+    def lower(self) -> tuple[Op, ...]:
+        return (SetEnv(self.name, self.value),)
+
+    def describe(self) -> str:
+        return f"env {self.name}={self.value}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class User(Step):
+    kind: ClassVar[str] = "user"
+    user: str
+
+    def lower(self) -> tuple[Op, ...]:
+        return (SetUser(self.user),)
+
+    def describe(self) -> str:
+        return f"user {self.user}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workdir(Step):
+    kind: ClassVar[str] = "workdir"
+    path: str
+
+    def __post_init__(self) -> None:
+        _abs(self.path, "workdir")
+
+    def lower(self) -> tuple[Op, ...]:
+        return (SetWorkdir(self.path),)
+
+    def describe(self) -> str:
+        return f"workdir {self.path}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class File(Step):
+    """Put a file in the image; its content (by hash) is part of the digest."""
+
+    kind: ClassVar[str] = "file"
+    path: str
+    content: bytes = field(repr=False)
+    mode: int = 0o644
+    owner: str = "0:0"
+
+    def __post_init__(self) -> None:
+        _abs(self.path, "file")
+        if isinstance(self.content, str):
+            object.__setattr__(self, "content", self.content.encode())
+
+    def lower(self) -> tuple[Op, ...]:
+        return (WriteFile(self.path, self.content, self.mode, self.owner),)
+
+    def describe(self) -> str:
+        return f"file {self.path} ({len(self.content)} bytes, {self.mode:o})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Download(Step):
+    """Fetch a URL and refuse it unless its sha256 matches; optionally unpack a tarball."""
+
+    kind: ClassVar[str] = "download"
+    url: str
+    sha256: str
+    dest: str
+    mode: int = 0o644
+    extract: bool = False  # dest is then a directory the tarball unpacks into
+    strip_components: int = 0
+
+    def __post_init__(self) -> None:
+        _abs(self.dest, "download")
+        if not _SHA256.match(self.sha256):
+            raise NbpipeError(f"download {self.url}: sha256 must be 64 lowercase hex digits")
+        if urlparse(self.url).scheme != "https":
+            raise NbpipeError(f"download {self.url}: only https:// URLs are allowed")
+
+    def lower(self) -> tuple[Op, ...]:
+        tmp = "/tmp/nbpipe-download"
+        lines = [
+            "set -eu",
+            f"curl -fsSL --retry 3 -o {tmp} {shlex.quote(self.url)}",
+            f"echo {shlex.quote(self.sha256 + '  ' + tmp)} | sha256sum -c -",
+        ]
+        dest = shlex.quote(self.dest)
+        if self.extract:
+            lines += [f"mkdir -p {dest}",
+                      f"tar -xf {tmp} -C {dest} --strip-components={self.strip_components}"
+                      " --no-same-owner",
+                      f"rm -f {tmp}"]
+        else:
+            lines += [f"mkdir -p $(dirname {dest})",
+                      f"install -m {self.mode:o} {tmp} {dest}", f"rm -f {tmp}"]
+        return (Exec("\n".join(lines), user="root", network=True),)
+
+    def sources(self) -> tuple[str, ...]:
+        return (urlparse(self.url).hostname or self.url,)
+
+    def describe(self) -> str:
+        return f"download {self.url} -> {self.dest}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run(Step):
+    """A shell script. ``user`` None runs as the image's current user; say if it needs net."""
+
+    kind: ClassVar[str] = "run"
+    script: str
+    user: str | None = None
+    network: bool = False
+
+    def lower(self) -> tuple[Op, ...]:
+        return (Exec("set -eu\n" + self.script, user=self.user, network=self.network),)
+
+    def describe(self) -> str:
+        first = self.script.strip().splitlines()[0] if self.script.strip() else ""
+        return "run " + (first[:70] + ("..." if len(first) > 70 else ""))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Label(Step):
+    kind: ClassVar[str] = "label"
+    key: str
+    value: str
+
+    def lower(self) -> tuple[Op, ...]:
+        return (SetLabel(self.key, self.value),)
+
+    def describe(self) -> str:
+        return f"label {self.key}={self.value}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Port(Step):
+    kind: ClassVar[str] = "port"
+    port: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise NbpipeError(f"port: {self.port} is not a TCP port (1-65535)")
+
+    def lower(self) -> tuple[Op, ...]:
+        return (Expose(self.port),)
+
+    def describe(self) -> str:
+        return f"port {self.port}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entrypoint(Step):
+    kind: ClassVar[str] = "entrypoint"
+    argv: tuple[str, ...]
+    cmd: tuple[str, ...] = ()
+
+    def lower(self) -> tuple[Op, ...]:
+        return (SetEntrypoint(self.argv), SetCmd(self.cmd))
+
+    def describe(self) -> str:
+        return "entrypoint " + shlex.join(self.argv + self.cmd)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InitScript(Step):
+    """A cont-init.d script: runs at every start, in name order, before services."""
+
+    kind: ClassVar[str] = "init-script"
+    name: str
+    script: str
+
+    def __post_init__(self) -> None:
+        if "/" in self.name or not self.name:
+            raise NbpipeError(f"init script: {self.name!r} must be a plain file name like '10-x'")
+
+    def lower(self) -> tuple[Op, ...]:
+        return (WriteFile(f"{contract.CONT_INIT_DIR}/{self.name}", self.script.encode(), 0o755),)
+
+    def describe(self) -> str:
+        return f"init-script {self.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Service(Step):
+    """A supervised long-running process: /etc/services.d/NAME/run, restarted if it dies."""
+
+    kind: ClassVar[str] = "service"
+    name: str
+    run: str
+    finish: str | None = None
+
+    def __post_init__(self) -> None:
+        if "/" in self.name or not self.name:
+            raise NbpipeError(f"service: {self.name!r} must be a plain name like 'jupyterlab'")
+        if not self.run.strip():
+            raise NbpipeError(f"service {self.name}: the run script is empty")
+
+    def lower(self) -> tuple[Op, ...]:
+        base = f"{contract.SERVICES_DIR}/{self.name}"
+        ops: list[Op] = [WriteFile(f"{base}/run", self.run.encode(), 0o755)]
+        if self.finish:
+            ops.append(WriteFile(f"{base}/finish", self.finish.encode(), 0o755))
+        return tuple(ops)
+
+    def describe(self) -> str:
+        return f"service {self.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class HomeFile(Step):
+    """A file for $HOME, kept in the skeleton that /init copies into an empty home."""
+
+    kind: ClassVar[str] = "home-file"
+    path: str  # relative to $HOME
+    content: bytes = field(repr=False)
+    mode: int = 0o644
+
+    def __post_init__(self) -> None:
+        p = PurePosixPath(self.path)
+        if p.is_absolute() or ".." in p.parts:
+            raise NbpipeError(f"home file: {self.path!r} must be relative to $HOME, without '..'")
+        if isinstance(self.content, str):
+            object.__setattr__(self, "content", self.content.encode())
+
+    def lower(self) -> tuple[Op, ...]:
+        return (WriteFile(f"{contract.SKEL}/{self.path}", self.content, self.mode, JOVYAN),)
+
+    def describe(self) -> str:
+        return f"home-file ~/{self.path}"
+
+
+ALL_STEPS: tuple[type[Step], ...] = (
+    Apt, Pip, Npm, Env, User, Workdir, File, Download, Run, Label, Port, Entrypoint,
+    InitScript, Service, HomeFile,
+)

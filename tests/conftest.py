@@ -1,0 +1,13 @@
+"""Shared fixtures. Real-engine fixtures live in tests/engine/conftest.py."""
+
+from __future__ import annotations
+
+import pytest
+
+import images
+from nbpipe.catalog import Catalog
+
+
+@pytest.fixture()
+def family() -> Catalog:
+    return images.family()

@@ -1,0 +1,87 @@
+"""Catalog: malformed graphs are refused with the image named; order and closures."""
+
+from __future__ import annotations
+
+import pytest
+
+from nbpipe import platforms as plat
+from nbpipe.catalog import Catalog
+from nbpipe.errors import CatalogError
+from nbpipe.image import BaseRef, Image
+
+ROOT = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64})
+
+
+def ident(img: Image) -> Image:
+    return img.with_env("X", img.name)
+
+
+def test_unknown_parent_names_the_image() -> None:
+    c = Catalog()
+    c.add("a", ROOT, ident)
+    c.add("b", "nope", ident)
+    with pytest.raises(CatalogError, match="image 'b' has unknown parent 'nope'"):
+        c.order()
+
+
+def test_cycle_names_the_loop() -> None:
+    c = Catalog()
+    c.add("a", ROOT, ident)
+    c.add("b", "c", ident)
+    c.add("c", "b", ident)
+    with pytest.raises(CatalogError, match=r"parent cycle: b -> c -> b"):
+        c.validate()
+
+
+def test_self_parent_is_a_cycle() -> None:
+    c = Catalog()
+    c.add("a", "a", ident)
+    with pytest.raises(CatalogError, match="cycle"):
+        c.resolve("a")
+
+
+def test_duplicate_name() -> None:
+    c = Catalog()
+    c.add("a", ROOT, ident)
+    with pytest.raises(CatalogError, match="'a' is defined twice"):
+        c.add("a", ROOT, ident)
+
+
+def test_unknown_image_lists_known_ones() -> None:
+    c = Catalog()
+    c.add("a", ROOT, ident)
+    with pytest.raises(CatalogError, match="unknown image 'zz'; known images: a"):
+        c.resolve("zz")
+
+
+def test_recipe_must_return_an_image_built_on_its_parent() -> None:
+    c = Catalog()
+    c.add("a", ROOT, lambda img: "oops")  # type: ignore[arg-type,return-value]
+    with pytest.raises(CatalogError, match="returned str"):
+        c.resolve("a")
+    d = Catalog()
+    d.add("a", ROOT, ident)
+    d.add("b", "a", lambda img: Image.from_base(ROOT))
+    with pytest.raises(CatalogError, match="must build on the parent"):
+        d.resolve("b")
+
+
+def test_order_subgraph_and_affected() -> None:
+    c = Catalog()
+    c.add("a", ROOT, ident)
+    c.add("b", "a", ident)
+    c.add("c", "a", ident)
+    c.add("d", "b", ident)
+    assert c.order() == ["a", "b", "c", "d"]
+    assert c.order(["d"]) == ["a", "b", "d"]
+    assert c.descendants("b") == {"d"}
+    before = c.digests()
+    assert c.affected(before) == []
+    assert c.affected({**before, "b": "sha256:old"}) == ["b"]
+    assert c.affected({k: v for k, v in before.items() if k != "c"}) == ["c"]
+
+
+def test_platform_subset_is_enforced() -> None:
+    amd_only = Image.from_base(ROOT)
+    with pytest.raises(Exception, match="not offered by its parent"):
+        Image(parent=amd_only, platforms=(plat.AMD64, plat.ARM64), name="x")

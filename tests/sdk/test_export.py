@@ -1,0 +1,133 @@
+"""`nbpipe export`: the Dockerfile performs exactly the image's ops, in order.
+
+The Dockerfile is parsed back into (instruction, meaning) pairs and compared with what
+the recipe's ops say, so any drift in the lowering shows up here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from nbpipe import platforms as plat
+from nbpipe.catalog import Catalog
+from nbpipe.engines import dockerfile
+from nbpipe.image import Image
+from nbpipe.ops import Exec, Expose, SetCmd, SetEntrypoint, SetEnv, SetLabel, SetUser
+from nbpipe.ops import SetWorkdir, WriteFile
+from nbpipe.options import BuildOptions
+
+
+def _unquote(word: str) -> str:
+    assert word.startswith('"') and word.endswith('"'), word
+    return re.sub(r"\\(.)", r"\1", word[1:-1])
+
+
+def expected(image: Image, platform: str, options: BuildOptions) -> list[tuple]:
+    parent = image.parent
+    user = parent.config(platform).user if isinstance(parent, Image) else "root"
+    out: list[tuple] = []
+    for op in (*image.ops(platform), *dockerfile.stamp(image, platform)):
+        match op:
+            case Exec():
+                run = options.prepare(op)
+                out.append(("RUN", run.user or user, run.argv()))
+            case SetUser(user=u):
+                user = u
+            case SetEnv(name=n, value=v):
+                out.append(("ENV", n, v))
+            case SetWorkdir(path=p):
+                out.append(("WORKDIR", p))
+            case WriteFile(path=p, content=c, mode=m, owner=o):
+                out.append(("COPY", p, c, m, o))
+            case SetLabel(key=k, value=v):
+                out.append(("LABEL", k, v))
+            case Expose(port=p):
+                out.append(("EXPOSE", p))
+            case SetEntrypoint(argv=a):
+                out.append(("ENTRYPOINT", list(a)))
+            case SetCmd(argv=a):
+                out.append(("CMD", list(a)))
+    return out
+
+
+def parsed(rendered: dockerfile.Rendered, start_user: str) -> tuple[list[tuple], str]:
+    user = start_user
+    out: list[tuple] = []
+    for line in rendered.text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        instr, _, rest = line.partition(" ")
+        if instr == "FROM":
+            continue
+        if instr == "USER":
+            user = rest
+        elif instr == "RUN":
+            argv_text = rest[rest.index("["):]
+            out.append(("RUN", user, json.loads(argv_text)))
+        elif instr == "ENV":
+            name, _, value = rest.partition("=")
+            out.append(("ENV", name, _unquote(value)))
+        elif instr == "WORKDIR":
+            out.append(("WORKDIR", rest))
+        elif instr == "COPY":
+            m = re.match(r"--chown=(\S+) --chmod=(\d+) (\[.*\])$", rest)
+            assert m, line
+            src, dest = json.loads(m.group(3))
+            out.append(("COPY", dest, rendered.files[src], int(m.group(2), 8), m.group(1)))
+        elif instr == "LABEL":
+            k, v = re.match(r'("(?:[^"\\]|\\.)*")=("(?:[^"\\]|\\.)*")$', rest).groups()
+            out.append(("LABEL", _unquote(k), _unquote(v)))
+        elif instr == "EXPOSE":
+            out.append(("EXPOSE", int(rest)))
+        elif instr in ("ENTRYPOINT", "CMD"):
+            out.append((instr, json.loads(rest)))
+        else:
+            pytest.fail(f"unexpected instruction {line!r}")
+    return out, user
+
+
+@pytest.mark.parametrize("name", ["base", "jupyter", "jupyter-scipy", "jupyter-pytorch-gaudi",
+                                  "codeserver", "rstudio-tidyverse"])
+@pytest.mark.parametrize("platform", plat.ALL)
+def test_export_performs_the_recipe_in_order(family: Catalog, name: str, platform: str,
+                                             tmp_path) -> None:
+    image = family.resolve(name)
+    if platform not in image.platforms:
+        pytest.skip(f"{name} is not built for {platform}")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    for options in (BuildOptions(), BuildOptions(ca_bundle=ca, wheelhouse=tmp_path)):
+        rendered = dockerfile.render(image, platform, options)
+        parent = image.parent
+        start = parent.config(platform).user if isinstance(parent, Image) else "root"
+        got, final_user = parsed(rendered, start)
+        assert got == expected(image, platform, options)
+        assert final_user == image.config(platform).user
+
+
+def test_export_starts_from_the_parent_content_tag(family: Catalog) -> None:
+    scipy = family.resolve("jupyter-scipy")
+    text = dockerfile.render(scipy, plat.AMD64).text
+    assert f"FROM {dockerfile.local_ref(family.resolve('jupyter'), plat.AMD64)}\n" in text
+    base = dockerfile.render(family.resolve("base"), plat.ARM64).text
+    assert "FROM docker.io/library/debian:bookworm-slim@sha256:" in base
+
+
+def test_env_values_stay_literal() -> None:
+    from tests.sdk.test_digest import ROOT
+
+    img = Image.from_base(ROOT).with_env("X", 'a"$HOME\\b')
+    text = dockerfile.render(img, plat.AMD64).text
+    assert 'ENV X="a\\"\\$HOME\\\\b"' in text
+
+
+def test_ca_bundle_is_a_build_secret_never_a_layer(family: Catalog, tmp_path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    rendered = dockerfile.render(family.resolve("jupyter"), plat.AMD64, BuildOptions(ca_bundle=ca))
+    assert "type=secret,id=nbpipe-ca" in rendered.text
+    assert not any(b"BEGIN CERTIFICATE" in data for data in rendered.files.values())
+    assert "MIIB" not in rendered.text
