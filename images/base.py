@@ -42,7 +42,10 @@ def base(image: Image) -> Image:
         .with_env("NB_UID", str(contract.NB_UID))
         .with_env("NB_PREFIX", contract.DEFAULT_NB_PREFIX)
         .with_env("HOME", contract.HOME)
-        .with_user(f"{contract.NB_UID}:{contract.NB_GID}")
+        # Numeric (Kubernetes runAsNonRoot needs it) and without a group: the runtime then
+        # takes gid 0 from /etc/passwd and adds supplementary "users" from /etc/group;
+        # "1000:0" would drop the supplementary groups.
+        .with_user(str(contract.NB_UID))
         .with_workdir(contract.HOME)
         .with_port(contract.PORT)
         .with_entrypoint(contract.INIT)

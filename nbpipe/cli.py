@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -96,6 +97,140 @@ def export(name: str, platform: str = typer.Option(plat.AMD64, help="linux/amd64
     else:
         path = rendered.write(out)
         err.print(f"wrote {path} and {len(rendered.files)} file(s) under {out / 'files'}")
+
+
+# -- building and testing ----------------------------------------------------------------
+EngineOpt = typer.Option("auto", "--engine", help="auto | podman | docker")
+RootOpt = typer.Option("auto", "--root", help="auto (the local debootstrap root if "
+                       "present, else the registry pin) | local | registry")
+PlatformOpt = typer.Option(None, "--platform", help="linux/amd64 | linux/arm64 (default: this machine's)")
+CaOpt = typer.Option(None, "--ca-bundle", help="PEM bundle trusted during the build only "
+                     "(TLS-intercepting proxies); never stored in the image")
+WheelOpt = typer.Option(None, "--wheelhouse", help="folder of wheels pip may use (find-links)")
+JobsOpt = typer.Option(2, "--jobs", "-j", help="images built at the same time")
+ReportOpt = typer.Option(Path("reports"), "--report-dir", help="where the JSON and Markdown reports go")
+
+
+def _setup(catalog: str | None, engine: str, root: str, platform: str | None):
+    from .engines.oci import OciEngine
+    from . import rootfs
+
+    cat = _catalog(catalog)
+    eng = OciEngine.detect(engine)
+    platform = plat.check(platform or plat.host())
+    if root not in ("auto", "local", "registry"):
+        raise NbpipeError(f"--root {root!r}: use auto, local or registry")
+    local = rootfs.local_root(eng) if root != "registry" else None
+    if root == "local" and (local is None or platform not in local.platforms):
+        raise NbpipeError(f"no local root for {platform}: run `nbpipe base bootstrap "
+                          f"--platform {platform}` first")
+    if local is not None and platform in local.platforms:
+        cat = cat.rebased(local)
+        err.print(f"engine: {eng.kind} ({eng.binary}); root: {local.pinned(platform)} "
+                  f"(debootstrap, {short(local.digest(platform))})")
+    else:
+        err.print(f"engine: {eng.kind} ({eng.binary}); root: registry pin")
+    return cat, eng, platform
+
+
+def _run_pipeline(names: list[str], *, catalog, engine, root, platform, ca_bundle, wheelhouse,
+                  jobs, report_dir, probe: bool, force_probe: bool, no_cache: bool = False) -> None:
+    import anyio
+
+    from . import report
+    from .options import BuildOptions
+    from .pipeline import Pipeline
+
+    cat, eng, platform = _setup(catalog, engine, root, platform)
+    options = BuildOptions(ca_bundle=ca_bundle, wheelhouse=wheelhouse)
+    for n in names:
+        cat.entry(n)
+    with _progress() as on_event:
+        pipe = Pipeline(cat, eng, platform, options, jobs=jobs, probe=probe,
+                        force_probe=force_probe, no_cache=no_cache, on_event=on_event)
+        results = anyio.run(pipe.run, names or None)
+    console.print(report.table(results))
+    js, md = report.write(results, report_dir)
+    for r in results:
+        if not r.ok and r.message:
+            err.print(f"[bold]{r.name}[/bold]: {r.message}", highlight=False)
+            if r.log:
+                err.print(r.log, highlight=False, markup=False)
+    err.print(f"reports: {js} {md}")
+    if any(r.status in ("failed", "blocked") for r in results):
+        raise typer.Exit(1)
+
+
+class _progress:
+    """Live lines on a terminal; plain timestamped lines in CI logs."""
+
+    def __enter__(self):
+        self.start = time.monotonic()
+        if console.is_terminal:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                TimeElapsedColumn(), console=err, transient=True)
+            self.bar.start()
+            self.tasks: dict[str, int] = {}
+        else:
+            self.bar = None
+        return self.event
+
+    def event(self, name: str, what: str) -> None:
+        if self.bar is not None:
+            if name not in self.tasks:
+                self.tasks[name] = self.bar.add_task(f"{name}: {what}")
+            self.bar.update(self.tasks[name], description=f"{name}: {what}")
+        err.print(f"[{time.monotonic() - self.start:6.1f}s] {name}: {what}", highlight=False)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command()
+def build(names: list[str] = typer.Argument(None, help="images (default: all); ancestors come too"),
+          engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
+          ca_bundle: Optional[Path] = CaOpt, wheelhouse: Optional[Path] = WheelOpt,
+          jobs: int = JobsOpt, report_dir: Path = ReportOpt,
+          no_probe: bool = typer.Option(False, "--no-probe", help="skip the contract probes"),
+          no_cache: bool = typer.Option(False, "--no-cache", help="rebuild even if built"),
+          catalog: Optional[str] = CatalogOpt) -> None:
+    """Build images (parents first, already-built digests skipped) and probe each one."""
+    _run_pipeline(names or [], catalog=catalog, engine=engine, root=root, platform=platform,
+                  ca_bundle=ca_bundle, wheelhouse=wheelhouse, jobs=jobs, report_dir=report_dir,
+                  probe=not no_probe, force_probe=False, no_cache=no_cache)
+
+
+@app.command()
+def test(names: list[str] = typer.Argument(..., help="images to probe (built first if needed)"),
+         engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
+         ca_bundle: Optional[Path] = CaOpt, wheelhouse: Optional[Path] = WheelOpt,
+         jobs: int = JobsOpt, report_dir: Path = ReportOpt,
+         catalog: Optional[str] = CatalogOpt) -> None:
+    """Run the notebook-server contract probes against images (fresh, never from cache)."""
+    _run_pipeline(names, catalog=catalog, engine=engine, root=root, platform=platform,
+                  ca_bundle=ca_bundle, wheelhouse=wheelhouse, jobs=jobs, report_dir=report_dir,
+                  probe=True, force_probe=True)
+
+
+base_app = typer.Typer(help="The root filesystem the family builds on.", no_args_is_help=True)
+app.add_typer(base_app, name="base")
+
+
+@base_app.command("bootstrap")
+def base_bootstrap(platform: Optional[str] = PlatformOpt, engine: str = EngineOpt,
+                   force: bool = typer.Option(False, help="make it again even if present")) -> None:
+    """debootstrap Debian bookworm (minbase) and import it: builds need no registry."""
+    from .engines.oci import OciEngine
+    from . import rootfs
+
+    eng = OciEngine.detect(engine)
+    root = rootfs.bootstrap(eng, plat.check(platform or plat.host()), force=force,
+                            log=lambda m: err.print(m, highlight=False))
+    for p in root.platforms:
+        print(f"{root.pinned(p)} {root.digest(p)}")
 
 
 def main() -> None:

@@ -57,7 +57,7 @@ class BaseRef:
     def pinned(self, platform: str) -> str:
         """The reference an engine pulls: name@digest (registry) or the local name."""
         if self.ref.startswith("localhost/"):
-            return self.ref
+            return f"{self.ref}-{platform.split('/')[1]}"  # local roots: one tag per arch
         return f"{self.ref.split('@')[0]}@{self.digest(platform)}"
 
     def __hash__(self) -> int:

@@ -21,6 +21,14 @@ class Rendered:
 
     text: str
     files: dict[str, bytes] = field(default_factory=dict)
+    # For each instruction after FROM: the step it came from (to name a failed step).
+    origins: tuple[str, ...] = ()
+
+    def origin(self, instruction: int) -> str:
+        """The step behind the N-th instruction (1 = FROM, as builders count them)."""
+        if instruction <= 1 or instruction - 2 >= len(self.origins):
+            return "FROM (the parent image)"
+        return self.origins[instruction - 2]
 
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -77,7 +85,11 @@ def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
         f"# digest: {image.digest(platform)}",
         f"FROM {from_ref or parent_ref(image, platform)}",
     ]
-    for op in (*image.ops(platform), *stamp(image, platform)):
+    ops = [(st.describe(), op) for st in image.steps_for(platform) for op in st.lower()]
+    ops += [("label (nbpipe stamp)", op) for op in stamp(image, platform)]
+    origins: list[str] = []
+    for origin, op in ops:
+        before = len(lines)
         match op:
             case Exec():
                 run = options.prepare(op)
@@ -106,15 +118,19 @@ def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
                 lines.append(f"ENTRYPOINT {json.dumps(list(a))}")
             case SetCmd(argv=a):
                 lines.append(f"CMD {json.dumps(list(a))}")
-    return Rendered("\n".join(_merge_users(lines)) + "\n", files)
+        origins += [origin] * (len(lines) - before)
+    merged, merged_origins = _merge_users(lines[3:], origins)
+    return Rendered("\n".join(lines[:3] + merged) + "\n", files, tuple(merged_origins))
 
 
-def _merge_users(lines: list[str]) -> list[str]:
+def _merge_users(lines: list[str], origins: list[str]) -> tuple[list[str], list[str]]:
     """``USER a`` directly followed by ``USER b`` is just ``USER b``."""
     out: list[str] = []
-    for line in lines:
+    out_origins: list[str] = []
+    for line, origin in zip(lines, origins):
         if line.startswith("USER ") and out and out[-1].startswith("USER "):
-            out[-1] = line
+            out[-1], out_origins[-1] = line, origin
         else:
             out.append(line)
-    return out
+            out_origins.append(origin)
+    return out, out_origins

@@ -1,0 +1,222 @@
+"""Build and run with a container CLI: Podman/Buildah (default here) or Docker+BuildKit.
+
+Both take the same Dockerfile lowering. Results are tagged by content digest, and only
+after the build succeeded: a tag never points at a half-built image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import BuildError, NbpipeError
+from ..options import CA_ID, WHEELHOUSE_ID, BuildOptions
+from .dockerfile import Rendered
+
+_STEP_BUILDAH = re.compile(r"^STEP (\d+)/(\d+):")
+_STEP_BUILDKIT = re.compile(r"^#\d+ \[(?:[\w-]+ )?\s*(\d+)/(\d+)\]")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    ref: str
+    id: str
+    size: int  # bytes, uncompressed
+    labels: dict[str, str]
+    created: str
+
+
+@dataclass(frozen=True)
+class OciEngine:
+    """One container CLI. ``kind`` is "podman" or "docker"; ``binary`` is its path."""
+
+    kind: str
+    binary: str
+    runtime: str | None = None  # podman: an OCI runtime to force (runc on hybrid cgroups)
+
+    # -- discovery ---------------------------------------------------------------------
+    @classmethod
+    def detect(cls, prefer: str = "auto") -> "OciEngine":
+        """podman if installed (daemonless), else docker with a reachable daemon."""
+        order = ["podman", "docker"] if prefer == "auto" else [prefer]
+        problems = []
+        for kind in order:
+            binary = _find(kind)
+            if binary is None:
+                problems.append(f"{kind}: not installed")
+                continue
+            engine = cls(kind, binary, os.environ.get("NBPIPE_RUNTIME") or None)
+            ok, why = engine.usable()
+            if ok:
+                return engine
+            problems.append(f"{kind}: {why}")
+        raise NbpipeError("no usable container engine (" + "; ".join(problems) +
+                          "): run `bash .ci/setup-engine.sh` or install podman and buildah")
+
+    def usable(self) -> tuple[bool, str]:
+        r = self._run(["info", "--format", "json"] if self.kind == "podman"
+                      else ["info", "--format", "{{json .ServerVersion}}"], check=False)
+        if r.returncode != 0:
+            return False, (r.stderr.strip().splitlines() or ["`info` failed"])[-1]
+        return True, ""
+
+    # -- images ------------------------------------------------------------------------
+    def exists(self, ref: str) -> bool:
+        if self.kind == "podman":
+            return self._run(["image", "exists", ref], check=False).returncode == 0
+        return self._run(["image", "inspect", ref], check=False).returncode == 0
+
+    def inspect(self, ref: str) -> ImageInfo:
+        r = self._run(["image", "inspect", ref], check=False)
+        if r.returncode != 0:
+            raise NbpipeError(f"image {ref} is not in {self.kind}'s store: build it first "
+                              "(nbpipe build NAME)")
+        data = json.loads(r.stdout)[0]
+        labels = (data.get("Config") or {}).get("Labels") or data.get("Labels") or {}
+        return ImageInfo(ref=ref, id=data["Id"], size=int(data.get("Size", 0)),
+                         labels=dict(labels), created=str(data.get("Created", "")))
+
+    def tag(self, source: str, ref: str) -> None:
+        self._run(["tag", source, ref])
+
+    def remove(self, ref: str) -> None:
+        self._run(["rmi", "-f", ref], check=False)
+
+    def import_tar(self, tar: Path, ref: str, platform: str) -> str:
+        """Import a root filesystem tarball as an image; returns its id (sha256:...)."""
+        args = ["import"]
+        if self.kind == "podman":
+            args += ["--arch", platform.split("/")[1]]
+        else:
+            args += ["--platform", platform]
+        r = self._run([*args, str(tar), ref])
+        return self.inspect(ref).id if r.returncode == 0 else ""
+
+    def build(self, rendered: Rendered, ref: str, platform: str, options: BuildOptions,
+              log: Path, *, no_cache: bool = False) -> ImageInfo:
+        """Build, then tag ``ref`` only if the build succeeded; raise BuildError naming
+        the failed step and the last lines of its log otherwise."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="nbpipe-ctx-") as tmp:
+            ctx = Path(tmp)
+            rendered.write(ctx)
+            if options.wheelhouse is not None:
+                _link_tree(options.wheelhouse, ctx / WHEELHOUSE_ID)
+            iidfile = ctx / ".iid"
+            args = self._build_args(ctx, platform, options, iidfile, no_cache)
+            env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDAH_LAYERS": "true"}
+            with log.open("w") as out:
+                out.write(f"$ {self.binary} {' '.join(args)}\n\n{rendered.text}\n")
+                out.flush()
+                proc = subprocess.run([self.binary, *args], stdout=out,
+                                      stderr=subprocess.STDOUT, env=env)
+            if proc.returncode != 0 or not iidfile.exists():
+                raise BuildError(self._failure(rendered, log, ref))
+            image_id = iidfile.read_text().strip()
+        self.tag(image_id, ref)
+        return self.inspect(ref)
+
+    def _build_args(self, ctx: Path, platform: str, options: BuildOptions, iidfile: Path,
+                    no_cache: bool) -> list[str]:
+        args = ["build", "--platform", platform, "--iidfile", str(iidfile),
+                "-f", str(ctx / "Dockerfile"), "--network", "host"]
+        if self.kind == "podman":
+            args += ["--layers", "--pull=never", "--timestamp", str(options.source_date_epoch)]
+            if self.runtime:
+                args += ["--runtime", self.runtime]
+        else:
+            args += ["--progress", "plain"]
+        if no_cache:
+            args.append("--no-cache")
+        if options.ca_bundle is not None:
+            args += ["--secret", f"id={CA_ID},src={options.ca_bundle}"]
+        return [*args, str(ctx)]
+
+    def _failure(self, rendered: Rendered, log: Path, ref: str) -> str:
+        lines = log.read_text(errors="replace").splitlines()
+        step = None
+        for line in lines:
+            m = _STEP_BUILDAH.match(line) or _STEP_BUILDKIT.match(line)
+            if m:
+                step = int(m.group(1))
+        where = rendered.origin(step) if step else "before the first step"
+        tail = "\n".join("    " + line for line in lines[-15:])
+        return f"{ref}: step failed: {where}\n  log: {log}\n{tail}"
+
+    # -- containers --------------------------------------------------------------------
+    def run_detached(self, ref: str, *, env: dict[str, str], mounts: Sequence[str],
+                     port: int, container_port: int, name: str,
+                     extra: Sequence[str] = ()) -> str:
+        args = ["run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{container_port}"]
+        if self.kind == "podman" and self.runtime:
+            args[1:1] = ["--runtime", self.runtime]
+        for k, v in env.items():
+            args += ["-e", f"{k}={v}"]
+        for m in mounts:
+            args += ["-v", m]
+        r = self._run([*args, *extra, ref], check=False)
+        if r.returncode != 0:
+            raise NbpipeError(f"could not start {ref}: {r.stderr.strip()[-400:]}")
+        return r.stdout.strip()
+
+    def run_once(self, ref: str, argv: Sequence[str], *, extra: Sequence[str] = (),
+                 timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run a command in a throw-away container of ``ref`` (e.g. a GPU smoke test)."""
+        args = ["run", "--rm", *(["--runtime", self.runtime] if self.runtime else []),
+                *extra, "--entrypoint", argv[0], ref, *argv[1:]]
+        return self._run(args, check=False, timeout=timeout)
+
+    def exec(self, container: str, argv: Sequence[str], *, user: str | None = None,
+             timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        args = ["exec"] + (["--user", user] if user else []) + [container, *argv]
+        return self._run(args, check=False, timeout=timeout)
+
+    def logs(self, container: str) -> str:
+        r = self._run(["logs", container], check=False)
+        return r.stdout + r.stderr
+
+    def remove_container(self, container: str) -> None:
+        self._run(["rm", "-f", "-t", "2", container], check=False)
+
+    def running(self, container: str) -> bool:
+        r = self._run(["inspect", "--format", "{{.State.Running}}", container], check=False)
+        return r.stdout.strip() == "true"
+
+    # -- plumbing ----------------------------------------------------------------------
+    def _run(self, args: list[str], *, check: bool = True,
+             timeout: float | None = 600) -> subprocess.CompletedProcess[str]:
+        try:
+            r = subprocess.run([self.binary, *args], capture_output=True, text=True,
+                               timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise NbpipeError(f"`{self.kind} {' '.join(args[:3])}` timed out after "
+                              f"{timeout:.0f}s") from None
+        if check and r.returncode != 0:
+            raise NbpipeError(f"`{self.kind} {' '.join(args[:3])}` failed: "
+                              f"{r.stderr.strip()[-500:]}")
+        return r
+
+
+def _find(kind: str) -> str | None:
+    if kind == "docker":
+        # Debian's docker.io client has BuildKit built in; another docker on PATH may not.
+        return "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker")
+    return shutil.which(kind)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Give the build context a copy of a folder, by hard links where the disk allows."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file():
+            try:
+                os.link(f, dst / f.name)
+            except OSError:
+                shutil.copy2(f, dst / f.name)

@@ -1,0 +1,87 @@
+"""What a build/test run produced, per image: a terminal table, JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.table import Table
+
+from .probes.result import ProbeResult, Status
+
+# built: new image; cached: its digest was already built (no work); failed: a step or a
+# probe failed; blocked: an ancestor failed; unbuildable: needs a source we cannot reach.
+STATUSES = ("built", "cached", "failed", "blocked", "unbuildable", "tested")
+
+
+@dataclass
+class ImageResult:
+    name: str
+    platform: str
+    digest: str
+    ref: str = ""
+    status: str = "pending"
+    seconds: float = 0.0
+    size: int | None = None
+    message: str = ""
+    probes: list[ProbeResult] = field(default_factory=list)
+    log: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("built", "cached", "tested") and not any(
+            p.status is Status.FAILED for p in self.probes)
+
+    def probe_summary(self) -> str:
+        if not self.probes:
+            return "-"
+        n = {s: sum(p.status is s for p in self.probes) for s in Status}
+        return f"{n[Status.PASSED]} passed, {n[Status.FAILED]} failed, {n[Status.SKIPPED]} skipped"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["probes"] = [p.to_dict() for p in self.probes]
+        d["ok"] = self.ok
+        return d
+
+
+def _size(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:,.0f} MB"
+
+
+def table(results: list[ImageResult]) -> Table:
+    t = Table("image", "status", "time", "size", "digest", "probes", title="nbpipe report")
+    for r in results:
+        color = "green" if r.ok else ("yellow" if r.status in ("unbuildable", "blocked") else "red")
+        t.add_row(r.name, f"[{color}]{r.status}[/{color}]", f"{r.seconds:.1f}s", _size(r.size),
+                  r.digest.split(":")[-1][:12], r.probe_summary())
+    return t
+
+
+def markdown(results: list[ImageResult]) -> str:
+    lines = ["# nbpipe report", "", f"_{time.strftime('%Y-%m-%d %H:%M:%S %Z')}_", "",
+             "| image | platform | status | time | size | digest | probes |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.name} | {r.platform} | {r.status} | {r.seconds:.1f}s | {_size(r.size)}"
+                     f" | `{r.digest.split(':')[-1][:12]}` | {r.probe_summary()} |")
+    for r in results:
+        if r.message or r.probes:
+            lines += ["", f"## {r.name}", ""]
+            if r.message:
+                lines += ["```", r.message, "```", ""]
+            for p in r.probes:
+                mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[p.status.value]
+                lines.append(f"- **{mark}** `{p.name}` ({p.seconds:.2f}s): {p.message}")
+    return "\n".join(lines) + "\n"
+
+
+def write(results: list[ImageResult], folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    js = folder / "nbpipe-report.json"
+    md = folder / "nbpipe-report.md"
+    js.write_text(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+    md.write_text(markdown(results))
+    return js, md
