@@ -35,6 +35,10 @@ def base(image: Image) -> Image:
         .with_env("LC_ALL", "C.UTF-8")
         .with_env("PATH", PATH)
         .with_env("SHELL", "/bin/bash")
+        .with_file("/etc/dpkg/dpkg.cfg.d/nbpipe-slim", FILES / "dpkg-slim.cfg")
+        # Docker's Debian images delete downloaded .debs after every install, which would
+        # empty our apt cache mount; our builds keep .debs in the cache, never in layers.
+        .with_run("rm -f /etc/apt/apt.conf.d/docker-clean", user="root")
         .with_apt("bash", "ca-certificates", "curl", "git", "procps", "s6", "tzdata")
         .with_run(CREATE_USER, user="root")
         .with_file(contract.INIT, FILES / "init", mode=0o755)

@@ -12,6 +12,8 @@ from .base import FILES, PATH
 
 JUPYTER_CONFIG = f"{contract.VENV}/etc/jupyter/jupyter_server_config.py"
 
+# The venv keeps the pip that Debian's ensurepip bundles: upgrading it in a later layer
+# would store two pips (the lower layer keeps the old one).
 MAKE_VENV = f"""
 install -d -o {contract.NB_UID} -g {contract.NB_GID} -m 2775 {contract.VENV}
 runuser -u {contract.NB_USER} -- python3 -m venv {contract.VENV}
@@ -26,7 +28,6 @@ def jupyter(image: Image) -> Image:
         .with_run(MAKE_VENV, user="root")
         .with_env("PATH", f"{contract.VENV}/bin:{PATH}")
         .with_env("VIRTUAL_ENV", contract.VENV)
-        .with_pip(pins.PYTHON_VENV_PIP)
         .with_pip(*pins.JUPYTER)
         .with_file(JUPYTER_CONFIG, FILES / "jupyter_server_config.py")
         .with_service("jupyterlab", (FILES / "jupyterlab.run").read_text())

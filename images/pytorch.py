@@ -15,7 +15,8 @@ def pytorch(image: Image) -> Image:
     """PyTorch, CPU build, from PyTorch's CPU wheel index."""
     return (
         image
-        .with_pip(*pins.TORCH_CPU, index_url=pins.TORCH_CPU_INDEX)
+        .with_pip(*pins.TORCH, index_url=pins.TORCH_CPU_INDEX,
+                  extra_index_urls=(pins.PYPI_SIMPLE,))
         .with_probes(imports=("torch", "torchvision", "torchaudio"))
     )
 
@@ -26,7 +27,8 @@ def pytorch_cuda(image: Image) -> Image:
         image
         .with_env("NVIDIA_VISIBLE_DEVICES", "all")
         .with_env("NVIDIA_DRIVER_CAPABILITIES", "compute,utility")
-        .with_pip(*pins.TORCH_CUDA)
+        .with_env("NVIDIA_REQUIRE_CUDA", "cuda>=12.6")
+        .with_pip(*pins.TORCH)
         .with_probes(imports=("torch", "torchvision", "torchaudio"))
         .with_runner_tags("cuda")
     )
@@ -39,9 +41,10 @@ def pytorch_gaudi(image: Image) -> Image:
         .with_platforms(plat.AMD64)
         .with_env("HABANA_VISIBLE_DEVICES", "all")
         .with_env("PT_HPU_LAZY_MODE", "0")
-        .with_pip(*pins.TORCH_GAUDI_BASE, index_url=pins.TORCH_CPU_INDEX)
-        .with_pip(*pins.HABANA_PIP, index_url=pins.HABANA_INDEX,
-                  extra_index_urls=(pins.PYPI_SIMPLE,))
+        .with_download(pins.HABANA_MODULES_URL, pins.HABANA_MODULES_SHA256,
+                       "/tmp/habana", extract=True)
+        .with_run(f"cd /tmp/habana && ./install.sh {pins.HABANA_VERSION} {pins.HABANA_REVISION}"
+                  " && rm -rf /tmp/habana", user="1000", network=True)
         .with_probes(imports=("torch", "habana_frameworks.torch"))
         .with_runner_tags("gaudi")
     )

@@ -132,8 +132,10 @@ class Image:
         return self.with_step(s.Pip(packages=packages, index_url=index_url,
                                     extra_index_urls=extra_index_urls, platforms=platforms))
 
-    def with_npm(self, *packages: str, prefix: str = "/usr/local", npm: str = "npm") -> "Image":
-        return self.with_step(s.Npm(packages=packages, prefix=prefix, npm=npm))
+    def with_npm(self, *packages: str, prefix: str = "/usr/local", npm: str = "npm",
+                 nodedir: str | None = None, build_deps: tuple[str, ...] = ()) -> "Image":
+        return self.with_step(s.Npm(packages=packages, prefix=prefix, npm=npm, nodedir=nodedir,
+                                    build_deps=build_deps))
 
     def with_env(self, name: str, value: str) -> "Image":
         return self.with_step(s.Env(name=name, value=value))
@@ -153,7 +155,10 @@ class Image:
         data = content.read_bytes() if isinstance(content, Path) else content
         return self.with_step(s.HomeFile(path=path, content=data, mode=mode))
 
-    def with_download(self, url: str, sha256: str, dest: str, *, mode: int = 0o644,
+    def with_deb(self, url: str, sha256: str | None, *, platforms: tuple[str, ...] = ()) -> "Image":
+        return self.with_step(s.Deb(url=url, sha256=sha256, platforms=platforms))
+
+    def with_download(self, url: str, sha256: str | None, dest: str, *, mode: int = 0o644,
                       extract: bool = False, strip_components: int = 0,
                       platforms: tuple[str, ...] = ()) -> "Image":
         return self.with_step(s.Download(url=url, sha256=sha256, dest=dest, mode=mode,

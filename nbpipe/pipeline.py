@@ -83,12 +83,17 @@ class Pipeline:
                 res.status = "cached"
                 self.on_event(res.name, "cached: already built, nothing to do")
             else:
+                unpinned = [u for st in image.steps_for(self.platform) for u in st.unpinned()]
                 missing = self._unreachable(image)
-                if missing:
+                if missing or unpinned:
                     res.status = "unbuildable"
-                    res.message = (f"needs {', '.join(missing)}, not reachable from here "
-                                   "(the recipe is right for machines that reach it)")
-                    self.on_event(res.name, "unbuildable: needs " + ", ".join(missing))
+                    why = []
+                    if missing:
+                        why.append(f"needs {', '.join(missing)}, not reachable from here")
+                    if unpinned:
+                        why.append(f"no sha256 pinned yet for {', '.join(unpinned)}")
+                    res.message = "; ".join(why)
+                    self.on_event(res.name, "unbuildable: " + res.message)
                     return
                 self.on_event(res.name, "building")
                 rendered = dockerfile.render(image, self.platform, self.options)

@@ -104,7 +104,38 @@ def bootstrap(engine: OciEngine, platform: str, *, epoch: int = 0, force: bool =
     return root
 
 
+# What debian:bookworm-slim leaves out (its dpkg path-excludes), so the local root is
+# the same shape as the registry one; dpkg keeps excluding them for later installs.
+SLIM_DPKG_CFG = """\
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/lintian/overrides/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/man/*
+"""
+SLIM_DIRS = ("usr/share/groff", "usr/share/info", "usr/share/linda",
+             "usr/share/lintian/overrides", "usr/share/locale", "usr/share/man")
+
+
+def _slim(rootfs: Path) -> None:
+    for rel in SLIM_DIRS:
+        for child in (rootfs / rel).glob("*"):
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    for doc in (rootfs / "usr/share/doc").glob("*"):
+        if doc.is_dir() and not doc.is_symlink():
+            for f in doc.iterdir():
+                if f.name != "copyright":
+                    shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink()
+        elif doc.name != "copyright":
+            doc.unlink()
+    (rootfs / "etc/dpkg/dpkg.cfg.d/docker").write_text(SLIM_DPKG_CFG)
+
+
 def _clean(rootfs: Path) -> None:
+    _slim(rootfs)
     for rel in HOST_FILES:
         (rootfs / rel).unlink(missing_ok=True)
     for pattern in ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*"):

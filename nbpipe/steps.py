@@ -33,6 +33,20 @@ APT_CLEANUP = (
     " /var/log/alternatives.log /var/cache/ldconfig/aux-cache /var/cache/debconf/*-old"
 )
 
+# After npm has built native modules: the packages installed for the build go again,
+# except those holding a shared library some built *.node file links to.
+NPM_PURGE_BUILD_DEPS = """\
+find {prefix} -name '*.node' -type f -exec ldd {{}} + 2>/dev/null \\
+  | awk '/=> \\//{{print $3}}' | sort -u \\
+  | while read -r lib; do dpkg -S "$lib" 2>/dev/null || dpkg -S "$(realpath "$lib")" 2>/dev/null || true; done \\
+  | cut -d: -f1 | sort -u > /tmp/nbpipe-keep
+dpkg-query -W -f='${{Package}}\\n' | sort > /tmp/nbpipe-after
+comm -13 /tmp/nbpipe-before /tmp/nbpipe-after | grep -vxF -f /tmp/nbpipe-keep > /tmp/nbpipe-purge || true
+if [ -s /tmp/nbpipe-purge ]; then
+  DEBIAN_FRONTEND=noninteractive xargs apt-get purge -y -q < /tmp/nbpipe-purge
+fi
+rm -f /tmp/nbpipe-before /tmp/nbpipe-after /tmp/nbpipe-keep /tmp/nbpipe-purge"""
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _APT_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$")
 _NPM_NAME = re.compile(r"^(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*(@[\w.^~<>=*|-]+)?$")
@@ -75,6 +89,10 @@ class Step:
 
     def sources(self) -> tuple[str, ...]:
         """Outside hosts this step downloads from."""
+        return ()
+
+    def unpinned(self) -> tuple[str, ...]:
+        """Downloads whose checksum is not recorded yet (the step will refuse to build)."""
         return ()
 
     def describe(self) -> str:
@@ -164,6 +182,8 @@ class Npm(Step):
     prefix: str = "/usr/local"
     user: str = "root"
     npm: str = "npm"
+    nodedir: str | None = None  # Node headers for node-gyp (never downloaded at build time)
+    build_deps: tuple[str, ...] = ()  # apt packages present only while npm runs
 
     def __post_init__(self) -> None:
         if not self.packages:
@@ -175,15 +195,26 @@ class Npm(Step):
     def lower(self) -> tuple[Op, ...]:
         args = [self.npm, "install", "--global", "--prefix", self.prefix, "--no-fund",
                 "--no-audit", "--unsafe-perm", *self.packages]
-        cache = CacheMount("/var/cache/nbpipe/npm", "nbpipe-npm", owner="0:0")
-        return (Exec(
-            "set -eu\n" + shlex.join(args) + "\nrm -rf /root/.npm/_logs",
-            user=self.user, network=True, mounts=(cache,),
-            env=(("npm_config_cache", "/var/cache/nbpipe/npm"),),
-        ),)
+        lines = ["set -eu"]
+        mounts = [CacheMount("/var/cache/nbpipe/npm", "nbpipe-npm", owner="0:0")]
+        if self.build_deps:
+            lines += ["dpkg-query -W -f='${Package}\\n' | sort > /tmp/nbpipe-before",
+                      "apt-get update -q",
+                      "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
+                      " -o APT::Keep-Downloaded-Packages=true "
+                      + " ".join(shlex.quote(d) for d in self.build_deps)]
+            mounts.append(CacheMount("/var/cache/apt/archives", "nbpipe-apt-archives"))
+        lines += [shlex.join(args), "rm -rf /root/.npm/_logs /root/.cache/node-gyp"]
+        if self.build_deps:  # purge what we added, but keep libraries the built modules use
+            lines += [NPM_PURGE_BUILD_DEPS.format(prefix=shlex.quote(self.prefix)), APT_CLEANUP]
+        env = [("npm_config_cache", "/var/cache/nbpipe/npm")]
+        if self.nodedir:
+            env.append(("npm_config_nodedir", self.nodedir))
+        return (Exec("\n".join(lines), user=self.user, network=True, mounts=tuple(mounts),
+                     env=tuple(env)),)
 
     def sources(self) -> tuple[str, ...]:
-        return (NPM_REGISTRY,)
+        return (NPM_REGISTRY, DEBIAN_ARCHIVE) if self.build_deps else (NPM_REGISTRY,)
 
     def describe(self) -> str:
         return "npm " + " ".join(self.packages)
@@ -265,7 +296,7 @@ class Download(Step):
 
     kind: ClassVar[str] = "download"
     url: str
-    sha256: str
+    sha256: str | None  # None: not pinned yet; the step then refuses to build
     dest: str
     mode: int = 0o644
     extract: bool = False  # dest is then a directory the tarball unpacks into
@@ -273,12 +304,11 @@ class Download(Step):
 
     def __post_init__(self) -> None:
         _abs(self.dest, "download")
-        if not _SHA256.match(self.sha256):
-            raise NbpipeError(f"download {self.url}: sha256 must be 64 lowercase hex digits")
-        if urlparse(self.url).scheme != "https":
-            raise NbpipeError(f"download {self.url}: only https:// URLs are allowed")
+        _check_url(self.url, self.sha256, "download")
 
     def lower(self) -> tuple[Op, ...]:
+        if self.sha256 is None:
+            return (_refuse_unpinned(self.url),)
         tmp = "/tmp/nbpipe-download"
         lines = [
             "set -eu",
@@ -299,8 +329,64 @@ class Download(Step):
     def sources(self) -> tuple[str, ...]:
         return (urlparse(self.url).hostname or self.url,)
 
+    def unpinned(self) -> tuple[str, ...]:
+        return () if self.sha256 else (self.url,)
+
     def describe(self) -> str:
         return f"download {self.url} -> {self.dest}"
+
+
+def _check_url(url: str, sha256: str | None, what: str) -> None:
+    if sha256 is not None and not _SHA256.match(sha256):
+        raise NbpipeError(f"{what} {url}: sha256 must be 64 lowercase hex digits")
+    if urlparse(url).scheme != "https":
+        raise NbpipeError(f"{what} {url}: only https:// URLs are allowed")
+
+
+def _refuse_unpinned(url: str) -> Exec:
+    """What an unpinned download lowers to: a step that fails, saying why, if ever run
+    (the pipeline reports such images as unbuildable before building anything)."""
+    msg = (f"nbpipe: {url} has no sha256 pin: download it once where its host is reachable, "
+           "check it, and record its sha256 in the recipe")
+    return Exec(f"echo {shlex.quote(msg)} >&2\nexit 1", user="root")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deb(Step):
+    """Install a .deb from a URL (checked by sha256) with its dependencies, in one layer."""
+
+    kind: ClassVar[str] = "deb"
+    url: str
+    sha256: str | None
+
+    def __post_init__(self) -> None:
+        _check_url(self.url, self.sha256, "deb")
+
+    def lower(self) -> tuple[Op, ...]:
+        if self.sha256 is None:
+            return (_refuse_unpinned(self.url),)
+        deb = "/tmp/nbpipe-package.deb"
+        script = "\n".join([
+            "set -eu",
+            f"curl -fsSL --retry 3 -o {deb} {shlex.quote(self.url)}",
+            f"echo {shlex.quote(str(self.sha256) + '  ' + deb)} | sha256sum -c -",
+            "apt-get update -q",
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
+            f" -o APT::Keep-Downloaded-Packages=true {deb}",
+            f"rm -f {deb}",
+            APT_CLEANUP,
+        ])
+        mounts = (CacheMount("/var/cache/apt/archives", "nbpipe-apt-archives"),)
+        return (Exec(script, user="root", network=True, mounts=mounts),)
+
+    def sources(self) -> tuple[str, ...]:
+        return (urlparse(self.url).hostname or self.url, DEBIAN_ARCHIVE)
+
+    def unpinned(self) -> tuple[str, ...]:
+        return () if self.sha256 else (self.url,)
+
+    def describe(self) -> str:
+        return f"deb {self.url}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -431,6 +517,6 @@ class HomeFile(Step):
 
 
 ALL_STEPS: tuple[type[Step], ...] = (
-    Apt, Pip, Npm, Env, User, Workdir, File, Download, Run, Label, Port, Entrypoint,
+    Apt, Pip, Npm, Env, User, Workdir, File, Download, Deb, Run, Label, Port, Entrypoint,
     InitScript, Service, HomeFile,
 )
