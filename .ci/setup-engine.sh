@@ -25,7 +25,7 @@
 #     it fails (written to /etc/containers/storage.conf, which podman 4.3 reads without drop-ins).
 set -euo pipefail
 
-ROOT_IMAGE=${NBPIPE_ROOT_IMAGE:-localhost/nbpipe/root:bookworm-amd64}
+ROOT_IMAGE=${NBPIPE_ROOT_IMAGE:-localhost/nbpipe/root:bookworm-$(dpkg --print-architecture)}
 
 CONF_DROPIN=/etc/containers/containers.conf.d/50-nbpipe.conf
 STORAGE_CONF=/etc/containers/storage.conf

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from .errors import NbpipeError
 from .ops import BindMount, Exec, SecretMount
@@ -28,6 +29,18 @@ class BuildOptions:
     ca_bundle: Path | None = None  # a complete PEM bundle (e.g. the host's), build-time only
     wheelhouse: Path | None = None  # a folder of wheels pip may use (find-links)
     source_date_epoch: int = 0  # clamps file times and bytecode: same inputs, same bytes
+    # The same two inputs as engine handles (a dagger.Secret / dagger.Directory), for the
+    # Dagger module, whose callers pass them as secrets and directories, not host paths.
+    ca_secret: Any = None
+    wheelhouse_dir: Any = None
+
+    @property
+    def has_ca(self) -> bool:
+        return self.ca_bundle is not None or self.ca_secret is not None
+
+    @property
+    def has_wheelhouse(self) -> bool:
+        return self.wheelhouse is not None or self.wheelhouse_dir is not None
 
     def __post_init__(self) -> None:
         if self.ca_bundle is not None:
@@ -47,10 +60,10 @@ class BuildOptions:
         """The Exec an engine really runs: reproducibility env, plus CA and wheels if set."""
         env = [("SOURCE_DATE_EPOCH", str(self.source_date_epoch)), ("PYTHONHASHSEED", "0")]
         mounts = list(op.mounts)
-        if self.ca_bundle is not None and op.network:
+        if self.has_ca and op.network:
             mounts.append(SecretMount(CA_TARGET, CA_ID))
             env += [(k, CA_TARGET) for k in CA_ENV]
-        if self.wheelhouse is not None and op.pip:
+        if self.has_wheelhouse and op.pip:
             mounts.append(BindMount(WHEELHOUSE_TARGET, WHEELHOUSE_ID))
             env.append(("PIP_FIND_LINKS", WHEELHOUSE_TARGET))
         return replace(op, mounts=tuple(mounts), env=(*env, *op.env))

@@ -31,7 +31,7 @@ class Target:
     base_url: str  # http://127.0.0.1:PORT
     prefix: str  # NB_PREFIX with a trailing slash
     labels: dict[str, str]
-    exec: Exec  # runs argv in the container as its default user: (exit code, output)
+    exec: Exec | None  # runs argv in the container as its default user: (exit code, output)
     home: Path | None = None  # host side of the empty volume mounted on /home/jovyan
     sentinel: tuple[str, str] | None = None  # a file put in the volume before start
     probe_init: bool = False  # whether PROBE_INIT_SCRIPTS were mounted into cont-init.d
@@ -53,8 +53,13 @@ class Target:
     def service(self) -> str:
         return self.labels.get(contract.LABEL_SERVICE, "")
 
+    def run(self, argv: list[str]) -> "tuple[int, str]":
+        if self.exec is None:
+            raise ProbeSkip("this probe has no way to run commands in the container")
+        return self.exec(argv)
+
     def sh(self, script: str) -> str:
-        rc, out = self.exec(["/bin/sh", "-c", script])
+        rc, out = self.run(["/bin/sh", "-c", script])
         if rc != 0:
             raise ProbeFailure(f"`{script}` exited {rc} in the container: {out.strip()[-300:]}")
         return out
@@ -153,6 +158,10 @@ def _service_pid(t: Target) -> int:
 
 
 def process_user(t: Target) -> str:
+    if t.sh("id -u").strip() == "0":
+        raise ProbeFailure("the container runs as root (uid 0); the contract says uid "
+                           f"{contract.NB_UID} ({contract.NB_USER}): end the image as USER "
+                           f"{contract.NB_UID}")
     if t.service:
         pid = _service_pid(t)
         status = t.sh(f"cat /proc/{pid}/status")
@@ -246,7 +255,7 @@ def imports(t: Target) -> str:
             "        importlib.import_module(m)\n    except Exception as e:\n"
             "        bad.append(f'{m} ({type(e).__name__}: {e})')\n"
             "print('; '.join(bad))\nsys.exit(1 if bad else 0)")
-    rc, out = t.exec(["python3", "-c", code, *mods])
+    rc, out = t.run(["python3", "-c", code, *mods])
     if rc != 0:
         raise ProbeFailure(f"import failed: {out.strip()[-500:]}")
     return f"{len(mods)} module(s) import: {', '.join(mods)}"
@@ -257,7 +266,7 @@ def r_libraries(t: Target) -> str:
     if not libs:
         raise ProbeSkip("the image declares no R packages")
     expr = "; ".join(f"suppressPackageStartupMessages(library({lib}))" for lib in libs)
-    rc, out = t.exec(["Rscript", "-e", expr])
+    rc, out = t.run(["Rscript", "-e", expr])
     if rc != 0:
         raise ProbeFailure(f"R library load failed: {out.strip()[-400:]}")
     return f"{len(libs)} R package(s) load: {', '.join(libs)}"
@@ -268,7 +277,7 @@ def commands(t: Target) -> str:
     if not cmds:
         raise ProbeSkip("the image declares no probe commands")
     for cmd in cmds:
-        rc, out = t.exec(["/bin/sh", "-c", cmd])
+        rc, out = t.run(["/bin/sh", "-c", cmd])
         if rc != 0:
             raise ProbeFailure(f"`{cmd}` exited {rc}: {out.strip()[-300:]}")
     return f"{len(cmds)} command(s) ran: " + "; ".join(cmds)
@@ -300,7 +309,7 @@ def service_restarts(t: Target) -> str:
     deadline = time.monotonic() + 30
     new = None
     while time.monotonic() < deadline:
-        rc, out = t.exec(["s6-svstat", "-o", "up,pid", f"/tmp/nbpipe-services/{t.service}"])
+        rc, out = t.run(["s6-svstat", "-o", "up,pid", f"/tmp/nbpipe-services/{t.service}"])
         fields = out.split()
         if rc == 0 and len(fields) == 2 and fields[0] == "true" and fields[1] not in ("-1", str(old)):
             new = int(fields[1])

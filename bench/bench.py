@@ -1,0 +1,111 @@
+"""nbpipe benchmarks (a script, not a test): prints the figures the issues ask for.
+
+    .venv/bin/python bench/bench.py [--skip-cold] [--startups 5]
+
+Cold builds use --no-cache (no layer reuse); apt/pip download caches stay warm for both
+sides alike, so the ratio compares the pipelines, not the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT_DIR))
+
+import images  # noqa: E402
+from images import pins  # noqa: E402
+from nbpipe import platforms as plat  # noqa: E402
+from nbpipe import rootfs  # noqa: E402
+from nbpipe.engines.dockerfile import local_ref  # noqa: E402
+from nbpipe.engines.oci import OciEngine  # noqa: E402
+from nbpipe.options import BuildOptions  # noqa: E402
+from nbpipe.pipeline import Pipeline  # noqa: E402
+from nbpipe.prober import probe  # noqa: E402
+
+CA = Path("/etc/ssl/certs/ca-certificates.crt")
+CHAIN = ["base", "jupyter", "jupyter-scipy"]
+
+
+def row(what: str, value: str) -> None:
+    print(f"{what:58} {value}", flush=True)
+
+
+def pipeline(cat, engine, platform, **kw):
+    options = BuildOptions(ca_bundle=CA if CA.exists() else None)
+    return Pipeline(cat, engine, platform, options, state_dir=Path(tempfile.mkdtemp()), **kw)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--skip-cold", action="store_true")
+    ap.add_argument("--startups", type=int, default=5)
+    args = ap.parse_args()
+    engine = OciEngine.detect()
+    platform = plat.host()
+    root = rootfs.local_root(engine, (platform,)) or rootfs.bootstrap(engine, platform)
+    family = images.family().rebased(root)
+    print(f"engine {engine.kind}, platform {platform}, root {root.pinned(platform)}\n")
+
+    if not args.skip_cold:
+        t = time.monotonic()
+        res = anyio.run(pipeline(family, engine, platform, probe=False, no_cache=True).run, CHAIN)
+        cold = time.monotonic() - t
+        assert all(r.status == "built" for r in res), [(r.name, r.message) for r in res]
+        row("cold build base -> jupyter -> jupyter-scipy (nbpipe)", f"{cold:.0f} s")
+        t = time.monotonic()
+        cmd = [engine.binary, "build", "--no-cache", "--network", "host", "-q",
+               "-f", str(ROOT_DIR / "bench/handwritten.Dockerfile"),
+               "--build-arg", f"ROOT={root.pinned(platform)}", "-t", "localhost/bench/handwritten"]
+        if CA.exists():
+            cmd += ["--secret", f"id=ca,src={CA}"]
+        subprocess.run([*cmd, str(ROOT_DIR)], check=True, stdout=subprocess.DEVNULL)
+        hand = time.monotonic() - t
+        row("same content, one hand-written Dockerfile (same CLI)", f"{hand:.0f} s")
+        row("ratio nbpipe / hand-written", f"{cold / hand:.2f}")
+        hand_size = engine.inspect("localhost/bench/handwritten").size
+        row("hand-written image size", f"{hand_size / 1e6:,.0f} MB")
+
+    t = time.monotonic()
+    res = anyio.run(pipeline(family, engine, platform, probe=False).run, None)
+    row("no-op rebuild of the whole family (17 images)", f"{time.monotonic() - t:.2f} s "
+        f"({sum(r.status == 'cached' for r in res)} cached, "
+        f"{sum(r.status == 'unbuildable' for r in res)} unbuildable here, "
+        f"{sum(r.status == 'built' for r in res)} built)")
+
+    old = pins.SCIPY_EXTRA
+    pins.SCIPY_EXTRA = tuple("sympy==1.13.3" if p.startswith("sympy==") else p for p in old)
+    try:
+        changed = images.family().rebased(root)
+        t = time.monotonic()
+        res = anyio.run(pipeline(changed, engine, platform, probe=False).run, CHAIN)
+        built = [r.name for r in res if r.status == "built"]
+        row("rebuild after changing one package in jupyter-scipy",
+            f"{len(built)} image(s) rebuilt ({', '.join(built)}) in {time.monotonic() - t:.0f} s")
+    finally:
+        pins.SCIPY_EXTRA = old
+
+    for name in CHAIN:
+        size = engine.inspect(local_ref(family.resolve(name), platform)).size
+        row(f"size of {name} (uncompressed)", f"{size / 1e6:,.0f} MB")
+
+    ref = local_ref(family.resolve("jupyter"), platform)
+    times = []
+    for _ in range(args.startups):
+        results, _ = probe(engine, ref, tags=set())
+        ready = [p for p in results if p.name == "http-ready"][0]
+        times.append(float(ready.message.split(" after ")[1].split("s")[0]))
+    row(f"jupyter: container start -> HTTP 200, empty home (n={len(times)})",
+        f"median {statistics.median(times):.2f} s, min {min(times):.2f}, max {max(times):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Lowering to Dagger: the same Image, the same ops, as Container calls.
+
+Each op maps to one Container call (an Exec that needs other users or mounts gets the
+calls that set them up before it and take them away after it, so the next op sees what
+the next Dockerfile instruction would). Building the chain needs no engine: dagger-io's
+query builder is lazy, so the exact query can be checked offline.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import NbpipeError
+from ..image import Image
+from ..ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd, SetEntrypoint
+from ..ops import SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile
+from ..options import BuildOptions
+from .dockerfile import stamp
+
+if TYPE_CHECKING:
+    import dagger
+
+
+def root_container(image: Image, platform: str, client=None) -> "dagger.Container":
+    import dagger
+    from dagger import dag
+
+    client = client or dag
+    return client.container(platform=dagger.Platform(platform)).from_(image.root.pinned(platform))
+
+
+def lower(image: Image, platform: str, options: BuildOptions = BuildOptions(),
+          client=None, *, gpu: bool = False) -> "dagger.Container":
+    """The Container for ``image``: the pinned root, then every ancestor's steps in order."""
+    from dagger import dag
+
+    client = client or dag
+    ctr = root_container(image, platform, client)
+    user = "root"
+    for img in reversed(list(image.lineage())):
+        ctr, user = apply(ctr, img, platform, options, client, user)
+    if gpu:
+        ctr = ctr.experimental_with_all_gp_us()
+    return ctr
+
+
+def apply(ctr: "dagger.Container", image: Image, platform: str, options: BuildOptions,
+          client, user: str) -> tuple["dagger.Container", str]:
+    """Apply ``image``'s own ops to a container that already holds its parent."""
+    for op in (*image.ops(platform), *stamp(image, platform)):
+        match op:
+            case Exec():
+                run = options.prepare(op)
+                switch = run.user is not None and run.user != user
+                if switch:
+                    ctr = ctr.with_user(run.user)
+                for m in run.mounts:
+                    ctr = _mount(ctr, m, options, client)
+                ctr = ctr.with_exec(run.argv())
+                for m in run.mounts:
+                    ctr = ctr.without_mount(m.target)
+                if switch:
+                    ctr = ctr.with_user(user)
+            case SetEnv(name=n, value=v):
+                ctr = ctr.with_env_variable(n, v)
+            case SetUser(user=u):
+                user = u
+                ctr = ctr.with_user(u)
+            case SetWorkdir(path=p):
+                ctr = ctr.with_workdir(p)
+            case WriteFile(path=p, content=c, mode=m, owner=o):
+                try:
+                    text = c.decode()
+                except UnicodeDecodeError:
+                    raise NbpipeError(f"{image.name}: {p} is binary; the Dagger lowering "
+                                      "writes text files only") from None
+                ctr = ctr.with_new_file(p, text, permissions=m, owner=o)
+            case SetLabel(key=k, value=v):
+                ctr = ctr.with_label(k, v)
+            case Expose(port=p):
+                ctr = ctr.with_exposed_port(p)
+            case SetEntrypoint(argv=a):
+                ctr = ctr.with_entrypoint(list(a))
+            case SetCmd(argv=a):
+                ctr = ctr.with_default_args(list(a))
+    return ctr, user
+
+
+def _mount(ctr, m, options: BuildOptions, client):
+    import dagger
+
+    match m:
+        case CacheMount(target=t, id=i, owner=o):
+            return ctr.with_mounted_cache(t, client.cache_volume(i),
+                                          sharing=dagger.CacheSharingMode.LOCKED, owner=o)
+        case SecretMount(target=t):
+            secret = options.ca_secret or client.secret(f"file://{options.ca_bundle}")
+            return ctr.with_mounted_secret(t, secret, mode=0o444)
+        case BindMount(target=t):
+            wheels = options.wheelhouse_dir or client.host().directory(str(options.wheelhouse))
+            return ctr.with_mounted_directory(t, wheels)
+    raise TypeError(m)

@@ -1,0 +1,178 @@
+"""The Dagger module's main object. Each function does one thing; the recipes, the
+lowering and the probes all live in the nbpipe SDK."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Annotated
+
+import anyio
+import dagger
+from dagger import Doc, dag, function, object_type
+
+import images
+from nbpipe import contract
+from nbpipe import graph as graphs
+from nbpipe.catalog import Catalog
+from nbpipe.engines import dagger as lowering
+from nbpipe.engines.dockerfile import stamp
+from nbpipe.image import Image, short
+from nbpipe.options import BuildOptions
+from nbpipe.probes.smoke import SCRIPTS
+
+ImageName = Annotated[str, Doc("an image of the family, e.g. jupyter-scipy (see `images`)")]
+PlatformArg = Annotated[dagger.Platform | None, Doc("linux/amd64 or linux/arm64 (default: the engine's)")]
+CaArg = Annotated[dagger.Secret | None, Doc("PEM bundle trusted during the build only "
+                                             "(TLS-intercepting proxies); never in the image")]
+WheelsArg = Annotated[dagger.Directory | None, Doc("folder of wheels pip may use (find-links)")]
+TagsArg = Annotated[str, Doc("runner tags this runner carries, comma-separated: cuda, gaudi")]
+
+PROBE_SOURCE = "/opt/nbpipe-src"
+
+
+@object_type
+class Nbpipe:
+    """Build, test and publish the Kubeflow notebook-server image family."""
+
+    def _catalog(self) -> Catalog:
+        return images.family()
+
+    def _image(self, name: str) -> Image:
+        return self._catalog().resolve(name)  # unknown names: an error listing valid ones
+
+    async def _platform(self, platform: dagger.Platform | None) -> str:
+        return str(platform) if platform else str(await dag.default_platform())
+
+    @function
+    def images(self) -> list[str]:
+        """The family's image names, parents first."""
+        return self._catalog().order()
+
+    @function
+    def graph(self, format: Annotated[str, Doc("text | mermaid | dot")] = "text") -> str:
+        """The family as a tree, a Mermaid chart or Graphviz dot."""
+        renderers = {"text": graphs.text, "mermaid": graphs.mermaid, "dot": graphs.dot}
+        if format not in renderers:
+            raise ValueError(f"--format {format!r}: use one of {', '.join(renderers)}")
+        return renderers[format](self._catalog()) + "\n"
+
+    @function
+    async def build(self, image: ImageName, platform: PlatformArg = None,
+                    ca_bundle: CaArg = None, wheelhouse: WheelsArg = None) -> dagger.Container:
+        """The image as a Container: the pinned root plus every step of its chain."""
+        img = self._image(image)
+        p = await self._platform(platform)
+        if p not in img.platforms:
+            raise ValueError(f"{image} is built for {', '.join(img.platforms)}, not {p}")
+        options = BuildOptions(ca_secret=ca_bundle, wheelhouse_dir=wheelhouse)
+        return lowering.lower(img, p, options)
+
+    @function
+    async def test(self, image: ImageName, platform: PlatformArg = None,
+                   runner_tags: TagsArg = "", ca_bundle: CaArg = None) -> str:
+        """Run the contract probes: over HTTP from a second container bound to the image
+        as a service (as Kubeflow reaches it), and inside it for processes and files."""
+        img = self._image(image)
+        p = await self._platform(platform)
+        ctr = await self.build(image, platform, ca_bundle)
+        labels = img.config(p).label_dict() | {op.key: op.value for op in stamp(img, p)}
+        prefix = f"/notebook/nbpipe-probe/{secrets.token_hex(4)}"
+        src = dag.current_module().source().directory("nbpipe")
+        nb = (ctr.with_env_variable("NB_PREFIX", prefix)
+              .with_mounted_directory(contract.HOME, dag.directory(),
+                                      owner=f"{contract.NB_UID}:{contract.USERS_GID}"))
+        tags = {t for t in runner_tags.split(",") if t}
+        needed = set(filter(None, labels.get(contract.LABEL_RUNNER_TAGS, "").split(",")))
+        if needed & tags & {"cuda"}:
+            nb = nb.experimental_with_all_gp_us()
+        args = ["--prefix", prefix, "--labels", json.dumps(labels)]
+        outside = (lowering.root_container(img, p)
+                   .with_exec(["sh", "-c", "apt-get update -q && apt-get install -y -q "
+                               "--no-install-recommends python3"])
+                   .with_directory(f"{PROBE_SOURCE}/nbpipe", src)
+                   .with_env_variable("PYTHONPATH", PROBE_SOURCE)
+                   .with_service_binding("nb", nb.with_exposed_port(contract.PORT)
+                                         .as_service(use_entrypoint=True))
+                   .with_exec(["python3", "-m", "nbpipe.probes", "--url", "http://nb:8888", *args],
+                              expect=dagger.ReturnType.ANY))
+        report = [f"== {image} ({p}): from a probe container, over HTTP",
+                  await outside.stdout()]
+        code = await outside.exit_code()
+        inside = (nb.with_directory(f"{PROBE_SOURCE}/nbpipe", src)
+                  .with_env_variable("PYTHONPATH", PROBE_SOURCE)
+                  .with_env_variable("NBPIPE_RUNNER_TAGS", runner_tags)
+                  .with_exec(["sh", "-c", "if ! command -v python3 >/dev/null; then echo "
+                              "'SKIPPED inside: the image has no python3 to run the probes'; "
+                              "exit 0; fi; /init >/tmp/nbpipe-init.log 2>&1 & exec python3 -m "
+                              "nbpipe.probes --url http://127.0.0.1:8888 --inside \"$@\"",
+                              "probe", *args], expect=dagger.ReturnType.ANY))
+        report += [f"== {image} ({p}): inside the container", await inside.stdout()]
+        code = code or await inside.exit_code()
+        for tag in sorted(needed):
+            if tag not in tags:
+                report.append(f"SKIPPED smoke-{tag}: this runner has no '{tag}' tag "
+                              f"(pass --runner-tags {tag} on a runner with that accelerator)")
+            else:
+                smoke = nb.with_exec(["python3", "-c", SCRIPTS[tag]], expect=dagger.ReturnType.ANY)
+                report.append(f"smoke-{tag}: {await smoke.stdout()}")
+                code = code or await smoke.exit_code()
+        text = "\n".join(report)
+        if code:
+            raise ValueError(f"probes failed for {image}:\n{text}")
+        return text
+
+    @function
+    async def publish(self, image: ImageName, address: Annotated[str, Doc(
+                          "registry repository, e.g. ghcr.io/acme/jupyter-scipy")],
+                      platforms: Annotated[list[dagger.Platform] | None, Doc(
+                          "default: every platform the image is built for")] = None,
+                      tags: Annotated[list[str] | None, Doc("extra tags, e.g. latest")] = None,
+                      ca_bundle: CaArg = None) -> str:
+        """Push one multi-arch manifest list per tag; the content tag comes from the digest."""
+        img = self._image(image)
+        wanted = [str(p) for p in platforms] if platforms else list(img.platforms)
+        for p in wanted:
+            if p not in img.platforms:
+                raise ValueError(f"{image} is not built for {p} (it has {', '.join(img.platforms)})")
+        variants = [await self.build(image, dagger.Platform(p), ca_bundle) for p in wanted]
+        refs = []
+        for tag in [f"sha-{short(img.digest(), 16)}", *(tags or [])]:
+            refs.append(await dag.container().publish(f"{address}:{tag}",
+                                                      platform_variants=variants))
+        return "\n".join(refs)
+
+    @function
+    async def ci(self, since: Annotated[dagger.File | None, Doc(
+                     "the plan JSON of the last run (`nbpipe plan --json`); default: all")] = None,
+                 runner_tags: TagsArg = "", ca_bundle: CaArg = None) -> str:
+        """Build and test every image a change affects, parents first, siblings at once."""
+        cat = self._catalog()
+        previous = json.loads(await since.contents())["digests"] if since else {}
+        order = cat.affected(previous)
+        done = {n: anyio.Event() for n in order}
+        results: dict[str, str] = {}
+
+        async def one(name: str) -> None:
+            try:
+                parent = cat.parent_name(name)
+                if parent in done:
+                    await done[parent].wait()
+                    if not results[parent].startswith("ok"):
+                        results[name] = f"blocked by {parent}"
+                        return
+                try:
+                    await self.test(name, None, runner_tags, ca_bundle)
+                    results[name] = "ok"
+                except Exception as exc:  # report, keep the unrelated branches going
+                    results[name] = f"failed: {str(exc).splitlines()[0]}"
+            finally:
+                done[name].set()
+
+        async with anyio.create_task_group() as tg:
+            for n in order:
+                tg.start_soon(one, n)
+        lines = [f"{n:32} {results[n]}" for n in order] or ["nothing changed"]
+        if any(not r.startswith("ok") for r in results.values()):
+            raise ValueError("ci failed:\n" + "\n".join(lines))
+        return "\n".join(lines)
