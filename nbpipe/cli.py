@@ -30,8 +30,38 @@ CatalogOpt = typer.Option(None, "--catalog", help="module:function giving the Ca
                           "(default: images:family, or $NBPIPE_CATALOG)")
 
 
-def _catalog(spec: str | None) -> Catalog:
-    return load(spec)
+FileOpt = typer.Option(None, "--file", "-f", help="a team's YAML spec (repeatable): its "
+                       "image joins the family and is the default target")
+RepoOpt = typer.Option(None, "--from-repo", help="a Binder-ready repo (requirements.txt, "
+                       "apt.txt, environment.yml, postBuild, start), built on --parent")
+ParentOpt = typer.Option("jupyter", "--parent", help="parent image for --from-repo")
+
+
+def _catalog(spec: str | None, files: list[Path] | None = None, repo: Path | None = None,
+             parent: str = "jupyter") -> Catalog:
+    """The catalog plus any team images given as YAML specs or a Binder repo."""
+    from . import repo2docker
+    from . import spec as specs
+
+    cat = load(spec)
+    for f in files or []:
+        specs.load(f).register(cat)
+    if repo is not None:
+        repo2docker.from_repo(repo, parent).register(cat)
+    return cat
+
+
+def _targets(names: list[str] | None, files: list[Path] | None, repo: Path | None) -> list[str]:
+    """Names asked for; with -f/--from-repo and no names, the team's own images."""
+    from . import repo2docker
+    from . import spec as specs
+
+    if names:
+        return names
+    out = [specs.load(f).name for f in files or []]
+    if repo is not None:
+        out.append(repo2docker.from_repo(repo).name)
+    return out
 
 
 @app.command()
@@ -63,10 +93,10 @@ def plan(names: list[str] = typer.Argument(None, help="images to build (default:
          since: Optional[Path] = typer.Option(None, help="a plan JSON from before: list only "
                                               "the images whose digest changed since"),
          as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
-         catalog: Optional[str] = CatalogOpt) -> None:
+         file: Optional[list[Path]] = FileOpt, catalog: Optional[str] = CatalogOpt) -> None:
     """What would be built, parents first."""
-    cat = _catalog(catalog)
-    order = cat.order(names or None)
+    cat = _catalog(catalog, file)
+    order = cat.order(_targets(names, file, None) or None)
     if since is not None:
         try:
             previous = json.loads(since.read_text())["digests"]
@@ -88,9 +118,9 @@ def plan(names: list[str] = typer.Argument(None, help="images to build (default:
 @app.command()
 def export(name: str, platform: str = typer.Option(plat.AMD64, help="linux/amd64 | linux/arm64"),
            out: Optional[Path] = typer.Option(None, help="write Dockerfile + files/ here"),
-           catalog: Optional[str] = CatalogOpt) -> None:
+           file: Optional[list[Path]] = FileOpt, catalog: Optional[str] = CatalogOpt) -> None:
     """The Dockerfile that builds IMAGE from its parent (same steps, same order)."""
-    img = _catalog(catalog).resolve(name)
+    img = _catalog(catalog, file).resolve(name)
     rendered = dockerfile.render(img, plat.check(platform))
     if out is None:
         sys.stdout.write(rendered.text)
@@ -111,11 +141,10 @@ JobsOpt = typer.Option(2, "--jobs", "-j", help="images built at the same time")
 ReportOpt = typer.Option(Path("reports"), "--report-dir", help="where the JSON and Markdown reports go")
 
 
-def _setup(catalog: str | None, engine: str, root: str, platform: str | None):
+def _setup(cat: Catalog, engine: str, root: str, platform: str | None):
     from .engines.oci import OciEngine
     from . import rootfs
 
-    cat = _catalog(catalog)
     eng = OciEngine.detect(engine)
     platform = plat.check(platform or plat.host())
     if root not in ("auto", "local", "registry"):
@@ -141,7 +170,7 @@ def _run_pipeline(names: list[str], *, catalog, engine, root, platform, ca_bundl
     from .options import BuildOptions
     from .pipeline import Pipeline
 
-    cat, eng, platform = _setup(catalog, engine, root, platform)
+    cat, eng, platform = _setup(catalog, engine, root, platform)  # catalog: a Catalog here
     options = BuildOptions(ca_bundle=ca_bundle, wheelhouse=wheelhouse)
     for n in names:
         cat.entry(n)
@@ -196,21 +225,27 @@ def build(names: list[str] = typer.Argument(None, help="images (default: all); a
           jobs: int = JobsOpt, report_dir: Path = ReportOpt,
           no_probe: bool = typer.Option(False, "--no-probe", help="skip the contract probes"),
           no_cache: bool = typer.Option(False, "--no-cache", help="rebuild even if built"),
-          catalog: Optional[str] = CatalogOpt) -> None:
+          file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
+          parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt) -> None:
     """Build images (parents first, already-built digests skipped) and probe each one."""
-    _run_pipeline(names or [], catalog=catalog, engine=engine, root=root, platform=platform,
+    cat = _catalog(catalog, file, from_repo, parent)
+    _run_pipeline(_targets(names, file, from_repo), catalog=cat, engine=engine, root=root, platform=platform,
                   ca_bundle=ca_bundle, wheelhouse=wheelhouse, jobs=jobs, report_dir=report_dir,
                   probe=not no_probe, force_probe=False, no_cache=no_cache)
 
 
 @app.command()
-def test(names: list[str] = typer.Argument(..., help="images to probe (built first if needed)"),
+def test(names: list[str] = typer.Argument(None, help="images to probe (built first if needed)"),
          engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
          ca_bundle: Optional[Path] = CaOpt, wheelhouse: Optional[Path] = WheelOpt,
          jobs: int = JobsOpt, report_dir: Path = ReportOpt,
-         catalog: Optional[str] = CatalogOpt) -> None:
+         file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
+         parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt) -> None:
     """Run the notebook-server contract probes against images (fresh, never from cache)."""
-    _run_pipeline(names, catalog=catalog, engine=engine, root=root, platform=platform,
+    targets = _targets(names, file, from_repo)
+    if not targets:
+        raise NbpipeError("name the images to test (or give -f SPEC / --from-repo DIR)")
+    _run_pipeline(targets, catalog=_catalog(catalog, file, from_repo, parent), engine=engine, root=root, platform=platform,
                   ca_bundle=ca_bundle, wheelhouse=wheelhouse, jobs=jobs, report_dir=report_dir,
                   probe=True, force_probe=True)
 
@@ -231,6 +266,40 @@ def base_bootstrap(platform: Optional[str] = PlatformOpt, engine: str = EngineOp
                             log=lambda m: err.print(m, highlight=False))
     for p in root.platforms:
         print(f"{root.pinned(p)} {root.digest(p)}")
+
+
+spec_app = typer.Typer(help="YAML specs: a team's image on one of ours.", no_args_is_help=True)
+app.add_typer(spec_app, name="spec")
+
+
+@spec_app.command("validate")
+def spec_validate(files: list[Path] = typer.Argument(..., help="spec files"),
+                  catalog: Optional[str] = CatalogOpt) -> None:
+    """Check specs without building: every error names the file, line and field."""
+    from . import spec as specs
+
+    cat = _catalog(catalog)
+    for f in files:
+        sp = specs.load(f)
+        sp.register(cat)
+        img = cat.resolve(sp.name)
+        print(f"{f}: ok: {sp.name} on {cat.parent_name(sp.name) or sp.parent}, "
+              f"{len(img.steps)} step(s), digest {short(img.digest())}")
+
+
+@app.command()
+def new(name: str = typer.Argument(..., help="the new image's name"),
+        parent: str = typer.Option("jupyter", help="the family image to build on"),
+        python: bool = typer.Option(False, "--python", help="also write NAME.py (Python API)"),
+        out: Path = typer.Option(Path("."), help="folder to write into"),
+        catalog: Optional[str] = CatalogOpt) -> None:
+    """Write a spec (and optionally a Python module) for a team image to edit."""
+    from . import scaffold
+
+    cat = _catalog(catalog)
+    cat.entry(parent)
+    for path in scaffold.write(name, parent, out, python=python):
+        print(f"wrote {path}")
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ class Pipeline:
     force_probe: bool = False  # probe even when a passing record exists
     tags: set[str] | None = None  # runner tags; None = detect
     no_cache: bool = False
+    ready_timeout: float = 90.0  # seconds a server gets to answer HTTP 200 when probed
     on_event: Event = lambda name, what: None
 
     async def run(self, names: list[str] | None) -> list[ImageResult]:
@@ -131,7 +132,8 @@ class Pipeline:
             self.on_event(res.name, "probes passed before for this image id; not re-run")
             return
         self.on_event(res.name, "probing")
-        res.probes, log = probe(self.engine, res.ref, tags=self.tags)
+        res.probes, log = probe(self.engine, res.ref, tags=self.tags,
+                                ready_timeout=self.ready_timeout)
         failed = [p for p in res.probes if p.status is Status.FAILED]
         if failed:
             res.status = "failed"

@@ -51,7 +51,9 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _APT_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$")
 _NPM_NAME = re.compile(r"^(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*(@[\w.^~<>=*|-]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_PIP_SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?\s*([<>=!~]=?.*)?$")
+_VERSION_CLAUSE = r"(===|==|>=|<=|!=|~=|<|>)\s*[A-Za-z0-9.*+!_-]+"
+_PIP_SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?\s*"
+                       rf"({_VERSION_CLAUSE}(\s*,\s*{_VERSION_CLAUSE})*)?$")
 
 
 def _canon(value: Any) -> Any:

@@ -1,0 +1,260 @@
+"""YAML spec -> Image, for teams that don't write Python.
+
+    name: team-astro
+    parent: jupyter              # a family image, or a digest-pinned ref (name@sha256:...)
+    apt: [libcfitsio10]
+    pip: [astropy==7.1.0]        # or: pip: {requirements: requirements.txt}
+    env: {ASTRO_DATA: /home/jovyan/data}
+    files: [{path: /etc/astro.cfg, source: astro.cfg, mode: "0644"}]
+    init_scripts: {10-astro: "#!/bin/sh\\necho hi\\n"}
+    services: {watcher: {run: "#!/bin/sh\\nexec sleep infinity\\n"}}
+    labels: {team: astro}
+    platforms: [linux/amd64]
+    probes: {imports: [astropy], commands: ["fitsinfo --help"]}
+
+Every error names the file, the line and the field, and says what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from . import platforms as plat
+from . import steps as s
+from .catalog import Catalog
+from .errors import NbpipeError, SpecError
+from .image import BaseRef, Image
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+REF = re.compile(r"^[\w.-]+(:\d+)?(/[\w.-]+)+(:[\w.-]+)?@sha256:[0-9a-f]{64}$")
+KEYS = ("name", "parent", "description", "apt", "pip", "npm", "env", "files", "init_scripts",
+        "services", "labels", "platforms", "probes")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed spec: its name, its parent (a family name or a pinned root) and recipe."""
+
+    path: Path
+    name: str
+    parent: str | BaseRef
+    recipe: Callable[[Image], Image]
+    description: str = ""
+
+    def register(self, catalog: Catalog) -> Catalog:
+        if isinstance(self.parent, str) and self.parent not in catalog.entries:
+            raise SpecError(f"{self.path}: parent: unknown image {self.parent!r}; use one of "
+                            f"{', '.join(catalog.names)} or a ref pinned as name@sha256:<digest>")
+        catalog.add(self.name, self.parent, self.recipe, self.description)
+        return catalog
+
+
+class _Node:
+    """A YAML node with the file it came from, for errors that point at a line."""
+
+    def __init__(self, node: yaml.Node, path: Path, field: str):
+        self.node, self.path, self.field = node, path, field
+
+    def fail(self, problem: str) -> SpecError:
+        line = self.node.start_mark.line + 1
+        return SpecError(f"{self.path}:{line}: {self.field}: {problem}")
+
+    def scalar(self, what: str = "a string") -> str:
+        if not isinstance(self.node, yaml.ScalarNode) or self.node.tag.endswith(":null"):
+            raise self.fail(f"must be {what}")
+        return str(self.node.value)
+
+    def seq(self) -> list["_Node"]:
+        if not isinstance(self.node, yaml.SequenceNode):
+            raise self.fail("must be a list (- item per line, or [a, b])")
+        return [_Node(n, self.path, f"{self.field}[{i}]") for i, n in enumerate(self.node.value)]
+
+    def strings(self) -> list[str]:
+        return [n.scalar() for n in self.seq()]
+
+    def mapping(self, allowed: tuple[str, ...] | None = None) -> dict[str, "_Node"]:
+        if not isinstance(self.node, yaml.MappingNode):
+            raise self.fail("must be a mapping (key: value)")
+        out: dict[str, _Node] = {}
+        for k, v in self.node.value:
+            key = _Node(k, self.path, self.field).scalar("a plain key")
+            field = f"{self.field}.{key}" if self.field else key
+            if allowed is not None and key not in allowed:
+                raise _Node(k, self.path, field).fail(
+                    f"unknown key; allowed here: {', '.join(allowed)}")
+            if key in out:
+                raise _Node(k, self.path, field).fail("given twice")
+            out[key] = _Node(v, self.path, field)
+        return out
+
+
+def load(path: Path) -> Spec:
+    """Parse and check a spec file; raise SpecError naming file:line: field on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        context = f"{exc.context}, " if getattr(exc, "context", None) else ""
+        raise SpecError(f"{where}: not valid YAML: {context}{getattr(exc, 'problem', exc)}") from None
+    if root is None:
+        raise SpecError(f"{path}: empty spec; it needs at least 'name' and 'parent'")
+    top = _Node(root, path, "").mapping(KEYS)
+    for key in ("name", "parent"):
+        if key not in top:
+            raise SpecError(f"{path}:1: {key}: required")
+    name = top["name"].scalar()
+    if not NAME.match(name):
+        raise top["name"].fail(f"{name!r} is not an image name (lowercase letters, digits, "
+                               "'-', '_', '.')")
+    parent = _parent(top["parent"])
+    build = _recipe(top, path)
+    desc = top["description"].scalar() if "description" in top else f"from {path.name}"
+    return Spec(path, name, parent, build, desc)
+
+
+def _parent(node: _Node) -> str | BaseRef:
+    value = node.scalar()
+    if "/" in value or "@" in value:
+        if not REF.match(value):
+            raise node.fail(f"{value!r} is not a digest-pinned image reference "
+                            "(registry/name@sha256:<64 hex>); or give a family image name")
+        return BaseRef(value.split("@")[0], {p: value.split("@")[1] for p in plat.ALL})
+    if not NAME.match(value):
+        raise node.fail(f"{value!r} is not an image name")
+    return value
+
+
+def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
+    """Check every field now; return the function that layers them onto the parent."""
+    steps: list[s.Step] = []
+    platforms: tuple[str, ...] | None = None
+
+    def add(node: _Node, make: Callable[[], s.Step]) -> None:
+        try:
+            steps.append(make())
+        except NbpipeError as exc:
+            raise node.fail(str(exc)) from None
+
+    if "apt" in top:
+        pkgs = top["apt"].strings()
+        if pkgs:
+            add(top["apt"], lambda: s.Apt(packages=tuple(pkgs)))
+    if "pip" in top:
+        node = top["pip"]
+        if isinstance(node.node, yaml.MappingNode):
+            req = node.mapping(("requirements",))["requirements"]
+            reqs = _requirements(path.parent / req.scalar(), req)
+        else:
+            reqs = node.strings()
+        if reqs:
+            add(node, lambda: s.Pip(packages=tuple(reqs)))
+    if "npm" in top:
+        pkgs = top["npm"].strings()
+        if pkgs:
+            add(top["npm"], lambda: s.Npm(packages=tuple(pkgs)))
+    if "env" in top:
+        for key, node in top["env"].mapping().items():
+            if node.node.tag != "tag:yaml.org,2002:str":
+                raise node.fail(f"{node.node.value!r} is not a string: quote it, e.g. \"{node.node.value}\"")
+            value = node.scalar()
+            add(node, lambda key=key, value=value: s.Env(name=key, value=value))
+    if "files" in top:
+        for item in top["files"].seq():
+            f = item.mapping(("path", "source", "content", "mode", "owner"))
+            if "path" not in f:
+                raise item.fail("needs 'path' (where the file goes in the image)")
+            if ("source" in f) == ("content" in f):
+                raise item.fail("give exactly one of 'source' (a file next to the spec) or "
+                                "'content'")
+            if "source" in f:
+                src = path.parent / f["source"].scalar()
+                if not src.is_file():
+                    raise f["source"].fail(f"no such file {src}")
+                data = src.read_bytes()
+            else:
+                data = f["content"].scalar().encode()
+            mode = _mode(f["mode"]) if "mode" in f else 0o644
+            owner = f["owner"].scalar() if "owner" in f else "0:0"
+            if not re.match(r"^\d+:\d+$", owner):
+                raise f["owner"].fail(f"{owner!r}: give uid:gid, e.g. 1000:0")
+            add(item, lambda p=f["path"].scalar(), d=data, m=mode, o=owner:
+                s.File(path=p, content=d, mode=m, owner=o))
+    if "init_scripts" in top:
+        for key, node in top["init_scripts"].mapping().items():
+            script = node.scalar("the script's text")
+            if not script.startswith("#!"):
+                raise node.fail("an init script starts with a #! line, e.g. #!/bin/sh")
+            add(node, lambda k=key, sc=script: s.InitScript(name=k, script=sc))
+    if "services" in top:
+        for key, node in top["services"].mapping().items():
+            svc = node.mapping(("run", "finish"))
+            if "run" not in svc:
+                raise node.fail("a service needs a 'run' script (it is exec'd and supervised)")
+            run = svc["run"].scalar("the run script's text")
+            finish = svc["finish"].scalar() if "finish" in svc else None
+            add(node, lambda k=key, r=run, f=finish: s.Service(name=k, run=r, finish=f))
+    if "labels" in top:
+        for key, node in top["labels"].mapping().items():
+            add(node, lambda k=key, v=node.scalar(): s.Label(key=k, value=v))
+    if "platforms" in top:
+        platforms = tuple(top["platforms"].strings())
+        for i, p in enumerate(platforms):
+            if p not in plat.ALL:
+                raise top["platforms"].seq()[i].fail(f"{p!r}: use {' or '.join(plat.ALL)}")
+    probes: dict[str, tuple[str, ...]] = {}
+    if "probes" in top:
+        for key, node in top["probes"].mapping(("imports", "commands", "r_libraries")).items():
+            probes[key] = tuple(node.strings())
+
+    def recipe(parent: Image) -> Image:
+        img = parent
+        if platforms is not None:
+            missing = [p for p in platforms if p not in parent.platforms]
+            if missing:
+                raise SpecError(f"{path}: platforms: {', '.join(missing)} not offered by the "
+                                f"parent (it has {', '.join(parent.platforms)})")
+            img = img.with_platforms(*platforms)
+        return img.with_step(*steps).with_probes(**probes)
+
+    return recipe
+
+
+def _mode(node: _Node) -> int:
+    text = node.scalar('an octal string such as "0644"')
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise node.fail(f"{text!r} is not an octal mode such as \"0644\"") from None
+    if not 0 <= mode <= 0o7777:
+        raise node.fail(f"{text!r} is not a file mode")
+    return mode
+
+
+def _requirements(file: Path, node: _Node) -> list[str]:
+    if not file.is_file():
+        raise node.fail(f"no such file {file}")
+    reqs = []
+    for n, line in enumerate(file.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("-"):
+            raise SpecError(f"{file}:{n}: pip options like {line.split()[0]} are not supported; "
+                            "list one requirement per line")
+        try:
+            s.Pip(packages=(line,))
+        except NbpipeError as exc:
+            raise SpecError(f"{file}:{n}: {exc}") from None
+        reqs.append(line)
+    return reqs

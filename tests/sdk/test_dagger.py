@@ -1,0 +1,237 @@
+"""The Dagger path, checked without an engine: dagger-io's lazy query builder gives the
+exact query the SDK would send, and the module registers through the SDK's own code."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from nbpipe import platforms as plat
+from nbpipe.catalog import Catalog
+from nbpipe.engines import dagger as lowering
+from nbpipe.engines import dockerfile
+from nbpipe.options import BuildOptions
+from tests.sdk.test_export import parsed
+
+dagger = pytest.importorskip("dagger")
+
+
+def selections(ctr) -> list:
+    return list(ctr._ctx.selections)
+
+
+def _arg(value):
+    """A dagger object argument as (field, args) of its own query; plain values as is."""
+    if hasattr(value, "_ctx"):
+        return [(f.name, {k: _arg(v) for k, v in f.args.items()}) for f in value._ctx.selections]
+    return value
+
+
+def dagger_table(ctr, start_user: str = "root") -> list[tuple]:
+    """The Dagger query, normalised to the table test_export reads Dockerfiles into."""
+    out: list[tuple] = []
+    user = start_user
+    mounts: dict[str, tuple] = {}
+    for f in selections(ctr)[2:]:  # container(platform), from(address)
+        a = f.args
+        match f.name:
+            case "withUser":
+                user = a["name"]
+            case "withMountedCache":
+                mounts[a["path"]] = ("cache", _arg(a["cache"])[0][1]["key"], a.get("owner"),
+                                     a["sharing"])
+            case "withMountedSecret":
+                mounts[a["path"]] = ("secret", a.get("mode", 0o400))
+            case "withMountedDirectory":
+                mounts[a["path"]] = ("bind",)
+            case "withoutMount":
+                mounts.pop(a["path"])
+            case "withExec":
+                out.append(("RUN", user, a["args"], dict(sorted(mounts.items()))))
+            case "withEnvVariable":
+                assert not a.get("expand"), "values are literal on every engine"
+                out.append(("ENV", a["name"], a["value"]))
+            case "withWorkdir":
+                out.append(("WORKDIR", a["path"]))
+            case "withNewFile":
+                out.append(("COPY", a["path"], a["contents"].encode(),
+                            a.get("permissions", 0o644), a.get("owner", "")))
+            case "withLabel":
+                out.append(("LABEL", a["name"], a["value"]))
+            case "withExposedPort":
+                out.append(("EXPOSE", a["port"]))
+            case "withEntrypoint":
+                out.append(("ENTRYPOINT", a["args"]))
+            case "withDefaultArgs":
+                out.append(("CMD", a.get("args", [])))
+            case other:
+                pytest.fail(f"unexpected Dagger call {other}")
+    return out
+
+
+def dockerfile_table(image, platform, options) -> list[tuple]:
+    """The same table from the Dockerfiles of the whole chain, with their --mount flags."""
+    import re
+
+    out: list[tuple] = []
+    for img in reversed(list(image.lineage())):
+        rendered = dockerfile.render(img, platform, options)
+        parent = img.parent
+        start = parent.config(platform).user if hasattr(parent, "config") else "root"
+        rows, _ = parsed(rendered, start)
+        runs = [line for line in rendered.text.splitlines() if line.startswith("RUN ")]
+        for row in rows:
+            if row[0] == "RUN":
+                line = runs.pop(0)
+                mounts = {}
+                for m in re.findall(r"--mount=(\S+)", line):
+                    kv = dict(p.split("=", 1) if "=" in p else (p, True) for p in m.split(","))
+                    if kv["type"] == "cache":
+                        mounts[kv["target"]] = ("cache", kv["id"], f"{kv['uid']}:{kv['gid']}",
+                                                kv["sharing"].upper())
+                    elif kv["type"] == "secret":
+                        mounts[kv["target"]] = ("secret", int(kv["mode"], 8))
+                    else:
+                        mounts[kv["target"]] = ("bind",)
+                row = (*row, dict(sorted(mounts.items())))
+            out.append(row)
+    return out
+
+
+@pytest.fixture()
+def ca(tmp_path):
+    path = tmp_path / "ca.pem"
+    path.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    return path
+
+
+def test_build_jupyter_scipy_starts_from_the_pinned_root_and_has_every_step(family: Catalog):
+    image = family.resolve("jupyter-scipy")
+    sels = selections(lowering.lower(image, plat.AMD64))
+    assert (sels[0].name, sels[0].args) == ("container", {"platform": "linux/amd64"})
+    assert (sels[1].name, sels[1].args) == ("from", {"address": image.root.pinned(plat.AMD64)})
+    assert image.root.pinned(plat.AMD64).endswith(image.root.digest(plat.AMD64))
+    execs = [s.args["args"][2] for s in sels if s.name == "withExec"]
+    # every Exec of base, jupyter and jupyter-scipy, in order, as the engine would run them
+    want = [BuildOptions().prepare(op).argv()[2]
+            for img in ("base", "jupyter", "jupyter-scipy")
+            for op in family.resolve(img).ops(plat.AMD64) if type(op).__name__ == "Exec"]
+    assert execs == want
+    labels = {s.args["name"]: s.args["value"] for s in sels if s.name == "withLabel"}
+    assert labels["io.nbpipe.image"] == "jupyter-scipy"
+    assert labels["io.nbpipe.digest"] == image.digest(plat.AMD64)
+
+
+@pytest.mark.parametrize("name", ["jupyter-scipy", "codeserver-python", "rstudio-tidyverse",
+                                  "jupyter-pytorch-gaudi-full"])
+def test_both_lowerings_agree_step_by_step(family: Catalog, name: str, ca, tmp_path) -> None:
+    image = family.resolve(name)
+    for platform in image.platforms:
+        for options in (BuildOptions(), BuildOptions(ca_bundle=ca, wheelhouse=tmp_path)):
+            assert dagger_table(lowering.lower(image, platform, options)) == \
+                dockerfile_table(image, platform, options)
+
+
+def test_caches_are_locked_cache_volumes_and_the_ca_a_secret(family: Catalog, ca) -> None:
+    sels = selections(lowering.lower(family.resolve("jupyter"), plat.AMD64,
+                                     BuildOptions(ca_bundle=ca)))
+    caches = {_arg(s.args["cache"])[0][1]["key"] for s in sels if s.name == "withMountedCache"}
+    assert caches == {"nbpipe-apt-archives", "nbpipe-pip"}
+    secret = [s for s in sels if s.name == "withMountedSecret"][0]
+    assert _arg(secret.args["source"]) == [("secret", {"uri": f"file://{ca}"})]
+    assert not any(s.name in ("withNewFile", "withFile") and "BEGIN CERT" in str(s.args)
+                   for s in sels)
+
+
+def test_gpu_images_can_ask_for_all_gpus(family: Catalog) -> None:
+    sels = selections(lowering.lower(family.resolve("jupyter-pytorch-cuda"), plat.AMD64, gpu=True))
+    assert sels[-1].name == "experimentalWithAllGPUs"
+
+
+def test_unknown_image_lists_valid_names() -> None:
+    from pipelines import Nbpipe
+
+    with pytest.raises(Exception) as exc:
+        Nbpipe()._image("jupyter-scpiy")
+    assert "unknown image 'jupyter-scpiy'" in str(exc.value)
+    assert "jupyter-scipy" in str(exc.value) and "rstudio-tidyverse" in str(exc.value)
+
+
+REGISTER = textwrap.dedent("""
+    import json, anyio
+    from dagger.client import gen
+    from dagger.mod.cli import load_module
+
+    async def query_only(self):  # the typedef query is what we check: do not send it
+        return self
+    gen.Module.id = query_only
+
+    def args(obj):
+        return [(f.name, {k: args(v) if hasattr(v, "_ctx") else v for k, v in f.args.items()})
+                for f in obj._ctx.selections]
+
+    mod = anyio.run(load_module()._typedefs)
+    print(json.dumps(args(mod), default=str))
+""")
+
+
+@pytest.fixture(scope="module")
+def registered() -> dict:
+    env = {**os.environ, "DAGGER_MODULE": "nbpipe", "DAGGER_MAIN_OBJECT": "Nbpipe"}
+    r = subprocess.run([sys.executable, "-c", REGISTER], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    query = json.loads(r.stdout)
+    obj = [a["object"] for name, a in query if name == "withObject"][0]
+    functions = {}
+    for name, a in obj:
+        if name == "withFunction":
+            fn = a["function"]
+            head = fn[0][1]
+            functions[head["name"]] = {
+                "returns": head["returnType"],
+                "doc": next((x[1]["description"] for x in fn if x[0] == "withDescription"), ""),
+                "args": {x[1]["name"]: x[1] for x in fn if x[0] == "withArg"},
+            }
+    return functions
+
+
+def test_module_registers_its_functions(registered) -> None:
+    assert set(registered) == {"images", "graph", "build", "test", "publish", "ci"}
+    for fn in registered.values():
+        assert fn["doc"], "every function says what it does"
+
+
+def _kind(typedef) -> str:
+    kinds = [a.get("kind") or a.get("name") for _, a in typedef if a]
+    return "/".join(str(k) for k in kinds if k)
+
+
+def test_module_function_signatures(registered) -> None:
+    build = registered["build"]
+    assert "Container" in _kind(build["returns"])
+    assert set(build["args"]) == {"image", "platform", "ca_bundle", "wheelhouse"}
+    assert "STRING_KIND" in _kind(build["args"]["image"]["typeDef"])
+    assert "jupyter-scipy" in build["args"]["image"]["description"]
+    assert "Platform" in _kind(build["args"]["platform"]["typeDef"])
+    assert "Secret" in _kind(build["args"]["ca_bundle"]["typeDef"])
+    assert registered["graph"]["args"]["format"]["defaultValue"] == '"text"'
+    assert set(registered["publish"]["args"]) >= {"image", "address", "platforms", "tags"}
+    assert "STRING_KIND" in _kind(registered["test"]["returns"])
+    assert set(registered["ci"]["args"]) >= {"since", "runner_tags"}
+
+
+@pytest.mark.dagger
+def test_live_engine_builds_jupyter() -> None:
+    if shutil.which("dagger") is None:
+        pytest.skip("no dagger CLI on PATH: the live-engine tests run where Dagger is installed")
+    r = subprocess.run(["dagger", "call", "build", "--image", "base", "with-exec",
+                        "--args", "id", "stdout"], capture_output=True, text=True, timeout=3600)
+    assert r.returncode == 0, r.stderr
+    assert "uid=1000(jovyan) gid=0(root) groups=0(root),100(users)" in r.stdout

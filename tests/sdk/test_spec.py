@@ -1,0 +1,147 @@
+"""YAML specs and Binder repos: good ones become images; each bad one gets one line that
+names the file, the line and the field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import images
+from nbpipe import repo2docker, spec
+from nbpipe.errors import SpecError
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "team-astro"
+
+GOOD = """\
+name: team-x
+parent: jupyter
+apt: [libcfitsio10]
+pip: [astropy==8.0.2]
+env: {A: "1"}
+"""
+
+# (spec text, expected message fragment): every error says file:line: field: problem
+BAD = [
+    ("parent: jupyter\n", ":1: name: required"),
+    ("name: x\n", ":1: parent: required"),
+    ("name: x\nparent: jupyter\npackages: [a]\n", ":3: packages: unknown key; allowed here: name"),
+    ("name: x\nparent: jupyter\npip: numpy\n", ":3: pip: must be a list"),
+    ("name: x\nparent: jupyter\npip: [numpy=1.0]\n", ":3: pip: pip: 'numpy=1.0' is not a requirement"),
+    ("name: x\nparent: jupyter\napt: [Not_A_Package]\n", ":3: apt: apt: 'Not_A_Package' is not a Debian package"),
+    ("name: x\nparent: jupyter\nenv: {A: 1}\n", ":3: env.A: '1' is not a string: quote it"),
+    ("name: x\nparent: jupyter\nenv: {9A: x}\n", ":3: env.9A: env: '9A' is not a valid variable name"),
+    ("name: x\nparent: jupyter\nservices:\n  web: {finish: x}\n", ":4: services.web: a service needs a 'run' script"),
+    ("name: x\nparent: jupyter\nservices:\n  web: {run: x, port: 1}\n", ":4: services.web.port: unknown key; allowed here: run, finish"),
+    ("name: x\nparent: jupyter\nplatforms: [linux/s390x]\n", ":3: platforms[0]: 'linux/s390x': use linux/amd64 or linux/arm64"),
+    ("name: x\nparent: jupyter\nfiles:\n  - {path: /a}\n", ":4: files[0]: give exactly one of 'source'"),
+    ("name: x\nparent: jupyter\nfiles:\n  - {path: /a, content: x, mode: '999'}\n", ":4: files[0].mode: '999' is not an octal mode"),
+    ("name: x\nparent: jupyter\ninit_scripts:\n  10-x: echo hi\n", ":4: init_scripts.10-x: an init script starts with a #! line"),
+    ("name: X Y\nparent: jupyter\n", ":1: name: 'X Y' is not an image name"),
+    ("name: x\nparent: ghcr.io/acme/img:latest\n", ":2: parent: 'ghcr.io/acme/img:latest' is not a digest-pinned image reference"),
+    ("name: x\nparent: jupyter\nprobes: {imports: numpy}\n", ":3: probes.imports: must be a list"),
+    ("name: x\nparent: [jupyter\n", ":2: not valid YAML"),
+    ("name: x\nparent: jupyter\npip: {requirements: nope.txt}\n", ":3: pip.requirements: no such file"),
+]
+
+
+def write(tmp_path: Path, text: str, name: str = "team.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_good_spec_becomes_an_image_on_its_parent(tmp_path) -> None:
+    sp = spec.load(write(tmp_path, GOOD))
+    cat = sp.register(images.family())
+    img = cat.resolve("team-x")
+    assert cat.parent_name("team-x") == "jupyter"
+    assert img.parent == cat.resolve("jupyter")
+    assert [st.describe() for st in img.steps[:3]] == [
+        "apt libcfitsio10", "pip astropy==8.0.2", "env A=1"]
+
+
+@pytest.mark.parametrize("text,message", BAD, ids=[m for _, m in BAD])
+def test_bad_spec_names_file_line_and_field(tmp_path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as exc:
+        spec.load(path).register(images.family())
+    assert str(exc.value).startswith(str(path))
+    assert message in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_unknown_parent_lists_the_family(tmp_path) -> None:
+    path = write(tmp_path, "name: x\nparent: jupyterr\n")
+    with pytest.raises(SpecError, match="parent: unknown image 'jupyterr'; use one of base"):
+        spec.load(path).register(images.family())
+
+
+def test_pinned_ref_parent_is_a_root(tmp_path) -> None:
+    digest = "sha256:" + "a" * 64
+    sp = spec.load(write(tmp_path, f"name: x\nparent: ghcr.io/acme/img@{digest}\npip: [a==1]\n"))
+    img = sp.register(images.family()).resolve("x")
+    assert img.root.pinned("linux/amd64") == f"ghcr.io/acme/img@{digest}"
+
+
+def test_example_spec_and_module_are_the_same_image() -> None:
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        import team_astro
+    finally:
+        sys.path.remove(str(EXAMPLE))
+    from_yaml = spec.load(EXAMPLE / "team-astro.yaml").register(images.family())
+    assert from_yaml.resolve("team-astro").digest() == \
+        team_astro.catalog().resolve("team-astro").digest()
+
+
+def test_spec_validate_cli_one_line(tmp_path) -> None:
+    path = write(tmp_path, "name: x\nparent: jupyter\npip: [numpy=1.0]\n")
+    r = subprocess.run([sys.executable, "-m", "nbpipe", "spec", "validate", str(path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert f"{path}:3: pip:" in r.stderr
+    ok = subprocess.run([sys.executable, "-m", "nbpipe", "spec", "validate",
+                         str(EXAMPLE / "team-astro.yaml")], capture_output=True, text=True)
+    assert ok.returncode == 0 and ": ok: team-astro on jupyter" in ok.stdout
+
+
+def test_new_writes_a_spec_that_validates(tmp_path) -> None:
+    r = subprocess.run([sys.executable, "-m", "nbpipe", "new", "team-b", "--parent",
+                        "jupyter-scipy", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    sp = spec.load(tmp_path / "team-b.yaml")
+    assert sp.parent == "jupyter-scipy"
+    sp.register(images.family()).resolve("team-b")
+
+
+def test_repo2docker_inputs(tmp_path) -> None:
+    repo = tmp_path / "my-analysis"
+    repo.mkdir()
+    (repo / "requirements.txt").write_text("pandas==3.1.1  # data\n\nrequests>=2\n")
+    (repo / "apt.txt").write_text("graphviz\n")
+    (repo / "environment.yml").write_text(textwrap.dedent("""
+        dependencies:
+          - python=3.11
+          - pip
+          - pip: [altair==6.3.0]
+    """))
+    (repo / "postBuild").write_text("#!/bin/sh\njupyter labextension list\n")
+    (repo / "start").write_text('#!/bin/sh\nexport X=1\nexec "$@"\n')
+    sp = repo2docker.from_repo(repo)
+    img = sp.register(images.family()).resolve("my-analysis")
+    kinds = [st.describe() for st in img.steps]
+    assert kinds[0] == "apt graphviz"
+    assert kinds[1] == "pip altair==6.3.0 pandas==3.1.1 requests>=2"
+    assert kinds[2].startswith("run #!/bin/sh")
+    assert kinds[3] == "init-script 50-repo-start"
+    assert 'exec "$@"' not in img.steps[3].script
+
+
+def test_repo2docker_conda_only_packages_are_reported(tmp_path) -> None:
+    (tmp_path / "environment.yml").write_text("dependencies:\n  - numpy\n  - gdal=3.8\n")
+    with pytest.raises(SpecError, match="conda-only packages numpy, gdal=3.8"):
+        repo2docker.from_repo(tmp_path)
