@@ -268,6 +268,99 @@ def base_bootstrap(platform: Optional[str] = PlatformOpt, engine: str = EngineOp
         print(f"{root.pinned(p)} {root.digest(p)}")
 
 
+RegistryOpt = typer.Option(..., "--registry", help="host[:port][/namespace]; credentials "
+                           "from $NBPIPE_REGISTRY_USER/$NBPIPE_REGISTRY_PASSWORD or a docker config")
+
+
+@app.command()
+def publish(names: list[str] = typer.Argument(None, help="images to publish"),
+            registry: str = RegistryOpt,
+            platform: Optional[list[str]] = typer.Option(None, "--platform", help="repeatable; "
+                                                         "default: every platform of the image"),
+            tag: Optional[list[str]] = typer.Option(None, "--tag", help="extra tags (repeatable)"),
+            latest: bool = typer.Option(False, "--latest", help="also move the latest tag"),
+            engine: str = EngineOpt, root: str = RootOpt, ca_bundle: Optional[Path] = CaOpt,
+            wheelhouse: Optional[Path] = WheelOpt, file: Optional[list[Path]] = FileOpt,
+            catalog: Optional[str] = CatalogOpt) -> None:
+    """Build every platform, push, then one manifest list per tag (all or nothing)."""
+    from .options import BuildOptions
+    from .publish import publish as do_publish
+    from .registry import Registry
+
+    targets = _targets(names, file, None)
+    if not targets:
+        raise NbpipeError("name the images to publish")
+    for p in platform or []:
+        plat.check(p)
+    cat, eng, native = _setup(_catalog(catalog, file), engine, root, None)
+    if platform:
+        for p in platform:
+            if p != native:
+                cat = _rebase_for(cat, eng, p, root)
+    options = BuildOptions(ca_bundle=ca_bundle, wheelhouse=wheelhouse)
+    with _progress() as on_event:
+        results = do_publish(cat, targets, eng, Registry.parse(registry),
+                             platforms=tuple(platform) if platform else None, options=options,
+                             state_dir=Path(".nbpipe"), extra_tags=tuple(tag or ()),
+                             latest=latest, native=native, on_event=on_event)
+    table = Table("image", "platforms", "digest", "tags", "result")
+    for r in results:
+        table.add_row(r.name, ",".join(p.split("/")[1] for p in r.platforms), short(r.digest),
+                      " ".join(r.tags), r.message)
+    console.print(table)
+    for r in results:
+        print(r.ref)
+
+
+def _rebase_for(cat: Catalog, eng, platform: str, root: str) -> Catalog:
+    """The catalog's root must be local for every platform asked for, or none."""
+    from . import rootfs
+
+    if root == "registry":
+        return cat
+    local = rootfs.local_root(eng)
+    if local is not None and platform not in local.platforms:
+        raise NbpipeError(f"no local root for {platform}: run `nbpipe base bootstrap "
+                          f"--platform {platform}` (needs qemu for a foreign platform)")
+    return cat
+
+
+@app.command("verify-reproducible")
+def verify_reproducible(name: str, engine: str = EngineOpt, root: str = RootOpt,
+                        platform: Optional[str] = PlatformOpt, ca_bundle: Optional[Path] = CaOpt,
+                        catalog: Optional[str] = CatalogOpt) -> None:
+    """Build IMAGE twice from scratch and compare the digests (and the files, if they differ)."""
+    from .options import BuildOptions
+    from .reproducible import verify
+
+    cat, eng, platform = _setup(_catalog(catalog), engine, root, platform)
+    v = verify(cat, name, eng, platform, BuildOptions(ca_bundle=ca_bundle), Path(".nbpipe"))
+    print(f"{name} ({platform}): build 1 {v.ids[0][:19]} in {v.seconds[0]}s, "
+          f"build 2 {v.ids[1][:19]} in {v.seconds[1]}s")
+    if v.same:
+        print("reproducible: both builds gave the same image digest")
+        return
+    print(f"NOT reproducible: {len(v.differing)} path(s) differ:")
+    for path in v.differing[:50]:
+        print(f"  {path}")
+    raise typer.Exit(1)
+
+
+kubeflow_app = typer.Typer(help="Kubeflow integration.", no_args_is_help=True)
+app.add_typer(kubeflow_app, name="kubeflow")
+
+
+@kubeflow_app.command("spawner-options")
+def spawner_options(registry: str = RegistryOpt, engine: str = EngineOpt, root: str = RootOpt,
+                    catalog: Optional[str] = CatalogOpt) -> None:
+    """The spawner_ui_config.yaml fragment listing the published images, pinned by digest."""
+    from .publish import spawner_options as render
+    from .registry import Registry
+
+    cat, _, _ = _setup(_catalog(catalog), engine, root, None)
+    sys.stdout.write(render(cat, Registry.parse(registry)))
+
+
 spec_app = typer.Typer(help="YAML specs: a team's image on one of ours.", no_args_is_help=True)
 app.add_typer(spec_app, name="spec")
 

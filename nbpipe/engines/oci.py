@@ -150,6 +150,53 @@ class OciEngine:
         tail = "\n".join("    " + line for line in lines[-15:])
         return f"{ref}: step failed: {where}\n  log: {log}\n{tail}"
 
+    # -- registries ------------------------------------------------------------------
+    def push(self, ref: str, dest: str, flags: Sequence[str]) -> str:
+        """Push a local image to ``dest`` (docker://...); returns the pushed manifest digest."""
+        self._need_podman("push")
+        with tempfile.TemporaryDirectory(prefix="nbpipe-push-") as tmp:
+            digestfile = Path(tmp) / "digest"
+            r = self._run(["push", *flags, "--digestfile", str(digestfile), ref, dest],
+                          check=False, timeout=3600)
+            if r.returncode != 0:
+                raise NbpipeError(f"push of {ref} to {dest.removeprefix('docker://')} failed: "
+                                  f"{_last_line(r.stderr)}")
+            return digestfile.read_text().strip()
+
+    def publish_list(self, sources: dict[str, str], dests: Sequence[str],
+                     flags: Sequence[str]) -> str:
+        """One manifest list of already-pushed per-platform images (platform -> remote
+        ref), pushed to every ``dest``; returns the list's digest."""
+        self._need_podman("publish a manifest list")
+        name = f"localhost/nbpipe-publish/list:{os.getpid()}"
+        self._run(["manifest", "rm", name], check=False)
+        self._run(["manifest", "create", name])
+        try:
+            for platform, ref in sources.items():
+                arch = platform.split("/")[1]
+                r = self._run(["manifest", "add", *flags, "--os", "linux", "--arch", arch,
+                               name, f"docker://{ref}"], check=False, timeout=600)
+                if r.returncode != 0:
+                    raise NbpipeError(f"manifest add {ref} failed: {_last_line(r.stderr)}")
+            digest = ""
+            for dest in dests:
+                with tempfile.TemporaryDirectory(prefix="nbpipe-push-") as tmp:
+                    digestfile = Path(tmp) / "digest"
+                    r = self._run(["manifest", "push", *flags, "--digestfile", str(digestfile),
+                                   name, f"docker://{dest}"], check=False, timeout=3600)
+                    if r.returncode != 0:
+                        raise NbpipeError(f"push of the manifest list to {dest} failed: "
+                                          f"{_last_line(r.stderr)}")
+                    digest = digestfile.read_text().strip()
+            return digest
+        finally:
+            self._run(["manifest", "rm", name], check=False)
+
+    def _need_podman(self, what: str) -> None:
+        if self.kind != "podman":
+            raise NbpipeError(f"to {what} nbpipe uses podman/buildah's manifest tools; "
+                              "run with --engine podman")
+
     # -- containers --------------------------------------------------------------------
     def run_detached(self, ref: str, *, env: dict[str, str], mounts: Sequence[str],
                      port: int, container_port: int, name: str,
@@ -202,6 +249,11 @@ class OciEngine:
             raise NbpipeError(f"`{self.kind} {' '.join(args[:3])}` failed: "
                               f"{r.stderr.strip()[-500:]}")
         return r
+
+
+def _last_line(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "failed"
 
 
 def _find(kind: str) -> str | None:

@@ -1,0 +1,169 @@
+"""Publish images: every platform built first, then pushed, then one manifest list per
+tag. All or nothing: if any platform fails, no tag of that image moves.
+
+Tags: ``sha-<digest16>`` from the content digest (a registry then works like a binary
+cache: an image whose content tag exists is never built or pushed again), version tags
+read from the built image (python-3.11, lab-4.5.11, torch-2.12, cuda-12.6), a date tag,
+and ``latest`` when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import anyio
+
+from .catalog import Catalog
+from .engines import dockerfile
+from .engines.oci import OciEngine
+from .errors import NbpipeError
+from .image import Image, short
+from .options import BuildOptions
+from .pipeline import Pipeline
+from .registry import Registry
+from . import sbom
+
+VERSIONS = r"""
+import json, sys
+out = {"python": "%d.%d" % sys.version_info[:2]}
+for key, module in (("lab", "jupyterlab"), ("torch", "torch"), ("tf", "tensorflow")):
+    try:
+        m = __import__(module)
+    except Exception:
+        continue
+    v = m.__version__.split("+")[0]
+    out[key] = v if key == "lab" else ".".join(v.split(".")[:2])
+    if module == "torch" and getattr(m.version, "cuda", None):
+        out["cuda"] = m.version.cuda
+print(json.dumps(out))
+"""
+
+
+def content_tag(image: Image) -> str:
+    return f"sha-{short(image.digest(), 16)}"
+
+
+@dataclass
+class Published:
+    name: str
+    repo: str
+    platforms: tuple[str, ...]
+    tags: list[str] = field(default_factory=list)
+    digest: str = ""
+    uploaded: bool = False
+    message: str = ""
+    sboms: list[Path] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repo}@{self.digest}"
+
+
+def version_tags(engine: OciEngine, ref: str) -> list[str]:
+    r = engine.run_once(ref, ["python3", "-c", VERSIONS], timeout=300)
+    if r.returncode != 0:
+        return []  # no Python in this image: no version tags, not an error
+    versions = json.loads(r.stdout.strip().splitlines()[-1])
+    return [f"{k}-{v}" for k, v in versions.items()]
+
+
+def publish(catalog: Catalog, names: list[str], engine: OciEngine, registry: Registry, *,
+            platforms: tuple[str, ...] | None, options: BuildOptions, state_dir: Path,
+            extra_tags: tuple[str, ...] = (), latest: bool = False, native: str,
+            on_event: Callable[[str, str], None] = lambda n, w: None) -> list[Published]:
+    out = []
+    for name in names:
+        img = catalog.resolve(name)
+        plats = tuple(p for p in img.platforms if platforms is None or p in platforms)
+        if not plats:
+            raise NbpipeError(f"{name} is built for {', '.join(img.platforms)}; none of those "
+                              f"was asked for")
+        out.append(_publish_one(catalog, img, plats, engine, registry, options, state_dir,
+                                extra_tags, latest, native, on_event))
+    return out
+
+
+def _publish_one(catalog, img: Image, plats, engine, registry, options, state_dir,
+                 extra_tags, latest, native, on_event) -> Published:
+    name = img.name
+    repo = registry.repo(name)
+    res = Published(name, repo, plats)
+    ctag = content_tag(img)
+    # 1. every platform built (and probed where it runs natively) before anything moves
+    refs = {}
+    for p in plats:
+        on_event(name, f"building for {p}")
+        pipe = Pipeline(catalog, engine, p, options, state_dir=state_dir, probe=(p == native),
+                        on_event=on_event)
+        results = {r.name: r for r in anyio.run(pipe.run, [name])}
+        r = results[name]
+        if not r.ok:
+            raise NbpipeError(f"{name} for {p}: {r.status}: {r.message} - nothing was pushed")
+        refs[p] = r.ref
+    first = refs[native] if native in refs else refs[plats[0]]
+    tags = [ctag, *version_tags(engine, first), time.strftime("%Y%m%d", time.gmtime()),
+            *extra_tags, *(["latest"] if latest else [])]
+    res.tags = list(dict.fromkeys(tags))
+    for p, ref in refs.items():
+        res.sboms.append(sbom.write(engine, ref, name, p, state_dir / "sbom"))
+    with registry.authfile() as auth:
+        flags = registry.flags(auth)
+        # 2. per-platform images under their own content tags (no user-facing tag yet)
+        remote = {}
+        for p, ref in refs.items():
+            arch_ref = f"{repo}:{ctag}-{p.split('/')[1]}"
+            if registry.manifest(arch_ref, auth) is None:
+                on_event(name, f"pushing {p}")
+                engine.push(ref, f"docker://{arch_ref}", flags)
+                res.uploaded = True
+            remote[p] = arch_ref
+        # 3. the manifest list, under every tag; skipped where it is already there
+        existing = registry.digest(f"{repo}:{ctag}", auth)
+        moving = res.tags
+        if existing and not res.uploaded:  # the list is there: move only tags elsewhere
+            res.digest = existing
+            moving = [t for t in res.tags if registry.digest(f"{repo}:{t}", auth) != existing]
+        if moving:
+            on_event(name, f"pushing the manifest list as {', '.join(moving)}")
+            res.digest = engine.publish_list(remote, [f"{repo}:{t}" for t in moving], flags)
+            res.uploaded = res.uploaded or not existing
+        res.message = "published" if res.uploaded else "already published: nothing uploaded"
+    return res
+
+
+def spawner_options(catalog: Catalog, registry: Registry) -> str:
+    """The spawner_ui_config.yaml fragment for Kubeflow's notebook spawner dropdowns."""
+    from . import contract
+
+    groups: dict[str, list[str]] = {"image": [], "imageGroupOne": [], "imageGroupTwo": []}
+    missing = []
+    key = {"jupyter": "image", "codeserver": "imageGroupOne", "rstudio": "imageGroupTwo"}
+    with registry.authfile() as auth:
+        for name in catalog.order():
+            img = catalog.resolve(name)
+            server = img.config().label_dict().get(contract.LABEL_SERVER)
+            if server not in key:
+                continue
+            digest = registry.digest(f"{registry.repo(name)}:{content_tag(img)}", auth)
+            if digest is None:
+                missing.append(name)
+                continue
+            groups[key[server]].append(f"{registry.repo(name)}@{digest}")
+    lines = ["# spawner_ui_config.yaml: nbpipe images, pinned by digest",
+             f"# generated {time.strftime('%Y-%m-%d', time.gmtime())} from {registry.address}"]
+    if missing:
+        lines.append(f"# not published (left out): {', '.join(missing)}")
+    lines.append("spawnerFormDefaults:")
+    for group, refs in groups.items():
+        if not refs:
+            continue
+        lines += [f"  {group}:", f"    value: {refs[0]}", "    options:"]
+        lines += [f"      - {r}" for r in refs]
+    if not any(groups.values()):
+        raise NbpipeError(f"no image of the family is published in {registry.address}: "
+                          "run nbpipe publish first")
+    return "\n".join(lines) + "\n"
