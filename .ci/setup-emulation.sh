@@ -21,7 +21,8 @@
 #     the kernel open the interpreter once, at registration, so it works inside containers
 #     and chroots that do not have /usr/bin/qemu-aarch64-static. An existing entry without
 #     F is replaced.
-#   The registration is kernel state: it is lost on reboot (or a fresh VM); run this again.
+#   The registration is kernel state: it is lost on reboot (or a fresh VM), and here
+#   (kernel 6.18) also when binfmt_misc is unmounted; run this again.
 set -euo pipefail
 
 ARM64_IMAGE=${NBPIPE_ARM64_IMAGE:-localhost/nbpipe/root:bookworm-arm64}
@@ -98,7 +99,7 @@ main() {
     for a in "$@"; do
         case $a in
         --no-check) want_check=0 ;;
-        -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) die "unknown argument: $a" ;;
         esac
     done

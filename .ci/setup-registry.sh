@@ -8,6 +8,7 @@
 # Usage:
 #   .ci/setup-registry.sh start PORT DIR [--htpasswd USER:PASSWORD]
 #   .ci/setup-registry.sh stop DIR
+#   .ci/setup-registry.sh install      # only install the package (service kept off)
 #
 # In DIR: config.yml, data/ (storage), registry.log, registry.pid, htpasswd (with --htpasswd).
 # `start` returns once `curl http://127.0.0.1:PORT/v2/` answers 200 (401 with --htpasswd).
@@ -25,7 +26,7 @@ set -euo pipefail
 
 log() { printf '[setup-registry] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-usage() { sed -n '2,25p' "$0" >&2; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2; }
 
 export DEBIAN_FRONTEND=noninteractive
 APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -y -q)
@@ -70,14 +71,18 @@ install_registry_package() {
     if [[ $missing == *docker-registry* ]]; then
         if [[ -d /run/systemd/system ]]; then
             systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
-        elif [[ -x /etc/init.d/docker-registry ]]; then
+        else
+            # no systemd now: drop the init script's start links and the unit's
+            # multi-user.target.wants link (for a later boot with systemd)
             update-rc.d docker-registry disable >/dev/null 2>&1 || true
+            deb-systemd-helper disable docker-registry.service >/dev/null 2>&1 || true
         fi
         log "Debian's docker-registry service disabled (this script runs its own)"
     fi
 }
 
 # bcrypt_hash PASSWORD -> a bcrypt hash ($2y$/$2b$), which is all docker-registry accepts.
+# shellcheck disable=SC2016  # '$2' is the bcrypt prefix, not a shell expansion
 bcrypt_hash() {
     local pw=$1 h=""
     if command -v htpasswd >/dev/null; then
@@ -164,7 +169,7 @@ EOF
 }
 
 do_stop() {
-    local dir=$1 pid i
+    local dir=$1 pid
     if ! pid_alive "$dir"; then
         rm -f "$dir/registry.pid"
         log "no registry running for $dir"
@@ -172,7 +177,7 @@ do_stop() {
     fi
     pid=$(<"$dir/registry.pid")
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
         [[ -d /proc/$pid ]] || break
         sleep 0.2
     done
@@ -185,8 +190,8 @@ do_stop() {
 }
 
 do_start() {
-    local port=$1 dir=$2 creds=$3 auth=0 want i code
-    [[ $port =~ ^[0-9]+$ ]] && ((port > 0 && port < 65536)) || die "bad port: $port"
+    local port=$1 dir=$2 creds=$3 auth=0 want code
+    if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then die "bad port: $port"; fi
     [[ -n $creds ]] && auth=1
     if ((auth)) && [[ $creds != ?*:?* ]]; then die "--htpasswd wants USER:PASSWORD"; fi
 
@@ -233,7 +238,7 @@ do_start() {
         --exec "$REGISTRY_BIN" -- serve "$dir/config.yml" \
         >>"$dir/registry.log" 2>&1 </dev/null
 
-    for i in $(seq 1 150); do
+    for _ in $(seq 1 150); do
         code=$(http_code "$port")
         if [[ $code == 200 || $code == 401 ]]; then
             log "registry up on http://127.0.0.1:$port (pid $(<"$dir/registry.pid"), /v2/ -> $code," \
@@ -268,6 +273,9 @@ main() {
         (($# == 1)) || usage
         [[ -d $1 ]] || { log "no such directory: $1"; return 0; }
         do_stop "$(cd "$1" && pwd -P)"
+        ;;
+    install)
+        install_registry_package
         ;;
     -h | --help) usage ;;
     *) usage ;;

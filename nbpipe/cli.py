@@ -28,6 +28,15 @@ err = Console(stderr=True)
 
 CatalogOpt = typer.Option(None, "--catalog", help="module:function giving the Catalog "
                           "(default: images:family, or $NBPIPE_CATALOG)")
+EngineOpt = typer.Option("auto", "--engine", help="auto | podman | docker")
+RootOpt = typer.Option("auto", "--root", help="auto (the local debootstrap root if "
+                       "present, else the registry pin) | local | registry")
+PlatformOpt = typer.Option(None, "--platform", help="linux/amd64 | linux/arm64 (default: this machine's)")
+CaOpt = typer.Option(None, "--ca-bundle", help="PEM bundle trusted during the build only "
+                     "(TLS-intercepting proxies); never stored in the image")
+WheelOpt = typer.Option(None, "--wheelhouse", help="folder of wheels pip may use (find-links)")
+JobsOpt = typer.Option(2, "--jobs", "-j", help="images built at the same time")
+ReportOpt = typer.Option(Path("reports"), "--report-dir", help="where the JSON and Markdown reports go")
 
 
 FileOpt = typer.Option(None, "--file", "-f", help="a team's YAML spec (repeatable): its "
@@ -92,10 +101,15 @@ def graph(fmt: str = typer.Option("text", "--format", help="text | mermaid | dot
 def plan(names: list[str] = typer.Argument(None, help="images to build (default: all)"),
          since: Optional[Path] = typer.Option(None, help="a plan JSON from before: list only "
                                               "the images whose digest changed since"),
+         registry: Optional[str] = typer.Option(None, "--registry", help="leave out images "
+                                                "whose content tag is already published there"),
+         root: str = RootOpt, engine: str = EngineOpt,
          as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
          file: Optional[list[Path]] = FileOpt, catalog: Optional[str] = CatalogOpt) -> None:
     """What would be built, parents first."""
     cat = _catalog(catalog, file)
+    if registry is not None and root != "registry":
+        cat, _, _ = _setup(cat, engine, root, None)  # tags depend on the root builds use
     order = cat.order(_targets(names, file, None) or None)
     if since is not None:
         try:
@@ -105,12 +119,24 @@ def plan(names: list[str] = typer.Argument(None, help="images to build (default:
                               f"`nbpipe plan --json` ({exc})") from None
         changed = set(cat.affected(previous))
         order = [n for n in order if n in changed]
+    published: list[str] = []
+    if registry is not None:
+        from .publish import content_tag
+        from .registry import Registry
+
+        reg = Registry.parse(registry)
+        with reg.authfile() as auth:
+            published = [n for n in order if reg.digest(
+                f"{reg.repo(n)}:{content_tag(cat.resolve(n))}", auth) is not None]
+        order = [n for n in order if n not in published]
     digests = {n: cat.resolve(n).digest() for n in order}
     if as_json:
-        print(json.dumps({"order": order, "digests": digests}, indent=2))
+        print(json.dumps({"order": order, "digests": digests, "published": published}, indent=2))
         return
     for i, name in enumerate(order, 1):
         print(f"{i:2}. {name:32} {short(digests[name])}")
+    if published:
+        print(f"already published in {registry}: {', '.join(published)}")
     if not order:
         print("nothing to build")
 
@@ -130,15 +156,6 @@ def export(name: str, platform: str = typer.Option(plat.AMD64, help="linux/amd64
 
 
 # -- building and testing ----------------------------------------------------------------
-EngineOpt = typer.Option("auto", "--engine", help="auto | podman | docker")
-RootOpt = typer.Option("auto", "--root", help="auto (the local debootstrap root if "
-                       "present, else the registry pin) | local | registry")
-PlatformOpt = typer.Option(None, "--platform", help="linux/amd64 | linux/arm64 (default: this machine's)")
-CaOpt = typer.Option(None, "--ca-bundle", help="PEM bundle trusted during the build only "
-                     "(TLS-intercepting proxies); never stored in the image")
-WheelOpt = typer.Option(None, "--wheelhouse", help="folder of wheels pip may use (find-links)")
-JobsOpt = typer.Option(2, "--jobs", "-j", help="images built at the same time")
-ReportOpt = typer.Option(Path("reports"), "--report-dir", help="where the JSON and Markdown reports go")
 
 
 def _setup(cat: Catalog, engine: str, root: str, platform: str | None):
@@ -171,7 +188,7 @@ def _run_pipeline(names: list[str], *, catalog, engine, root, platform, ca_bundl
     from .pipeline import Pipeline
 
     cat, eng, platform = _setup(catalog, engine, root, platform)  # catalog: a Catalog here
-    options = BuildOptions(ca_bundle=ca_bundle, wheelhouse=wheelhouse)
+    options = BuildOptions(ca_bundle=ca_bundle, wheelhouse=wheelhouse).with_oci_labels()
     for n in names:
         cat.entry(n)
     with _progress() as on_event:
@@ -297,7 +314,7 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
         for p in platform:
             if p != native:
                 cat = _rebase_for(cat, eng, p, root)
-    options = BuildOptions(ca_bundle=ca_bundle, wheelhouse=wheelhouse)
+    options = BuildOptions(ca_bundle=ca_bundle, wheelhouse=wheelhouse).with_oci_labels()
     with _progress() as on_event:
         results = do_publish(cat, targets, eng, Registry.parse(registry),
                              platforms=tuple(platform) if platform else None, options=options,
@@ -334,7 +351,8 @@ def verify_reproducible(name: str, engine: str = EngineOpt, root: str = RootOpt,
     from .reproducible import verify
 
     cat, eng, platform = _setup(_catalog(catalog), engine, root, platform)
-    v = verify(cat, name, eng, platform, BuildOptions(ca_bundle=ca_bundle), Path(".nbpipe"))
+    v = verify(cat, name, eng, platform, BuildOptions(ca_bundle=ca_bundle).with_oci_labels(),
+               Path(".nbpipe"))
     print(f"{name} ({platform}): build 1 {v.ids[0][:19]} in {v.seconds[0]}s, "
           f"build 2 {v.ids[1][:19]} in {v.seconds[1]}s")
     if v.same:

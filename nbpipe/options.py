@@ -33,6 +33,9 @@ class BuildOptions:
     # Dagger module, whose callers pass them as secrets and directories, not host paths.
     ca_secret: Any = None
     wheelhouse_dir: Any = None
+    # Metadata labels every engine adds (org.opencontainers.image.*): they describe the
+    # build, not the recipe, so they stay out of the digest.
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def has_ca(self) -> bool:
@@ -55,6 +58,24 @@ class BuildOptions:
             if not wh.is_dir():
                 raise NbpipeError(f"--wheelhouse {wh}: no such directory")
             object.__setattr__(self, "wheelhouse", wh.resolve())
+
+    def with_oci_labels(self, source: str = "https://github.com/nbpipe/nbpipe") -> "BuildOptions":
+        """org.opencontainers.image.{created,revision,source}: created is the pinned
+        epoch (so it never breaks reproducibility), revision this checkout's commit."""
+        import datetime
+        import subprocess
+
+        created = datetime.datetime.fromtimestamp(self.source_date_epoch, datetime.timezone.utc)
+        labels = [("org.opencontainers.image.created", created.strftime("%Y-%m-%dT%H:%M:%SZ")),
+                  ("org.opencontainers.image.source", source)]
+        try:
+            rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                 cwd=Path(__file__).parent, timeout=10)
+            if rev.returncode == 0:
+                labels.append(("org.opencontainers.image.revision", rev.stdout.strip()))
+        except OSError:
+            pass
+        return replace(self, labels=(*self.labels, *labels))
 
     def prepare(self, op: Exec) -> Exec:
         """The Exec an engine really runs: reproducibility env, plus CA and wheels if set."""

@@ -47,7 +47,7 @@ def lower(image: Image, platform: str, options: BuildOptions = BuildOptions(),
 def apply(ctr: "dagger.Container", image: Image, platform: str, options: BuildOptions,
           client, user: str) -> tuple["dagger.Container", str]:
     """Apply ``image``'s own ops to a container that already holds its parent."""
-    for op in (*image.ops(platform), *stamp(image, platform)):
+    for op in (*image.ops(platform), *stamp(image, platform, options)):
         match op:
             case Exec():
                 run = options.prepare(op)

@@ -51,10 +51,12 @@ def parent_ref(image: Image, platform: str) -> str:
     return parent.pinned(platform) if isinstance(parent, BaseRef) else local_ref(parent, platform)
 
 
-def stamp(image: Image, platform: str) -> tuple[Op, ...]:
-    """Labels every engine adds so a built image says what it is."""
+def stamp(image: Image, platform: str, options: BuildOptions = BuildOptions()) -> tuple[Op, ...]:
+    """Labels every engine adds so a built image says what it is (and how it was built)."""
     return (SetLabel(contract.LABEL_NAME, image.name or "custom"),
-            SetLabel(contract.LABEL_DIGEST, image.digest(platform)))
+            SetLabel(contract.LABEL_DIGEST, image.digest(platform)),
+            SetLabel("org.opencontainers.image.version", f"sha-{short(image.digest(), 16)}"),
+            *(SetLabel(k, v) for k, v in options.labels))
 
 
 def _quote(value: str) -> str:
@@ -86,7 +88,7 @@ def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
         f"FROM {from_ref or parent_ref(image, platform)}",
     ]
     ops = [(st.describe(), op) for st in image.steps_for(platform) for op in st.lower()]
-    ops += [("label (nbpipe stamp)", op) for op in stamp(image, platform)]
+    ops += [("label (nbpipe stamp)", op) for op in stamp(image, platform, options)]
     origins: list[str] = []
     for origin, op in ops:
         before = len(lines)

@@ -29,7 +29,7 @@ def expected(image: Image, platform: str, options: BuildOptions) -> list[tuple]:
     parent = image.parent
     user = parent.config(platform).user if isinstance(parent, Image) else "root"
     out: list[tuple] = []
-    for op in (*image.ops(platform), *dockerfile.stamp(image, platform)):
+    for op in (*image.ops(platform), *dockerfile.stamp(image, platform, options)):
         match op:
             case Exec():
                 run = options.prepare(op)

@@ -1,0 +1,145 @@
+"""Publishing to a real OCI registry (Debian's docker-registry on 127.0.0.1): manifest
+lists, content tags as a binary cache, all-or-nothing, credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nbpipe import platforms as plat
+from nbpipe import rootfs
+from nbpipe.errors import NbpipeError
+from nbpipe.publish import content_tag, publish, spawner_options
+from nbpipe.registry import PASSWORD_ENV, USER_ENV, Registry
+
+pytestmark = pytest.mark.engine
+
+SCRIPT = Path(__file__).parents[2] / ".ci" / "setup-registry.sh"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(tmp: Path, *extra: str) -> str:
+    if shutil.which("docker-registry") is None:
+        pytest.skip("Debian's docker-registry is not installed (bash .ci/setup installs it)")
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed (bash .ci/setup installs it)")
+    port = _port()
+    subprocess.run(["bash", str(SCRIPT), "start", str(port), str(tmp), *extra], check=True,
+                   capture_output=True, timeout=120)
+    return f"127.0.0.1:{port}"
+
+
+@pytest.fixture()
+def registry(tmp_path):
+    address = _start(tmp_path / "reg")
+    yield Registry.parse(address)
+    subprocess.run(["bash", str(SCRIPT), "stop", str(tmp_path / "reg")], capture_output=True)
+
+
+@pytest.fixture()
+def auth_registry(tmp_path, monkeypatch):
+    address = _start(tmp_path / "reg", "--htpasswd", "team:s3cret-pw")
+    yield Registry.parse(address)
+    subprocess.run(["bash", str(SCRIPT), "stop", str(tmp_path / "reg")], capture_output=True)
+
+
+def _inspect_raw(ref: str, *flags: str) -> dict:
+    r = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", *flags,
+                        f"docker://{ref}"], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
+def test_publish_jupyter_then_again_uploads_nothing(local_family, engine, platform, options,
+                                                   state_dir, chain, registry) -> None:
+    first = publish(local_family, ["jupyter"], engine, registry, platforms=(platform,),
+                    options=options, state_dir=state_dir, native=platform, latest=True)[0]
+    assert first.uploaded and first.digest.startswith("sha256:")
+    ctag = content_tag(local_family.resolve("jupyter"))
+    assert first.tags[0] == ctag
+    assert "python-3.11" in first.tags and any(t.startswith("lab-4.5.") for t in first.tags)
+    assert "latest" in first.tags
+    index = _inspect_raw(f"{registry.repo('jupyter')}:{ctag}")
+    assert [m["platform"]["architecture"] for m in index["manifests"]] == [platform.split("/")[1]]
+    for tag in first.tags:  # every tag points at the same list
+        assert registry.digest(f"{registry.repo('jupyter')}:{tag}", None) == first.digest
+    sbom = json.loads(first.sboms[0].read_text())
+    names = {c["name"] for c in sbom["components"]}
+    assert {"jupyterlab", "python3.11", "s6"} <= names
+    again = publish(local_family, ["jupyter"], engine, registry, platforms=(platform,),
+                    options=options, state_dir=state_dir, native=platform, latest=True)[0]
+    assert not again.uploaded and again.digest == first.digest
+    assert "nothing uploaded" in again.message
+    fragment = spawner_options(local_family, registry)
+    assert f"image:\n    value: {registry.repo('jupyter')}@{first.digest}" in fragment
+    assert "not published (left out):" in fragment and "jupyter-scipy" in fragment
+
+
+def test_change_publishes_only_the_changed_image(local_family, engine, platform, options,
+                                                 state_dir, chain, registry) -> None:
+    cat = local_family
+    cat.add("pub-leaf", "base", lambda i: i.with_env("LEAF", "1"))
+    first = publish(cat, ["pub-leaf"], engine, registry, platforms=(platform,), options=options,
+                    state_dir=state_dir, native=platform)[0]
+    cat.entries.pop("pub-leaf")
+    cat.add("pub-leaf", "base", lambda i: i.with_env("LEAF", "2"))
+    events: list[tuple[str, str]] = []
+    second = publish(cat, ["pub-leaf"], engine, registry, platforms=(platform,), options=options,
+                     state_dir=state_dir, native=platform, on_event=lambda n, w: events.append((n, w)))[0]
+    assert second.uploaded and second.digest != first.digest and second.tags[0] != first.tags[0]
+    assert ("base", "cached: already built, nothing to do") in events
+    assert not any(n == "base" and w.startswith("pushing") for n, w in events)
+    assert registry.digest(f"{registry.repo('pub-leaf')}:{first.tags[0]}", None) == first.digest
+
+
+def test_two_platforms_in_one_list(local_family, engine, platform, options, state_dir, chain,
+                                   registry) -> None:
+    other = plat.ARM64 if platform == plat.AMD64 else plat.AMD64
+    if rootfs.local_root(engine, (other,)) is None:
+        pytest.skip(f"no local root for {other} (needs qemu: bash .ci/setup-emulation.sh, then "
+                    f"nbpipe base bootstrap --platform {other})")
+    cat = local_family  # rebased on a root that now holds both platforms
+    res = publish(cat, ["base"], engine, registry, platforms=None, options=options,
+                  state_dir=state_dir, native=platform)[0]
+    index = _inspect_raw(f"{registry.repo('base')}:{res.tags[0]}")
+    assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == ["amd64", "arm64"]
+    for m in index["manifests"]:  # each entry's image really is for its platform
+        config = json.loads(subprocess.run(
+            ["skopeo", "inspect", "--config", "--tls-verify=false",
+             f"docker://{registry.repo('base')}@{m['digest']}"],
+            capture_output=True, text=True, check=True).stdout)
+        assert config["architecture"] == m["platform"]["architecture"]
+        assert config["config"]["Labels"]["io.nbpipe.image"] == "base"
+    labels = json.loads(subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.repo('base')}:{res.tags[0]}"],
+        capture_output=True, text=True, check=True).stdout)["Labels"]
+    assert labels["io.nbpipe.image"] == "base"
+
+
+def test_wrong_password_is_a_clear_error_and_nothing_is_pushed(
+        local_family, engine, platform, options, state_dir, chain, auth_registry,
+        monkeypatch) -> None:
+    monkeypatch.setenv(USER_ENV, "team")
+    monkeypatch.setenv(PASSWORD_ENV, "wrong-password")
+    with pytest.raises(NbpipeError) as exc:
+        publish(local_family, ["base"], engine, auth_registry, platforms=(platform,),
+                options=options, state_dir=state_dir, native=platform)
+    assert "unauthorized" in str(exc.value).lower() or "authentication" in str(exc.value).lower()
+    assert "wrong-password" not in str(exc.value)
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret-pw")
+    with auth_registry.authfile() as auth:
+        assert auth_registry.digest(f"{auth_registry.repo('base')}:"
+                                    f"{content_tag(local_family.resolve('base'))}", auth) is None
+    ok = publish(local_family, ["base"], engine, auth_registry, platforms=(platform,),
+                 options=options, state_dir=state_dir, native=platform)[0]
+    assert ok.uploaded
