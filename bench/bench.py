@@ -48,6 +48,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--startups", type=int, default=5)
+    ap.add_argument("--arm64", action="store_true", help="also time an emulated arm64 "
+                    "build of base -> jupyter (needs .ci/setup-emulation.sh and its root)")
+    ap.add_argument("--registry", action="store_true", help="also time `plan --registry` "
+                    "against a local registry holding every image built here")
     args = ap.parse_args()
     engine = OciEngine.detect()
     platform = plat.host()
@@ -105,6 +109,54 @@ def main() -> None:
         times.append(float(ready.message.split(" after ")[1].split("s")[0]))
     row(f"jupyter: container start -> HTTP 200, empty home (n={len(times)})",
         f"median {statistics.median(times):.2f} s, min {min(times):.2f}, max {max(times):.2f}")
+
+    if args.arm64:
+        both = rootfs.local_root(engine)
+        if both is None or plat.ARM64 not in both.platforms:
+            row("arm64 (emulated) build of base -> jupyter", "skipped: no arm64 root")
+        else:
+            arm = images.family().rebased(both)
+            t = time.monotonic()
+            res = anyio.run(pipeline(arm, engine, plat.ARM64, probe=False, no_cache=True).run,
+                            ["jupyter"])
+            status = ", ".join(f"{r.name} {r.status}" for r in res)
+            row("arm64 (emulated, qemu) cold build of base -> jupyter",
+                f"{time.monotonic() - t:.0f} s ({status})")
+
+    if args.registry:
+        plan_against_registry(family, engine, platform)
+
+
+def plan_against_registry(family, engine, platform) -> None:
+    """Publish every image built here to a local registry, then time the plan."""
+    import shutil
+    import socket
+
+    from nbpipe.publish import content_tag, publish
+    from nbpipe.registry import Registry
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = Path(tempfile.mkdtemp(prefix="bench-registry-"))
+    script = ROOT_DIR / ".ci/setup-registry.sh"
+    subprocess.run(["bash", str(script), "start", str(port), str(folder)], check=True,
+                   capture_output=True)
+    try:
+        reg = Registry.parse(f"127.0.0.1:{port}")
+        built = [n for n in family.order() if engine.exists(local_ref(family.resolve(n), platform))]
+        options = BuildOptions(ca_bundle=CA if CA.exists() else None)
+        publish(family, built, engine, reg, platforms=(platform,), options=options,
+                state_dir=Path(tempfile.mkdtemp()), native=platform)
+        t = time.monotonic()
+        with reg.authfile() as auth:
+            have = [n for n in family.order()
+                    if reg.digest(f"{reg.repo(n)}:{content_tag(family.resolve(n))}", auth)]
+        row(f"plan against a registry ({len(have)} of 17 published, 17 looked up)",
+            f"{time.monotonic() - t:.2f} s")
+    finally:
+        subprocess.run(["bash", str(script), "stop", str(folder)], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ err = Console(stderr=True)
 
 CatalogOpt = typer.Option(None, "--catalog", help="module:function giving the Catalog "
                           "(default: images:family, or $NBPIPE_CATALOG)")
-EngineOpt = typer.Option("auto", "--engine", help="auto | podman | docker")
+EngineOpt = typer.Option("auto", "--engine", help="auto (Dagger if a session or CLI is "
+                         "there, else podman, else docker) | dagger | podman | docker")
 RootOpt = typer.Option("auto", "--root", help="auto (the local debootstrap root if "
                        "present, else the registry pin) | local | registry")
 PlatformOpt = typer.Option(None, "--platform", help="linux/amd64 | linux/arm64 (default: this machine's)")
@@ -184,9 +185,22 @@ def _run_pipeline(names: list[str], *, catalog, engine, root, platform, ca_bundl
     import anyio
 
     from . import report
+    from .engines import dagger_client
     from .options import BuildOptions
     from .pipeline import Pipeline
 
+    if engine == "dagger" or (engine == "auto" and dagger_client.available()):
+        why = dagger_client.available()
+        err.print(f"engine: dagger ({why or 'not available here'})")
+        options = BuildOptions(ca_bundle=ca_bundle, wheelhouse=wheelhouse).with_oci_labels()
+        with _progress() as on_event:
+            results = dagger_client.run(catalog, names or None, plat.check(platform or plat.host()),
+                                        options, on_event)
+        console.print(report.table(results))
+        report.write(results, report_dir)
+        if any(r.status == "failed" for r in results):
+            raise typer.Exit(1)
+        return
     cat, eng, platform = _setup(catalog, engine, root, platform)  # catalog: a Catalog here
     options = BuildOptions(ca_bundle=ca_bundle, wheelhouse=wheelhouse).with_oci_labels()
     for n in names:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import images
 from nbpipe import platforms as plat
 from nbpipe import rootfs
 from nbpipe.errors import NbpipeError
@@ -108,7 +109,7 @@ def test_two_platforms_in_one_list(local_family, engine, platform, options, stat
     if rootfs.local_root(engine, (other,)) is None:
         pytest.skip(f"no local root for {other} (needs qemu: bash .ci/setup-emulation.sh, then "
                     f"nbpipe base bootstrap --platform {other})")
-    cat = local_family  # rebased on a root that now holds both platforms
+    cat = images.family().rebased(rootfs.local_root(engine))  # the root for both platforms
     res = publish(cat, ["base"], engine, registry, platforms=None, options=options,
                   state_dir=state_dir, native=platform)[0]
     index = _inspect_raw(f"{registry.repo('base')}:{res.tags[0]}")

@@ -91,3 +91,15 @@ def test_export_prints_a_dockerfile() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[2].startswith("FROM localhost/nbpipe/jupyter:")
     assert "cm-super" in r.stdout and "statsmodels==" in r.stdout
+
+
+def test_engine_dagger_without_an_engine_says_so() -> None:
+    import shutil
+
+    if shutil.which("dagger") or os.environ.get("DAGGER_SESSION_PORT"):
+        import pytest
+
+        pytest.skip("a Dagger engine is available here")
+    r = nbpipe("build", "base", "--engine", "dagger")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "no Dagger engine here" in r.stderr
