@@ -30,25 +30,11 @@ BINFMT_DIR=/proc/sys/fs/binfmt_misc
 BINFMT_CONF=/usr/lib/binfmt.d/qemu-aarch64.conf
 ENTRY=$BINFMT_DIR/qemu-aarch64
 
-log() { printf '[setup-emulation] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_TAG=setup-emulation
+# shellcheck source=.ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-export DEBIAN_FRONTEND=noninteractive
-APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -y -q)
 
-apt_install_missing() {
-    local missing=() p
-    for p in "$@"; do
-        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-            missing+=("$p")
-        fi
-    done
-    if ((${#missing[@]})); then
-        log "installing: ${missing[*]}"
-        apt-get "${APT_OPTS[@]}" update
-        apt-get "${APT_OPTS[@]}" install --no-install-recommends "${missing[@]}"
-    fi
-}
 
 binfmt_mounted() { awk -v d="$BINFMT_DIR" '$2 == d && $3 == "binfmt_misc" {f=1} END {exit !f}' /proc/mounts; }
 

@@ -31,26 +31,11 @@ CONF_DROPIN=/etc/containers/containers.conf.d/50-nbpipe.conf
 STORAGE_CONF=/etc/containers/storage.conf
 MARKER="# managed by nbpipe .ci/setup-engine.sh"
 
-log() { printf '[setup-engine] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_TAG=setup-engine
+# shellcheck source=.ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-export DEBIAN_FRONTEND=noninteractive
-APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -y -q)
 
-# ---------------------------------------------------------------- helpers
-apt_install_missing() {
-    local missing=() p
-    for p in "$@"; do
-        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-            missing+=("$p")
-        fi
-    done
-    if ((${#missing[@]})); then
-        log "installing: ${missing[*]}"
-        apt-get "${APT_OPTS[@]}" update
-        apt-get "${APT_OPTS[@]}" install --no-install-recommends "${missing[@]}"
-    fi
-}
 
 # write_file PATH (content on stdin); rewrites only when content changed.
 write_file() {

@@ -24,30 +24,16 @@
 # the postinst from starting the service and disables it.
 set -euo pipefail
 
-log() { printf '[setup-registry] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_TAG=setup-registry
+# shellcheck source=.ci/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2; }
 
-export DEBIAN_FRONTEND=noninteractive
-APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -y -q)
 REGISTRY_BIN=/usr/bin/docker-registry
 POLICY_RC=/usr/sbin/policy-rc.d
 POLICY_MARKER="# temporary, from nbpipe .ci/setup-registry.sh"
 
-missing_packages() {
-    local p
-    for p in "$@"; do
-        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-            echo "$p"
-        fi
-    done
-}
 
-apt_install() {
-    log "installing: $*"
-    apt-get "${APT_OPTS[@]}" update
-    apt-get "${APT_OPTS[@]}" install --no-install-recommends "$@"
-}
 
 remove_policy_rc() {
     if [[ -f $POLICY_RC ]] && grep -qF "$POLICY_MARKER" "$POLICY_RC"; then rm -f "$POLICY_RC"; fi

@@ -10,7 +10,7 @@ from nbpipe.image import Image
 
 from . import pins
 from .base import FILES, PATH
-from .jupyter import MAKE_VENV
+from .jupyter import python_venv
 
 NODE_HOME = "/opt/node"
 NPM_HOME = "/opt/npm"
@@ -53,10 +53,7 @@ def codeserver_python(image: Image) -> Image:
     url, sha256 = PYTHON_EXTENSION
     return (
         image
-        .with_apt("python3", "python3-venv")
-        .with_run(MAKE_VENV, user="root")
-        .with_env("PATH", f"{contract.VENV}/bin:{NODE_HOME}/bin:{PATH}")
-        .with_env("VIRTUAL_ENV", contract.VENV)
+        .with_(python_venv(f"{NODE_HOME}/bin:{PATH}"))
         .with_pip("ipykernel==7.4.0", "kfp==2.17.3", "kubeflow==0.5.0")
         .with_download(url, sha256, "/tmp/nbpipe-ms-python.vsix")
         .with_run(f"code-server --extensions-dir {EXTENSIONS} --install-extension "

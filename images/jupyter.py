@@ -20,14 +20,24 @@ runuser -u {contract.NB_USER} -- python3 -m venv {contract.VENV}
 """
 
 
+def python_venv(path: str = PATH):
+    """Debian's Python with a venv jovyan owns, first on PATH (a recipe fragment)."""
+    def fragment(image: Image) -> Image:
+        return (
+            image
+            .with_apt("python3", "python3-venv")
+            .with_run(MAKE_VENV, user="root")
+            .with_env("PATH", f"{contract.VENV}/bin:{path}")
+            .with_env("VIRTUAL_ENV", contract.VENV)
+        )
+    return fragment
+
+
 def jupyter(image: Image) -> Image:
     """JupyterLab and Notebook, served on 8888 under NB_PREFIX, supervised by s6."""
     return (
         image
-        .with_apt("python3", "python3-venv")
-        .with_run(MAKE_VENV, user="root")
-        .with_env("PATH", f"{contract.VENV}/bin:{PATH}")
-        .with_env("VIRTUAL_ENV", contract.VENV)
+        .with_(python_venv())
         .with_pip(*pins.JUPYTER)
         .with_file(JUPYTER_CONFIG, FILES / "jupyter_server_config.py")
         .with_service("jupyterlab", (FILES / "jupyterlab.run").read_text())

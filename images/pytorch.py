@@ -21,16 +21,26 @@ def pytorch(image: Image) -> Image:
     )
 
 
+def nvidia(require_cuda: str):
+    """What the NVIDIA container runtime reads, and the `cuda` runner tag (a fragment)."""
+    def fragment(image: Image) -> Image:
+        return (
+            image
+            .with_env("NVIDIA_VISIBLE_DEVICES", "all")
+            .with_env("NVIDIA_DRIVER_CAPABILITIES", "compute,utility")
+            .with_env("NVIDIA_REQUIRE_CUDA", require_cuda)
+            .with_runner_tags("cuda")
+        )
+    return fragment
+
+
 def pytorch_cuda(image: Image) -> Image:
     """PyTorch with CUDA from PyPI's wheels; the smoke test needs a `cuda` runner."""
     return (
         image
-        .with_env("NVIDIA_VISIBLE_DEVICES", "all")
-        .with_env("NVIDIA_DRIVER_CAPABILITIES", "compute,utility")
-        .with_env("NVIDIA_REQUIRE_CUDA", "cuda>=12.6")
+        .with_(nvidia("cuda>=12.6"))
         .with_pip(*pins.TORCH)
         .with_probes(imports=("torch", "torchvision", "torchaudio"))
-        .with_runner_tags("cuda")
     )
 
 

@@ -9,7 +9,7 @@ from nbpipe.image import Image
 
 from . import pins
 from .jupyter import full
-from .pytorch import full_cuda
+from .pytorch import full_cuda, nvidia
 
 
 def tensorflow(image: Image) -> Image:
@@ -26,11 +26,9 @@ def tensorflow_cuda(image: Image) -> Image:
     return (
         image
         .with_platforms(plat.AMD64)
-        .with_env("NVIDIA_VISIBLE_DEVICES", "all")
-        .with_env("NVIDIA_DRIVER_CAPABILITIES", "compute,utility")
+        .with_(nvidia("cuda>=12.5"))
         .with_pip(pins.TENSORFLOW_CUDA)
         .with_probes(imports=("tensorflow",))
-        .with_runner_tags("cuda")
     )
 
 
