@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from nbpipe import lock
 from nbpipe.catalog import Catalog
 
 from . import base, codeserver, jupyter, pytorch, rstudio, tensorflow
+
+# Every pip step's resolution, pinned with hashes (`nbpipe lock` refreshes it).
+LOCK_FILE = Path(__file__).parent / "pip.lock.json"
 
 
 def family() -> Catalog:
@@ -12,4 +18,4 @@ def family() -> Catalog:
     catalog = Catalog()
     for module in (base, jupyter, codeserver, rstudio, pytorch, tensorflow):
         module.register(catalog)
-    return catalog
+    return lock.apply(catalog, LOCK_FILE)

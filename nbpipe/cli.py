@@ -378,6 +378,60 @@ def verify_reproducible(name: str, engine: str = EngineOpt, root: str = RootOpt,
     raise typer.Exit(1)
 
 
+@app.command("lock")
+def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (default: all "
+                                               "buildable ones)"),
+             check: bool = typer.Option(False, "--check", help="only list pip steps the "
+                                        "lock does not cover (exit 1 if any)"),
+             lock_file: Optional[Path] = typer.Option(None, "--lock-file", help="default: "
+                                                      "images/pip.lock.json"),
+             engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
+             ca_bundle: Optional[Path] = CaOpt, catalog: Optional[str] = CatalogOpt) -> None:
+    """Resolve every pip step as it builds today and pin it, with hashes, in the lock file."""
+    import anyio
+
+    from . import lock as locks
+    from .engines import dockerfile
+    from .options import BuildOptions
+    from .pipeline import Pipeline
+    from .steps import Pip
+
+    if lock_file is None:
+        import images
+
+        lock_file = images.LOCK_FILE
+    cat = _catalog(catalog)
+    current = locks.load(lock_file)
+    if check:
+        missing = locks.check(cat, current)
+        for m in missing:
+            print(f"not locked: {m}")
+        print(f"{len(missing)} pip step(s) not locked" if missing else "every pip step is locked")
+        if missing:
+            raise typer.Exit(1)
+        return
+    plain, eng, platform = _setup(locks.unlocked(cat), engine, root, platform)
+    wanted = [n for n in plain.order(names or None) if platform in plain.resolve(n).platforms
+              and any(isinstance(s, Pip) for s in plain.resolve(n).steps)]
+    options = BuildOptions(ca_bundle=ca_bundle)
+    with _progress() as on_event:
+        pipe = Pipeline(plain, eng, platform, options, probe=False, on_event=on_event)
+        built = {r.name: r for r in anyio.run(pipe.run, wanted or None)}
+        for name in wanted:
+            if not built[name].ok:
+                on_event(name, f"not locked: {built[name].status}")
+                continue
+            img = plain.resolve(name)
+            ref = dockerfile.local_ref(img, platform)
+            for i, st in enumerate(img.steps):
+                if isinstance(st, Pip) and st.applies_to(platform):
+                    on_event(name, f"resolving step {i}: {st.describe()[:60]}")
+                    lines = locks.resolve(eng, ref, st, ca_bundle)
+                    current.setdefault(locks.key(name, i, st), {})[platform] = lines
+            locks.save(lock_file, current)
+    print(f"wrote {lock_file}: {sum(len(v) for v in current.values())} locked step(s)")
+
+
 kubeflow_app = typer.Typer(help="Kubeflow integration.", no_args_is_help=True)
 app.add_typer(kubeflow_app, name="kubeflow")
 

@@ -83,7 +83,10 @@ class Step:
         return not self.platforms or platform in self.platforms
 
     def canonical(self) -> dict[str, Any]:
-        body = {f.name: _canon(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """What the digest hashes. ``platforms`` is left out: a per-platform digest only
+        ever sees the steps that apply to its platform, which already says it."""
+        body = {f.name: _canon(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.name != "platforms"}
         return {"kind": self.kind, **body}
 
     def lower(self) -> tuple[Op, ...]:
@@ -144,6 +147,9 @@ class Pip(Step):
     extra_index_urls: tuple[str, ...] = ()
     python: str = contract.VENV_PYTHON
     user: str = JOVYAN
+    # A lock (see nbpipe/lock.py): every distribution this step installs, pinned with its
+    # sha256 ("name==1.0 --hash=sha256:..." lines). pip then refuses anything else.
+    locked: str | None = None
 
     def __post_init__(self) -> None:
         if not self.packages:
@@ -158,10 +164,17 @@ class Pip(Step):
             args += ["--index-url", self.index_url]
         for url in self.extra_index_urls:
             args += ["--extra-index-url", url]
-        args += list(self.packages)
+        script = "set -eu\n"
+        if self.locked:  # the locked closure, checked by hash, instead of a fresh resolve
+            lock = "/tmp/nbpipe-pip.lock"
+            script += f"cat > {lock} <<'NBPIPE_LOCK'\n{self.locked.strip()}\nNBPIPE_LOCK\n"
+            args += ["--require-hashes", "-r", lock]
+            script += shlex.join(args) + f"\nrm -f {lock}"
+        else:
+            script += shlex.join(args + list(self.packages))
         cache = CacheMount("/var/cache/nbpipe/pip", "nbpipe-pip", owner=self.user)
         return (Exec(
-            "set -eu\n" + shlex.join(args),
+            script,
             user=self.user, network=True, pip=True, mounts=(cache,),
             env=(("PIP_CACHE_DIR", "/var/cache/nbpipe/pip"),
                  ("PIP_DISABLE_PIP_VERSION_CHECK", "1")),
@@ -172,7 +185,8 @@ class Pip(Step):
         return tuple(hosts) if self.index_url else (*PYPI_HOSTS, *hosts)
 
     def describe(self) -> str:
-        return "pip " + " ".join(self.packages)
+        lock = f" (locked: {len(self.locked.splitlines())} pinned)" if self.locked else ""
+        return "pip " + " ".join(self.packages) + lock
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -76,7 +76,7 @@ EDITS = [
     lambda st: replace(st, script="echo y") if isinstance(st, s.InitScript) else st,
     lambda st: replace(st, run="exec sleep 2") if isinstance(st, s.Service) else st,
     lambda st: replace(st, content=b"# rc2") if isinstance(st, s.HomeFile) else st,
-    lambda st: replace(st, platforms=(plat.AMD64,)) if isinstance(st, s.Run) else st,
+    lambda st: replace(st, platforms=(plat.ARM64,)) if isinstance(st, s.Run) else st,
 ]
 
 

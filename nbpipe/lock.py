@@ -1,0 +1,150 @@
+"""Pip locks: every distribution a pip step installs, pinned by version and sha256.
+
+`nbpipe lock` builds an image as its recipe resolves today, then asks pip (in that very
+image, so the platform and Python are the real ones) to resolve each pip step again
+under the exact versions installed, and records the resolution with the hashes pip's
+index gives. `images/pip.lock.json` holds the result; the family reads it, so a locked
+pip step installs exactly that (`--require-hashes`) and the lock is part of the digest.
+
+A lock entry is keyed by image, step index and a hash of the step's unlocked form: when
+the recipe changes, the old entry no longer matches and is ignored (`nbpipe lock
+--check` lists such stale or missing entries).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+from pathlib import Path
+
+from .catalog import Catalog, Entry
+from .engines.oci import OciEngine
+from .errors import NbpipeError
+from .image import Image, sha256_json
+from .steps import Pip
+
+RESOLVE = r"""
+set -eu
+cd /tmp
+"$PY" -m pip freeze --all --exclude-editable > /tmp/nbpipe-installed.txt
+"$PY" -m pip install --dry-run --ignore-installed --quiet --report /tmp/nbpipe-report.json \
+  -c /tmp/nbpipe-installed.txt "$@" >&2
+cat /tmp/nbpipe-report.json
+"""
+
+
+def key(image: str, index: int, step: Pip) -> str:
+    unlocked = dataclasses.replace(step, locked=None, platforms=())
+    return f"{image}/{index}/{sha256_json(unlocked.canonical())[7:23]}"
+
+
+def load(path: Path) -> dict[str, dict[str, str]]:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())["locks"]
+    except (ValueError, KeyError) as exc:
+        raise NbpipeError(f"{path}: not a lock file written by `nbpipe lock` ({exc})") from None
+
+
+def save(path: Path, locks: dict[str, dict[str, str]]) -> None:
+    body = {"version": 1, "locks": {k: dict(sorted(v.items())) for k, v in sorted(locks.items())}}
+    path.write_text(json.dumps(body, indent=1) + "\n")
+
+
+def locked_image(name: str, image: Image, locks: dict[str, dict[str, str]]) -> Image:
+    """``image`` with each pip step that has lock entries split per platform: locked
+    where the lock has that platform, as written elsewhere."""
+    steps = []
+    for i, st in enumerate(image.steps):
+        entry = locks.get(key(name, i, st)) if isinstance(st, Pip) and not st.locked else None
+        if not entry:
+            steps.append(st)
+            continue
+        plats = st.platforms or image.platforms
+        for p in plats:
+            if p in entry:
+                steps.append(dataclasses.replace(st, locked=entry[p], platforms=(p,)))
+        rest = tuple(p for p in plats if p not in entry)
+        if rest:
+            steps.append(dataclasses.replace(st, platforms=rest))
+    return dataclasses.replace(image, steps=tuple(steps))
+
+
+def apply(catalog: Catalog, path: Path) -> Catalog:
+    """Wrap every recipe so its pip steps use the lock file's entries."""
+    locks = load(path)
+    if not locks:
+        return catalog
+    for name, e in list(catalog.entries.items()):
+        if e.recipe is None:
+            continue
+
+        def recipe(parent: Image, r=e.recipe, n=name) -> Image:
+            return locked_image(n, r(parent), locks)
+
+        recipe.__wrapped__ = e.recipe  # type: ignore[attr-defined]
+        catalog.entries[name] = dataclasses.replace(e, recipe=recipe)
+    catalog._resolved.clear()
+    return catalog
+
+
+def unlocked(catalog: Catalog) -> Catalog:
+    """The catalog as its recipes resolve without any lock (what `lock` records)."""
+    out = Catalog()
+    for name, e in catalog.entries.items():
+        recipe = getattr(e.recipe, "__wrapped__", e.recipe)
+        out.entries[name] = Entry(e.name, e.parent, recipe, e.description, e.image)
+    return out
+
+
+def resolve(engine: OciEngine, ref: str, step: Pip, ca_bundle: Path | None) -> str:
+    """Lock lines for ``step``, resolved in the built image ``ref`` under what it has."""
+    args = [engine.binary, "run", "--rm", "--network", "host", "--entrypoint", "/bin/sh",
+            "-e", f"PY={step.python}"]
+    if engine.runtime:
+        args[2:2] = ["--runtime", engine.runtime]
+    if ca_bundle is not None:
+        args += ["-v", f"{ca_bundle}:/run/secrets/nbpipe-ca.crt:ro",
+                 "-e", "PIP_CERT=/run/secrets/nbpipe-ca.crt",
+                 "-e", "SSL_CERT_FILE=/run/secrets/nbpipe-ca.crt"]
+    pip_args = []
+    if step.index_url:
+        pip_args += ["--index-url", step.index_url]
+    for url in step.extra_index_urls:
+        pip_args += ["--extra-index-url", url]
+    r = subprocess.run([*args, ref, "-c", RESOLVE, "resolve", *pip_args, *step.packages],
+                       capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        raise NbpipeError(f"pip could not resolve `{step.describe()}` in {ref}: "
+                          f"{r.stderr.strip()[-600:]}")
+    report = json.loads(r.stdout)
+    lines = []
+    for item in report["install"]:
+        meta, info = item["metadata"], item.get("download_info", {})
+        hashes = (info.get("archive_info") or {}).get("hashes") or {}
+        digest = hashes.get("sha256")
+        if digest is None and "=" in (info.get("archive_info") or {}).get("hash", ""):
+            algo, _, value = info["archive_info"]["hash"].partition("=")
+            digest = value if algo == "sha256" else None
+        if digest is None:
+            raise NbpipeError(f"{meta['name']} {meta['version']}: pip's index gave no sha256 "
+                              f"for {info.get('url', 'it')}; it cannot be locked")
+        lines.append(f"{meta['name']}=={meta['version']} --hash=sha256:{digest}")
+    return "\n".join(sorted(lines, key=str.lower)) + "\n"
+
+
+def check(catalog: Catalog, locks: dict[str, dict[str, str]]) -> list[str]:
+    """Pip steps (image/step/platform) that the lock does not cover."""
+    plain = unlocked(catalog)
+    missing = []
+    for name in plain.order():
+        img = plain.resolve(name)
+        for i, st in enumerate(img.steps):
+            if isinstance(st, Pip):
+                entry = locks.get(key(name, i, st), {})
+                for p in st.platforms or img.platforms:
+                    if p not in entry:
+                        missing.append(f"{name} step {i} ({st.describe()[:50]}) for {p}")
+    return missing
