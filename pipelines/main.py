@@ -59,14 +59,17 @@ class Nbpipe:
 
     @function
     async def build(self, image: ImageName, platform: PlatformArg = None,
-                    ca_bundle: CaArg = None, wheelhouse: WheelsArg = None) -> dagger.Container:
+                    ca_bundle: CaArg = None, wheelhouse: WheelsArg = None,
+                    reproducible: Annotated[bool, Doc(
+                        "flatten to one layer with file times clamped to the epoch "
+                        "(Dagger has no layer-timestamp option)")] = False) -> dagger.Container:
         """The image as a Container: the pinned root plus every step of its chain."""
         img = self._image(image)
         p = await self._platform(platform)
         if p not in img.platforms:
             raise ValueError(f"{image} is built for {', '.join(img.platforms)}, not {p}")
         options = BuildOptions(ca_secret=ca_bundle, wheelhouse_dir=wheelhouse)
-        return lowering.lower(img, p, options)
+        return lowering.lower(img, p, options, reproducible=reproducible)
 
     @function
     async def test(self, image: ImageName, platform: PlatformArg = None,

@@ -30,8 +30,13 @@ def root_container(image: Image, platform: str, client=None) -> "dagger.Containe
 
 
 def lower(image: Image, platform: str, options: BuildOptions = BuildOptions(),
-          client=None, *, gpu: bool = False) -> "dagger.Container":
-    """The Container for ``image``: the pinned root, then every ancestor's steps in order."""
+          client=None, *, gpu: bool = False, reproducible: bool = False) -> "dagger.Container":
+    """The Container for ``image``: the pinned root, then every ancestor's steps in order.
+
+    ``reproducible``: Dagger has no layer-timestamp option, so the result is flattened to
+    one layer whose every file time is clamped to SOURCE_DATE_EPOCH
+    (``Directory.with_timestamps``), with the image's config set again from the recipe.
+    """
     from dagger import dag
 
     client = client or dag
@@ -39,9 +44,28 @@ def lower(image: Image, platform: str, options: BuildOptions = BuildOptions(),
     user = "root"
     for img in reversed(list(image.lineage())):
         ctr, user = apply(ctr, img, platform, options, client, user)
+    if reproducible:
+        ctr = flatten(ctr, image, platform, options, client)
     if gpu:
         ctr = ctr.experimental_with_all_gp_us()
     return ctr
+
+
+def flatten(ctr, image: Image, platform: str, options: BuildOptions, client):
+    """One layer, file times clamped, and the config the recipe (and stamp) defines."""
+    import dagger
+
+    rootfs = ctr.rootfs().with_timestamps(options.source_date_epoch)
+    out = client.container(platform=dagger.Platform(platform)).with_rootfs(rootfs)
+    cfg = image.config(platform)
+    for k, v in cfg.env:
+        out = out.with_env_variable(k, v)
+    out = out.with_workdir(cfg.workdir).with_user(cfg.user)
+    for k, v in (*cfg.labels, *((op.key, op.value) for op in stamp(image, platform, options))):
+        out = out.with_label(k, v)
+    for p in cfg.ports:
+        out = out.with_exposed_port(p)
+    return out.with_entrypoint(list(cfg.entrypoint)).with_default_args(list(cfg.cmd))
 
 
 def apply(ctr: "dagger.Container", image: Image, platform: str, options: BuildOptions,

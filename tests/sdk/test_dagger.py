@@ -216,7 +216,8 @@ def _kind(typedef) -> str:
 def test_module_function_signatures(registered) -> None:
     build = registered["build"]
     assert "Container" in _kind(build["returns"])
-    assert set(build["args"]) == {"image", "platform", "ca_bundle", "wheelhouse"}
+    assert set(build["args"]) == {"image", "platform", "ca_bundle", "wheelhouse", "reproducible"}
+    assert build["args"]["reproducible"]["defaultValue"] == "false"
     assert "STRING_KIND" in _kind(build["args"]["image"]["typeDef"])
     assert "jupyter-scipy" in build["args"]["image"]["description"]
     assert "Platform" in _kind(build["args"]["platform"]["typeDef"])
@@ -235,3 +236,18 @@ def test_live_engine_builds_jupyter() -> None:
                         "--args", "id", "stdout"], capture_output=True, text=True, timeout=3600)
     assert r.returncode == 0, r.stderr
     assert "uid=1000(jovyan) gid=0(root) groups=0(root),100(users)" in r.stdout
+
+
+def test_reproducible_build_is_flattened_with_clamped_times(family: Catalog) -> None:
+    image = family.resolve("jupyter")
+    sels = selections(lowering.lower(image, plat.AMD64, BuildOptions(source_date_epoch=1234),
+                                     reproducible=True))
+    names = [s.name for s in sels]
+    root = sels[names.index("withRootfs")].args["directory"]
+    assert _arg(root)[-1] == ("withTimestamps", {"timestamp": 1234})
+    assert [n for n, _ in _arg(root)][:3] == ["container", "from", "withEnvVariable"]
+    after = sels[names.index("withRootfs") + 1:]
+    env = {s.args["name"]: s.args["value"] for s in after if s.name == "withEnvVariable"}
+    assert env == image.config(plat.AMD64).env_dict()
+    assert ("withUser", {"name": "1000"}) in [(s.name, s.args) for s in after]
+    assert after[-2].name == "withEntrypoint" and after[-2].args["args"] == ["/init"]
