@@ -47,6 +47,7 @@ def pipeline(cat, engine, platform, **kw):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-cold", action="store_true")
+    ap.add_argument("--only", choices=("noop", "registry"), help="just one measurement")
     ap.add_argument("--startups", type=int, default=5)
     ap.add_argument("--arm64", action="store_true", help="also time an emulated arm64 "
                     "build of base -> jupyter (needs .ci/setup-emulation.sh and its root)")
@@ -59,7 +60,9 @@ def main() -> None:
     family = images.family().rebased(root)
     print(f"engine {engine.kind}, platform {platform}, root {root.pinned(platform)}\n")
 
-    if not args.skip_cold:
+    if args.only == "registry":
+        return plan_against_registry(family, engine, platform)
+    if not args.skip_cold and args.only is None:
         t = time.monotonic()
         res = anyio.run(pipeline(family, engine, platform, probe=False, no_cache=True).run, CHAIN)
         cold = time.monotonic() - t
@@ -84,6 +87,8 @@ def main() -> None:
         f"({sum(r.status == 'cached' for r in res)} cached, "
         f"{sum(r.status == 'unbuildable' for r in res)} unbuildable here, "
         f"{sum(r.status == 'built' for r in res)} built)")
+    if args.only == "noop":
+        return
 
     old = pins.SCIPY_EXTRA
     pins.SCIPY_EXTRA = tuple("sympy==1.13.3" if p.startswith("sympy==") else p for p in old)
@@ -144,7 +149,7 @@ def plan_against_registry(family, engine, platform) -> None:
                    capture_output=True)
     try:
         reg = Registry.parse(f"127.0.0.1:{port}")
-        built = [n for n in family.order() if engine.exists(local_ref(family.resolve(n), platform))]
+        built = CHAIN  # the chain the bench built; plan then looks up all 17
         options = BuildOptions(ca_bundle=CA if CA.exists() else None)
         publish(family, built, engine, reg, platforms=(platform,), options=options,
                 state_dir=Path(tempfile.mkdtemp()), native=platform)

@@ -79,7 +79,8 @@ class BuildOptions:
 
     def prepare(self, op: Exec) -> Exec:
         """The Exec an engine really runs: reproducibility env, plus CA and wheels if set."""
-        env = [("SOURCE_DATE_EPOCH", str(self.source_date_epoch)), ("PYTHONHASHSEED", "0")]
+        env = [("SOURCE_DATE_EPOCH", str(self.source_date_epoch)), ("PYTHONHASHSEED", "0"),
+               ("FORCE_SOURCE_DATE", "1")]  # TeX: format files dated by the epoch too
         mounts = list(op.mounts)
         if self.has_ca and op.network:
             mounts.append(SecretMount(CA_TARGET, CA_ID))

@@ -110,6 +110,9 @@ class Apt(Step):
 
     kind: ClassVar[str] = "apt"
     packages: tuple[str, ...]
+    # Paths (shell globs) the packages leave that must go in the same layer: build-time
+    # logs, or caches that are not the same from one run to the next.
+    remove: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.packages:
@@ -126,6 +129,7 @@ class Apt(Step):
             "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
             f" -o APT::Keep-Downloaded-Packages=true {pkgs}",
             APT_CLEANUP,
+            *([f"rm -rf {' '.join(self.remove)}"] if self.remove else []),
         ])
         mounts = (CacheMount("/var/cache/apt/archives", "nbpipe-apt-archives"),)
         return (Exec(script, user="root", network=True, mounts=mounts),)
