@@ -238,11 +238,14 @@ class _progress:
         return self.event
 
     def event(self, name: str, what: str) -> None:
+        from rich.markup import escape
+
         if self.bar is not None:
             if name not in self.tasks:
-                self.tasks[name] = self.bar.add_task(f"{name}: {what}")
-            self.bar.update(self.tasks[name], description=f"{name}: {what}")
-        err.print(f"[{time.monotonic() - self.start:6.1f}s] {name}: {what}", highlight=False)
+                self.tasks[name] = self.bar.add_task(escape(f"{name}: {what}"))
+            self.bar.update(self.tasks[name], description=escape(f"{name}: {what}"))
+        err.print(f"[{time.monotonic() - self.start:6.1f}s] {name}: {what}", highlight=False,
+                  markup=False)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
