@@ -33,8 +33,19 @@ EngineOpt = typer.Option("auto", "--engine", help="auto (Dagger if a session or 
 RootOpt = typer.Option("auto", "--root", help="auto (the local debootstrap root if "
                        "present, else the registry pin) | local | registry")
 PlatformOpt = typer.Option(None, "--platform", help="linux/amd64 | linux/arm64 (default: this machine's)")
-CaOpt = typer.Option(None, "--ca-bundle", help="PEM bundle trusted during the build only "
-                     "(TLS-intercepting proxies); never stored in the image")
+CaOpt = typer.Option("auto", "--ca-bundle", help="PEM bundle trusted during the build only "
+                     "(TLS-intercepting proxies), never stored in the image; auto: this "
+                     "machine's own bundle if it has one; none: the image's own trust")
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def _ca(value: str | Path | None) -> Path | None:
+    """--ca-bundle: builds trust what this machine trusts unless told otherwise."""
+    if value in (None, "none"):
+        return None
+    if value == "auto":
+        return HOST_CA if HOST_CA.is_file() else None
+    return Path(value)
 WheelOpt = typer.Option(None, "--wheelhouse", help="folder of wheels pip may use (find-links)")
 JobsOpt = typer.Option(2, "--jobs", "-j", help="images built at the same time")
 ReportOpt = typer.Option(Path("reports"), "--report-dir", help="where the JSON and Markdown reports go")
@@ -192,7 +203,7 @@ def _run_pipeline(names: list[str], *, catalog, engine, root, platform, ca_bundl
     if engine == "dagger" or (engine == "auto" and dagger_client.available()):
         why = dagger_client.available()
         err.print(f"engine: dagger ({why or 'not available here'})")
-        options = BuildOptions(ca_bundle=ca_bundle, wheelhouse=wheelhouse).with_oci_labels()
+        options = BuildOptions(ca_bundle=_ca(ca_bundle), wheelhouse=wheelhouse).with_oci_labels()
         with _progress() as on_event:
             results = dagger_client.run(catalog, names or None, plat.check(platform or plat.host()),
                                         options, on_event)
@@ -202,7 +213,7 @@ def _run_pipeline(names: list[str], *, catalog, engine, root, platform, ca_bundl
             raise typer.Exit(1)
         return
     cat, eng, platform = _setup(catalog, engine, root, platform)  # catalog: a Catalog here
-    options = BuildOptions(ca_bundle=ca_bundle, wheelhouse=wheelhouse).with_oci_labels()
+    options = BuildOptions(ca_bundle=_ca(ca_bundle), wheelhouse=wheelhouse).with_oci_labels()
     for n in names:
         cat.entry(n)
     with _progress() as on_event:
@@ -255,7 +266,7 @@ class _progress:
 @app.command()
 def build(names: list[str] = typer.Argument(None, help="images (default: all); ancestors come too"),
           engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
-          ca_bundle: Optional[Path] = CaOpt, wheelhouse: Optional[Path] = WheelOpt,
+          ca_bundle: str = CaOpt, wheelhouse: Optional[Path] = WheelOpt,
           jobs: int = JobsOpt, report_dir: Path = ReportOpt,
           no_probe: bool = typer.Option(False, "--no-probe", help="skip the contract probes"),
           no_cache: bool = typer.Option(False, "--no-cache", help="rebuild even if built"),
@@ -271,7 +282,7 @@ def build(names: list[str] = typer.Argument(None, help="images (default: all); a
 @app.command()
 def test(names: list[str] = typer.Argument(None, help="images to probe (built first if needed)"),
          engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
-         ca_bundle: Optional[Path] = CaOpt, wheelhouse: Optional[Path] = WheelOpt,
+         ca_bundle: str = CaOpt, wheelhouse: Optional[Path] = WheelOpt,
          jobs: int = JobsOpt, report_dir: Path = ReportOpt,
          file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
          parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt) -> None:
@@ -313,7 +324,7 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
                                                          "default: every platform of the image"),
             tag: Optional[list[str]] = typer.Option(None, "--tag", help="extra tags (repeatable)"),
             latest: bool = typer.Option(False, "--latest", help="also move the latest tag"),
-            engine: str = EngineOpt, root: str = RootOpt, ca_bundle: Optional[Path] = CaOpt,
+            engine: str = EngineOpt, root: str = RootOpt, ca_bundle: str = CaOpt,
             wheelhouse: Optional[Path] = WheelOpt, file: Optional[list[Path]] = FileOpt,
             catalog: Optional[str] = CatalogOpt) -> None:
     """Build every platform, push, then one manifest list per tag (all or nothing)."""
@@ -331,7 +342,7 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
         for p in platform:
             if p != native:
                 cat = _rebase_for(cat, eng, p, root)
-    options = BuildOptions(ca_bundle=ca_bundle, wheelhouse=wheelhouse).with_oci_labels()
+    options = BuildOptions(ca_bundle=_ca(ca_bundle), wheelhouse=wheelhouse).with_oci_labels()
     with _progress() as on_event:
         results = do_publish(cat, targets, eng, Registry.parse(registry),
                              platforms=tuple(platform) if platform else None, options=options,
@@ -361,14 +372,14 @@ def _rebase_for(cat: Catalog, eng, platform: str, root: str) -> Catalog:
 
 @app.command("verify-reproducible")
 def verify_reproducible(name: str, engine: str = EngineOpt, root: str = RootOpt,
-                        platform: Optional[str] = PlatformOpt, ca_bundle: Optional[Path] = CaOpt,
+                        platform: Optional[str] = PlatformOpt, ca_bundle: str = CaOpt,
                         catalog: Optional[str] = CatalogOpt) -> None:
     """Build IMAGE twice from scratch and compare the digests (and the files, if they differ)."""
     from .options import BuildOptions
     from .reproducible import verify
 
     cat, eng, platform = _setup(_catalog(catalog), engine, root, platform)
-    v = verify(cat, name, eng, platform, BuildOptions(ca_bundle=ca_bundle).with_oci_labels(),
+    v = verify(cat, name, eng, platform, BuildOptions(ca_bundle=_ca(ca_bundle)).with_oci_labels(),
                Path(".nbpipe"))
     print(f"{name} ({platform}): build 1 {v.ids[0][:19]} in {v.seconds[0]}s, "
           f"build 2 {v.ids[1][:19]} in {v.seconds[1]}s")
@@ -389,7 +400,7 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
              lock_file: Optional[Path] = typer.Option(None, "--lock-file", help="default: "
                                                       "images/pip.lock.json"),
              engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
-             ca_bundle: Optional[Path] = CaOpt, catalog: Optional[str] = CatalogOpt) -> None:
+             ca_bundle: str = CaOpt, catalog: Optional[str] = CatalogOpt) -> None:
     """Resolve every pip step as it builds today and pin it, with hashes, in the lock file."""
     import anyio
 
@@ -416,7 +427,7 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
     plain, eng, platform = _setup(locks.unlocked(cat), engine, root, platform)
     wanted = [n for n in plain.order(names or None) if platform in plain.resolve(n).platforms
               and any(isinstance(s, Pip) for s in plain.resolve(n).steps)]
-    options = BuildOptions(ca_bundle=ca_bundle)
+    options = BuildOptions(ca_bundle=_ca(ca_bundle))
     with _progress() as on_event:
         pipe = Pipeline(plain, eng, platform, options, probe=False, on_event=on_event)
         built = {r.name: r for r in anyio.run(pipe.run, wanted or None)}
@@ -429,7 +440,7 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
             for i, st in enumerate(img.steps):
                 if isinstance(st, Pip) and st.applies_to(platform):
                     on_event(name, f"resolving step {i}: {st.describe()[:60]}")
-                    lines = locks.resolve(eng, ref, st, ca_bundle)
+                    lines = locks.resolve(eng, ref, st, options.ca_bundle)
                     current.setdefault(locks.key(name, i, st), {})[platform] = lines
             locks.save(lock_file, current)
     print(f"wrote {lock_file}: {sum(len(v) for v in current.values())} locked step(s)")

@@ -12,6 +12,11 @@ from nbpipe.steps import Pip
 LINES = "numpy==2.4.6 --hash=sha256:" + "a" * 64 + "\n"
 
 
+def plain():
+    """The family without images/pip.lock.json, so these tests bring their own locks."""
+    return lock.unlocked(images.family())
+
+
 def _scipy_key(cat, index: int = 1) -> tuple[str, Pip]:
     img = lock.unlocked(cat).resolve("jupyter-scipy")
     pips = [(i, st) for i, st in enumerate(img.steps) if isinstance(st, Pip)]
@@ -20,15 +25,15 @@ def _scipy_key(cat, index: int = 1) -> tuple[str, Pip]:
 
 
 def test_lock_applies_per_platform_and_changes_only_that_digest(tmp_path) -> None:
-    cat = images.family()
+    cat = plain()
     before = cat.digests(plat.AMD64)
     k, step = _scipy_key(cat)
     path = tmp_path / "pip.lock.json"
     lock.save(path, {k: {plat.AMD64: LINES}})
-    locked = lock.apply(images.family(), path)
+    locked = lock.apply(plain(), path)
     after = locked.digests(plat.AMD64)
     assert [n for n in before if before[n] != after[n]] == ["jupyter-scipy"]
-    assert locked.digests(plat.ARM64) == images.family().digests(plat.ARM64)
+    assert locked.digests(plat.ARM64) == plain().digests(plat.ARM64)
     img = locked.resolve("jupyter-scipy")
     amd = [st for st in img.steps_for(plat.AMD64) if isinstance(st, Pip) and st.locked]
     arm = [st for st in img.steps_for(plat.ARM64) if isinstance(st, Pip)]
@@ -45,20 +50,28 @@ def test_locked_step_installs_exactly_the_lock_with_hashes() -> None:
 
 
 def test_stale_entries_are_ignored_and_reported(tmp_path) -> None:
-    cat = images.family()
+    cat = plain()
     path = tmp_path / "pip.lock.json"
     lock.save(path, {"jupyter-scipy/9/0000000000000000": {plat.AMD64: LINES}})
-    assert lock.apply(images.family(), path).digests() == cat.digests()
+    assert lock.apply(plain(), path).digests() == cat.digests()
     missing = lock.check(cat, lock.load(path))
     assert any(m.startswith("jupyter-scipy step") for m in missing)
     assert json.loads(path.read_text())["version"] == 1
 
 
 def test_unlocked_gives_back_the_recipes(tmp_path) -> None:
-    k, _ = _scipy_key(images.family())
+    k, _ = _scipy_key(plain())
     path = tmp_path / "pip.lock.json"
     lock.save(path, {k: {plat.AMD64: LINES, plat.ARM64: LINES}})
-    locked = lock.apply(images.family(), path)
-    plain = lock.unlocked(locked)
-    assert plain.digests() == lock.unlocked(images.family()).digests()
-    assert locked.digests()["jupyter-scipy"] != plain.digests()["jupyter-scipy"]
+    locked = lock.apply(plain(), path)
+    again = lock.unlocked(locked)
+    assert again.digests() == plain().digests()
+    assert locked.digests()["jupyter-scipy"] != again.digests()["jupyter-scipy"]
+
+
+def test_the_family_lock_covers_jupyter_and_scipy_on_amd64() -> None:
+    missing = lock.check(images.family(), lock.load(images.LOCK_FILE))
+    assert not [m for m in missing if m.startswith(("jupyter step", "jupyter-scipy step"))
+                and m.endswith("linux/amd64")]
+    img = images.family().resolve("jupyter-scipy")
+    assert any(isinstance(s, Pip) and s.locked for s in img.steps_for(plat.AMD64))
