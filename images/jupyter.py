@@ -62,7 +62,7 @@ def scipy(image: Image) -> Image:
     """The full set plus Kubeflow's scipy extras (LaTeX fonts, ffmpeg, dask, numba, ...)."""
     return (
         image
-        .with_apt(*pins.SCIPY_APT, remove=pins.SCIPY_APT_REMOVE)
+        .with_apt(*pins.SCIPY_APT, remove=pins.SCIPY_APT_REMOVE, after=pins.SCIPY_APT_AFTER)
         .with_(full)
         .with_pip(*pins.SCIPY_EXTRA)
         .with_probes(imports=("dask", "numba", "h5py", "statsmodels", "sympy", "sqlalchemy",

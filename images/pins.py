@@ -40,10 +40,14 @@ XGBOOST_CPU = "xgboost-cpu==3.2.0"
 XGBOOST_CUDA = "xgboost==3.2.0"
 
 SCIPY_APT = ("cm-super", "dvipng", "ffmpeg")
-# TeX's build logs, and the LuaTeX formats, which differ on every dump (pdfTeX formats
-# are byte-stable with FORCE_SOURCE_DATE); LuaLaTeX rebuilds its format on first use.
+# TeX's build logs, and the formats that differ on every dump: LuaTeX's, and Knuth's
+# plain tex.fmt (it stores the time of day); pdfTeX's (latex, used by dvipng and
+# matplotlib) are byte-stable with FORCE_SOURCE_DATE. The others are rebuilt on first
+# use. Then ls-R is made again, so it never lists what the install left in between.
 SCIPY_APT_REMOVE = ("/var/lib/texmf/web2c/*.log", "/var/lib/texmf/web2c/*/*.log",
-                    "/var/lib/texmf/web2c/luatex/*.fmt", "/var/lib/texmf/web2c/luahbtex/*.fmt")
+                    "/var/lib/texmf/web2c/luatex/*.fmt", "/var/lib/texmf/web2c/luahbtex/*.fmt",
+                    "/var/lib/texmf/web2c/tex/tex.fmt")
+SCIPY_APT_AFTER = "mktexlsr /var/lib/texmf >/dev/null"
 SCIPY_EXTRA = (
     "dask[distributed]==2026.8.0", "numba==0.68.1", "h5py==3.16.0", "statsmodels==0.15.0",
     "sympy==1.14.0", "sqlalchemy==2.1.9", "tables==3.11.1", "beautifulsoup4==4.15.0",

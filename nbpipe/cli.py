@@ -497,7 +497,8 @@ def new(name: str = typer.Argument(..., help="the new image's name"),
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # returns typer.Exit's code instead of exiting
+        sys.exit(rc if isinstance(rc, int) else 0)
     except NbpipeError as exc:
         err.print(f"[red]nbpipe: error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -124,9 +124,10 @@ class Image:
     def with_platforms(self, *platforms: str) -> "Image":
         return replace(self, platforms=tuple(p for p in plat.ALL if p in platforms))
 
-    def with_apt(self, *packages: str, remove: tuple[str, ...] = (),
+    def with_apt(self, *packages: str, remove: tuple[str, ...] = (), after: str = "",
                  platforms: tuple[str, ...] = ()) -> "Image":
-        return self.with_step(s.Apt(packages=packages, remove=remove, platforms=platforms))
+        return self.with_step(s.Apt(packages=packages, remove=remove, after=after,
+                                    platforms=platforms))
 
     def with_pip(self, *packages: str, index_url: str | None = None,
                  extra_index_urls: tuple[str, ...] = (), platforms: tuple[str, ...] = ()) -> "Image":

@@ -113,6 +113,7 @@ class Apt(Step):
     # Paths (shell globs) the packages leave that must go in the same layer: build-time
     # logs, or caches that are not the same from one run to the next.
     remove: tuple[str, ...] = ()
+    after: str = ""  # shell commands for the same layer, after install and cleanup
 
     def __post_init__(self) -> None:
         if not self.packages:
@@ -130,6 +131,7 @@ class Apt(Step):
             f" -o APT::Keep-Downloaded-Packages=true {pkgs}",
             APT_CLEANUP,
             *([f"rm -rf {' '.join(self.remove)}"] if self.remove else []),
+            *([self.after] if self.after else []),
         ])
         mounts = (CacheMount("/var/cache/apt/archives", "nbpipe-apt-archives"),)
         return (Exec(script, user="root", network=True, mounts=mounts),)
