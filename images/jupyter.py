@@ -67,7 +67,12 @@ def scipy(image: Image) -> Image:
         .with_pip(*pins.SCIPY_EXTRA)
         .with_probes(imports=("dask", "numba", "h5py", "statsmodels", "sympy", "sqlalchemy",
                               "tables", "bs4", "altair"),
-                     commands=("ffmpeg -version", "dvipng --version"))
+                     commands=("ffmpeg -version", "dvipng --version",
+                               # LaTeX works for jovyan (its format made on first use)
+                               "cd /tmp && printf '%s\\n' '\\documentclass{article}' "
+                               "'\\begin{document}$x^2$\\end{document}' > t.tex && "
+                               "latex -interaction=nonstopmode t.tex >/dev/null && "
+                               "dvipng -q -o t.png t.dvi && test -s t.png"))
     )
 
 

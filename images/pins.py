@@ -40,13 +40,12 @@ XGBOOST_CPU = "xgboost-cpu==3.2.0"
 XGBOOST_CUDA = "xgboost==3.2.0"
 
 SCIPY_APT = ("cm-super", "dvipng", "ffmpeg")
-# TeX's build logs, and the formats that differ on every dump: LuaTeX's, and Knuth's
-# plain tex.fmt (it stores the time of day); pdfTeX's (latex, used by dvipng and
-# matplotlib) are byte-stable with FORCE_SOURCE_DATE. The others are rebuilt on first
-# use. Then ls-R is made again, so it never lists what the install left in between.
+# TeX's build logs and its format files: several formats differ from one dump to the
+# next (measured: tex, pdftex, the LuaTeX ones, not always the same ones), so none is
+# kept; TeX makes a user's format on first use (a few seconds, in $HOME). Then ls-R is
+# made again, so it never lists what the install left in between.
 SCIPY_APT_REMOVE = ("/var/lib/texmf/web2c/*.log", "/var/lib/texmf/web2c/*/*.log",
-                    "/var/lib/texmf/web2c/luatex/*.fmt", "/var/lib/texmf/web2c/luahbtex/*.fmt",
-                    "/var/lib/texmf/web2c/tex/tex.fmt")
+                    "/var/lib/texmf/web2c/*/*.fmt", "/var/lib/texmf/web2c/*/*.base")
 SCIPY_APT_AFTER = "mktexlsr /var/lib/texmf >/dev/null"
 SCIPY_EXTRA = (
     "dask[distributed]==2026.8.0", "numba==0.68.1", "h5py==3.16.0", "statsmodels==0.15.0",
