@@ -110,7 +110,8 @@ class OciEngine:
             if options.wheelhouse is not None:
                 _link_tree(options.wheelhouse, ctx / WHEELHOUSE_ID)
             iidfile = ctx / ".iid"
-            args = self._build_args(ctx, platform, options, iidfile, no_cache)
+            pull = "never" if rendered.text.split("\nFROM ", 1)[1].startswith("localhost/") else "missing"
+            args = self._build_args(ctx, platform, options, iidfile, no_cache, pull)
             env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDAH_LAYERS": "true"}
             with log.open("w") as out:
                 out.write(f"$ {self.binary} {' '.join(args)}\n\n{rendered.text}\n")
@@ -124,11 +125,13 @@ class OciEngine:
         return self.inspect(ref)
 
     def _build_args(self, ctx: Path, platform: str, options: BuildOptions, iidfile: Path,
-                    no_cache: bool) -> list[str]:
+                    no_cache: bool, pull: str = "missing") -> list[str]:
+        """``pull``: never for our own local parents (built first, never in a registry);
+        missing for a registry root, pulled once by its pinned digest."""
         args = ["build", "--platform", platform, "--iidfile", str(iidfile),
                 "-f", str(ctx / "Dockerfile"), "--network", "host"]
         if self.kind == "podman":
-            args += ["--layers", "--pull=never", "--timestamp", str(options.source_date_epoch)]
+            args += ["--layers", f"--pull={pull}", "--timestamp", str(options.source_date_epoch)]
             if self.runtime:
                 args += ["--runtime", self.runtime]
         else:
