@@ -395,20 +395,20 @@ def verify_reproducible(name: str, engine: str = EngineOpt, root: str = RootOpt,
 @app.command("lock")
 def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (default: all "
                                                "buildable ones)"),
-             check: bool = typer.Option(False, "--check", help="only list pip steps the "
+             check: bool = typer.Option(False, "--check", help="only list apt and pip steps the "
                                         "lock does not cover (exit 1 if any)"),
              lock_file: Optional[Path] = typer.Option(None, "--lock-file", help="default: "
                                                       "images/pip.lock.json"),
              engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
              ca_bundle: str = CaOpt, catalog: Optional[str] = CatalogOpt) -> None:
-    """Resolve every pip step as it builds today and pin it, with hashes, in the lock file."""
+    """Resolve every apt and pip step as it builds today and pin it (pip: with hashes)."""
     import anyio
 
     from . import lock as locks
     from .engines import dockerfile
     from .options import BuildOptions
     from .pipeline import Pipeline
-    from .steps import Pip
+    from .steps import Apt, Pip
 
     if lock_file is None:
         import images
@@ -420,13 +420,13 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
         missing = locks.check(cat, current)
         for m in missing:
             print(f"not locked: {m}")
-        print(f"{len(missing)} pip step(s) not locked" if missing else "every pip step is locked")
+        print(f"{len(missing)} step(s) not locked" if missing else "every apt and pip step is locked")
         if missing:
             raise typer.Exit(1)
         return
     plain, eng, platform = _setup(locks.unlocked(cat), engine, root, platform)
     wanted = [n for n in plain.order(names or None) if platform in plain.resolve(n).platforms
-              and any(isinstance(s, Pip) for s in plain.resolve(n).steps)]
+              and any(isinstance(s, locks.LOCKABLE) for s in plain.resolve(n).steps)]
     options = BuildOptions(ca_bundle=_ca(ca_bundle))
     with _progress() as on_event:
         pipe = Pipeline(plain, eng, platform, options, probe=False, on_event=on_event)
@@ -438,10 +438,14 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
             img = plain.resolve(name)
             ref = dockerfile.local_ref(img, platform)
             for i, st in enumerate(img.steps):
-                if isinstance(st, Pip) and st.applies_to(platform):
-                    on_event(name, f"resolving step {i}: {st.describe()[:60]}")
+                if not isinstance(st, locks.LOCKABLE) or not st.applies_to(platform):
+                    continue
+                on_event(name, f"resolving step {i}: {st.describe()[:60]}")
+                if isinstance(st, Pip):
                     lines = locks.resolve(eng, ref, st, options.ca_bundle)
-                    current.setdefault(locks.key(name, i, st), {})[platform] = lines
+                else:  # what apt installs on the parent, as it is built
+                    lines = locks.resolve_apt(eng, dockerfile.parent_ref(img, platform), st)
+                current.setdefault(locks.key(name, i, st), {})[platform] = lines
             locks.save(lock_file, current)
     print(f"wrote {lock_file}: {sum(len(v) for v in current.values())} locked step(s)")
 

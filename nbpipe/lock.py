@@ -1,4 +1,10 @@
-"""Pip locks: every distribution a pip step installs, pinned by version and sha256.
+"""Locks: every package an apt or pip step installs, pinned (pip: with sha256 too).
+
+Apt: `nbpipe lock` asks apt, in the built parent image, what the step would install
+(`apt-get install -s`), and records `name=version` for all of it; the locked step installs
+exactly that list. Debian's archive moves: when a pinned version is gone from it, the
+build fails saying which, and `nbpipe lock` pins the current ones.
+
 
 `nbpipe lock` builds an image as its recipe resolves today, then asks pip (in that very
 image, so the platform and Python are the real ones) to resolve each pip step again
@@ -22,7 +28,9 @@ from .catalog import Catalog, Entry
 from .engines.oci import OciEngine
 from .errors import NbpipeError
 from .image import Image, sha256_json
-from .steps import Pip
+from .steps import Apt, Pip
+
+LOCKABLE = (Apt, Pip)
 
 RESOLVE = r"""
 set -eu
@@ -34,7 +42,7 @@ cat /tmp/nbpipe-report.json
 """
 
 
-def key(image: str, index: int, step: Pip) -> str:
+def key(image: str, index: int, step: Apt | Pip) -> str:
     unlocked = dataclasses.replace(step, locked=None, platforms=())
     return f"{image}/{index}/{sha256_json(unlocked.canonical())[7:23]}"
 
@@ -58,7 +66,7 @@ def locked_image(name: str, image: Image, locks: dict[str, dict[str, str]]) -> I
     where the lock has that platform, as written elsewhere."""
     steps = []
     for i, st in enumerate(image.steps):
-        entry = locks.get(key(name, i, st)) if isinstance(st, Pip) and not st.locked else None
+        entry = locks.get(key(name, i, st)) if isinstance(st, LOCKABLE) and not st.locked else None
         if not entry:
             steps.append(st)
             continue
@@ -135,6 +143,29 @@ def resolve(engine: OciEngine, ref: str, step: Pip, ca_bundle: Path | None) -> s
     return "\n".join(sorted(lines, key=str.lower)) + "\n"
 
 
+APT_SIMULATE = r"""
+set -eu
+apt-get update -q >/dev/null
+apt-get install -s --no-install-recommends "$@" | awk '$1 == "Inst" {
+  v = $3; gsub(/[()]/, "", v); if (v ~ /^\[/) { v = $4; gsub(/[()]/, "", v) }; print $2 "=" v }'
+"""
+
+
+def resolve_apt(engine: OciEngine, parent_ref: str, step: Apt) -> str:
+    """Lock lines for ``step``: what apt installs for it on ``parent_ref``, with versions."""
+    args = [engine.binary, "run", "--rm", "--network", "host", "--user", "0",
+            "--entrypoint", "/bin/sh"]
+    if engine.runtime:
+        args[2:2] = ["--runtime", engine.runtime]
+    r = subprocess.run([*args, parent_ref, "-c", APT_SIMULATE, "simulate", *step.packages],
+                       capture_output=True, text=True, timeout=900)
+    lines = [line for line in r.stdout.split() if "=" in line]
+    if r.returncode != 0 or not lines:
+        raise NbpipeError(f"apt could not resolve `{step.describe()}` in {parent_ref}: "
+                          f"{r.stderr.strip()[-600:]}")
+    return "\n".join(sorted(lines)) + "\n"
+
+
 def check(catalog: Catalog, locks: dict[str, dict[str, str]]) -> list[str]:
     """Pip steps (image/step/platform) that the lock does not cover."""
     plain = unlocked(catalog)
@@ -142,7 +173,7 @@ def check(catalog: Catalog, locks: dict[str, dict[str, str]]) -> list[str]:
     for name in plain.order():
         img = plain.resolve(name)
         for i, st in enumerate(img.steps):
-            if isinstance(st, Pip):
+            if isinstance(st, LOCKABLE):
                 entry = locks.get(key(name, i, st), {})
                 for p in st.platforms or img.platforms:
                     if p not in entry:

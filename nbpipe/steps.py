@@ -114,16 +114,19 @@ class Apt(Step):
     # logs, or caches that are not the same from one run to the next.
     remove: tuple[str, ...] = ()
     after: str = ""  # shell commands for the same layer, after install and cleanup
+    # A lock (see nbpipe/lock.py): every package this step installs, as name=version lines.
+    locked: str | None = None
 
     def __post_init__(self) -> None:
         if not self.packages:
             raise NbpipeError("apt: give at least one package")
-        for p in self.packages:
+        for p in (*self.packages, *(self.locked or "").split()):
             if not _APT_NAME.match(p):
                 raise NbpipeError(f"apt: {p!r} is not a Debian package name (name or name=version)")
 
     def lower(self) -> tuple[Op, ...]:
-        pkgs = " ".join(shlex.quote(p) for p in self.packages)
+        wanted = self.locked.split() if self.locked else self.packages
+        pkgs = " ".join(shlex.quote(p) for p in wanted)
         script = "\n".join([
             "set -eu",
             "apt-get update -q",
@@ -140,7 +143,8 @@ class Apt(Step):
         return (DEBIAN_ARCHIVE,)
 
     def describe(self) -> str:
-        return "apt " + " ".join(self.packages)
+        lock = f" (locked: {len(self.locked.split())} pinned)" if self.locked else ""
+        return "apt " + " ".join(self.packages) + lock
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -69,9 +69,20 @@ def test_unlocked_gives_back_the_recipes(tmp_path) -> None:
     assert locked.digests()["jupyter-scipy"] != again.digests()["jupyter-scipy"]
 
 
-def test_the_family_lock_covers_jupyter_and_scipy_on_amd64() -> None:
+def test_the_family_lock_covers_the_ci_chain_on_amd64() -> None:
     missing = lock.check(images.family(), lock.load(images.LOCK_FILE))
-    assert not [m for m in missing if m.startswith(("jupyter step", "jupyter-scipy step"))
+    assert not [m for m in missing if m.startswith(("base step", "jupyter step",
+                                                    "jupyter-scipy step"))
                 and m.endswith("linux/amd64")]
     img = images.family().resolve("jupyter-scipy")
-    assert any(isinstance(s, Pip) and s.locked for s in img.steps_for(plat.AMD64))
+    locked = [s for i in img.lineage() for s in i.steps_for(plat.AMD64) if getattr(s, "locked", None)]
+    assert {type(s).__name__ for s in locked} == {"Apt", "Pip"}
+
+
+def test_locked_apt_step_installs_the_pinned_closure() -> None:
+    from nbpipe.steps import Apt
+
+    st = Apt(packages=("python3",), locked="python3=3.11.2-1+b1\npython3.11=3.11.2-6+deb12u9\n")
+    script = st.lower()[0].script
+    assert "--no-install-recommends -o APT::Keep-Downloaded-Packages=true " \
+           "python3=3.11.2-1+b1 python3.11=3.11.2-6+deb12u9" in script
