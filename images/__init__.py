@@ -10,7 +10,7 @@ from nbpipe.catalog import Catalog
 from . import base, codeserver, jupyter, pytorch, rstudio, tensorflow
 
 # Every pip step's resolution, pinned with hashes (`nbpipe lock` refreshes it).
-LOCK_FILE = Path(__file__).parent / "pip.lock.json"
+LOCK_FILE = Path(__file__).parent / "lock.json"
 
 
 def family() -> Catalog:

@@ -398,7 +398,7 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
              check: bool = typer.Option(False, "--check", help="only list apt and pip steps the "
                                         "lock does not cover (exit 1 if any)"),
              lock_file: Optional[Path] = typer.Option(None, "--lock-file", help="default: "
-                                                      "images/pip.lock.json"),
+                                                      "images/lock.json"),
              engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
              ca_bundle: str = CaOpt, catalog: Optional[str] = CatalogOpt) -> None:
     """Resolve every apt and pip step as it builds today and pin it (pip: with hashes)."""

@@ -9,7 +9,7 @@ build fails saying which, and `nbpipe lock` pins the current ones.
 `nbpipe lock` builds an image as its recipe resolves today, then asks pip (in that very
 image, so the platform and Python are the real ones) to resolve each pip step again
 under the exact versions installed, and records the resolution with the hashes pip's
-index gives. `images/pip.lock.json` holds the result; the family reads it, so a locked
+index gives. `images/lock.json` holds the result; the family reads it, so a locked
 pip step installs exactly that (`--require-hashes`) and the lock is part of the digest.
 
 A lock entry is keyed by image, step index and a hash of the step's unlocked form: when

@@ -13,7 +13,7 @@ LINES = "numpy==2.4.6 --hash=sha256:" + "a" * 64 + "\n"
 
 
 def plain():
-    """The family without images/pip.lock.json, so these tests bring their own locks."""
+    """The family without images/lock.json, so these tests bring their own locks."""
     return lock.unlocked(images.family())
 
 
@@ -28,7 +28,7 @@ def test_lock_applies_per_platform_and_changes_only_that_digest(tmp_path) -> Non
     cat = plain()
     before = cat.digests(plat.AMD64)
     k, step = _scipy_key(cat)
-    path = tmp_path / "pip.lock.json"
+    path = tmp_path / "lock.json"
     lock.save(path, {k: {plat.AMD64: LINES}})
     locked = lock.apply(plain(), path)
     after = locked.digests(plat.AMD64)
@@ -51,7 +51,7 @@ def test_locked_step_installs_exactly_the_lock_with_hashes() -> None:
 
 def test_stale_entries_are_ignored_and_reported(tmp_path) -> None:
     cat = plain()
-    path = tmp_path / "pip.lock.json"
+    path = tmp_path / "lock.json"
     lock.save(path, {"jupyter-scipy/9/0000000000000000": {plat.AMD64: LINES}})
     assert lock.apply(plain(), path).digests() == cat.digests()
     missing = lock.check(cat, lock.load(path))
@@ -61,7 +61,7 @@ def test_stale_entries_are_ignored_and_reported(tmp_path) -> None:
 
 def test_unlocked_gives_back_the_recipes(tmp_path) -> None:
     k, _ = _scipy_key(plain())
-    path = tmp_path / "pip.lock.json"
+    path = tmp_path / "lock.json"
     lock.save(path, {k: {plat.AMD64: LINES, plat.ARM64: LINES}})
     locked = lock.apply(plain(), path)
     again = lock.unlocked(locked)
