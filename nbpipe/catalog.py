@@ -20,9 +20,8 @@ Recipe = Callable[[Image], Image]
 class Entry:
     name: str
     parent: str | BaseRef  # a catalog name, or a root the catalog does not build
-    recipe: Recipe | None  # None for an image given directly (Catalog.add_image)
+    recipe: Recipe
     description: str = ""
-    image: Image | None = None
 
 
 @dataclass
@@ -39,18 +38,6 @@ class Catalog:
         if not name or not all(c.isalnum() or c in "-_." for c in name):
             raise CatalogError(f"image name {name!r} may use only letters, digits, '-', '_', '.'")
         self.entries[name] = Entry(name, parent, recipe, description)
-        self._resolved.clear()
-
-    def add_image(self, name: str, image: Image, description: str = "") -> None:
-        """Register an Image value built elsewhere (e.g. from a YAML spec)."""
-        parent = image.parent
-        parent_name = self.name_of(parent) if isinstance(parent, Image) else None
-        if isinstance(parent, Image) and parent_name is None:
-            raise CatalogError(f"image {name!r}: its parent is not in this catalog")
-        if name in self.entries:
-            raise CatalogError(f"image {name!r} is defined twice; give each image one definition")
-        self.entries[name] = Entry(name, parent_name or parent, None, description,  # type: ignore[arg-type]
-                                   image.named(name))
         self._resolved.clear()
 
     def image(self, name: str, parent: str | BaseRef, description: str = "") -> Callable[[Recipe], Recipe]:
@@ -132,31 +119,20 @@ class Catalog:
             return self._resolved[name]
         self.validate()
         e = self.entry(name)
-        if e.image is not None:
-            img = e.image
+        if isinstance(e.parent, str):
+            start = self.resolve(e.parent).child(name)
         else:
-            if isinstance(e.parent, str):
-                parent_img = self.resolve(e.parent)
-                start = parent_img.child(name)
-            else:
-                start = Image.from_base(e.parent, name)
-            assert e.recipe is not None
-            img = e.recipe(start)
-            if not isinstance(img, Image):
-                raise CatalogError(f"image {name!r}: its recipe returned {type(img).__name__}, "
-                                   "not an Image")
-            if img.parent is not start.parent:
-                raise CatalogError(f"image {name!r}: its recipe must build on the parent it is "
-                                   "given (return parent.with_...(...))")
+            start = Image.from_base(e.parent, name)
+        img = e.recipe(start)
+        if not isinstance(img, Image):
+            raise CatalogError(f"image {name!r}: its recipe returned {type(img).__name__}, "
+                               "not an Image")
+        if img.parent is not start.parent:
+            raise CatalogError(f"image {name!r}: its recipe must build on the parent it is "
+                               "given (return parent.with_...(...))")
         img = img.named(name)
         self._resolved[name] = img
         return img
-
-    def name_of(self, image: Image) -> str | None:
-        for n in self.entries:
-            if self.resolve(n) == image:
-                return n
-        return None
 
     def digests(self, platform: str | None = None) -> dict[str, str]:
         """name -> digest: what a plan file stores, to compare against later."""
@@ -177,6 +153,5 @@ class Catalog:
         other = Catalog()
         for e in self.entries.values():
             parent = root if isinstance(e.parent, BaseRef) else e.parent
-            image = e.image.rebased(root) if e.image is not None else None
-            other.entries[e.name] = Entry(e.name, parent, e.recipe, e.description, image)
+            other.entries[e.name] = Entry(e.name, parent, e.recipe, e.description)
         return other

@@ -86,9 +86,6 @@ def apply(catalog: Catalog, path: Path) -> Catalog:
     if not locks:
         return catalog
     for name, e in list(catalog.entries.items()):
-        if e.recipe is None:
-            continue
-
         def recipe(parent: Image, r=e.recipe, n=name) -> Image:
             return locked_image(n, r(parent), locks)
 
@@ -103,7 +100,7 @@ def unlocked(catalog: Catalog) -> Catalog:
     out = Catalog()
     for name, e in catalog.entries.items():
         recipe = getattr(e.recipe, "__wrapped__", e.recipe)
-        out.entries[name] = Entry(e.name, e.parent, recipe, e.description, e.image)
+        out.entries[name] = Entry(e.name, e.parent, recipe, e.description)
     return out
 
 

@@ -8,9 +8,8 @@ AMD64 = "linux/amd64"
 ARM64 = "linux/arm64"
 ALL: tuple[str, ...] = (AMD64, ARM64)
 
-# Debian, Node and uname each spell the architecture differently.
+# Debian and uname each spell the architecture differently.
 DEBIAN_ARCH = {AMD64: "amd64", ARM64: "arm64"}
-NODE_ARCH = {AMD64: "x64", ARM64: "arm64"}
 UNAME_ARCH = {AMD64: "x86_64", ARM64: "aarch64"}
 
 

@@ -11,9 +11,6 @@ from rich.table import Table
 
 from .probes.result import ProbeResult, Status
 
-# built: new image; cached: its digest was already built (no work); failed: a step or a
-# probe failed; blocked: an ancestor failed; unbuildable: needs a source we cannot reach.
-STATUSES = ("built", "cached", "failed", "blocked", "unbuildable", "tested")
 
 
 @dataclass
@@ -22,6 +19,9 @@ class ImageResult:
     platform: str
     digest: str
     ref: str = ""
+    # built: new image; cached: its digest was already built (no work); failed: a step or
+    # a probe failed; blocked: an ancestor failed; unbuildable: needs a source we cannot
+    # reach (or a download with no sha256 pin)
     status: str = "pending"
     seconds: float = 0.0
     size: int | None = None

@@ -79,7 +79,7 @@ class Nbpipe:
         img = self._image(image)
         p = await self._platform(platform)
         ctr = await self.build(image, platform, ca_bundle)
-        labels = img.config(p).label_dict() | {op.key: op.value for op in stamp(img, p)}  # type: ignore[attr-defined]
+        labels = img.config(p).label_dict() | {op.key: op.value for op in stamp(img, p)}
         prefix = f"/notebook/nbpipe-probe/{secrets.token_hex(4)}"
         src = dag.current_module().source().directory("nbpipe")
         nb = (ctr.with_env_variable("NB_PREFIX", prefix)
