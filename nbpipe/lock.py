@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 from pathlib import Path
 
 from .catalog import Catalog, Entry
@@ -106,21 +105,18 @@ def unlocked(catalog: Catalog) -> Catalog:
 
 def resolve(engine: OciEngine, ref: str, step: Pip, ca_bundle: Path | None) -> str:
     """Lock lines for ``step``, resolved in the built image ``ref`` under what it has."""
-    args = [engine.binary, "run", "--rm", "--network", "host", "--entrypoint", "/bin/sh",
-            "-e", f"PY={step.python}"]
-    if engine.runtime:
-        args[2:2] = ["--runtime", engine.runtime]
+    extra = ["--network", "host", "-e", f"PY={step.python}"]
     if ca_bundle is not None:
-        args += ["-v", f"{ca_bundle}:/run/secrets/nbpipe-ca.crt:ro",
-                 "-e", "PIP_CERT=/run/secrets/nbpipe-ca.crt",
-                 "-e", "SSL_CERT_FILE=/run/secrets/nbpipe-ca.crt"]
+        extra += ["-v", f"{ca_bundle}:/run/secrets/nbpipe-ca.crt:ro",
+                  "-e", "PIP_CERT=/run/secrets/nbpipe-ca.crt",
+                  "-e", "SSL_CERT_FILE=/run/secrets/nbpipe-ca.crt"]
     pip_args = []
     if step.index_url:
         pip_args += ["--index-url", step.index_url]
     for url in step.extra_index_urls:
         pip_args += ["--extra-index-url", url]
-    r = subprocess.run([*args, ref, "-c", RESOLVE, "resolve", *pip_args, *step.packages],
-                       capture_output=True, text=True, timeout=1800)
+    r = engine.run_once(ref, ["/bin/sh", "-c", RESOLVE, "resolve", *pip_args, *step.packages],
+                        extra=extra, timeout=1800)
     if r.returncode != 0:
         raise NbpipeError(f"pip could not resolve `{step.describe()}` in {ref}: "
                           f"{r.stderr.strip()[-600:]}")
@@ -150,12 +146,8 @@ apt-get install -s --no-install-recommends "$@" | awk '$1 == "Inst" {
 
 def resolve_apt(engine: OciEngine, parent_ref: str, step: Apt) -> str:
     """Lock lines for ``step``: what apt installs for it on ``parent_ref``, with versions."""
-    args = [engine.binary, "run", "--rm", "--network", "host", "--user", "0",
-            "--entrypoint", "/bin/sh"]
-    if engine.runtime:
-        args[2:2] = ["--runtime", engine.runtime]
-    r = subprocess.run([*args, parent_ref, "-c", APT_SIMULATE, "simulate", *step.packages],
-                       capture_output=True, text=True, timeout=900)
+    r = engine.run_once(parent_ref, ["/bin/sh", "-c", APT_SIMULATE, "simulate", *step.packages],
+                        extra=["--network", "host", "--user", "0"], timeout=900)
     lines = [line for line in r.stdout.split() if "=" in line]
     if r.returncode != 0 or not lines:
         raise NbpipeError(f"apt could not resolve `{step.describe()}` in {parent_ref}: "
