@@ -83,6 +83,7 @@ class Pipeline:
             if self.engine.exists(res.ref) and not self.no_cache:
                 res.status = "cached"
                 self.on_event(res.name, "cached: already built, nothing to do")
+                info = self.engine.inspect(res.ref)
             else:
                 unpinned = [u for st in image.steps_for(self.platform) for u in st.unpinned()]
                 missing = self._unreachable(image)
@@ -103,9 +104,9 @@ class Pipeline:
                                          no_cache=self.no_cache)
                 res.status = "built"
                 self.on_event(res.name, f"built in {time.monotonic() - started:.0f}s")
-            res.size = self.engine.inspect(res.ref).size
+            res.size = info.size
             if self.probe:
-                self._probe(res)
+                self._probe(res, info.id)
         except NbpipeError as exc:
             res.status = "failed"
             res.message = str(exc)
@@ -122,9 +123,8 @@ class Pipeline:
                     hard.append(host)
         return hard
 
-    def _probe(self, res: ImageResult) -> None:
-        image_id = self.engine.inspect(res.ref).id.split(":")[-1]
-        record = self.state_dir / "probes" / f"{image_id}.json"
+    def _probe(self, res: ImageResult, image_id: str) -> None:
+        record = self.state_dir / "probes" / f"{image_id.split(':')[-1]}.json"
         if record.exists() and not self.force_probe:
             data = json.loads(record.read_text())
             res.probes = [ProbeResult(p["name"], Status(p["status"]), p["message"], p["seconds"])
