@@ -20,6 +20,7 @@ class Rendered:
     """A Dockerfile and the files it COPYs (context-relative path -> bytes)."""
 
     text: str
+    from_ref: str  # the FROM image: a local parent, or the pinned root
     files: dict[str, bytes] = field(default_factory=dict)
     # For each instruction after FROM: the step it came from (to name a failed step).
     origins: tuple[str, ...] = ()
@@ -82,10 +83,11 @@ def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
     files: dict[str, bytes] = {}
     parent = image.parent
     user = parent.config(platform).user if isinstance(parent, Image) else "root"
+    from_ref = from_ref or parent_ref(image, platform)
     lines = [
         f"# nbpipe: {image.name or 'custom'} for {platform}",
         f"# digest: {image.digest(platform)}",
-        f"FROM {from_ref or parent_ref(image, platform)}",
+        f"FROM {from_ref}",
     ]
     ops = [(st.describe(), op) for st in image.steps_for(platform) for op in st.lower()]
     ops += [("label (nbpipe stamp)", op) for op in stamp(image, platform, options)]
@@ -122,7 +124,8 @@ def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
                 lines.append(f"CMD {json.dumps(list(a))}")
         origins += [origin] * (len(lines) - before)
     merged, merged_origins = _merge_users(lines[3:], origins)
-    return Rendered("\n".join(lines[:3] + merged) + "\n", files, tuple(merged_origins))
+    return Rendered("\n".join(lines[:3] + merged) + "\n", from_ref, files,
+                    tuple(merged_origins))
 
 
 def _merge_users(lines: list[str], origins: list[str]) -> tuple[list[str], list[str]]:

@@ -110,7 +110,7 @@ class OciEngine:
             if options.wheelhouse is not None:
                 _link_tree(options.wheelhouse, ctx / WHEELHOUSE_ID)
             iidfile = ctx / ".iid"
-            pull = "never" if rendered.text.split("\nFROM ", 1)[1].startswith("localhost/") else "missing"
+            pull = "never" if rendered.from_ref.startswith("localhost/") else "missing"
             args = self._build_args(ctx, platform, options, iidfile, no_cache, pull)
             env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDAH_LAYERS": "true"}
             with log.open("w") as out:
