@@ -341,7 +341,7 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
     if platform:
         for p in platform:
             if p != native:
-                cat = _rebase_for(cat, eng, p, root)
+                _require_local_root(eng, p, root)
     options = BuildOptions(ca_bundle=_ca(ca_bundle), wheelhouse=wheelhouse).with_oci_labels()
     with _progress() as on_event:
         results = do_publish(cat, targets, eng, Registry.parse(registry),
@@ -357,17 +357,16 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
         print(r.ref)
 
 
-def _rebase_for(cat: Catalog, eng, platform: str, root: str) -> Catalog:
-    """The catalog's root must be local for every platform asked for, or none."""
+def _require_local_root(eng, platform: str, root: str) -> None:
+    """With a local root, every platform asked for needs one (or none may be local)."""
     from . import rootfs
 
     if root == "registry":
-        return cat
+        return
     local = rootfs.local_root(eng)
     if local is not None and platform not in local.platforms:
         raise NbpipeError(f"no local root for {platform}: run `nbpipe base bootstrap "
                           f"--platform {platform}` (needs qemu for a foreign platform)")
-    return cat
 
 
 @app.command("verify-reproducible")
@@ -408,7 +407,7 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
     from .engines import dockerfile
     from .options import BuildOptions
     from .pipeline import Pipeline
-    from .steps import Apt, Pip
+    from .steps import Pip
 
     if lock_file is None:
         import images

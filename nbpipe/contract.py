@@ -35,3 +35,8 @@ LABEL_RUNNER_TAGS = "io.nbpipe.runner-tags"  # comma-separated: cuda, gaudi
 LABEL_SERVICE = "io.nbpipe.service"  # the services.d name of the main server process
 LABEL_NAME = "io.nbpipe.image"
 LABEL_DIGEST = "io.nbpipe.digest"
+
+
+def listed(labels: dict[str, str], key: str) -> list[str]:
+    """The items of a comma-separated label (imports, R libraries, runner tags)."""
+    return [x for x in labels.get(key, "").split(",") if x]

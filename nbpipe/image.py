@@ -195,7 +195,7 @@ class Image:
         for key, new in ((contract.LABEL_IMPORTS, imports),
                          (contract.LABEL_R_LIBRARIES, r_libraries)):
             if new:
-                old = [x for x in labels.get(key, "").split(",") if x]
+                old = contract.listed(labels, key)
                 img = img.with_label(key, ",".join(old + [x for x in new if x not in old]))
         if commands:
             old_cmds = json.loads(labels.get(contract.LABEL_COMMANDS, "[]"))

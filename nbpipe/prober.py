@@ -19,7 +19,7 @@ from pathlib import Path
 from . import contract
 from .engines.oci import OciEngine
 from .probes.checks import INIT_MARKER, PROBE_INIT_SCRIPTS, Target, run_all
-from .probes.result import ProbeResult, Status
+from .probes.result import ProbeResult
 from .probes.smoke import SCRIPTS, runner_tags
 
 SENTINEL = (".bashrc", "# this file was in the volume before start: nbpipe probe sentinel\n")

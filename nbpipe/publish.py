@@ -18,7 +18,6 @@ from typing import Callable
 import anyio
 
 from .catalog import Catalog
-from .engines import dockerfile
 from .engines.oci import OciEngine
 from .errors import NbpipeError
 from .image import Image, short

@@ -86,7 +86,7 @@ class Nbpipe:
               .with_mounted_directory(contract.HOME, dag.directory(),
                                       owner=f"{contract.NB_UID}:{contract.USERS_GID}"))
         tags = {t for t in runner_tags.split(",") if t}
-        needed = set(filter(None, labels.get(contract.LABEL_RUNNER_TAGS, "").split(",")))
+        needed = set(contract.listed(labels, contract.LABEL_RUNNER_TAGS))
         if needed & tags & {"cuda"}:
             nb = nb.experimental_with_all_gp_us()
         args = ["--prefix", prefix, "--labels", json.dumps(labels)]

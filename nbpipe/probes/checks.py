@@ -251,7 +251,7 @@ def kernel_runs_code(t: Target) -> str:
 
 
 def imports(t: Target) -> str:
-    mods = [m for m in t.labels.get(contract.LABEL_IMPORTS, "").split(",") if m]
+    mods = contract.listed(t.labels, contract.LABEL_IMPORTS)
     if not mods:
         raise ProbeSkip("the image declares no key Python packages")
     code = ("import importlib, sys\nbad = []\nfor m in sys.argv[1:]:\n    try:\n"
@@ -265,7 +265,7 @@ def imports(t: Target) -> str:
 
 
 def r_libraries(t: Target) -> str:
-    libs = [m for m in t.labels.get(contract.LABEL_R_LIBRARIES, "").split(",") if m]
+    libs = contract.listed(t.labels, contract.LABEL_R_LIBRARIES)
     if not libs:
         raise ProbeSkip("the image declares no R packages")
     expr = "; ".join(f"suppressPackageStartupMessages(library({lib}))" for lib in libs)
@@ -288,7 +288,7 @@ def commands(t: Target) -> str:
 
 def smoke(tag: str) -> Callable[[Target], str]:
     def check(t: Target) -> str:
-        needed = [x for x in t.labels.get(contract.LABEL_RUNNER_TAGS, "").split(",") if x]
+        needed = contract.listed(t.labels, contract.LABEL_RUNNER_TAGS)
         if tag not in needed:
             raise ProbeSkip(f"the image needs no {tag} runner")
         if tag not in t.runner_tags:

@@ -8,7 +8,6 @@ import pytest
 from images.base import FILES
 from nbpipe.catalog import Catalog
 from nbpipe.engines import dockerfile
-from nbpipe.image import Image
 from nbpipe.probes.result import Status
 
 from .conftest import run_pipeline

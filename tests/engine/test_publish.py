@@ -4,7 +4,6 @@ lists, content tags as a binary cache, all-or-nothing, credentials."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
