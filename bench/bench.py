@@ -22,7 +22,7 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 
 import images  # noqa: E402
-from images import pins  # noqa: E402
+from nbpipe.family import pins  # noqa: E402
 from nbpipe import platforms as plat  # noqa: E402
 from nbpipe import rootfs  # noqa: E402
 from nbpipe.engines.dockerfile import local_ref  # noqa: E402

@@ -27,7 +27,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 CatalogOpt = typer.Option(None, "--catalog", help="module:function giving the Catalog "
-                          "(default: images:family, or $NBPIPE_CATALOG)")
+                          "(default: nbpipe.family:family, or $NBPIPE_CATALOG)")
 EngineOpt = typer.Option("auto", "--engine", help="auto (Dagger if a session or CLI is "
                          "there, else podman, else docker) | dagger | podman | docker")
 RootOpt = typer.Option("auto", "--root", help="auto (the local debootstrap root if "
@@ -410,7 +410,7 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
     from .steps import Pip
 
     if lock_file is None:
-        import images
+        from nbpipe import family as images
 
         lock_file = images.LOCK_FILE
     cat = _catalog(catalog)

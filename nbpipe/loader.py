@@ -1,4 +1,4 @@
-"""Find the catalog to work on: ours (images.family) or a team's own ("module:function")."""
+"""Find the catalog to work on: ours (nbpipe.family) or a team's own ("module:function")."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 from .catalog import Catalog
 from .errors import NbpipeError
 
-DEFAULT = "images:family"
+DEFAULT = "nbpipe.family:family"
 
 
 def load(spec: str | None = None) -> Catalog:

@@ -27,7 +27,7 @@ MODULE = '''\
     nbpipe build {name} --catalog {module}:catalog
 """
 
-from images import family
+from nbpipe.family import family
 from nbpipe import Catalog, Image
 
 

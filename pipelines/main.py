@@ -11,7 +11,7 @@ import anyio
 import dagger
 from dagger import Doc, dag, function, object_type
 
-import images
+from nbpipe.family import family
 from nbpipe import contract
 from nbpipe import graph as graphs
 from nbpipe.catalog import Catalog
@@ -36,7 +36,7 @@ class Nbpipe:
     """Build, test and publish the Kubeflow notebook-server image family."""
 
     def _catalog(self) -> Catalog:
-        return images.family()
+        return family()
 
     def _image(self, name: str) -> Image:
         return self._catalog().resolve(name)  # unknown names: an error listing valid ones

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import images
+from nbpipe import family as images
 from nbpipe.catalog import Catalog
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from images import family
+from nbpipe.family import family
 from nbpipe import Catalog, Image
 
 HERE = Path(__file__).parent

@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-import images
+from nbpipe import family as images
 from nbpipe import platforms as plat
 from nbpipe import rootfs
 from nbpipe.catalog import Catalog

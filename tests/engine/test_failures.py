@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from images.base import FILES
+from nbpipe.family.base import FILES
 from nbpipe.catalog import Catalog
 from nbpipe.engines import dockerfile
 from nbpipe.probes.result import Status

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import images
+from nbpipe import family as images
 from nbpipe import platforms as plat
 from nbpipe import rootfs
 from nbpipe.errors import NbpipeError

@@ -11,14 +11,14 @@ from dataclasses import replace
 
 import pytest
 
-import images
-from images import pins
+from nbpipe import family as images
+from nbpipe.family import pins
 from nbpipe import platforms as plat
 from nbpipe import steps as s
 from nbpipe.catalog import Catalog
 from nbpipe.image import BaseRef, Image
 
-PRINT_DIGESTS = "import json, images; print(json.dumps(images.family().digests()))"
+PRINT_DIGESTS = "import json; from nbpipe.family import family; print(json.dumps(family().digests()))"
 
 
 def test_digests_are_identical_in_a_fresh_interpreter(family: Catalog) -> None:

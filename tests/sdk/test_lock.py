@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import images
+from nbpipe import family as images
 from nbpipe import lock
 from nbpipe import platforms as plat
 from nbpipe.steps import Pip

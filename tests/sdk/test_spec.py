@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import images
+from nbpipe import family as images
 from nbpipe import repo2docker, spec
 from nbpipe.errors import SpecError
 
