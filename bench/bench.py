@@ -25,7 +25,7 @@ import images  # noqa: E402
 from nbpipe.family import pins  # noqa: E402
 from nbpipe import platforms as plat  # noqa: E402
 from nbpipe import rootfs  # noqa: E402
-from nbpipe.engines.dockerfile import local_ref  # noqa: E402
+from nbpipe.naming import local_ref  # noqa: E402
 from nbpipe.engines.oci import OciEngine  # noqa: E402
 from nbpipe.options import BuildOptions  # noqa: E402
 from nbpipe.pipeline import Pipeline  # noqa: E402
@@ -137,7 +137,8 @@ def plan_against_registry(family, engine, platform) -> None:
     import shutil
     import socket
 
-    from nbpipe.publish import content_tag, publish
+    from nbpipe.naming import content_tag
+    from nbpipe.publish import publish
     from nbpipe.registry import Registry
 
     with socket.socket() as s:

@@ -109,10 +109,6 @@ class Catalog:
     def descendants(self, name: str) -> set[str]:
         return {n for n in self.entries if name in self.ancestors(n)}
 
-    def chain(self, name: str) -> list[str]:
-        """Root-most first: the images needed to build ``name``, in build order."""
-        return [*reversed(self.ancestors(name)), name]
-
     # -- resolving recipes into Images -------------------------------------------------
     def resolve(self, name: str) -> Image:
         if name in self._resolved:

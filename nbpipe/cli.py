@@ -133,7 +133,7 @@ def plan(names: list[str] = typer.Argument(None, help="images to build (default:
         order = [n for n in order if n in changed]
     published: list[str] = []
     if registry is not None:
-        from .publish import content_tag
+        from .naming import content_tag
         from .registry import Registry
 
         reg = Registry.parse(registry)
@@ -404,7 +404,7 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
     import anyio
 
     from . import lock as locks
-    from .engines import dockerfile
+    from . import naming
     from .options import BuildOptions
     from .pipeline import Pipeline
     from .steps import Pip
@@ -435,7 +435,7 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
                 on_event(name, f"not locked: {built[name].status}")
                 continue
             img = plain.resolve(name)
-            ref = dockerfile.local_ref(img, platform)
+            ref = naming.local_ref(img, platform)
             for i, st in enumerate(img.steps):
                 if not isinstance(st, locks.LOCKABLE) or not st.applies_to(platform):
                     continue
@@ -443,7 +443,7 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
                 if isinstance(st, Pip):
                     lines = locks.resolve(eng, ref, st, options.ca_bundle)
                 else:  # what apt installs on the parent, as it is built
-                    lines = locks.resolve_apt(eng, dockerfile.parent_ref(img, platform), st)
+                    lines = locks.resolve_apt(eng, naming.parent_ref(img, platform), st)
                 current.setdefault(locks.key(name, i, st), {})[platform] = lines
             locks.save(lock_file, current)
     print(f"wrote {lock_file}: {sum(len(v) for v in current.values())} locked step(s)")

@@ -16,6 +16,7 @@ import anyio
 
 from . import sources
 from .catalog import Catalog
+from . import naming
 from .engines import dockerfile
 from .engines.oci import OciEngine
 from .errors import NbpipeError
@@ -49,7 +50,7 @@ class Pipeline:
         images = {n: self.catalog.resolve(n) for n in order}
         order = [n for n in order if self.platform in images[n].platforms]
         results = {n: ImageResult(n, self.platform, images[n].digest(self.platform),
-                                  dockerfile.local_ref(images[n], self.platform)) for n in order}
+                                  naming.local_ref(images[n], self.platform)) for n in order}
         done = {n: anyio.Event() for n in order}
         limiter = anyio.CapacityLimiter(self.jobs)
 

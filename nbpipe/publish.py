@@ -20,7 +20,8 @@ import anyio
 from .catalog import Catalog
 from .engines.oci import OciEngine
 from .errors import NbpipeError
-from .image import Image, short
+from .image import Image
+from .naming import content_tag
 from .options import BuildOptions
 from .pipeline import Pipeline
 from .registry import Registry
@@ -40,10 +41,6 @@ for key, module in (("lab", "jupyterlab"), ("torch", "torch"), ("tf", "tensorflo
         out["cuda"] = m.version.cuda
 print(json.dumps(out))
 """
-
-
-def content_tag(image: Image) -> str:
-    return f"sha-{short(image.digest(), 16)}"
 
 
 @dataclass

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import yaml
 
+from . import requirements
 from . import steps as s
-from .errors import NbpipeError, SpecError
+from .errors import SpecError
 from .image import Image
-from .spec import NAME, Spec, _requirements, _Node
+from .spec import NAME, Spec
 
 FILES = ("requirements.txt", "apt.txt", "environment.yml", "postBuild", "start")
 # conda names that pip does not need: the interpreter and pip themselves
@@ -40,23 +41,14 @@ def from_repo(repo: Path, parent: str = "jupyter", name: str | None = None) -> S
         raise SpecError(f"--from-repo {repo}: {name!r} is not an image name; pass --name")
     steps: list[s.Step] = []
     if "apt.txt" in found:
-        pkgs = []
-        for n, line in enumerate((repo / "apt.txt").read_text().splitlines(), 1):
-            line = line.split("#", 1)[0].strip()
-            if line:
-                try:
-                    s.Apt(packages=(line,))
-                except NbpipeError as exc:
-                    raise SpecError(f"{repo / 'apt.txt'}:{n}: {exc}") from None
-                pkgs.append(line)
+        pkgs = requirements.apt(repo / "apt.txt")
         if pkgs:
             steps.append(s.Apt(packages=tuple(pkgs)))
     pip: list[str] = []
     if "environment.yml" in found:
         pip += _environment(repo / "environment.yml")
     if "requirements.txt" in found:
-        node = _Node(yaml.compose("requirements.txt"), repo, "requirements.txt")
-        pip += _requirements(repo / "requirements.txt", node)
+        pip += requirements.pip(repo / "requirements.txt")
     if pip:
         steps.append(s.Pip(packages=tuple(pip)))
     if "postBuild" in found:

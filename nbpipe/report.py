@@ -31,7 +31,7 @@ class ImageResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("built", "cached", "tested") and not any(
+        return self.status in ("built", "cached") and not any(
             p.status is Status.FAILED for p in self.probes)
 
     def probe_summary(self) -> str:

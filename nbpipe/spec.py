@@ -25,6 +25,7 @@ from typing import Callable
 import yaml
 
 from . import platforms as plat
+from . import requirements
 from . import steps as s
 from .catalog import Catalog
 from .errors import NbpipeError, SpecError
@@ -154,7 +155,10 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
         node = top["pip"]
         if isinstance(node.node, yaml.MappingNode):
             req = node.mapping(("requirements",))["requirements"]
-            reqs = _requirements(path.parent / req.scalar(), req)
+            file = path.parent / req.scalar()
+            if not file.is_file():
+                raise req.fail(f"no such file {file}")
+            reqs = requirements.pip(file)
         else:
             reqs = node.strings()
         if reqs:
@@ -239,22 +243,3 @@ def _mode(node: _Node) -> int:
     if not 0 <= mode <= 0o7777:
         raise node.fail(f"{text!r} is not a file mode")
     return mode
-
-
-def _requirements(file: Path, node: _Node) -> list[str]:
-    if not file.is_file():
-        raise node.fail(f"no such file {file}")
-    reqs = []
-    for n, line in enumerate(file.read_text().splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("-"):
-            raise SpecError(f"{file}:{n}: pip options like {line.split()[0]} are not supported; "
-                            "list one requirement per line")
-        try:
-            s.Pip(packages=(line,))
-        except NbpipeError as exc:
-            raise SpecError(f"{file}:{n}: {exc}") from None
-        reqs.append(line)
-    return reqs

@@ -32,6 +32,15 @@ APT_CLEANUP = (
     "rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log"
     " /var/log/alternatives.log /var/cache/ldconfig/aux-cache /var/cache/debconf/*-old"
 )
+APT_ARCHIVES = CacheMount("/var/cache/apt/archives", "nbpipe-apt-archives")
+
+
+def apt_install(*packages: str) -> list[str]:
+    """The one way a step installs Debian packages: fresh lists, no recommends, the .debs
+    kept in the APT_ARCHIVES cache mount (outside every layer)."""
+    return ["apt-get update -q",
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
+            " -o APT::Keep-Downloaded-Packages=true " + " ".join(shlex.quote(p) for p in packages)]
 
 # After npm has built native modules: the packages installed for the build go again,
 # except those holding a shared library some built *.node file links to.
@@ -126,18 +135,14 @@ class Apt(Step):
 
     def lower(self) -> tuple[Op, ...]:
         wanted = self.locked.split() if self.locked else self.packages
-        pkgs = " ".join(shlex.quote(p) for p in wanted)
         script = "\n".join([
             "set -eu",
-            "apt-get update -q",
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
-            f" -o APT::Keep-Downloaded-Packages=true {pkgs}",
+            *apt_install(*wanted),
             APT_CLEANUP,
             *([f"rm -rf {' '.join(self.remove)}"] if self.remove else []),
             *([self.after] if self.after else []),
         ])
-        mounts = (CacheMount("/var/cache/apt/archives", "nbpipe-apt-archives"),)
-        return (Exec(script, user="root", network=True, mounts=mounts),)
+        return (Exec(script, user="root", network=True, mounts=(APT_ARCHIVES,)),)
 
     def sources(self) -> tuple[str, ...]:
         return (DEBIAN_ARCHIVE,)
@@ -225,11 +230,8 @@ class Npm(Step):
         mounts = [CacheMount("/var/cache/nbpipe/npm", "nbpipe-npm", owner="0:0")]
         if self.build_deps:
             lines += ["dpkg-query -W -f='${Package}\\n' | sort > /tmp/nbpipe-before",
-                      "apt-get update -q",
-                      "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
-                      " -o APT::Keep-Downloaded-Packages=true "
-                      + " ".join(shlex.quote(d) for d in self.build_deps)]
-            mounts.append(CacheMount("/var/cache/apt/archives", "nbpipe-apt-archives"))
+                      *apt_install(*self.build_deps)]
+            mounts.append(APT_ARCHIVES)
         lines += [shlex.join(args), "rm -rf /root/.npm/_logs /root/.cache/node-gyp"]
         if self.build_deps:  # purge what we added, but keep libraries the built modules use
             lines += [NPM_PURGE_BUILD_DEPS.format(prefix=shlex.quote(self.prefix)), APT_CLEANUP]
@@ -396,14 +398,11 @@ class Deb(Step):
             "set -eu",
             f"curl -fsSL --retry 3 -o {deb} {shlex.quote(self.url)}",
             f"echo {shlex.quote(str(self.sha256) + '  ' + deb)} | sha256sum -c -",
-            "apt-get update -q",
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
-            f" -o APT::Keep-Downloaded-Packages=true {deb}",
+            *apt_install(deb),
             f"rm -f {deb}",
             APT_CLEANUP,
         ])
-        mounts = (CacheMount("/var/cache/apt/archives", "nbpipe-apt-archives"),)
-        return (Exec(script, user="root", network=True, mounts=mounts),)
+        return (Exec(script, user="root", network=True, mounts=(APT_ARCHIVES,)),)
 
     def sources(self) -> tuple[str, ...]:
         return (urlparse(self.url).hostname or self.url, DEBIAN_ARCHIVE)
@@ -541,8 +540,3 @@ class HomeFile(Step):
     def describe(self) -> str:
         return f"home-file ~/{self.path}"
 
-
-ALL_STEPS: tuple[type[Step], ...] = (
-    Apt, Pip, Npm, Env, User, Workdir, File, Download, Deb, Run, Label, Port, Entrypoint,
-    InitScript, Service, HomeFile,
-)

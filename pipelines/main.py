@@ -16,8 +16,8 @@ from nbpipe import contract
 from nbpipe import graph as graphs
 from nbpipe.catalog import Catalog
 from nbpipe.engines import dagger as lowering
-from nbpipe.engines.dockerfile import stamp
-from nbpipe.image import Image, short
+from nbpipe.naming import content_tag, stamp
+from nbpipe.image import Image
 from nbpipe.options import BuildOptions
 from nbpipe.probes.smoke import SCRIPTS
 
@@ -140,7 +140,7 @@ class Nbpipe:
                 raise ValueError(f"{image} is not built for {p} (it has {', '.join(img.platforms)})")
         variants = [await self.build(image, dagger.Platform(p), ca_bundle) for p in wanted]
         refs = []
-        for tag in [f"sha-{short(img.digest(), 16)}", *(tags or [])]:
+        for tag in [content_tag(img), *(tags or [])]:
             refs.append(await dag.container().publish(f"{address}:{tag}",
                                                       platform_variants=variants))
         return "\n".join(refs)

@@ -14,8 +14,8 @@ from ..errors import NbpipeError
 from ..image import Image
 from ..ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd, SetEntrypoint
 from ..ops import SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile
+from ..naming import stamp
 from ..options import BuildOptions
-from .dockerfile import stamp
 
 if TYPE_CHECKING:
     import dagger

@@ -8,11 +8,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..image import BaseRef, Image, short
-from ..ops import BindMount, CacheMount, Exec, Expose, Op, SecretMount, SetCmd
+from ..image import Image
+from ..naming import parent_ref, stamp
+from ..ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd
 from ..ops import SetEntrypoint, SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile
 from ..options import BuildOptions
-from .. import contract
 
 
 @dataclass(frozen=True)
@@ -40,24 +40,6 @@ class Rendered:
         out = folder / "Dockerfile"
         out.write_text(self.text)
         return out
-
-
-def local_ref(image: Image, platform: str) -> str:
-    """The local tag of a built image: its name and per-platform content digest."""
-    return f"localhost/nbpipe/{image.name or 'custom'}:{short(image.digest(platform), 16)}"
-
-
-def parent_ref(image: Image, platform: str) -> str:
-    parent = image.parent
-    return parent.pinned(platform) if isinstance(parent, BaseRef) else local_ref(parent, platform)
-
-
-def stamp(image: Image, platform: str, options: BuildOptions = BuildOptions()) -> tuple[Op, ...]:
-    """Labels every engine adds so a built image says what it is (and how it was built)."""
-    return (SetLabel(contract.LABEL_NAME, image.name or "custom"),
-            SetLabel(contract.LABEL_DIGEST, image.digest(platform)),
-            SetLabel("org.opencontainers.image.version", f"sha-{short(image.digest(), 16)}"),
-            *(SetLabel(k, v) for k, v in options.labels))
 
 
 def _quote(value: str) -> str:

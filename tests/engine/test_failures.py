@@ -7,7 +7,7 @@ import pytest
 
 from nbpipe.family.base import FILES
 from nbpipe.catalog import Catalog
-from nbpipe.engines import dockerfile
+from nbpipe import naming
 from nbpipe.probes.result import Status
 
 from .conftest import run_pipeline
@@ -51,7 +51,7 @@ def broken(local_family, engine, platform, options, state_dir, chain):
                                 force_probe=True, ready_timeout=30)
     finally:
         for n in [*names, "broken-build"]:
-            engine.remove(dockerfile.local_ref(cat.resolve(n), platform))
+            engine.remove(naming.local_ref(cat.resolve(n), platform))
 
 
 @pytest.mark.parametrize("name", list(BROKEN))
@@ -74,7 +74,7 @@ def test_failed_step_is_named_and_leaves_no_tag(broken, engine, platform) -> Non
     assert res.status == "failed"
     assert "step failed: run echo about to fail; exit 3" in res.message
     assert "about to fail" in res.message  # the last lines of the log come along
-    assert not engine.exists(dockerfile.local_ref(cat.resolve("broken-build"), platform))
+    assert not engine.exists(naming.local_ref(cat.resolve("broken-build"), platform))
 
 
 def test_descendants_blocked_unrelated_branches_finish(broken) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe.engines import dockerfile
+from nbpipe import naming
 from nbpipe.options import BuildOptions
 
 from .conftest import HOST_CA, run_pipeline
@@ -73,7 +73,7 @@ def test_wheelhouse_feeds_pip(local_family, engine, platform, options, state_dir
     cat = local_family
     cat.add("wheel-probe", "jupyter", lambda i: i.with_pip("nbpipe-wheelhouse-probe==1.0")
             .with_probes(imports=("nbpipe_wheelhouse_probe",)))
-    ref = dockerfile.local_ref(cat.resolve("wheel-probe"), platform)
+    ref = naming.local_ref(cat.resolve("wheel-probe"), platform)
     try:
         without = run_pipeline(cat, engine, platform, options, state_dir, ["wheel-probe"],
                                probe=False)["wheel-probe"]

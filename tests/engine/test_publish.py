@@ -15,7 +15,8 @@ from nbpipe import family as images
 from nbpipe import platforms as plat
 from nbpipe import rootfs
 from nbpipe.errors import NbpipeError
-from nbpipe.publish import content_tag, publish, spawner_options
+from nbpipe.naming import content_tag
+from nbpipe.publish import publish, spawner_options
 from nbpipe.registry import PASSWORD_ENV, USER_ENV, Registry
 
 pytestmark = pytest.mark.engine

@@ -13,6 +13,7 @@ import pytest
 
 from nbpipe import platforms as plat
 from nbpipe.catalog import Catalog
+from nbpipe import naming
 from nbpipe.engines import dockerfile
 from nbpipe.image import Image
 from nbpipe.ops import Exec, Expose, SetCmd, SetEntrypoint, SetEnv, SetLabel, SetUser
@@ -29,7 +30,7 @@ def expected(image: Image, platform: str, options: BuildOptions) -> list[tuple]:
     parent = image.parent
     user = parent.config(platform).user if isinstance(parent, Image) else "root"
     out: list[tuple] = []
-    for op in (*image.ops(platform), *dockerfile.stamp(image, platform, options)):
+    for op in (*image.ops(platform), *naming.stamp(image, platform, options)):
         match op:
             case Exec():
                 run = options.prepare(op)
@@ -111,7 +112,7 @@ def test_export_performs_the_recipe_in_order(family: Catalog, name: str, platfor
 def test_export_starts_from_the_parent_content_tag(family: Catalog) -> None:
     scipy = family.resolve("jupyter-scipy")
     text = dockerfile.render(scipy, plat.AMD64).text
-    assert f"FROM {dockerfile.local_ref(family.resolve('jupyter'), plat.AMD64)}\n" in text
+    assert f"FROM {naming.local_ref(family.resolve('jupyter'), plat.AMD64)}\n" in text
     base = dockerfile.render(family.resolve("base"), plat.ARM64).text
     assert "FROM docker.io/library/debian:bookworm-slim@sha256:" in base
 
@@ -131,3 +132,11 @@ def test_ca_bundle_is_a_build_secret_never_a_layer(family: Catalog, tmp_path) ->
     assert "type=secret,id=nbpipe-ca" in rendered.text
     assert not any(b"BEGIN CERTIFICATE" in data for data in rendered.files.values())
     assert "MIIB" not in rendered.text
+
+
+def test_one_content_tag_names_the_label_and_the_registry_tag(family: Catalog) -> None:
+    img = family.resolve("jupyter")
+    labels = {op.key: op.value for op in naming.stamp(img, plat.AMD64)}
+    assert labels["org.opencontainers.image.version"] == naming.content_tag(img)
+    assert naming.content_tag(img) == "sha-" + img.digest().split(":")[1][:16]
+    assert naming.parent_ref(img, plat.AMD64) == naming.local_ref(family.resolve("base"), plat.AMD64)

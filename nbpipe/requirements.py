@@ -1,0 +1,46 @@
+"""Requirement files, one entry a line: pip's requirements.txt and Binder's apt.txt.
+
+Shared by YAML specs and Binder repositories, so both accept (and refuse) the same lines.
+Every line is checked by the step it becomes; an error names the file and the line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from . import steps as s
+from .errors import NbpipeError, SpecError
+
+
+def pip(file: Path) -> list[str]:
+    """Requirements like ``name==1.2``; pip options (``-r``, ``--index-url``) are refused."""
+    def check(line: str) -> None:
+        if line.startswith("-"):
+            raise NbpipeError(f"pip options like {line.split()[0]} are not supported; "
+                              "list one requirement per line")
+        s.Pip(packages=(line,))
+    return _lines(file, check)
+
+
+def apt(file: Path) -> list[str]:
+    """Debian package names (or name=version)."""
+    return _lines(file, lambda line: s.Apt(packages=(line,)))
+
+
+def _lines(file: Path, check: Callable[[str], object]) -> list[str]:
+    try:
+        text = Path(file).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{file}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            check(line)
+        except NbpipeError as exc:
+            raise SpecError(f"{file}:{n}: {exc}") from None
+        out.append(line)
+    return out
