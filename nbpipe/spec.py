@@ -26,6 +26,7 @@ import yaml
 
 from . import platforms as plat
 from . import requirements
+from . import safe_io
 from . import steps as s
 from .catalog import Catalog
 from .errors import NbpipeError, SpecError
@@ -97,17 +98,8 @@ class _Node:
 def load(path: Path) -> Spec:
     """Parse and check a spec file; raise SpecError naming file:line: field on any problem."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        context = f"{exc.context}, " if getattr(exc, "context", None) else ""
-        raise SpecError(f"{where}: not valid YAML: {context}{getattr(exc, 'problem', exc)}") from None
+    root = safe_io.compose_yaml(safe_io.read_text(path, error=SpecError), str(path),
+                                error=SpecError)
     if root is None:
         raise SpecError(f"{path}: empty spec; it needs at least 'name' and 'parent'")
     top = _Node(root, path, "").mapping(KEYS)

@@ -1,0 +1,305 @@
+"""Reading what others wrote and writing our own state, safely.
+
+Specs, Binder repos, plans, locks and probe records come from people and runs we do not
+control, and CI runs nbpipe unattended on a machine with secrets. So every read here is
+bounded (bytes, nesting depth, YAML alias expansion), decodes UTF-8 with an error that
+names the file and line, and can be kept inside a folder (symlinks resolved); every
+state write is atomic (temp file + rename), and a folder of state can be locked so two
+runs never interleave. Errors are ``NbpipeError`` (or the class the caller passes) with
+one line that names the file and never quotes a file's contents.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import stat
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from .errors import NbpipeError
+
+MAX_BYTES = 1 << 20  # a spec, a requirements file, a postBuild: 1 MiB is generous
+MAX_JSON_BYTES = 64 << 20  # lock files and plans of a large family
+MAX_DEPTH = 64  # nesting of YAML/JSON collections
+MAX_NODES = 100_000  # YAML nodes after alias expansion (what a consumer would walk)
+
+Error = type[NbpipeError]
+
+
+def read_bytes(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
+               error: Error = NbpipeError) -> bytes:
+    """The bytes of a regular file, refusing anything larger than ``limit`` (and FIFOs,
+    devices and folders, which have no end or no content)."""
+    label = what or str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise error(f"{label}: cannot read: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise error(f"{label}: {kind}; give a file")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise error(f"{label}: larger than {limit:,} bytes; nbpipe refuses bigger files")
+    return data
+
+
+def read_text(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
+              error: Error = NbpipeError) -> str:
+    """A file's text, which must be UTF-8 (the error says at which line it is not)."""
+    data = read_bytes(path, what, limit=limit, error=error)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise error(f"{what or path}:{line}: not UTF-8 text; save the file as UTF-8") from None
+
+
+def inside(root: Path, rel: str, what: str, *, error: Error = NbpipeError) -> Path:
+    """``root/rel`` with symlinks resolved, refused unless it stays inside ``root``.
+
+    ``rel`` must be relative: an absolute path, a ``..`` or a symlink that leads out
+    of ``root`` would let someone else's spec or repo copy this machine's files."""
+    if not rel or "\x00" in rel:
+        raise error(f"{what}: give a path relative to {root}")
+    if os.path.isabs(rel):
+        raise error(f"{what}: {rel!r} is absolute; give a path relative to {root}")
+    base = Path(root).resolve()
+    try:
+        target = (base / rel).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise error(f"{what}: {rel!r} cannot be resolved ({exc})") from None
+    if not target.is_relative_to(base):
+        raise error(f"{what}: {rel!r} leads outside {root} (symlinks are followed); "
+                    "only files inside it may be used")
+    return target
+
+
+# -- YAML and JSON --------------------------------------------------------------------
+
+def compose_yaml(text: str, where: str, *, error: Error = NbpipeError) -> yaml.Node | None:
+    """The YAML node tree (never constructed objects, so aliases are not expanded),
+    refused if nested deeper than MAX_DEPTH or if expanding its aliases would visit
+    more than MAX_NODES nodes (an alias bomb)."""
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # streaming: no recursion
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line = event.start_mark.line + 1
+                    raise error(f"{where}:{line}: nested too deeply (more than {MAX_DEPTH} "
+                                "levels)")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
+        at = f"{where}:{mark.line + 1}" if mark else where
+        context = f"{exc.context}, " if getattr(exc, "context", None) else ""
+        problem = getattr(exc, "problem", None) or "cannot parse"
+        raise error(f"{at}: not valid YAML: {context}{problem}") from None
+    except RecursionError:
+        raise error(f"{where}: nested too deeply (more than {MAX_DEPTH} levels)") from None
+    if root is not None:
+        check_yaml(root, where, error=error)
+    return root
+
+
+def check_yaml(root: yaml.Node, where: str, *, error: Error = NbpipeError) -> None:
+    """Depth and expanded size of a composed tree (shared nodes counted once per use)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            line = node.start_mark.line + 1
+            raise error(f"{where}:{line}: nested too deeply (more than {MAX_DEPTH} levels)")
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = MAX_NODES + 1  # a node inside itself (a recursive alias)
+        if isinstance(node, yaml.SequenceNode):
+            n = 1 + sum(size(c, depth + 1) for c in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            n = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        else:
+            n = 1
+        sizes[id(node)] = min(n, MAX_NODES + 1)
+        return sizes[id(node)]
+
+    if size(root, 0) > MAX_NODES:
+        raise error(f"{where}: too large once its aliases (*name) are expanded "
+                    f"(more than {MAX_NODES:,} nodes); write the values out")
+
+
+def load_yaml(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
+              error: Error = NbpipeError) -> Any:
+    """Plain data (dicts, lists, strings, numbers) from a YAML file, bounded as above."""
+    where = what or str(path)
+    root = compose_yaml(read_text(path, where, limit=limit, error=error), where, error=error)
+    if root is None:
+        return None
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise error(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    finally:
+        loader.dispose()
+
+
+def load_json(path: Path, what: str | None = None, *, limit: int = MAX_JSON_BYTES,
+              error: Error = NbpipeError) -> Any:
+    """Data from a JSON file, bounded in size and depth. Check its shape before use."""
+    where = what or str(path)
+    text = read_text(path, where, limit=limit, error=error)
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise error(f"{where}: nested too deeply") from None
+    except ValueError as exc:
+        raise error(f"{where}: not valid JSON ({exc})") from None
+    _json_depth(data, where, error)
+    return data
+
+
+def _json_depth(data: Any, where: str, error: Error) -> None:
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise error(f"{where}: nested too deeply (more than {MAX_DEPTH} levels)")
+        if isinstance(value, dict):
+            stack += [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1) for v in value]
+
+
+# -- state we write ---------------------------------------------------------------------
+
+def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
+    """Write ``path`` so that readers see the old file or the whole new one, never part:
+    a temporary file in the same folder, flushed, then renamed over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def read_record(path: Path, valid: Callable[[Any], bool],
+                warn: Callable[[str], None]) -> Any | None:
+    """A state record we wrote before, or None if there is none. A damaged one (cut
+    short, wrong shape) is not fatal: ``warn`` hears why, and the caller rebuilds it."""
+    if not path.exists():
+        return None
+    try:
+        data = load_json(path)
+        if valid(data):
+            return data
+        why = "not the shape nbpipe writes"
+    except NbpipeError as exc:
+        why = str(exc)
+    warn(f"ignoring the damaged record {path} ({why}); it will be written again")
+    return None
+
+
+_held: dict[Path, int] = {}  # lock file -> how many times this process holds it
+_held_guard = threading.Lock()
+
+
+@contextmanager
+def locked(folder: Path, *, wait: float = 3600.0,
+           on_wait: Callable[[str], None] = lambda message: None) -> Iterator[Path]:
+    """Hold the lock on a state folder (its file ``lock``) while a run writes there.
+
+    A second run waits (``on_wait`` hears which process holds it) and gives up after
+    ``wait`` seconds naming that process. Reentrant within one process."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = (folder / "lock").resolve()
+    with _held_guard:
+        if _held.get(lock):
+            _held[lock] += 1
+            reentered = True
+        else:
+            reentered = False
+    if reentered:
+        try:
+            yield lock
+        finally:
+            with _held_guard:
+                _held[lock] -= 1
+        return
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            holder = _holder(fd)
+            if time.monotonic() >= deadline:
+                raise NbpipeError(f"{folder} is in use by {holder}; wait for it to finish "
+                                  "or use another folder")
+            if not told:
+                on_wait(f"waiting: {folder} is in use by {holder}")
+                told = True
+            time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with _held_guard:
+            _held[lock] = 1
+        try:
+            yield lock
+        finally:
+            with _held_guard:
+                _held.pop(lock, None)
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode().strip()
+    except (OSError, UnicodeDecodeError):
+        pid = ""
+    return f"process {pid}" if pid.isdigit() else "another nbpipe run"
