@@ -60,6 +60,7 @@ def codeserver_python(image: Image) -> Image:
                   "/tmp/nbpipe-ms-python.vsix && rm -f /tmp/nbpipe-ms-python.vsix",
                   user=str(contract.NB_UID))
         .with_probes(imports=("ipykernel", "kfp", "kubeflow"))
+        .with_label(contract.LABEL_PYTHON, pins.PYTHON)
     )
 
 

@@ -44,6 +44,7 @@ def jupyter(image: Image) -> Image:
         .with_label(contract.LABEL_SERVER, "jupyter")
         .with_label(contract.LABEL_SERVICE, "jupyterlab")
         .with_probes(imports=("jupyterlab", "notebook", "ipykernel"))
+        .with_label(contract.LABEL_PYTHON, pins.PYTHON)
     )
 
 

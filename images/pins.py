@@ -24,6 +24,10 @@ DEBIAN_ROOT = BaseRef(
 
 PYPI_SIMPLE = "https://pypi.org/simple"
 
+# Debian bookworm's python3 (what the venv of Python images runs): declared as a label so
+# a Binder runtime.txt is checked before anything is built; a probe checks the label.
+PYTHON = "3.11"
+
 # Kubeflow notebooks v1.11: JupyterLab 4.5 + Notebook 7.5 (notebook 7.5.8 needs lab 4.5.11).
 JUPYTER = ("jupyterlab==4.5.11", "notebook==7.5.8", "jupyter-server==2.21.1",
            "ipykernel==7.4.0")

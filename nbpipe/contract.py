@@ -31,6 +31,7 @@ LABEL_SERVER = "io.nbpipe.server"  # jupyter | codeserver | rstudio
 LABEL_IMPORTS = "io.nbpipe.probe.imports"  # comma-separated Python modules
 LABEL_R_LIBRARIES = "io.nbpipe.probe.r-libraries"  # comma-separated R packages
 LABEL_COMMANDS = "io.nbpipe.probe.commands"  # JSON list of shell commands that must exit 0
+LABEL_PYTHON = "io.nbpipe.python"  # X.Y of `python3` on PATH (checked by a probe)
 LABEL_RUNNER_TAGS = "io.nbpipe.runner-tags"  # comma-separated: cuda, gaudi
 LABEL_SERVICE = "io.nbpipe.service"  # the services.d name of the main server process
 LABEL_NAME = "io.nbpipe.image"

@@ -264,6 +264,17 @@ def imports(t: Target) -> str:
     return f"{len(mods)} module(s) import: {', '.join(mods)}"
 
 
+def python_version(t: Target) -> str:
+    want = t.labels.get(contract.LABEL_PYTHON, "")
+    if not want:
+        raise ProbeSkip("the image declares no Python version (io.nbpipe.python label)")
+    got = t.sh("python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'").strip()
+    if got != want:
+        raise ProbeFailure(f"python3 is {got}, but the image declares {contract.LABEL_PYTHON}="
+                           f"{want}: fix the label (runtime.txt checks rely on it)")
+    return f"python3 is {got}, as declared"
+
+
 def r_libraries(t: Target) -> str:
     libs = contract.listed(t.labels, contract.LABEL_R_LIBRARIES)
     if not libs:
@@ -332,7 +343,8 @@ def service_restarts(t: Target) -> str:
 
 CHECKS: tuple[Callable[[Target], str], ...] = (
     http_ready, served_under_prefix, api_kernels, cors, frameable, process_user, home_env,
-    skeleton_copied, existing_kept, cont_init_order, kernel_runs_code, imports, r_libraries,
+    skeleton_copied, existing_kept, cont_init_order, kernel_runs_code, python_version, imports,
+    r_libraries,
     commands, smoke("cuda"), smoke("gaudi"), service_restarts,
 )
 

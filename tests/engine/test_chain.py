@@ -14,7 +14,7 @@ pytestmark = pytest.mark.engine
 CONTRACT = {"process-user", "home-env", "skeleton-copied", "existing-kept", "cont-init-order",
             "service-restarts"}
 JUPYTER = CONTRACT | {"http-ready", "served-under-prefix", "api-kernels", "cors", "frameable",
-                      "kernel-runs-code", "imports"}
+                      "kernel-runs-code", "imports", "python-version"}
 EXPECT = {
     "base": {"process-user", "home-env", "skeleton-copied", "existing-kept", "cont-init-order"},
     "jupyter": JUPYTER,

@@ -56,6 +56,15 @@ def test_contract_is_inherited_by_every_image(family: Catalog) -> None:
                                                                "rstudio", None}, name
 
 
+def test_images_with_a_python_venv_declare_its_version(family: Catalog) -> None:
+    from nbpipe.family import pins
+
+    for name in family.names:
+        labels = family.resolve(name).config().label_dict()
+        venv = contract.VENV in family.resolve(name).config().env_dict().get("PATH", "")
+        assert labels.get(contract.LABEL_PYTHON) == (pins.PYTHON if venv else None), name
+
+
 def test_children_inherit_parent_probes(family: Catalog) -> None:
     def imports(n: str) -> set[str]:
         label = family.resolve(n).config().label_dict().get(contract.LABEL_IMPORTS, "")
