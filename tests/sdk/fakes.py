@@ -54,6 +54,7 @@ class Behaviour:
     modules: frozenset[str] = frozenset({"numpy", "jupyterlab"})
     r_libraries: frozenset[str] = frozenset({"tidyverse"})
     failing_commands: frozenset[str] = frozenset()
+    python: str = "3.11"  # what `python3` on PATH is
 
 
 def _frame(text: str) -> bytes:
@@ -268,6 +269,8 @@ class FakeNotebook:
         if m := re.fullmatch(r"kill -9 (\d+)", script):
             self.killed.append(int(m.group(1)))
             return 0, ""
+        if script.startswith("python3 -c ") and "sys.version_info[:2]" in script:
+            return 0, b.python + "\n"
         if script in b.failing_commands:
             return 1, f"sh: {script}: failed\n"
         if script.startswith("echo ") or script.endswith("--version"):

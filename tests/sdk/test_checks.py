@@ -24,6 +24,7 @@ IMAGE_LABELS = {
     contract.LABEL_R_LIBRARIES: "tidyverse",
     contract.LABEL_COMMANDS: json.dumps(["echo hi", "tool --version"]),
     contract.LABEL_RUNNER_TAGS: "cuda",
+    contract.LABEL_PYTHON: "3.11",
 }
 ALL_NAMES = [c.__name__.replace("_", "-") for c in checks.CHECKS]
 
@@ -93,6 +94,7 @@ def test_a_good_server_passes_every_check(start) -> None:
     assert msg["cont-init-order"] == "ran zz-nbpipe-probe-1 then zz-nbpipe-probe-2"
     assert msg["kernel-runs-code"] == "python3 kernel ran 6*7 = 42 as uid 1000 in /home/jovyan"
     assert msg["imports"] == "2 module(s) import: numpy, jupyterlab"
+    assert msg["python-version"] == "python3 is 3.11, as declared"
     assert msg["r-libraries"] == "1 R package(s) load: tidyverse"
     assert msg["commands"] == "2 command(s) ran: echo hi; tool --version"
     assert msg["smoke-cuda"] == "cuda ok: fake device"
@@ -156,6 +158,8 @@ BROKEN = [
      "kernel printed '41 1000 /home/jovyan\\n', want '42 ...'"),
     ("missing-module", dict(modules=frozenset({"jupyterlab"})), {"imports"},
      "import failed: numpy (ModuleNotFoundError: No module named 'numpy')"),
+    ("other-python", dict(python="3.12"), {"python-version"},
+     "python3 is 3.12, but the image declares io.nbpipe.python=3.11"),
     ("missing-r-package", dict(r_libraries=frozenset()), {"r-libraries"},
      "R library load failed: Error: there is no package called 'tidyverse'"),
     ("failing-command", dict(failing_commands=frozenset({"tool --version"})), {"commands"},
@@ -241,6 +245,7 @@ def test_a_non_jupyter_server_skips_the_jupyter_checks(start) -> None:
     t, _ = start(b, image_labels={})
     got = statuses(run_all(t))
     skipped = {"served-under-prefix", "api-kernels", "cors", "kernel-runs-code", "imports",
+               "python-version",
                "r-libraries", "commands", "smoke-cuda", "smoke-gaudi"}
     assert {n for n, s in got.items() if s is Status.SKIPPED} == skipped
     assert {n for n, s in got.items() if s is Status.PASSED} == set(ALL_NAMES) - skipped
@@ -297,9 +302,12 @@ def test_a_failing_exec_names_the_command(start) -> None:
 def test_labels_without_probes_skip_with_the_reason(start) -> None:
     t, _ = start(image_labels={})
     got = {r.name: (r.status, r.message) for r in run_all(t, (
-        checks.imports, checks.r_libraries, checks.commands, checks.smoke("gaudi")))}
+        checks.imports, checks.python_version, checks.r_libraries, checks.commands,
+        checks.smoke("gaudi")))}
     assert got == {
         "imports": (Status.SKIPPED, "the image declares no key Python packages"),
+        "python-version": (Status.SKIPPED, "the image declares no Python version "
+                                           "(io.nbpipe.python label)"),
         "r-libraries": (Status.SKIPPED, "the image declares no R packages"),
         "commands": (Status.SKIPPED, "the image declares no probe commands"),
         "smoke-gaudi": (Status.SKIPPED, "the image needs no gaudi runner"),
