@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -190,6 +191,7 @@ class Image:
                     commands: tuple[str, ...] = ()) -> "Image":
         """Declare extra probe checks as labels; they add to (never replace) the parent's,
         so a child image is always held to its ancestors' checks too."""
+        check_probes(imports=imports, r_libraries=r_libraries, commands=commands)
         labels = self.config().label_dict() if self.platforms else {}
         img = self
         for key, new in ((contract.LABEL_IMPORTS, imports),
@@ -276,6 +278,33 @@ class Image:
         return ImageConfig(user=cfg["user"], workdir=cfg["workdir"],
                            env=tuple(cfg["env"].items()), labels=tuple(cfg["labels"].items()),
                            ports=tuple(cfg["ports"]), entrypoint=cfg["entrypoint"], cmd=cfg["cmd"])
+
+
+_IMPORT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_R_LIBRARY = re.compile(r"[A-Za-z][A-Za-z0-9.]*")
+
+
+def check_probes(*, imports: tuple[str, ...] = (), r_libraries: tuple[str, ...] = (),
+                 commands: tuple[str, ...] = ()) -> None:
+    """Probe lists become labels (names joined with ','): plain names only, and commands
+    printable on one line."""
+    _probe_names(imports, _IMPORT, "imports", "a Python module like 'numpy.linalg'")
+    _probe_names(r_libraries, _R_LIBRARY, "r_libraries", "an R package like 'dplyr'")
+    if isinstance(commands, str):
+        raise NbpipeError("commands: give a list of commands, not one string")
+    for c in commands:
+        if not isinstance(c, str) or not c.strip():
+            raise NbpipeError(f"commands: {c!r} is not a command (a non-empty string)")
+        s.printable(c, "commands")
+
+
+def _probe_names(names: tuple[str, ...], pattern: re.Pattern[str], what: str, like: str) -> None:
+    """Probe lists are joined with ',' into one label: each name must be a plain name."""
+    if isinstance(names, str):
+        raise NbpipeError(f"{what}: give a list of names, not one string")
+    for n in names:
+        if not isinstance(n, str) or not pattern.fullmatch(n):
+            raise NbpipeError(f"{what}: {n!r} is not {like}")
 
 
 def _digest(image: Image, platform: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from . import safe_io
 from . import steps as s
 from .errors import NbpipeError, SpecError
 
@@ -29,10 +30,7 @@ def apt(file: Path) -> list[str]:
 
 
 def _lines(file: Path, check: Callable[[str], object]) -> list[str]:
-    try:
-        text = Path(file).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{file}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    text = safe_io.read_text(Path(file), error=SpecError)  # bounded, UTF-8 or a clear line
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()

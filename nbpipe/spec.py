@@ -30,10 +30,12 @@ from . import safe_io
 from . import steps as s
 from .catalog import Catalog
 from .errors import NbpipeError, SpecError
-from .image import BaseRef, Image
+from .image import BaseRef, Image, check_probes
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-REF = re.compile(r"^[\w.-]+(:\d+)?(/[\w.-]+)+(:[\w.-]+)?@sha256:[0-9a-f]{64}$")
+# Used with fullmatch (a regex `$` would accept a final newline).
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+REF = re.compile(r"[\w.-]+(:\d+)?(/[\w.-]+)+(:[\w.-]+)?@sha256:[0-9a-f]{64}", re.ASCII)
+MAX_FILE_BYTES = 64 << 20  # a file a spec copies into the image
 KEYS = ("name", "parent", "description", "apt", "pip", "npm", "env", "files", "init_scripts",
         "services", "labels", "platforms", "probes")
 
@@ -85,7 +87,8 @@ class _Node:
         out: dict[str, _Node] = {}
         for k, v in self.node.value:
             key = _Node(k, self.path, self.field).scalar("a plain key")
-            field = f"{self.field}.{key}" if self.field else key
+            shown = key if key.isprintable() and key else repr(key)  # errors stay one line
+            field = f"{self.field}.{shown}" if self.field else shown
             if allowed is not None and key not in allowed:
                 raise _Node(k, self.path, field).fail(
                     f"unknown key; allowed here: {', '.join(allowed)}")
@@ -107,7 +110,7 @@ def load(path: Path) -> Spec:
         if key not in top:
             raise SpecError(f"{path}:1: {key}: required")
     name = top["name"].scalar()
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise top["name"].fail(f"{name!r} is not an image name (lowercase letters, digits, "
                                "'-', '_', '.')")
     parent = _parent(top["parent"])
@@ -119,11 +122,11 @@ def load(path: Path) -> Spec:
 def _parent(node: _Node) -> str | BaseRef:
     value = node.scalar()
     if "/" in value or "@" in value:
-        if not REF.match(value):
+        if not REF.fullmatch(value):
             raise node.fail(f"{value!r} is not a digest-pinned image reference "
                             "(registry/name@sha256:<64 hex>); or give a family image name")
         return BaseRef(value.split("@")[0], {p: value.split("@")[1] for p in plat.ALL})
-    if not NAME.match(value):
+    if not NAME.fullmatch(value):
         raise node.fail(f"{value!r} is not an image name")
     return value
 
@@ -147,9 +150,9 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
         node = top["pip"]
         if isinstance(node.node, yaml.MappingNode):
             req = node.mapping(("requirements",))["requirements"]
-            file = path.parent / req.scalar()
+            file = _inside(path, req)
             if not file.is_file():
-                raise req.fail(f"no such file {file}")
+                raise req.fail(f"no such file {req.scalar()!r} next to the spec")
             reqs = requirements.pip(file)
         else:
             reqs = node.strings()
@@ -174,15 +177,17 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
                 raise item.fail("give exactly one of 'source' (a file next to the spec) or "
                                 "'content'")
             if "source" in f:
-                src = path.parent / f["source"].scalar()
+                src = _inside(path, f["source"])
                 if not src.is_file():
-                    raise f["source"].fail(f"no such file {src}")
-                data = src.read_bytes()
+                    raise f["source"].fail(f"no such file {f['source'].scalar()!r} next to "
+                                           "the spec")
+                data = safe_io.read_bytes(src, f"{path}: {f['source'].field}",
+                                          limit=MAX_FILE_BYTES, error=SpecError)
             else:
                 data = f["content"].scalar().encode()
             mode = _mode(f["mode"]) if "mode" in f else 0o644
             owner = f["owner"].scalar() if "owner" in f else "0:0"
-            if not re.match(r"^\d+:\d+$", owner):
+            if not re.fullmatch(r"[0-9]+:[0-9]+", owner):
                 raise f["owner"].fail(f"{owner!r}: give uid:gid, e.g. 1000:0")
             add(item, lambda p=f["path"].scalar(), d=data, m=mode, o=owner:
                 s.File(path=p, content=d, mode=m, owner=o))
@@ -212,6 +217,10 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
     if "probes" in top:
         for key, node in top["probes"].mapping(("imports", "commands", "r_libraries")).items():
             probes[key] = tuple(node.strings())
+            try:
+                check_probes(**{key: probes[key]})
+            except NbpipeError as exc:
+                raise node.fail(str(exc).split(": ", 1)[1]) from None
 
     def recipe(parent: Image) -> Image:
         img = parent
@@ -224,6 +233,13 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
         return img.with_step(*steps).with_probes(**probes)
 
     return recipe
+
+
+def _inside(spec: Path, node: _Node) -> Path:
+    """A file the spec names: relative, and inside the spec's folder once symlinks are
+    followed (a spec is someone else's; this machine's files are not its to copy)."""
+    return safe_io.inside(spec.parent, node.scalar(), f"{spec}:{node.node.start_mark.line + 1}: "
+                          f"{node.field}", error=SpecError)
 
 
 def _mode(node: _Node) -> int:

@@ -56,13 +56,19 @@ if [ -s /tmp/nbpipe-purge ]; then
 fi
 rm -f /tmp/nbpipe-before /tmp/nbpipe-after /tmp/nbpipe-keep /tmp/nbpipe-purge"""
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_APT_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?$")
-_NPM_NAME = re.compile(r"^(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*(@[\w.^~<>=*|-]+)?$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_VERSION_CLAUSE = r"(===|==|>=|<=|!=|~=|<|>)\s*[A-Za-z0-9.*+!_-]+"
-_PIP_SPEC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?\s*"
-                       rf"({_VERSION_CLAUSE}(\s*,\s*{_VERSION_CLAUSE})*)?$")
+# Every pattern is used with fullmatch: a regex `$` would accept a final newline.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_APT_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?")
+_NPM_NAME = re.compile(r"(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*(@[\w.^~<>=*|-]+)?", re.ASCII)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a file name: no '/', no '$'
+_PATH = re.compile(r"[A-Za-z0-9._+@%=:,~/-]+")  # no spaces, quotes, '$', '\\' or controls
+_OWNER = re.compile(r"[0-9]+:[0-9]+")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?")
+_VERSION_CLAUSE = r"(===|==|>=|<=|!=|~=|<|>)[ ]*[A-Za-z0-9.*+!_-]+"
+_PIP_SPEC = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?[ ]*"
+                       rf"({_VERSION_CLAUSE}([ ]*,[ ]*{_VERSION_CLAUSE})*)?", re.ASCII)
 
 
 def _canon(value: Any) -> Any:
@@ -76,9 +82,39 @@ def _canon(value: Any) -> Any:
 
 
 def _abs(path: str, what: str) -> str:
+    """An absolute path in the image: plain characters only (it lands in Dockerfile lines,
+    where '$' would expand and a newline would start an instruction), no '..'."""
     if not PurePosixPath(path).is_absolute():
         raise NbpipeError(f"{what}: path {path!r} must be absolute (start with '/')")
+    return _image_path(path, what)
+
+
+def _image_path(path: str, what: str) -> str:
+    if not _PATH.fullmatch(path) or ".." in PurePosixPath(path).parts:
+        raise NbpipeError(f"{what}: path {path!r} may use only letters, digits and "
+                          "._+@%=:,~/- (no spaces, quotes, '$', '..' or control characters)")
     return path
+
+
+def printable(value: str, what: str) -> str:
+    """Data that may be any printable text (labels, env values): one line, no control
+    characters, so it can never end the instruction it is quoted into."""
+    if not isinstance(value, str) or not value.isprintable():
+        raise NbpipeError(f"{what}: {value!r} must be printable text on one line "
+                          "(no newlines, tabs or other control characters)")
+    return value
+
+
+def _user(user: str, what: str) -> str:
+    if not _USER.fullmatch(user):
+        raise NbpipeError(f"{what}: {user!r} is not a user (name or uid, optionally :group)")
+    return user
+
+
+def _mode(mode: int, what: str) -> int:
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+        raise NbpipeError(f"{what}: mode {mode!r} is not a file mode (0 to 0o7777)")
+    return mode
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,7 +166,7 @@ class Apt(Step):
         if not self.packages:
             raise NbpipeError("apt: give at least one package")
         for p in (*self.packages, *(self.locked or "").split()):
-            if not _APT_NAME.match(p):
+            if not isinstance(p, str) or not _APT_NAME.fullmatch(p):
                 raise NbpipeError(f"apt: {p!r} is not a Debian package name (name or name=version)")
 
     def lower(self) -> tuple[Op, ...]:
@@ -170,7 +206,7 @@ class Pip(Step):
         if not self.packages:
             raise NbpipeError("pip: give at least one requirement")
         for p in self.packages:
-            if not _PIP_SPEC.match(p) or any(c in p for c in ";'\"`$\n"):
+            if not isinstance(p, str) or not _PIP_SPEC.fullmatch(p):
                 raise NbpipeError(f"pip: {p!r} is not a requirement like 'name==1.2.3'")
 
     def lower(self) -> tuple[Op, ...]:
@@ -220,7 +256,7 @@ class Npm(Step):
         if not self.packages:
             raise NbpipeError("npm: give at least one package")
         for p in self.packages:
-            if not _NPM_NAME.match(p):
+            if not isinstance(p, str) or not _NPM_NAME.fullmatch(p):
                 raise NbpipeError(f"npm: {p!r} is not a package like 'name@1.2.3'")
 
     def lower(self) -> tuple[Op, ...]:
@@ -257,10 +293,9 @@ class Env(Step):
     value: str
 
     def __post_init__(self) -> None:
-        if not _ENV_NAME.match(self.name):
+        if not isinstance(self.name, str) or not _ENV_NAME.fullmatch(self.name):
             raise NbpipeError(f"env: {self.name!r} is not a valid variable name")
-        if "\n" in self.value:
-            raise NbpipeError(f"env: the value of {self.name} must be one line")
+        printable(self.value, f"env: the value of {self.name}")
 
     def lower(self) -> tuple[Op, ...]:
         return (SetEnv(self.name, self.value),)
@@ -273,6 +308,9 @@ class Env(Step):
 class User(Step):
     kind: ClassVar[str] = "user"
     user: str
+
+    def __post_init__(self) -> None:
+        _user(self.user, "user")
 
     def lower(self) -> tuple[Op, ...]:
         return (SetUser(self.user),)
@@ -308,6 +346,9 @@ class File(Step):
 
     def __post_init__(self) -> None:
         _abs(self.path, "file")
+        _mode(self.mode, f"file {self.path}")
+        if not isinstance(self.owner, str) or not _OWNER.fullmatch(self.owner):
+            raise NbpipeError(f"file {self.path}: owner {self.owner!r}: give uid:gid, e.g. 1000:0")
         if isinstance(self.content, str):
             object.__setattr__(self, "content", self.content.encode())
 
@@ -332,6 +373,7 @@ class Download(Step):
 
     def __post_init__(self) -> None:
         _abs(self.dest, "download")
+        _mode(self.mode, f"download {self.dest}")
         _check_url(self.url, self.sha256, "download")
 
     def lower(self) -> tuple[Op, ...]:
@@ -365,7 +407,9 @@ class Download(Step):
 
 
 def _check_url(url: str, sha256: str | None, what: str) -> None:
-    if sha256 is not None and not _SHA256.match(sha256):
+    if not isinstance(url, str) or not url.isprintable() or " " in url:
+        raise NbpipeError(f"{what}: {url!r} is not a URL")
+    if sha256 is not None and not _SHA256.fullmatch(sha256):
         raise NbpipeError(f"{what} {url}: sha256 must be 64 lowercase hex digits")
     if urlparse(url).scheme != "https":
         raise NbpipeError(f"{what} {url}: only https:// URLs are allowed")
@@ -423,6 +467,10 @@ class Run(Step):
     user: str | None = None
     network: bool = False
 
+    def __post_init__(self) -> None:
+        if self.user is not None:
+            _user(self.user, "run")
+
     def lower(self) -> tuple[Op, ...]:
         return (Exec("set -eu\n" + self.script, user=self.user, network=self.network),)
 
@@ -437,6 +485,12 @@ class Label(Step):
     key: str
     value: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not _LABEL_KEY.fullmatch(self.key):
+            raise NbpipeError(f"label: key {self.key!r} may use only letters, digits and ._/- "
+                              "(e.g. org.example.team)")
+        printable(self.value, f"label {self.key}")
+
     def lower(self) -> tuple[Op, ...]:
         return (SetLabel(self.key, self.value),)
 
@@ -450,7 +504,7 @@ class Port(Step):
     port: int
 
     def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
             raise NbpipeError(f"port: {self.port} is not a TCP port (1-65535)")
 
     def lower(self) -> tuple[Op, ...]:
@@ -482,8 +536,9 @@ class InitScript(Step):
     script: str
 
     def __post_init__(self) -> None:
-        if "/" in self.name or not self.name:
-            raise NbpipeError(f"init script: {self.name!r} must be a plain file name like '10-x'")
+        if not isinstance(self.name, str) or not _PLAIN_NAME.fullmatch(self.name):
+            raise NbpipeError(f"init script: {self.name!r} must be a plain file name like "
+                              "'10-x' (letters, digits, '.', '_', '-')")
 
     def lower(self) -> tuple[Op, ...]:
         return (WriteFile(f"{contract.CONT_INIT_DIR}/{self.name}", self.script.encode(), 0o755),)
@@ -502,8 +557,9 @@ class Service(Step):
     finish: str | None = None
 
     def __post_init__(self) -> None:
-        if "/" in self.name or not self.name:
-            raise NbpipeError(f"service: {self.name!r} must be a plain name like 'jupyterlab'")
+        if not isinstance(self.name, str) or not _PLAIN_NAME.fullmatch(self.name):
+            raise NbpipeError(f"service: {self.name!r} must be a plain name like 'jupyterlab' "
+                              "(letters, digits, '.', '_', '-')")
         if not self.run.strip():
             raise NbpipeError(f"service {self.name}: the run script is empty")
 
@@ -531,6 +587,8 @@ class HomeFile(Step):
         p = PurePosixPath(self.path)
         if p.is_absolute() or ".." in p.parts:
             raise NbpipeError(f"home file: {self.path!r} must be relative to $HOME, without '..'")
+        _image_path(self.path, "home file")
+        _mode(self.mode, f"home file {self.path}")
         if isinstance(self.content, str):
             object.__setattr__(self, "content", self.content.encode())
 

@@ -12,6 +12,7 @@ from ..image import Image
 from ..naming import parent_ref, stamp
 from ..ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd
 from ..ops import SetEntrypoint, SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile
+from ..errors import NbpipeError
 from ..options import BuildOptions
 
 
@@ -43,8 +44,25 @@ class Rendered:
 
 
 def _quote(value: str) -> str:
-    """A Dockerfile double-quoted word that stays literal (no $VAR expansion)."""
+    """A Dockerfile double-quoted word that stays literal (no $VAR expansion). Steps
+    refuse control characters in data; this refuses them again, so no value from any
+    source can end the line and start an instruction of its own."""
+    _one_line(value)
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def _one_line(value: str) -> str:
+    if not value.isprintable():
+        raise NbpipeError(f"{value!r} cannot be written into a Dockerfile line: it holds a "
+                          "newline or another control character")
+    return value
+
+
+def _word(value: str) -> str:
+    """A bare Dockerfile word (USER, WORKDIR, --chown): no spaces, quotes or '$' either."""
+    if not value or any(c in value for c in " \"'$\\") or not value.isprintable():
+        raise NbpipeError(f"{value!r} cannot be written into a Dockerfile line as a plain word")
+    return value
 
 
 def _mount_flag(m: CacheMount | SecretMount | BindMount) -> str:
@@ -82,20 +100,21 @@ def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
                 flags = "".join(_mount_flag(m) + " " for m in run.mounts)
                 instr = f"RUN {flags}{json.dumps(run.argv())}"
                 if run.user and run.user != user:
-                    lines += [f"USER {run.user}", instr, f"USER {user}"]
+                    lines += [f"USER {_word(run.user)}", instr, f"USER {user}"]
                 else:
                     lines.append(instr)
             case SetEnv(name=n, value=v):
-                lines.append(f"ENV {n}={_quote(v)}")
+                lines.append(f"ENV {_word(n)}={_quote(v)}")
             case SetUser(user=u):
-                user = u
+                user = _word(u)
                 lines.append(f"USER {u}")
             case SetWorkdir(path=p):
-                lines.append(f"WORKDIR {p}")
+                lines.append(f"WORKDIR {_word(p)}")
             case WriteFile(path=p, content=c, mode=m, owner=o):
                 rel = f"files/{hashlib.sha256(c).hexdigest()}"
                 files[rel] = c
-                lines.append(f"COPY --chown={o} --chmod={m:04o} {json.dumps([rel, p])}")
+                lines.append(f"COPY --chown={_word(o)} --chmod={m:04o} "
+                             f"{json.dumps([rel, _word(p)])}")
             case SetLabel(key=k, value=v):
                 lines.append(f"LABEL {_quote(k)}={_quote(v)}")
             case Expose(port=p):
