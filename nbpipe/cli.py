@@ -10,7 +10,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from . import contract
 from . import graph as graphs
@@ -24,7 +26,7 @@ from .loader import load
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Build, test and publish the notebook-server image family.")
 console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+err = Console(stderr=True, markup=False, highlight=False)  # messages carry user text
 
 CatalogOpt = typer.Option(None, "--catalog", help="module:function giving the Catalog "
                           "(default: nbpipe.family:family, or $NBPIPE_CATALOG)")
@@ -95,7 +97,7 @@ def images(catalog: Optional[str] = CatalogOpt) -> None:
         parent = cat.parent_name(name) or cat.entry(name).parent.ref  # type: ignore[union-attr]
         tags = img.config().label_dict().get(contract.LABEL_RUNNER_TAGS, "")
         arches = ",".join(p.split("/")[1] for p in img.platforms)
-        table.add_row(name, parent, arches, tags or "-", short(img.digest()))
+        table.add_row(name, escape(parent), arches, escape(tags or "-"), short(img.digest()))
     console.print(table)
 
 
@@ -117,26 +119,24 @@ def plan(names: list[str] = typer.Argument(None, help="images to build (default:
                                                 "whose content tag is already published there"),
          root: str = RootOpt, engine: str = EngineOpt,
          as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
-         file: Optional[list[Path]] = FileOpt, catalog: Optional[str] = CatalogOpt) -> None:
+         file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
+         parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt) -> None:
     """What would be built, parents first."""
-    cat = _catalog(catalog, file)
+    from .registry import Registry
+
+    reg = Registry.parse(registry) if registry is not None else None  # checked before work
+    cat = _catalog(catalog, file, from_repo, parent)
     if registry is not None and root != "registry":
         cat, _, _ = _setup(cat, engine, root, None)  # tags depend on the root builds use
-    order = cat.order(_targets(names, file, None) or None)
+    order = cat.order(_targets(names, file, from_repo) or None)
     if since is not None:
-        try:
-            previous = json.loads(since.read_text())["digests"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise NbpipeError(f"--since {since}: not a plan file written by "
-                              f"`nbpipe plan --json` ({exc})") from None
+        previous = _plan_digests(since)
         changed = set(cat.affected(previous))
         order = [n for n in order if n in changed]
     published: list[str] = []
-    if registry is not None:
+    if reg is not None:
         from .naming import content_tag
-        from .registry import Registry
 
-        reg = Registry.parse(registry)
         with reg.authfile() as auth:
             published = [n for n in order if reg.digest(
                 f"{reg.repo(n)}:{content_tag(cat.resolve(n))}", auth) is not None]
@@ -156,9 +156,12 @@ def plan(names: list[str] = typer.Argument(None, help="images to build (default:
 @app.command()
 def export(name: str, platform: str = typer.Option(plat.AMD64, help="linux/amd64 | linux/arm64"),
            out: Optional[Path] = typer.Option(None, help="write Dockerfile + files/ here"),
-           file: Optional[list[Path]] = FileOpt, catalog: Optional[str] = CatalogOpt) -> None:
+           file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
+           parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt) -> None:
     """The Dockerfile that builds IMAGE from its parent (same steps, same order)."""
-    img = _catalog(catalog, file).resolve(name)
+    if out is not None and out.exists() and not out.is_dir():
+        raise NbpipeError(f"--out {out}: exists and is not a folder; give a folder")
+    img = _catalog(catalog, file, from_repo, parent).resolve(name)
     rendered = dockerfile.render(img, plat.check(platform))
     if out is None:
         sys.stdout.write(rendered.text)
@@ -168,6 +171,20 @@ def export(name: str, platform: str = typer.Option(plat.AMD64, help="linux/amd64
 
 
 # -- building and testing ----------------------------------------------------------------
+
+
+def _plan_digests(since: Path) -> dict[str, str]:
+    """The digests of a plan file (`nbpipe plan --json`), its shape checked."""
+    from . import safe_io
+
+    what = f"--since {since}"
+    data = safe_io.load_json(since, what)
+    digests = data.get("digests") if isinstance(data, dict) else None
+    if not isinstance(digests, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in digests.items()):
+        raise NbpipeError(f"{what}: not a plan file written by `nbpipe plan --json` "
+                          "(it needs \"digests\": {name: digest})")
+    return digests
 
 
 def _setup(cat: Catalog, engine: str, root: str, platform: str | None):
@@ -224,7 +241,7 @@ def _run_pipeline(names: list[str], *, catalog, engine, root, platform, ca_bundl
     js, md = report.write(results, report_dir)
     for r in results:
         if not r.ok and r.message:
-            err.print(f"[bold]{r.name}[/bold]: {r.message}", highlight=False)
+            err.print(Text.assemble((r.name, "bold"), f": {r.message}"))
             if r.log:
                 err.print(r.log, highlight=False, markup=False)
     err.print(f"reports: {js} {md}")
@@ -249,8 +266,6 @@ class _progress:
         return self.event
 
     def event(self, name: str, what: str) -> None:
-        from rich.markup import escape
-
         if self.bar is not None:
             if name not in self.tasks:
                 self.tasks[name] = self.bar.add_task(escape(f"{name}: {what}"))
@@ -326,32 +341,34 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
             latest: bool = typer.Option(False, "--latest", help="also move the latest tag"),
             engine: str = EngineOpt, root: str = RootOpt, ca_bundle: str = CaOpt,
             wheelhouse: Optional[Path] = WheelOpt, file: Optional[list[Path]] = FileOpt,
+            from_repo: Optional[Path] = RepoOpt, parent: str = ParentOpt,
             catalog: Optional[str] = CatalogOpt) -> None:
     """Build every platform, push, then one manifest list per tag (all or nothing)."""
     from .options import BuildOptions
     from .publish import publish as do_publish
     from .registry import Registry
 
-    targets = _targets(names, file, None)
+    reg = Registry.parse(registry)
+    targets = _targets(names, file, from_repo)
     if not targets:
         raise NbpipeError("name the images to publish")
     for p in platform or []:
         plat.check(p)
-    cat, eng, native = _setup(_catalog(catalog, file), engine, root, None)
+    cat, eng, native = _setup(_catalog(catalog, file, from_repo, parent), engine, root, None)
     if platform:
         for p in platform:
             if p != native:
                 _require_local_root(eng, p, root)
     options = BuildOptions(ca_bundle=_ca(ca_bundle), wheelhouse=wheelhouse).with_oci_labels()
     with _progress() as on_event:
-        results = do_publish(cat, targets, eng, Registry.parse(registry),
+        results = do_publish(cat, targets, eng, reg,
                              platforms=tuple(platform) if platform else None, options=options,
                              state_dir=Path(".nbpipe"), extra_tags=tuple(tag or ()),
                              latest=latest, native=native, on_event=on_event)
     table = Table("image", "platforms", "digest", "tags", "result")
     for r in results:
         table.add_row(r.name, ",".join(p.split("/")[1] for p in r.platforms), short(r.digest),
-                      " ".join(r.tags), r.message)
+                      escape(" ".join(r.tags)), escape(r.message))
     console.print(table)
     for r in results:
         print(r.ref)
@@ -498,25 +515,55 @@ def new(name: str = typer.Argument(..., help="the new image's name"),
         print(f"wrote {path}")
 
 
+def _fail(message: str) -> None:
+    """One line on stderr, printed as plain text (a '[...]' in it is not rich markup),
+    with any control character shown escaped so the message stays one line."""
+    line = "".join(c if c.isprintable() else c.encode("unicode_escape").decode()
+                   for c in message)
+    err.print(Text.assemble(("nbpipe: error: ", "red"), line), soft_wrap=True)
+
+
 def main() -> None:
+    """The one error path: an NbpipeError or a usage error is one clear message and a
+    non-zero exit; anything else too (never a traceback, unless NBPIPE_DEBUG=1)."""
+    import os
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # let `finally` blocks run
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         rc = app(standalone_mode=False)  # returns typer.Exit's code instead of exiting
         sys.exit(rc if isinstance(rc, int) else 0)
     except NbpipeError as exc:
-        err.print(f"[red]nbpipe: error:[/red] {exc}", highlight=False, soft_wrap=True)
+        _fail(str(exc))
         sys.exit(1)
+    except typer.TyperException as exc:  # usage errors (typer's own click; never `import click`)
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            _fail(exc.format_message())
+        sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        err.print("nbpipe: interrupted")
+        err.print("nbpipe: interrupted", markup=False)
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
+    except RecursionError:
+        _fail("input nested too deeply to read")
+        sys.exit(1)
+    except Exception as exc:  # a bug: still one line, and how to see the details
+        if os.environ.get("NBPIPE_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (a bug in nbpipe; run again "
+              "with NBPIPE_DEBUG=1 for the traceback)")
+        sys.exit(70)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM ends the run like Ctrl-C does: temporary files (the registry auth file)
+    are removed on the way out."""
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

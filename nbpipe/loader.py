@@ -16,12 +16,19 @@ def load(spec: str | None = None) -> Catalog:
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise NbpipeError(f"catalog {spec!r}: cannot import {module_name!r} ({exc})") from None
+    except Exception as exc:  # ImportError, or the module itself failing as it loads
+        raise NbpipeError(f"catalog {spec!r}: cannot import {module_name!r} "
+                          f"({type(exc).__name__}: {exc})") from None
     fn = getattr(module, attr or "family", None)
     if fn is None:
         raise NbpipeError(f"catalog {spec!r}: {module_name} has no {attr or 'family'}()")
-    catalog = fn() if callable(fn) else fn
+    try:
+        catalog = fn() if callable(fn) else fn
+    except NbpipeError:
+        raise
+    except Exception as exc:  # someone else's code: one line saying where it failed
+        raise NbpipeError(f"catalog {spec!r}: {module_name}.{attr or 'family'}() failed: "
+                          f"{type(exc).__name__}: {exc}") from None
     if not isinstance(catalog, Catalog):
         raise NbpipeError(f"catalog {spec!r} did not give a Catalog")
     catalog.validate()

@@ -23,6 +23,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from . import safe_io
 from .catalog import Catalog, Entry
 from .engines.oci import OciEngine
 from .errors import NbpipeError
@@ -47,17 +48,24 @@ def key(image: str, index: int, step: Apt | Pip) -> str:
 
 
 def load(path: Path) -> dict[str, dict[str, str]]:
+    """The entries of a lock file (none if there is no file), its shape checked."""
     if not path.exists():
         return {}
-    try:
-        return json.loads(path.read_text())["locks"]
-    except (ValueError, KeyError) as exc:
-        raise NbpipeError(f"{path}: not a lock file written by `nbpipe lock` ({exc})") from None
+    data = safe_io.load_json(path)
+    locks = data.get("locks") if isinstance(data, dict) else None
+    if not isinstance(locks, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict)
+            and all(isinstance(p, str) and isinstance(s, str) for p, s in v.items())
+            for k, v in locks.items()):
+        raise NbpipeError(f"{path}: not a lock file written by `nbpipe lock` (it needs "
+                          '"locks": {step: {platform: lines}})')
+    return locks
 
 
 def save(path: Path, locks: dict[str, dict[str, str]]) -> None:
+    """Written whole or not at all (a temporary file renamed over the old one)."""
     body = {"version": 1, "locks": {k: dict(sorted(v.items())) for k, v in sorted(locks.items())}}
-    path.write_text(json.dumps(body, indent=1) + "\n")
+    safe_io.atomic_write(path, json.dumps(body, indent=1) + "\n")
 
 
 def locked_image(name: str, image: Image, locks: dict[str, dict[str, str]]) -> Image:
