@@ -41,6 +41,20 @@ CaOpt = typer.Option("auto", "--ca-bundle", help="PEM bundle trusted during the 
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"nbpipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="print nbpipe's version and exit")) -> None:
+    """Build, test and publish the notebook-server image family."""
+
+
 def _ca(value: str | Path | None) -> Path | None:
     """--ca-bundle: builds trust what this machine trusts unless told otherwise."""
     if value in (None, "none"):
@@ -503,15 +517,24 @@ def spec_validate(files: list[Path] = typer.Argument(..., help="spec files"),
 @app.command()
 def new(name: str = typer.Argument(..., help="the new image's name"),
         parent: str = typer.Option("jupyter", help="the family image to build on"),
-        python: bool = typer.Option(False, "--python", help="also write NAME.py (Python API)"),
+        python: bool = typer.Option(False, "--python", help="the image as Python (NAME.py); "
+                                    "without --repo, next to the spec"),
         out: Path = typer.Option(Path("."), help="folder to write into"),
+        repo: Optional[Path] = typer.Option(None, "--repo", help="write a whole team repository "
+                                            "here: image, README, test, CI workflow, Dagger module"),
+        ci: str = typer.Option("cli", "--ci", help="with --repo: the workflow runs the nbpipe "
+                               "CLI (cli) or this repository's Dagger module (dagger)"),
         catalog: Optional[str] = CatalogOpt) -> None:
-    """Write a spec (and optionally a Python module) for a team image to edit."""
+    """Write a spec (and optionally a Python module), or a team repository, to edit."""
     from . import scaffold
 
     cat = _catalog(catalog)
     cat.entry(parent)
-    for path in scaffold.write(name, parent, out, python=python):
+    if repo is not None:
+        written = scaffold.write_repo(name, parent, repo, python=python, ci=ci)
+    else:
+        written = scaffold.write(name, parent, out, python=python)
+    for path in written:
         print(f"wrote {path}")
 
 

@@ -1,9 +1,11 @@
-"""Find the catalog to work on: ours (nbpipe.family) or a team's own ("module:function")."""
+"""Find the catalog to work on: ours (nbpipe.family) or a team's own ("module:function",
+imported from the installed packages or else the current directory)."""
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 
 from .catalog import Catalog
 from .errors import NbpipeError
@@ -14,6 +16,8 @@ DEFAULT = "nbpipe.family:family"
 def load(spec: str | None = None) -> Catalog:
     spec = spec or os.environ.get("NBPIPE_CATALOG") or DEFAULT
     module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:  # a team's module in its repository, as `python -m` finds it
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or the module itself failing as it loads

@@ -1,30 +1,40 @@
-"""`nbpipe new`: a team's starting point, as a spec (and optionally a Python module)."""
+"""`nbpipe new`: a team's starting point, as a spec (and optionally a Python module), or a
+whole team repository (`--repo`): the image, a README with its two commands, a test that
+builds and probes it, a CI workflow, and a Dagger module that depends on ours."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from . import __version__
 from .errors import NbpipeError
 from .spec import NAME
 
+# Where our Dagger module lives (the same address as the images' source label), and the
+# engine our own dagger.json pins; a team module names both.
+MODULE_SOURCE = "github.com/nbpipe/nbpipe"
+DAGGER_ENGINE = "v0.21.11"
+CI_KINDS = ("cli", "dagger")
+
 SPEC = """\
 # {name}: our {parent} image plus this team's packages.
-# Check: nbpipe spec validate {name}.yaml   Build + probe: nbpipe build -f {name}.yaml
+# Check: nbpipe spec validate {spec_path}   Build + probe: nbpipe build -f {spec_path}
 name: {name}
 parent: {parent}
 apt: []                  # Debian packages, e.g. [libcfitsio10]
 pip:                     # pinned requirements (or: pip: {{requirements: requirements.txt}})
-  - astropy==7.1.0
+  - {pip}
 env:
   {env}: /home/jovyan/data
 probes:
-  imports: [astropy]     # must import in the built image, checked with the contract
+  imports: [{module}]  # must import in the built image, checked with the contract
 """
 
 MODULE = '''\
 """{name}: our {parent} image plus this team's packages (the Python API).
 
-    nbpipe build {name} --catalog {module}:catalog
+    nbpipe build {name} --catalog {catalog}
 """
 
 from nbpipe.family import family
@@ -32,9 +42,9 @@ from nbpipe import Catalog, Image
 
 
 def {func}(parent: Image) -> Image:
-    return (parent.with_pip("astropy==7.1.0")
+    return (parent.with_pip("{pip}")
                   .with_env("{env}", "/home/jovyan/data")
-                  .with_probes(imports=("astropy",)))
+                  .with_probes(imports=("{module}",)))
 
 
 def catalog() -> Catalog:
@@ -43,22 +53,278 @@ def catalog() -> Catalog:
     return cat
 '''
 
+# The example package: small and pure Python, so a first build is quick.
+PIP, PIP_MODULE = "tabulate==0.9.0", "tabulate"
 
-def write(name: str, parent: str, out: Path, *, python: bool = False) -> list[Path]:
+README = """\
+# {name}
+
+Our notebook-server image: nbpipe's `{parent}` plus this team's packages, held to the
+notebook-server contract (HTTP under `NB_PREFIX`, jovyan/1000, an empty home volume, a
+real kernel, ...) and to its own probes on every build.
+
+```sh
+{pip}  # the nbpipe SDK and CLI (needs podman or docker)
+{check}  # check it, nothing built
+{build}  # build (parents too, reusing what is built) + probe
+```
+
+The report lands in `reports/nbpipe-report.md`. `pytest tests` runs the same build and
+fails on any failed probe; `.github/workflows/image.yml` runs it on every pull request{ci_how}.
+
+- `{image}`: the image; edit its packages and probes.
+{dagger}- nbpipe's stable API (what `nbpipe` exports, the spec format, these commands) and how its
+  changes are announced: nbpipe's README ("Team API") and CHANGELOG.md.
+"""
+
+TEST = '''\
+"""{name} is built and held to the notebook-server contract: the build CI runs."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = {argv!r}
+
+
+def test_image_builds_and_passes_the_contract(tmp_path):
+    if not (shutil.which("podman") or shutil.which("docker")):
+        pytest.skip("no podman or docker on this machine: building needs a container engine")
+    r = subprocess.run([sys.executable, "-m", "nbpipe", *BUILD, "--report-dir", str(tmp_path)],
+                       cwd=REPO, capture_output=True, text=True)
+    report = tmp_path / "nbpipe-report.json"
+    assert report.exists(), r.stderr[-2000:]
+    results = {{i["name"]: i for i in json.loads(report.read_text())}}
+    mine = results["{name}"]
+    failed = {{p["name"]: p["message"] for p in mine["probes"] if p["status"] == "failed"}}
+    assert r.returncode == 0 and mine["ok"], (mine["status"], mine["message"], failed, r.stderr[-2000:])
+    assert mine["status"] in ("built", "cached") and not failed
+    assert any(p["name"] == "imports" and p["status"] == "passed" for p in mine["probes"])
+'''
+
+WORKFLOW_CLI = """\
+# Build {name} and probe it against the notebook-server contract with the nbpipe CLI,
+# the same two commands as the README (podman and buildah come with ubuntu-latest).
+name: image
+
+on:
+  pull_request:
+  push:
+    branches: [main]
+
+permissions:
+  contents: read
+
+jobs:
+  image:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.11"
+      - run: pip install -r requirements.txt
+      - run: {check}
+      - run: {build}
+      - uses: actions/upload-artifact@v4
+        if: always()
+        with:
+          name: nbpipe-report
+          path: reports/
+"""
+
+WORKFLOW_DAGGER = """\
+# Build {name} and probe it against the notebook-server contract with Dagger: this
+# repository's module (dagger.json) calls nbpipe's module, the same pipeline nbpipe runs.
+name: image
+
+on:
+  pull_request:
+  push:
+    branches: [main]
+
+permissions:
+  contents: read
+
+jobs:
+  image:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - uses: dagger/dagger-for-github@v7
+        with:
+          version: "{engine}"
+          verb: call
+          args: test
+"""
+
+DAGGER_MAIN = '''\
+"""{name} as a Dagger module: nbpipe's module builds our spec and tests the result.
+
+    dagger call build export --path {name}.tar
+    dagger call test
+
+`dag.nbpipe()` is nbpipe's module (the dependency in dagger.json): its client code is
+generated by `dagger develop`. Use nbpipe through it, not as a Python dependency here.
+"""
+
+from typing import Annotated
+
+import dagger
+from dagger import DefaultPath, Doc, dag, function, object_type
+
+SPEC = "{spec_path}"
+Source = Annotated[dagger.Directory, DefaultPath("/"), Doc("this repository (default: its root)")]
+
+
+@object_type
+class {cls}:
+    """Build and test {name} on nbpipe's notebook-server image family."""
+
+    @function
+    def build(self, source: Source) -> dagger.Container:
+        """{name} as a Container: nbpipe's parent image plus the spec's steps."""
+        return dag.nbpipe().build_spec(source=source, path=SPEC)
+
+    @function
+    async def test(self, source: Source) -> str:
+        """The notebook-server contract and the spec's own probes, run on the build."""
+        return await dag.nbpipe().test_container(container=self.build(source))
+'''
+
+DAGGER_PYPROJECT = """\
+# {name}'s Dagger module, installed by Dagger's Python runtime with the SDK it generates
+# into ./sdk (dagger-io 0.0.0): so no version pin on dagger-io, and no nbpipe here.
+[project]
+name = "{name}"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["dagger-io"]
+
+[tool.uv.sources]
+dagger-io = {{ path = "sdk", editable = true }}
+
+[project.entry-points."dagger.mod"]
+main_object = "{module}:{cls}"
+
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+"""
+
+
+def identifiers(name: str) -> tuple[str, str]:
+    """The Python module and class names an image name becomes (team-x: team_x, TeamX)."""
+    module = name.replace("-", "_").replace(".", "_")
+    cls = "".join(part.capitalize() for part in module.split("_"))
+    if not module.isidentifier() or not cls[:1].isalpha():
+        raise NbpipeError(f"{name!r} cannot name a Python module and a Dagger module: "
+                          "start it with a letter")
+    return module, cls
+
+
+def _image_files(name: str, parent: str, folder: Path, *, spec: bool, python: bool,
+                 package: str = "") -> dict[Path, str]:
+    """The team image as a YAML spec and/or a Python module under ``folder``."""
     if not NAME.match(name):
         raise NbpipeError(f"{name!r} is not an image name (lowercase letters, digits, '-', '_', '.')")
-    out.mkdir(parents=True, exist_ok=True)
     env = name.upper().replace("-", "_").replace(".", "_") + "_DATA"
-    written = []
-    files = {out / f"{name}.yaml": SPEC.format(name=name, parent=parent, env=env)}
+    module = name.replace("-", "_").replace(".", "_")
+    files: dict[Path, str] = {}
+    if spec:
+        path = folder / f"{name}.yaml"
+        files[path] = SPEC.format(name=name, parent=parent, env=env, pip=PIP, module=PIP_MODULE,
+                                  spec_path=f"{package}/{name}.yaml" if package else path.name)
     if python:
-        module = name.replace("-", "_").replace(".", "_")
-        files[out / f"{module}.py"] = MODULE.format(name=name, parent=parent, env=env,
-                                                    module=module, func=module)
-    for path, text in files.items():
+        files[folder / f"{module}.py"] = MODULE.format(
+            name=name, parent=parent, env=env, func=module, pip=PIP, module=PIP_MODULE,
+            catalog=f"{package + '.' if package else ''}{module}:catalog")
+    return files
+
+
+def _write_all(files: dict[Path, str]) -> list[Path]:
+    """Write every file or none: nothing is overwritten, nothing half-written stays."""
+    for path in files:
         if path.exists():
             raise NbpipeError(f"{path} exists; not overwriting it")
-    for path, text in files.items():
-        path.write_text(text)
-        written.append(path)
+    written: list[Path] = []
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            written.append(path)
+    except OSError as exc:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise NbpipeError(f"cannot write {exc.filename}: {exc.strerror}") from None
     return written
+
+
+def write(name: str, parent: str, out: Path, *, python: bool = False) -> list[Path]:
+    """A spec (and with ``python`` the same image as a module) to start from."""
+    return _write_all(_image_files(name, parent, out, spec=True, python=python))
+
+
+def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
+               ci: str = "cli") -> list[Path]:
+    """A team repository: the image under images/ (YAML, or Python with ``python``), a README
+    with its two commands, a test that builds and probes it, a CI workflow (the nbpipe CLI or
+    Dagger) and a Dagger module whose dependency is ours."""
+    if ci not in CI_KINDS:
+        raise NbpipeError(f"--ci {ci!r}: use one of {', '.join(CI_KINDS)}")
+    if python and ci == "dagger":
+        raise NbpipeError("--python with --ci dagger: nbpipe's Dagger module builds YAML specs "
+                          "(build_spec); drop --python, or use --ci cli")
+    module, cls = identifiers(name)
+    images = repo / "images"
+    files = _image_files(name, parent, images, spec=not python, python=python, package="images")
+    if python:
+        image = f"images/{module}.py"
+        files[images / "__init__.py"] = f'"""{name}\'s images, written with the nbpipe SDK."""\n'
+        where = ["--catalog", f"images.{module}:catalog"]
+        check = ["export", name, *where]
+        build = ["build", name, *where]
+    else:
+        image = f"images/{name}.yaml"
+        check = ["spec", "validate", image]
+        build = ["build", "-f", image]
+    check_line, build_line = (" ".join(["nbpipe", *argv]) for argv in (check, build))
+    width = max(len(check_line), len(build_line), len("pip install -r requirements.txt"))
+    dagger = "" if python else (
+        "- `dagger.json` + `.dagger/`: this repository as a Dagger module that depends on nbpipe's\n"
+        "  module and builds the spec with it:\n"
+        f"  `dagger call build export --path {name}.tar`, `dagger call test`.\n")
+    how = " with Dagger (`dagger call test`)" if ci == "dagger" else " with the nbpipe CLI"
+    files |= {
+        repo / "README.md": README.format(name=name, parent=parent, check=check_line.ljust(width),
+                                          build=build_line.ljust(width), image=image, ci_how=how,
+                                          pip="pip install -r requirements.txt".ljust(width),
+                                          dagger=dagger),
+        repo / "requirements.txt": f"nbpipe=={__version__}\npytest>=8\n",
+        repo / ".gitignore": "/reports/\n/.nbpipe/\n__pycache__/\n.venv/\n",
+        repo / "tests" / "test_image.py": TEST.format(name=name, argv=build),
+        repo / ".github" / "workflows" / "image.yml": (
+            WORKFLOW_DAGGER.format(name=name, engine=DAGGER_ENGINE.lstrip("v")) if ci == "dagger"
+            else WORKFLOW_CLI.format(name=name, check=check_line, build=build_line)),
+    }
+    if not python:
+        files |= {
+            repo / "dagger.json": json.dumps({
+                "name": name, "engineVersion": DAGGER_ENGINE, "sdk": {"source": "python"},
+                "source": ".dagger",
+                "dependencies": [{"name": "nbpipe", "source": f"{MODULE_SOURCE}@v{__version__}"}],
+            }, indent=2) + "\n",
+            repo / ".dagger" / "pyproject.toml": DAGGER_PYPROJECT.format(name=name, module=module,
+                                                                        cls=cls),
+            repo / ".dagger" / ".gitignore": "/sdk/\n/.venv/\n",
+            repo / ".dagger" / "src" / module / "__init__.py": (
+                f'"""{name} as a Dagger module."""\n\nfrom .main import {cls}\n\n__all__ = ["{cls}"]\n'),
+            repo / ".dagger" / "src" / module / "main.py": DAGGER_MAIN.format(
+                name=name, cls=cls, spec_path=image),
+        }
+    return _write_all(files)

@@ -1,0 +1,263 @@
+"""A downstream team, outside this repository: the built wheel (not editable) installed in a
+fresh venv, next to the team's own `images/` and `pipelines/`; `nbpipe new --repo` run from
+there; the scaffold's workflow against GitHub's schema and its Dagger module registered."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import nbpipe
+from nbpipe import scaffold
+from nbpipe.errors import NbpipeError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(argv: list, cwd: Path, env: dict | None = None, ok: bool = True) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NBPIPE_CATALOG")}
+    r = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True,
+                       env=clean | (env or {}), timeout=300)
+    if ok:
+        assert r.returncode == 0, f"{argv}: {r.stdout}{r.stderr}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """nbpipe's wheel, built from this checkout as `pip wheel` builds it (no index needed)."""
+    out = tmp_path_factory.mktemp("wheel")
+    src = out / "src"  # a copy: an in-tree build/ would leak stale files into the wheel
+    shutil.copytree(REPO, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", "reports", ".nbpipe", ".pytest_cache"))
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "-q", "-w", out, src], cwd=out)
+    (whl,) = out.glob("nbpipe-*.whl")
+    return whl
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory, wheel) -> Path:
+    """A fresh venv outside the repository with only the wheel installed; its dependencies
+    come from this venv's site-packages as a plain path (no .pth of ours runs there, so the
+    editable checkout is not visible)."""
+    env = tmp_path_factory.mktemp("team-venv") / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", env], cwd=env.parent)
+    python = env / "bin" / "python"
+    run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
+         "--disable-pip-version-check", "-q", wheel], cwd=env.parent)
+    site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                    cwd=env.parent).stdout.strip())
+    (site / "deps-from-the-test-venv.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    return env
+
+
+def test_wheel_installs_only_nbpipe_with_the_family_data(wheel) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {"nbpipe", f"nbpipe-{nbpipe.__version__}.dist-info"}, tops
+    dist = f"nbpipe-{nbpipe.__version__}.dist-info"
+    assert zipfile.ZipFile(wheel).read(f"{dist}/top_level.txt").decode().split() == ["nbpipe"]
+    ours = {f"nbpipe/family/files/{p.name}" for p in (REPO / "images" / "files").iterdir()}
+    assert ours and ours <= set(names), ours - set(names)
+    assert {"nbpipe/family/lock.json", "nbpipe/family/__init__.py",
+            "nbpipe/pipelines/main.py", "nbpipe/probes/__main__.py"} <= set(names)
+
+
+TEAM_PROBE = textwrap.dedent("""
+    import json, images, pipelines, nbpipe, nbpipe.family, nbpipe.pipelines
+    from nbpipe.family import family
+    from nbpipe.pipelines import Nbpipe
+    try:
+        from images import family as theirs
+    except ImportError:
+        theirs = None
+    cat = family()
+    print(json.dumps({
+        "images": images.__file__, "pipelines": pipelines.__file__, "team": [images.WHO, pipelines.WHO],
+        "nbpipe": nbpipe.__file__, "family": nbpipe.family.__file__,
+        "module": nbpipe.pipelines.__file__, "main_object": Nbpipe.__name__,
+        "ours_via_images": theirs is not None, "count": len(cat.names),
+        "jupyter": cat.resolve("jupyter").digest(),
+    }))
+""")
+
+
+def test_team_folders_named_images_and_pipelines_do_not_clash(venv, tmp_path) -> None:
+    team = tmp_path / "team"
+    for pkg in ("images", "pipelines"):
+        (team / pkg).mkdir(parents=True)
+        (team / pkg / "__init__.py").write_text(f"WHO = 'team {pkg}'\n")
+    out = json.loads(run([venv / "bin" / "python", "-c", TEAM_PROBE], cwd=team).stdout)
+    assert out["team"] == ["team images", "team pipelines"]
+    assert Path(out["images"]).parent == team / "images"
+    assert Path(out["pipelines"]).parent == team / "pipelines"
+    for key in ("nbpipe", "family", "module"):
+        assert Path(out[key]).is_relative_to(venv), (key, out[key])  # the wheel, not the checkout
+    assert out["main_object"] == "Nbpipe" and not out["ours_via_images"]
+    assert out["count"] == 17
+    from nbpipe.family import family  # the checkout's family: the installed one is the same data
+    assert out["jupyter"] == family().resolve("jupyter").digest()
+
+
+def test_installed_version_is_the_one_version(venv, tmp_path) -> None:
+    r = run([venv / "bin" / "nbpipe", "--version"], cwd=tmp_path)
+    assert r.stdout.strip() == f"nbpipe {nbpipe.__version__}"
+    meta = run([venv / "bin" / "python", "-c",
+                "import importlib.metadata as m; print(m.version('nbpipe'))"], cwd=tmp_path)
+    assert meta.stdout.strip() == nbpipe.__version__
+
+
+@pytest.fixture(scope="module")
+def team_repo(venv, tmp_path_factory) -> Path:
+    """`nbpipe new team-x --repo` with the installed wheel, outside this repository."""
+    where = tmp_path_factory.mktemp("outside")
+    run([venv / "bin" / "nbpipe", "new", "team-x", "--repo", "team-x"], cwd=where)
+    return where / "team-x"
+
+
+def test_scaffold_validates_and_exports_outside_the_repo(venv, team_repo) -> None:
+    nb = venv / "bin" / "nbpipe"
+    assert not team_repo.is_relative_to(REPO)
+    ok = run([nb, "spec", "validate", "images/team-x.yaml"], cwd=team_repo)
+    assert "images/team-x.yaml: ok: team-x on jupyter" in ok.stdout
+    text = run([nb, "export", "team-x", "-f", "images/team-x.yaml"], cwd=team_repo).stdout
+    assert re.search(r"^FROM localhost/nbpipe/jupyter:[0-9a-f]{16}", text, re.M), text[:300]
+    assert "tabulate==0.9.0" in text and 'LABEL "io.nbpipe.image"="team-x"' in text
+    readme = (team_repo / "README.md").read_text()
+    assert "nbpipe spec validate images/team-x.yaml" in readme
+    assert "nbpipe build -f images/team-x.yaml" in readme
+    test = (team_repo / "tests" / "test_image.py").read_text()
+    assert "['build', '-f', 'images/team-x.yaml']" in test
+    compile(test, "test_image.py", "exec")
+    assert (team_repo / "requirements.txt").read_text().startswith(f"nbpipe=={nbpipe.__version__}\n")
+
+
+def test_python_scaffold_in_a_folder_named_images_exports(venv, tmp_path) -> None:
+    """The team's `images` package and ours side by side, through the installed CLI."""
+    nb = venv / "bin" / "nbpipe"
+    run([nb, "new", "team-y", "--repo", "team-y", "--python", "--parent", "jupyter-scipy"],
+        cwd=tmp_path)
+    repo = tmp_path / "team-y"
+    assert (repo / "images" / "team_y.py").exists() and not (repo / "dagger.json").exists()
+    text = run([nb, "export", "team-y", "--catalog", "images.team_y:catalog"], cwd=repo).stdout
+    assert re.search(r"^FROM localhost/nbpipe/jupyter-scipy:", text, re.M)
+    assert "nbpipe export team-y --catalog images.team_y:catalog" in (repo / "README.md").read_text()
+
+
+def _validate_workflow(path: Path) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "check_jsonschema", "--builtin-schema",
+                "vendor.github-workflows", path], cwd=path.parent, ok=False)
+
+
+@pytest.mark.parametrize("ci", scaffold.CI_KINDS)
+def test_workflow_is_valid_for_github_actions(tmp_path, ci) -> None:
+    scaffold.write_repo("team-x", "jupyter", tmp_path / "repo", ci=ci)
+    workflow = tmp_path / "repo" / ".github" / "workflows" / "image.yml"
+    r = _validate_workflow(workflow)
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = workflow.read_text()
+    if ci == "cli":
+        assert "run: nbpipe spec validate images/team-x.yaml" in text
+        assert "run: nbpipe build -f images/team-x.yaml" in text
+    else:
+        assert "dagger/dagger-for-github" in text and "args: test" in text
+        engine = json.loads((REPO / "dagger.json").read_text())["engineVersion"]
+        assert f'version: "{engine.lstrip("v")}"' in text
+    broken = tmp_path / "broken.yml"
+    broken.write_text(text.replace("runs-on: ubuntu-latest", "runs_on: ubuntu-latest"))
+    assert _validate_workflow(broken).returncode != 0  # the schema check can fail
+
+
+def test_dagger_json_depends_on_our_module(tmp_path) -> None:
+    scaffold.write_repo("team-x", "jupyter", tmp_path)
+    conf = json.loads((tmp_path / "dagger.json").read_text())
+    ours = json.loads((REPO / "dagger.json").read_text())
+    assert conf["engineVersion"] == ours["engineVersion"] == scaffold.DAGGER_ENGINE
+    assert conf["sdk"] == {"source": "python"} and conf["source"] == ".dagger"
+    assert conf["dependencies"] == [{"name": ours["name"],
+                                     "source": f"github.com/nbpipe/nbpipe@v{nbpipe.__version__}"}]
+    pyproject = (tmp_path / ".dagger" / "pyproject.toml").read_text()
+    assert 'dependencies = ["dagger-io"]' in pyproject  # the runtime's 0.0.0 SDK fits
+    assert 'main_object = "team_x:TeamX"' in pyproject and "nbpipe" not in pyproject.split("[", 2)[1]
+
+
+def test_scaffold_refuses_bad_input_and_writes_nothing(tmp_path) -> None:
+    for kw, msg in (({"ci": "jenkins"}, "--ci 'jenkins'"),
+                    ({"python": True, "ci": "dagger"}, "--python with --ci dagger")):
+        with pytest.raises(NbpipeError, match=re.escape(msg)):
+            scaffold.write_repo("team-x", "jupyter", tmp_path / "a", **kw)
+    with pytest.raises(NbpipeError, match="start it with a letter"):
+        scaffold.write_repo("1team", "jupyter", tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "b" / "tests").mkdir(parents=True)
+    (tmp_path / "b" / "tests" / "test_image.py").write_text("mine\n")
+    with pytest.raises(NbpipeError, match="test_image.py exists; not overwriting it"):
+        scaffold.write_repo("team-x", "jupyter", tmp_path / "b")
+    assert sorted(p.name for p in (tmp_path / "b").rglob("*")) == ["test_image.py", "tests"]
+
+
+TEAM_REGISTER = textwrap.dedent("""
+    import importlib, json, sys, anyio
+    from dagger.client import gen
+
+    async def query_only(self):  # the typedef query is what we check: do not send it
+        return self
+    gen.Module.id = query_only
+
+    def args(obj):
+        return [(f.name, {k: args(v) if hasattr(v, "_ctx") else v for k, v in f.args.items()})
+                for f in obj._ctx.selections]
+
+    # what the runtime loads through the module's entry point, main_object = team_x:TeamX
+    module, cls = sys.argv[1].split(":")
+    mod = getattr(importlib.import_module(module), cls).__dagger_module__
+    print(json.dumps(args(anyio.run(mod._typedefs)), default=str))
+""")
+
+
+def test_team_dagger_module_registers_with_daggers_own_code(tmp_path) -> None:
+    pytest.importorskip("dagger")
+    scaffold.write_repo("team-x", "jupyter", tmp_path)
+    env = {"PYTHONPATH": str(tmp_path / ".dagger" / "src"), "DAGGER_MODULE": "team-x",
+           "DAGGER_MAIN_OBJECT": "TeamX"}
+    out = run([sys.executable, "-c", TEAM_REGISTER, "team_x:TeamX"], cwd=tmp_path, env=env).stdout
+    text = json.dumps(json.loads(out))
+    obj = [a["object"] for name, a in json.loads(out) if name == "withObject"][0]
+    functions = {a["function"][0][1]["name"]: a["function"] for name, a in obj if name == "withFunction"}
+    assert set(functions) == {"build", "test"}
+    for fn in functions.values():
+        source = [x[1] for x in fn if x[0] == "withArg"]
+        assert [a["name"] for a in source] == ["source"]
+        assert source[0]["defaultPath"] == "/" and "Directory" in json.dumps(source[0]["typeDef"])
+    assert "Container" in json.dumps(functions["build"][0][1]["returnType"])
+    assert "STRING_KIND" in json.dumps(functions["test"][0][1]["returnType"])
+    assert "TeamX" in text
+
+
+@pytest.mark.dagger
+def test_team_dagger_module_calls_ours_on_a_live_engine(tmp_path) -> None:
+    """What needs an engine: `dag.nbpipe()` exists only in the client `dagger develop`
+    generates for the module's dependencies, so the queries the team module sends through
+    it cannot be built offline (dagger-io has no codegen without an engine)."""
+    if shutil.which("dagger") is None:
+        pytest.skip("no dagger CLI on PATH: the team module's calls into ours (dag.nbpipe(), "
+                    "generated client code) can only be built and run by a Dagger engine")
+    scaffold.write_repo("team-x", "jupyter", tmp_path)
+    conf = json.loads((tmp_path / "dagger.json").read_text())
+    conf["dependencies"][0]["source"] = str(REPO)  # this checkout, not the published tag
+    (tmp_path / "dagger.json").write_text(json.dumps(conf))
+    r = subprocess.run(["dagger", "call", "build", "with-exec", "--args", "id", "stdout"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=3600)
+    assert r.returncode == 0, r.stderr
+    assert "uid=1000(jovyan)" in r.stdout
