@@ -218,8 +218,14 @@ build-backend = "hatchling.build"
 """
 
 
+def _check(name: str) -> None:
+    if not NAME.fullmatch(name):
+        raise NbpipeError(f"{name!r} is not an image name (lowercase letters, digits, '-', '_', '.')")
+
+
 def identifiers(name: str) -> tuple[str, str]:
     """The Python module and class names an image name becomes (team-x: team_x, TeamX)."""
+    _check(name)
     module = name.replace("-", "_").replace(".", "_")
     cls = "".join(part.capitalize() for part in module.split("_"))
     if not module.isidentifier() or not cls[:1].isalpha():
@@ -231,8 +237,7 @@ def identifiers(name: str) -> tuple[str, str]:
 def _image_files(name: str, parent: str, folder: Path, *, spec: bool, python: bool,
                  package: str = "") -> dict[Path, str]:
     """The team image as a YAML spec and/or a Python module under ``folder``."""
-    if not NAME.match(name):
-        raise NbpipeError(f"{name!r} is not an image name (lowercase letters, digits, '-', '_', '.')")
+    _check(name)
     env = name.upper().replace("-", "_").replace(".", "_") + "_DATA"
     module = name.replace("-", "_").replace(".", "_")
     files: dict[Path, str] = {}

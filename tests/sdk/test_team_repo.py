@@ -199,6 +199,8 @@ def test_scaffold_refuses_bad_input_and_writes_nothing(tmp_path) -> None:
             scaffold.write_repo("team-x", "jupyter", tmp_path / "a", **kw)
     with pytest.raises(NbpipeError, match="start it with a letter"):
         scaffold.write_repo("1team", "jupyter", tmp_path / "a")
+    with pytest.raises(NbpipeError, match="is not an image name"):
+        scaffold.write_repo("team-x\n", "jupyter", tmp_path / "a")
     assert not (tmp_path / "a").exists()
     (tmp_path / "b" / "tests").mkdir(parents=True)
     (tmp_path / "b" / "tests" / "test_image.py").write_text("mine\n")
