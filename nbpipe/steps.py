@@ -83,10 +83,11 @@ def _canon(value: Any) -> Any:
 
 def _abs(path: str, what: str) -> str:
     """An absolute path in the image: plain characters only (it lands in Dockerfile lines,
-    where '$' would expand and a newline would start an instruction), no '..'."""
+    where '$' would expand and a newline would start an instruction), no '..'; spelled one
+    way ('/a//b/./' is '/a/b'), so paths that name the same file give the same digest."""
     if not PurePosixPath(path).is_absolute():
         raise NbpipeError(f"{what}: path {path!r} must be absolute (start with '/')")
-    return _image_path(path, what)
+    return "/" + str(PurePosixPath(_image_path(path, what))).lstrip("/")
 
 
 def _image_path(path: str, what: str) -> str:
@@ -325,7 +326,7 @@ class Workdir(Step):
     path: str
 
     def __post_init__(self) -> None:
-        _abs(self.path, "workdir")
+        object.__setattr__(self, "path", _abs(self.path, "workdir"))
 
     def lower(self) -> tuple[Op, ...]:
         return (SetWorkdir(self.path),)
@@ -345,7 +346,7 @@ class File(Step):
     owner: str = "0:0"
 
     def __post_init__(self) -> None:
-        _abs(self.path, "file")
+        object.__setattr__(self, "path", _abs(self.path, "file"))
         _mode(self.mode, f"file {self.path}")
         if not isinstance(self.owner, str) or not _OWNER.fullmatch(self.owner):
             raise NbpipeError(f"file {self.path}: owner {self.owner!r}: give uid:gid, e.g. 1000:0")
@@ -372,7 +373,7 @@ class Download(Step):
     strip_components: int = 0
 
     def __post_init__(self) -> None:
-        _abs(self.dest, "download")
+        object.__setattr__(self, "dest", _abs(self.dest, "download"))
         _mode(self.mode, f"download {self.dest}")
         _check_url(self.url, self.sha256, "download")
 
@@ -589,6 +590,7 @@ class HomeFile(Step):
             raise NbpipeError(f"home file: {self.path!r} must be relative to $HOME, without '..'")
         _image_path(self.path, "home file")
         _mode(self.mode, f"home file {self.path}")
+        object.__setattr__(self, "path", str(p))  # './a//b' is 'a/b': one spelling, one digest
         if isinstance(self.content, str):
             object.__setattr__(self, "content", self.content.encode())
 
