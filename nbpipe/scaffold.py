@@ -14,6 +14,8 @@ from .spec import NAME
 # Where our Dagger module lives (the same address as the images' source label), and the
 # engine our own dagger.json pins; a team module names both.
 MODULE_SOURCE = "github.com/nbpipe/nbpipe"
+# PyPI's "nbpipe" is another project: a team installs ours from its repository, by tag.
+REQUIREMENT = f"nbpipe @ git+https://{MODULE_SOURCE}@v{__version__}"
 DAGGER_ENGINE = "v0.21.11"
 CI_KINDS = ("cli", "dagger")
 
@@ -310,7 +312,7 @@ def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
                                           build=build_line.ljust(width), image=image, ci_how=how,
                                           pip="pip install -r requirements.txt".ljust(width),
                                           dagger=dagger),
-        repo / "requirements.txt": f"nbpipe=={__version__}\npytest>=8\n",
+        repo / "requirements.txt": f"{REQUIREMENT}\npytest>=8\n",
         repo / ".gitignore": "/reports/\n/.nbpipe/\n__pycache__/\n.venv/\n",
         repo / "tests" / "test_image.py": TEST.format(name=name, argv=build),
         repo / ".github" / "workflows" / "image.yml": (

@@ -140,7 +140,9 @@ def test_scaffold_validates_and_exports_outside_the_repo(venv, team_repo) -> Non
     test = (team_repo / "tests" / "test_image.py").read_text()
     assert "['build', '-f', 'images/team-x.yaml']" in test
     compile(test, "test_image.py", "exec")
-    assert (team_repo / "requirements.txt").read_text().startswith(f"nbpipe=={nbpipe.__version__}\n")
+    # ours by its repository and tag: PyPI's "nbpipe" is another project
+    assert (team_repo / "requirements.txt").read_text().startswith(
+        f"nbpipe @ git+https://github.com/nbpipe/nbpipe@v{nbpipe.__version__}\n")
 
 
 def test_python_scaffold_in_a_folder_named_images_exports(venv, tmp_path) -> None:
@@ -263,3 +265,23 @@ def test_team_dagger_module_calls_ours_on_a_live_engine(tmp_path) -> None:
                        cwd=tmp_path, capture_output=True, text=True, timeout=3600)
     assert r.returncode == 0, r.stderr
     assert "uid=1000(jovyan)" in r.stdout
+
+
+def test_stable_api_is_listed_once_and_documented() -> None:
+    for name in nbpipe.__all__:
+        assert getattr(nbpipe, name) is not None, name
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Team API"):]
+    table = re.findall(r"^\| `(\w+)` \|", section.split("\n\n", 2)[2], re.M)
+    assert sorted(table) == sorted(nbpipe.__all__), "README's Team API table lists nbpipe.__all__"
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    assert f"\n## {nbpipe.__version__}\n" in changelog, "every version has its CHANGELOG section"
+    assert scaffold.REQUIREMENT in readme and scaffold.REQUIREMENT in changelog
+
+
+def test_import_nbpipe_needs_only_the_standard_library() -> None:
+    code = ("import sys, nbpipe; heavy = {'yaml', 'typer', 'rich', 'dagger', 'httpx', "
+            "'nbpipe.family', 'nbpipe.spec'} & set(sys.modules); print(sorted(heavy))")
+    assert run([sys.executable, "-c", code], cwd=REPO).stdout.strip() == "[]"
+    lazy = "import nbpipe; print(nbpipe.spec.load.__module__, nbpipe.family.family.__module__)"
+    assert run([sys.executable, "-c", lazy], cwd=REPO).stdout.split() == ["nbpipe.spec", "nbpipe.family"]
