@@ -38,7 +38,6 @@ PlatformOpt = typer.Option(None, "--platform", help="linux/amd64 | linux/arm64 (
 CaOpt = typer.Option("auto", "--ca-bundle", help="PEM bundle trusted during the build only "
                      "(TLS-intercepting proxies), never stored in the image; auto: this "
                      "machine's own bundle if it has one; none: the image's own trust")
-HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def _version(value: bool) -> None:
@@ -55,13 +54,17 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
     """Build, test and publish the notebook-server image family."""
 
 
-def _ca(value: str | Path | None) -> Path | None:
-    """--ca-bundle: builds trust what this machine trusts unless told otherwise."""
-    if value in (None, "none"):
-        return None
-    if value == "auto":
-        return HOST_CA if HOST_CA.is_file() else None
-    return Path(value)
+def _machine(catalog: Catalog, engine: str, root: str, platform: str | None = None, *,
+             need_engine: bool = True):
+    """This machine's engine, platform and root; said on stderr where something is built."""
+    from .machine import detect
+
+    m = detect(catalog, engine=engine, root=root, platform=platform, need_engine=need_engine)
+    if need_engine:
+        err.print(m.describe(), highlight=False)
+    return m
+
+
 WheelOpt = typer.Option(None, "--wheelhouse", help="folder of wheels pip may use (find-links)")
 JobsOpt = typer.Option(2, "--jobs", "-j", help="images built at the same time")
 ReportOpt = typer.Option(Path("reports"), "--report-dir", help="where the JSON and Markdown reports go")
@@ -77,24 +80,26 @@ ParentOpt = typer.Option("jupyter", "--parent", help="parent image for --from-re
 def _catalog(spec: str | None, files: list[Path] | None = None, repo: Path | None = None,
              parent: str = "jupyter") -> Catalog:
     """The catalog plus any team images given as YAML specs or a Binder repo."""
-    from . import repo2docker
-    from . import spec as specs
-
     cat = load(spec)
-    for f in files or []:
-        specs.load(f).register(cat)
+    if files:
+        from . import spec as specs
+
+        for f in files:
+            specs.load(f).register(cat)
     if repo is not None:
+        from . import repo2docker
+
         repo2docker.from_repo(repo, parent).register(cat)
     return cat
 
 
 def _targets(names: list[str] | None, files: list[Path] | None, repo: Path | None) -> list[str]:
     """Names asked for; with -f/--from-repo and no names, the team's own images."""
+    if names or not (files or repo):
+        return names or []
     from . import repo2docker
     from . import spec as specs
 
-    if names:
-        return names
     out = [specs.load(f).name for f in files or []]
     if repo is not None:
         out.append(repo2docker.from_repo(repo).name)
@@ -102,16 +107,23 @@ def _targets(names: list[str] | None, files: list[Path] | None, repo: Path | Non
 
 
 @app.command()
-def images(catalog: Optional[str] = CatalogOpt) -> None:
-    """List every image: parent, platforms, runner tags, digest."""
-    cat = _catalog(catalog)
-    table = Table("name", "parent", "platforms", "runner tags", "digest")
-    for name in cat.order():
-        img = cat.resolve(name)
-        parent = cat.parent_name(name) or cat.entry(name).parent.ref  # type: ignore[union-attr]
+def images(engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
+           catalog: Optional[str] = CatalogOpt) -> None:
+    """List every image: parent, platforms, runner tags, and its digest and state here."""
+    from .state import assess
+
+    m = _machine(_catalog(catalog), engine, root, platform, need_engine=False)
+    states = {s.name: s for s in assess(m.catalog, m.platform, m.store)}
+    table = Table("name", "parent", "platforms", "runner tags", "digest", "state")
+    for name in m.catalog.order():
+        img = m.catalog.resolve(name)
+        parent = m.catalog.parent_name(name) or img.root.ref
         tags = img.config().label_dict().get(contract.LABEL_RUNNER_TAGS, "")
         arches = ",".join(p.split("/")[1] for p in img.platforms)
-        table.add_row(name, escape(parent), arches, escape(tags or "-"), short(img.digest()))
+        st = states.get(name)
+        table.add_row(name, escape(parent), arches, escape(tags or "-"),
+                      short(st.digest, 16) if st else "-",
+                      st.state.value if st else f"not for {m.platform}")
     console.print(table)
 
 
@@ -119,10 +131,7 @@ def images(catalog: Optional[str] = CatalogOpt) -> None:
 def graph(fmt: str = typer.Option("text", "--format", help="text | mermaid | dot"),
           catalog: Optional[str] = CatalogOpt) -> None:
     """Print the image family as a tree, Mermaid chart or Graphviz dot."""
-    renderers = {"text": graphs.text, "mermaid": graphs.mermaid, "dot": graphs.dot}
-    if fmt not in renderers:
-        raise NbpipeError(f"--format {fmt!r}: use one of {', '.join(renderers)}")
-    print(renderers[fmt](_catalog(catalog)))
+    print(graphs.render(_catalog(catalog), fmt))
 
 
 @app.command()
@@ -131,40 +140,26 @@ def plan(names: list[str] = typer.Argument(None, help="images to build (default:
                                               "the images whose digest changed since"),
          registry: Optional[str] = typer.Option(None, "--registry", help="leave out images "
                                                 "whose content tag is already published there"),
-         root: str = RootOpt, engine: str = EngineOpt,
+         root: str = RootOpt, engine: str = EngineOpt, platform: Optional[str] = PlatformOpt,
+         wheelhouse: Optional[Path] = WheelOpt,
          as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
          file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
          parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt) -> None:
-    """What would be built, parents first."""
+    """What would be built here, parents first: each image's digest and state."""
     from .registry import Registry
+    from .state import plan as make_plan
 
     reg = Registry.parse(registry) if registry is not None else None  # checked before work
-    cat = _catalog(catalog, file, from_repo, parent)
-    if registry is not None and root != "registry":
-        cat, _, _ = _setup(cat, engine, root, None)  # tags depend on the root builds use
-    order = cat.order(_targets(names, file, from_repo) or None)
-    if since is not None:
-        previous = _plan_digests(since)
-        changed = set(cat.affected(previous))
-        order = [n for n in order if n in changed]
-    published: list[str] = []
-    if reg is not None:
-        from .naming import content_tag
-
-        with reg.authfile() as auth:
-            published = [n for n in order if reg.digest(
-                f"{reg.repo(n)}:{content_tag(cat.resolve(n))}", auth) is not None]
-        order = [n for n in order if n not in published]
-    digests = {n: cat.resolve(n).digest() for n in order}
+    m = _machine(_catalog(catalog, file, from_repo, parent), engine, root, platform,
+                 need_engine=False)
+    p = make_plan(m, _targets(names, file, from_repo) or None, since=since, registry=reg,
+                  wheelhouse=wheelhouse is not None)
     if as_json:
-        print(json.dumps({"order": order, "digests": digests, "published": published}, indent=2))
+        print(json.dumps(p.to_json(), indent=2))
         return
-    for i, name in enumerate(order, 1):
-        print(f"{i:2}. {name:32} {short(digests[name])}")
-    if published:
-        print(f"already published in {registry}: {', '.join(published)}")
-    if not order:
-        print("nothing to build")
+    for line in p.lines():
+        print(line)
+    print(p.summary())
 
 
 @app.command()
@@ -187,70 +182,18 @@ def export(name: str, platform: str = typer.Option(plat.AMD64, help="linux/amd64
 # -- building and testing ----------------------------------------------------------------
 
 
-def _plan_digests(since: Path) -> dict[str, str]:
-    """The digests of a plan file (`nbpipe plan --json`), its shape checked."""
-    from . import safe_io
-
-    what = f"--since {since}"
-    data = safe_io.load_json(since, what)
-    digests = data.get("digests") if isinstance(data, dict) else None
-    if not isinstance(digests, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in digests.items()):
-        raise NbpipeError(f"{what}: not a plan file written by `nbpipe plan --json` "
-                          "(it needs \"digests\": {name: digest})")
-    return digests
-
-
-def _setup(cat: Catalog, engine: str, root: str, platform: str | None):
-    from .engines.oci import OciEngine
-    from . import rootfs
-
-    eng = OciEngine.detect(engine)
-    platform = plat.check(platform or plat.host())
-    if root not in ("auto", "local", "registry"):
-        raise NbpipeError(f"--root {root!r}: use auto, local or registry")
-    local = rootfs.local_root(eng) if root != "registry" else None
-    if root == "local" and (local is None or platform not in local.platforms):
-        raise NbpipeError(f"no local root for {platform}: run `nbpipe base bootstrap "
-                          f"--platform {platform}` first")
-    if local is not None and platform in local.platforms:
-        cat = cat.rebased(local)
-        err.print(f"engine: {eng.kind} ({eng.binary}); root: {local.pinned(platform)} "
-                  f"(debootstrap, {short(local.digest(platform))})")
-    else:
-        err.print(f"engine: {eng.kind} ({eng.binary}); root: registry pin")
-    return cat, eng, platform
-
-
-def _run_pipeline(names: list[str], *, catalog, engine, root, platform, ca_bundle, wheelhouse,
-                  jobs, report_dir, probe: bool, force_probe: bool, no_cache: bool = False) -> None:
-    import anyio
-
+def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform, ca_bundle,
+                  wheelhouse, jobs, report_dir, probe: bool, force_probe: bool,
+                  no_cache: bool = False) -> None:
     from . import report
-    from .engines import dagger_client
     from .options import BuildOptions
-    from .pipeline import Pipeline
+    from .pipeline import build as run_build
 
-    if engine == "dagger" or (engine == "auto" and dagger_client.available()):
-        why = dagger_client.available()
-        err.print(f"engine: dagger ({why or 'not available here'})")
-        options = BuildOptions(ca_bundle=_ca(ca_bundle), wheelhouse=wheelhouse).with_oci_labels()
-        with _progress() as on_event:
-            results = dagger_client.run(catalog, names or None, plat.check(platform or plat.host()),
-                                        options, on_event)
-        console.print(report.table(results))
-        report.write(results, report_dir)
-        if any(r.status == "failed" for r in results):
-            raise typer.Exit(1)
-        return
-    cat, eng, platform = _setup(catalog, engine, root, platform)  # catalog: a Catalog here
-    options = BuildOptions(ca_bundle=_ca(ca_bundle), wheelhouse=wheelhouse).with_oci_labels()
-    for n in names:
-        cat.entry(n)
+    m = _machine(catalog, engine, root, platform)
     with _progress() as on_event:
-        pipe = Pipeline(cat, eng, platform, options, jobs=jobs, probe=probe,
-                        force_probe=force_probe, no_cache=no_cache, on_event=on_event)
-        results = anyio.run(pipe.run, names or None)
+        results = run_build(m, names or None, BuildOptions.from_flags(ca_bundle, wheelhouse),
+                            jobs=jobs, probe=probe, force_probe=force_probe, no_cache=no_cache,
+                            on_event=on_event)
     console.print(report.table(results))
     js, md = report.write(results, report_dir)
     for r in results:
@@ -259,7 +202,7 @@ def _run_pipeline(names: list[str], *, catalog, engine, root, platform, ca_bundl
             if r.log:
                 err.print(r.log, highlight=False, markup=False)
     err.print(f"reports: {js} {md}")
-    if any(r.status in ("failed", "blocked") for r in results):
+    if any(r.status in (report.Outcome.FAILED, report.Outcome.BLOCKED) for r in results):
         raise typer.Exit(1)
 
 
@@ -366,19 +309,14 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
     targets = _targets(names, file, from_repo)
     if not targets:
         raise NbpipeError("name the images to publish")
-    for p in platform or []:
-        plat.check(p)
-    cat, eng, native = _setup(_catalog(catalog, file, from_repo, parent), engine, root, None)
-    if platform:
-        for p in platform:
-            if p != native:
-                _require_local_root(eng, p, root)
-    options = BuildOptions(ca_bundle=_ca(ca_bundle), wheelhouse=wheelhouse).with_oci_labels()
+    m = _machine(_catalog(catalog, file, from_repo, parent), engine, root)
+    m.check_platforms(tuple(platform or ()))
     with _progress() as on_event:
-        results = do_publish(cat, targets, eng, reg,
-                             platforms=tuple(platform) if platform else None, options=options,
+        results = do_publish(m.catalog, targets, m.need_engine(), reg,
+                             platforms=tuple(platform) if platform else None,
+                             options=BuildOptions.from_flags(ca_bundle, wheelhouse),
                              state_dir=Path(".nbpipe"), extra_tags=tuple(tag or ()),
-                             latest=latest, native=native, on_event=on_event)
+                             latest=latest, native=m.platform, on_event=on_event)
     table = Table("image", "platforms", "digest", "tags", "result")
     for r in results:
         table.add_row(r.name, ",".join(p.split("/")[1] for p in r.platforms), short(r.digest),
@@ -386,18 +324,6 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
     console.print(table)
     for r in results:
         print(r.ref)
-
-
-def _require_local_root(eng, platform: str, root: str) -> None:
-    """With a local root, every platform asked for needs one (or none may be local)."""
-    from . import rootfs
-
-    if root == "registry":
-        return
-    local = rootfs.local_root(eng)
-    if local is not None and platform not in local.platforms:
-        raise NbpipeError(f"no local root for {platform}: run `nbpipe base bootstrap "
-                          f"--platform {platform}` (needs qemu for a foreign platform)")
 
 
 @app.command("verify-reproducible")
@@ -408,9 +334,10 @@ def verify_reproducible(name: str, engine: str = EngineOpt, root: str = RootOpt,
     from .options import BuildOptions
     from .reproducible import verify
 
-    cat, eng, platform = _setup(_catalog(catalog), engine, root, platform)
-    v = verify(cat, name, eng, platform, BuildOptions(ca_bundle=_ca(ca_bundle)).with_oci_labels(),
-               Path(".nbpipe"))
+    m = _machine(_catalog(catalog), engine, root, platform)
+    platform = m.platform
+    v = verify(m.catalog, name, m.need_engine(), platform,
+               BuildOptions.from_flags(ca_bundle), Path(".nbpipe"))
     print(f"{name} ({platform}): build 1 {v.ids[0][:19]} in {v.seconds[0]}s, "
           f"build 2 {v.ids[1][:19]} in {v.seconds[1]}s")
     if v.same:
@@ -432,51 +359,26 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
              engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
              ca_bundle: str = CaOpt, catalog: Optional[str] = CatalogOpt) -> None:
     """Resolve every apt and pip step as it builds today and pin it (pip: with hashes)."""
-    import anyio
-
     from . import lock as locks
-    from . import naming
     from .options import BuildOptions
-    from .pipeline import Pipeline
-    from .steps import Pip
 
     if lock_file is None:
         from nbpipe import family as images
 
         lock_file = images.LOCK_FILE
     cat = _catalog(catalog)
-    current = locks.load(lock_file)
     if check:
-        missing = locks.check(cat, current)
+        missing = locks.check(cat, locks.load(lock_file))
         for m in missing:
             print(f"not locked: {m}")
         print(f"{len(missing)} step(s) not locked" if missing else "every apt and pip step is locked")
         if missing:
             raise typer.Exit(1)
         return
-    plain, eng, platform = _setup(locks.unlocked(cat), engine, root, platform)
-    wanted = [n for n in plain.order(names or None) if platform in plain.resolve(n).platforms
-              and any(isinstance(s, locks.LOCKABLE) for s in plain.resolve(n).steps)]
-    options = BuildOptions(ca_bundle=_ca(ca_bundle))
+    m = _machine(cat, engine, root, platform)
     with _progress() as on_event:
-        pipe = Pipeline(plain, eng, platform, options, probe=False, on_event=on_event)
-        built = {r.name: r for r in anyio.run(pipe.run, wanted or None)}
-        for name in wanted:
-            if not built[name].ok:
-                on_event(name, f"not locked: {built[name].status}")
-                continue
-            img = plain.resolve(name)
-            ref = naming.local_ref(img, platform)
-            for i, st in enumerate(img.steps):
-                if not isinstance(st, locks.LOCKABLE) or not st.applies_to(platform):
-                    continue
-                on_event(name, f"resolving step {i}: {st.describe()[:60]}")
-                if isinstance(st, Pip):
-                    lines = locks.resolve(eng, ref, st, options.ca_bundle)
-                else:  # what apt installs on the parent, as it is built
-                    lines = locks.resolve_apt(eng, naming.parent_ref(img, platform), st)
-                current.setdefault(locks.key(name, i, st), {})[platform] = lines
-            locks.save(lock_file, current)
+        current = locks.refresh(m, names or None, lock_file,
+                                BuildOptions.from_flags(ca_bundle, oci_labels=False), on_event)
     print(f"wrote {lock_file}: {sum(len(v) for v in current.values())} locked step(s)")
 
 
@@ -491,8 +393,8 @@ def spawner_options(registry: str = RegistryOpt, engine: str = EngineOpt, root: 
     from .publish import spawner_options as render
     from .registry import Registry
 
-    cat, _, _ = _setup(_catalog(catalog), engine, root, None)
-    sys.stdout.write(render(cat, Registry.parse(registry)))
+    m = _machine(_catalog(catalog), engine, root, need_engine=False)
+    sys.stdout.write(render(m.catalog, Registry.parse(registry)))
 
 
 spec_app = typer.Typer(help="YAML specs: a team's image on one of ours.", no_args_is_help=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .catalog import Catalog
+from .errors import NbpipeError
 from .image import BaseRef
 
 
@@ -53,3 +54,13 @@ def dot(catalog: Catalog) -> str:
             lines.append(f'  "{p}" -> "{n}";')
     lines.append("}")
     return "\n".join(lines)
+
+
+FORMATS = {"text": text, "mermaid": mermaid, "dot": dot}
+
+
+def render(catalog: Catalog, fmt: str = "text") -> str:
+    """The family in one of FORMATS (the CLI and the Dagger module both ask here)."""
+    if fmt not in FORMATS:
+        raise NbpipeError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    return FORMATS[fmt](catalog)

@@ -22,13 +22,18 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import safe_io
 from .catalog import Catalog, Entry
-from .engines.oci import OciEngine
 from .errors import NbpipeError
 from .image import Image, sha256_json
 from .steps import Apt, Pip
+
+if TYPE_CHECKING:
+    from .engines.oci import OciEngine
+    from .machine import Machine
+    from .options import BuildOptions
 
 LOCKABLE = (Apt, Pip)
 
@@ -111,7 +116,7 @@ def unlocked(catalog: Catalog) -> Catalog:
     return out
 
 
-def resolve(engine: OciEngine, ref: str, step: Pip, ca_bundle: Path | None) -> str:
+def resolve(engine: "OciEngine", ref: str, step: Pip, ca_bundle: Path | None) -> str:
     """Lock lines for ``step``, resolved in the built image ``ref`` under what it has."""
     extra = ["--network", "host", "-e", f"PY={step.python}"]
     if ca_bundle is not None:
@@ -152,7 +157,7 @@ apt-get install -s --no-install-recommends "$@" | awk '$1 == "Inst" {
 """
 
 
-def resolve_apt(engine: OciEngine, parent_ref: str, step: Apt) -> str:
+def resolve_apt(engine: "OciEngine", parent_ref: str, step: Apt) -> str:
     """Lock lines for ``step``: what apt installs for it on ``parent_ref``, with versions."""
     r = engine.run_once(parent_ref, ["/bin/sh", "-c", APT_SIMULATE, "simulate", *step.packages],
                         extra=["--network", "host", "--user", "0"], timeout=900)
@@ -176,3 +181,37 @@ def check(catalog: Catalog, locks: dict[str, dict[str, str]]) -> list[str]:
                     if p not in entry:
                         missing.append(f"{name} step {i} ({st.describe()[:50]}) for {p}")
     return missing
+
+
+def refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
+            options: "BuildOptions", on_event=lambda name, what: None) -> dict[str, dict[str, str]]:
+    """`nbpipe lock`: build each image as its recipe resolves today (unlocked), resolve
+    every apt and pip step in it, and save the lock file after each image."""
+    import anyio
+
+    from . import naming
+    from .pipeline import Pipeline
+
+    eng, platform = machine.need_engine(), machine.platform
+    plain = unlocked(machine.catalog)
+    current = load(lock_file)
+    wanted = [n for n in plain.order(names or None) if platform in plain.resolve(n).platforms
+              and any(isinstance(s, LOCKABLE) for s in plain.resolve(n).steps)]
+    pipe = Pipeline(plain, eng, platform, options, probe=False, on_event=on_event)
+    built = {r.name: r for r in anyio.run(pipe.run, wanted or None)}
+    for name in wanted:
+        if not built[name].ok:
+            on_event(name, f"not locked: {built[name].status}")
+            continue
+        img = plain.resolve(name)
+        for i, st in enumerate(img.steps):
+            if not isinstance(st, LOCKABLE) or not st.applies_to(platform):
+                continue
+            on_event(name, f"resolving step {i}: {st.describe()[:60]}")
+            if isinstance(st, Pip):
+                lines = resolve(eng, naming.local_ref(img, platform), st, options.ca_bundle)
+            else:  # what apt installs on the parent, as it is built
+                lines = resolve_apt(eng, naming.parent_ref(img, platform), st)
+            current.setdefault(key(name, i, st), {})[platform] = lines
+        save(lock_file, current)
+    return current

@@ -18,6 +18,7 @@ CA_ID = "nbpipe-ca"
 CA_TARGET = "/run/secrets/nbpipe-ca.crt"
 WHEELHOUSE_ID = "nbpipe-wheelhouse"
 WHEELHOUSE_TARGET = "/run/nbpipe/wheelhouse"
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian's bundle of what it trusts
 
 # Every client we run in builds that speaks TLS, pointed at the mounted bundle.
 CA_ENV = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT",
@@ -58,6 +59,18 @@ class BuildOptions:
             if not wh.is_dir():
                 raise NbpipeError(f"--wheelhouse {wh}: no such directory")
             object.__setattr__(self, "wheelhouse", wh.resolve())
+
+    @classmethod
+    def from_flags(cls, ca_bundle: str | Path | None = "auto", wheelhouse: Path | None = None,
+                   *, oci_labels: bool = True) -> "BuildOptions":
+        """The options a command line asks for: ``--ca-bundle auto`` is this machine's own
+        trust (what a TLS-intercepting proxy needs), ``none`` the image's own."""
+        if ca_bundle == "auto":
+            ca = HOST_CA if HOST_CA.is_file() else None
+        else:
+            ca = None if ca_bundle in (None, "none") else Path(ca_bundle)
+        options = cls(ca_bundle=ca, wheelhouse=wheelhouse)
+        return options.with_oci_labels() if oci_labels else options
 
     def with_oci_labels(self, source: str = "https://github.com/nbpipe/nbpipe") -> "BuildOptions":
         """org.opencontainers.image.{created,revision,source}: created is the pinned

@@ -10,22 +10,23 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import anyio
 
-from . import sources
+from . import schedule
 from .catalog import Catalog
-from . import naming
 from .engines import dockerfile
-from .engines.oci import OciEngine
+from .engines.oci import ImageInfo, OciEngine
 from .errors import NbpipeError
-from .image import Image
 from .options import BuildOptions
 from .probes.result import ProbeResult, Status
 from .prober import probe
-from .report import ImageResult
-from .steps import Pip
+from .report import ImageResult, Outcome
+from .state import ImageState, State, assess
+
+if TYPE_CHECKING:
+    from .machine import Machine
 
 Event = Callable[[str, str], None]  # (image name, what is happening)
 
@@ -44,85 +45,62 @@ class Pipeline:
     no_cache: bool = False
     ready_timeout: float = 90.0  # seconds a server gets to answer HTTP 200 when probed
     on_event: Event = lambda name, what: None
+    store: "Mapping[str, ImageInfo] | None" = None  # the engine's images, if just read
 
     async def run(self, names: list[str] | None) -> list[ImageResult]:
-        order = self.catalog.order(names)
-        images = {n: self.catalog.resolve(n) for n in order}
-        order = [n for n in order if self.platform in images[n].platforms]
-        results = {n: ImageResult(n, self.platform, images[n].digest(self.platform),
-                                  naming.local_ref(images[n], self.platform)) for n in order}
-        done = {n: anyio.Event() for n in order}
-        limiter = anyio.CapacityLimiter(self.jobs)
+        """Build and probe ``names`` and their ancestors (default: all), parents first."""
+        store = self.engine.images() if self.store is None else self.store
+        states = {s.name: s for s in assess(self.catalog, self.platform, store, names,
+                                            wheelhouse=self.options.has_wheelhouse,
+                                            rebuild=self.no_cache)}
+        results = {n: ImageResult(n, self.platform, s.digest, s.ref) for n, s in states.items()}
 
-        async def one(name: str) -> None:
-            try:
-                parent = self.catalog.parent_name(name)
-                if parent in done:
-                    await done[parent].wait()
-                    if not results[parent].ok:
-                        results[name].status = "blocked"
-                        results[name].message = f"not built: its parent {parent} {results[parent].status}"
-                        self.on_event(name, "blocked")
-                        return
-                async with limiter:
-                    await anyio.to_thread.run_sync(self._one, images[name], results[name])
-            except Exception as exc:  # never leave children waiting forever
-                results[name].status = "failed"
-                results[name].message = f"{type(exc).__name__}: {exc}"
-            finally:
-                done[name].set()
+        async def work(name: str) -> bool:
+            await anyio.to_thread.run_sync(self._one, states[name], results[name])
+            return results[name].ok
 
-        async with anyio.create_task_group() as tg:
-            for n in order:
-                tg.start_soon(one, n)
-        return [results[n] for n in order]
+        def blocked(name: str, by: str) -> None:
+            results[name].status = Outcome.BLOCKED
+            results[name].message = f"not built: its parent {by} {results[by].status}"
+            self.on_event(name, "blocked")
+
+        def failed(name: str, exc: Exception) -> None:
+            results[name].status = Outcome.FAILED
+            results[name].message = f"{type(exc).__name__}: {exc}"
+
+        await schedule.run(self.catalog, list(states), work, jobs=self.jobs,
+                           on_blocked=blocked, on_error=failed)
+        return list(results.values())
 
     # -- one image, in a worker thread -------------------------------------------------
-    def _one(self, image: Image, res: ImageResult) -> None:
+    def _one(self, st: ImageState, res: ImageResult) -> None:
         started = time.monotonic()
         try:
-            if self.engine.exists(res.ref) and not self.no_cache:
-                res.status = "cached"
+            if st.state is State.BUILT:
+                res.status, res.size = Outcome.CACHED, st.size
                 self.on_event(res.name, "cached: already built, nothing to do")
-                info = self.engine.inspect(res.ref)
+                image_id = st.image_id or ""
+            elif st.state is State.UNBUILDABLE:
+                res.status, res.message = Outcome.UNBUILDABLE, st.reason
+                self.on_event(res.name, "unbuildable: " + st.reason)
+                return
             else:
-                unpinned = [u for st in image.steps_for(self.platform) for u in st.unpinned()]
-                missing = self._unreachable(image)
-                if missing or unpinned:
-                    res.status = "unbuildable"
-                    why = []
-                    if missing:
-                        why.append(f"needs {', '.join(missing)}, not reachable from here")
-                    if unpinned:
-                        why.append(f"no sha256 pinned yet for {', '.join(unpinned)}")
-                    res.message = "; ".join(why)
-                    self.on_event(res.name, "unbuildable: " + res.message)
-                    return
                 self.on_event(res.name, "building")
-                rendered = dockerfile.render(image, self.platform, self.options)
+                rendered = dockerfile.render(self.catalog.resolve(st.name), self.platform,
+                                             self.options)
                 log = self.state_dir / "logs" / f"{res.name}-{self.platform.split('/')[1]}.log"
                 info = self.engine.build(rendered, res.ref, self.platform, self.options, log,
                                          no_cache=self.no_cache)
-                res.status = "built"
+                res.status, res.size, image_id = Outcome.BUILT, info.size, info.id
                 self.on_event(res.name, f"built in {time.monotonic() - started:.0f}s")
-            res.size = info.size
             if self.probe:
-                self._probe(res, info.id)
+                self._probe(res, image_id)
         except NbpipeError as exc:
-            res.status = "failed"
+            res.status = Outcome.FAILED
             res.message = str(exc)
             self.on_event(res.name, "failed")
         finally:
             res.seconds = round(time.monotonic() - started, 2)
-
-    def _unreachable(self, image: Image) -> list[str]:
-        hard: list[str] = []
-        for st in image.steps_for(self.platform):
-            soft = isinstance(st, Pip) and self.options.wheelhouse is not None and st.index_url
-            for host in st.sources():
-                if not sources.reachable(host) and not soft and host not in hard:
-                    hard.append(host)
-        return hard
 
     def _probe(self, res: ImageResult, image_id: str) -> None:
         record = self.state_dir / "probes" / f"{image_id.split(':')[-1]}.json"
@@ -137,7 +115,7 @@ class Pipeline:
                                 ready_timeout=self.ready_timeout)
         failed = [p for p in res.probes if p.status is Status.FAILED]
         if failed:
-            res.status = "failed"
+            res.status = Outcome.FAILED
             res.message = "probe(s) failed: " + "; ".join(f"{p.name}: {p.message}" for p in failed)
             res.log = log
             self.on_event(res.name, f"{len(failed)} probe(s) failed")
@@ -145,3 +123,22 @@ class Pipeline:
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps([p.to_dict() for p in res.probes], indent=1))
         self.on_event(res.name, "probes passed")
+
+
+def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
+          jobs: int = 2, probe: bool = True, force_probe: bool = False, no_cache: bool = False,
+          state_dir: Path = Path(".nbpipe"), on_event: Event = lambda n, w: None,
+          ) -> list[ImageResult]:
+    """`nbpipe build` / `test`: through Dagger when the machine builds with it, else the
+    local engine, on the machine's root; names unknown to the catalog are an error."""
+    for n in names or []:
+        machine.catalog.entry(n)
+    if machine.dagger:
+        from .engines import dagger_client
+
+        return dagger_client.run(machine.catalog, names or None, machine.platform, options,
+                                 on_event, jobs)
+    pipe = Pipeline(machine.catalog, machine.need_engine(), machine.platform, options,
+                    state_dir=state_dir, jobs=jobs, probe=probe, force_probe=force_probe,
+                    no_cache=no_cache, on_event=on_event, store=machine.store)
+    return anyio.run(pipe.run, names or None)

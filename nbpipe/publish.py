@@ -25,7 +25,7 @@ from .naming import content_tag
 from .options import BuildOptions
 from .pipeline import Pipeline
 from .registry import Registry
-from . import sbom
+from . import sbom, schedule
 
 VERSIONS = r"""
 import json, sys
@@ -71,16 +71,41 @@ def publish(catalog: Catalog, names: list[str], engine: OciEngine, registry: Reg
             platforms: tuple[str, ...] | None, options: BuildOptions, state_dir: Path,
             extra_tags: tuple[str, ...] = (), latest: bool = False, native: str,
             on_event: Callable[[str, str], None] = lambda n, w: None) -> list[Published]:
-    out = []
+    """Publish ``names`` parents first (one at a time: pushes share the uplink); a failed
+    image blocks the named images built on it, the others still go. Raises at the end,
+    naming every image that did not go, if any did not."""
+    wanted = {}
     for name in names:
         img = catalog.resolve(name)
         plats = tuple(p for p in img.platforms if platforms is None or p in platforms)
         if not plats:
             raise NbpipeError(f"{name} is built for {', '.join(img.platforms)}; none of those "
                               f"was asked for")
-        out.append(_publish_one(catalog, img, plats, engine, registry, options, state_dir,
-                                extra_tags, latest, native, on_event))
-    return out
+        wanted[name] = (img, plats)
+    order = [n for n in catalog.order(names) if n in wanted]
+    done: dict[str, Published] = {}
+    problems: dict[str, str] = {}
+
+    async def work(name: str) -> bool:
+        img, plats = wanted[name]
+        done[name] = await anyio.to_thread.run_sync(
+            lambda: _publish_one(catalog, img, plats, engine, registry, options, state_dir,
+                                 extra_tags, latest, native, on_event))
+        return True
+
+    def blocked(name: str, by: str) -> None:
+        problems[name] = f"{name}: not published: {by} was not"
+
+    def failed(name: str, exc: Exception) -> None:
+        problems[name] = str(exc) if isinstance(exc, NbpipeError) else f"{name}: {exc!r}"
+        on_event(name, "failed")
+
+    anyio.run(lambda: schedule.run(catalog, order, work, jobs=1, on_blocked=blocked,
+                                   on_error=failed))
+    if problems:
+        went = f" (published: {', '.join(done)})" if done else ""
+        raise NbpipeError("; ".join(problems[n] for n in order if n in problems) + went)
+    return [done[n] for n in order]
 
 
 def _publish_one(catalog, img: Image, plats, engine, registry, options, state_dir,

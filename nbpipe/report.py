@@ -5,12 +5,23 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from rich.table import Table
 
 from .probes.result import ProbeResult, Status
 
+
+class Outcome(StrEnum):
+    """What a run did to one image (the probes' own results are probes.result.Status)."""
+
+    PENDING = "pending"
+    BUILT = "built"  # a new image
+    CACHED = "cached"  # its digest was already built: no work
+    FAILED = "failed"  # a step or a probe failed
+    BLOCKED = "blocked"  # an ancestor failed or is unbuildable
+    UNBUILDABLE = "unbuildable"  # needs a source out of reach (or a download with no sha256)
 
 
 @dataclass
@@ -19,10 +30,7 @@ class ImageResult:
     platform: str
     digest: str
     ref: str = ""
-    # built: new image; cached: its digest was already built (no work); failed: a step or
-    # a probe failed; blocked: an ancestor failed; unbuildable: needs a source we cannot
-    # reach (or a download with no sha256 pin)
-    status: str = "pending"
+    status: Outcome = Outcome.PENDING
     seconds: float = 0.0
     size: int | None = None
     message: str = ""
@@ -31,7 +39,7 @@ class ImageResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("built", "cached") and not any(
+        return self.status in (Outcome.BUILT, Outcome.CACHED) and not any(
             p.status is Status.FAILED for p in self.probes)
 
     def probe_summary(self) -> str:
@@ -42,6 +50,7 @@ class ImageResult:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["status"] = self.status.value
         d["probes"] = [p.to_dict() for p in self.probes]
         d["ok"] = self.ok
         return d
@@ -54,7 +63,7 @@ def _size(n: int | None) -> str:
 def table(results: list[ImageResult]) -> Table:
     t = Table("image", "status", "time", "size", "digest", "probes", title="nbpipe report")
     for r in results:
-        color = "green" if r.ok else ("yellow" if r.status in ("unbuildable", "blocked") else "red")
+        color = "green" if r.ok else ("yellow" if r.status in (Outcome.UNBUILDABLE, Outcome.BLOCKED) else "red")
         t.add_row(r.name, f"[{color}]{r.status}[/{color}]", f"{r.seconds:.1f}s", _size(r.size),
                   r.digest.split(":")[-1][:12], r.probe_summary())
     return t

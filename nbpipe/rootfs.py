@@ -14,9 +14,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Mapping
 
 from . import platforms as plat
-from .engines.oci import OciEngine
+from .engines.oci import ImageInfo, OciEngine
 from .errors import NbpipeError
 from .image import BaseRef
 
@@ -49,14 +50,13 @@ def local_ref(platform: str) -> str:
     return f"{LOCAL_ROOT}:{SUITE}-{platform.split('/')[1]}"
 
 
-def local_root(engine: OciEngine, platforms: tuple[str, ...] = plat.ALL) -> BaseRef | None:
-    """The bootstrapped root as a BaseRef, for whichever platforms exist locally."""
-    digests = {}
-    for p in platforms:
-        ref = local_ref(p)
-        if engine.exists(ref):
-            info = engine.inspect(ref)
-            digests[p] = info.id if info.id.startswith("sha256:") else f"sha256:{info.id}"
+def local_root(engine: OciEngine | None, platforms: tuple[str, ...] = plat.ALL, *,
+               store: Mapping[str, ImageInfo] | None = None) -> BaseRef | None:
+    """The bootstrapped root as a BaseRef, for whichever platforms exist locally (read
+    from ``store``, the engine's image list, when the caller has it already)."""
+    if store is None:
+        store = engine.images() if engine is not None else {}
+    digests = {p: store[local_ref(p)].id for p in platforms if local_ref(p) in store}
     return BaseRef(f"{LOCAL_ROOT}:{SUITE}", digests) if digests else None
 
 

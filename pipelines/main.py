@@ -7,13 +7,13 @@ import json
 import secrets
 from typing import Annotated
 
-import anyio
 import dagger
 from dagger import Doc, dag, function, object_type
 
 from nbpipe.family import family
 from nbpipe import contract
 from nbpipe import graph as graphs
+from nbpipe import schedule
 from nbpipe.catalog import Catalog
 from nbpipe.engines import dagger as lowering
 from nbpipe.naming import content_tag, stamp
@@ -52,10 +52,7 @@ class Nbpipe:
     @function
     def graph(self, format: Annotated[str, Doc("text | mermaid | dot")] = "text") -> str:
         """The family as a tree, a Mermaid chart or Graphviz dot."""
-        renderers = {"text": graphs.text, "mermaid": graphs.mermaid, "dot": graphs.dot}
-        if format not in renderers:
-            raise ValueError(f"--format {format!r}: use one of {', '.join(renderers)}")
-        return renderers[format](self._catalog()) + "\n"
+        return graphs.render(self._catalog(), format) + "\n"
 
     @function
     async def build(self, image: ImageName, platform: PlatformArg = None,
@@ -151,30 +148,24 @@ class Nbpipe:
                  runner_tags: TagsArg = "", ca_bundle: CaArg = None) -> str:
         """Build and test every image a change affects, parents first, siblings at once."""
         cat = self._catalog()
+        platform = await self._platform(None)
         previous = json.loads(await since.contents())["digests"] if since else {}
-        order = cat.affected(previous)
-        done = {n: anyio.Event() for n in order}
+        order = cat.affected(previous, platform)
         results: dict[str, str] = {}
 
-        async def one(name: str) -> None:
+        async def one(name: str) -> bool:
             try:
-                parent = cat.parent_name(name)
-                if parent in done:
-                    await done[parent].wait()
-                    if not results[parent].startswith("ok"):
-                        results[name] = f"blocked by {parent}"
-                        return
-                try:
-                    await self.test(name, None, runner_tags, ca_bundle)
-                    results[name] = "ok"
-                except Exception as exc:  # report, keep the unrelated branches going
-                    results[name] = f"failed: {str(exc).splitlines()[0]}"
-            finally:
-                done[name].set()
+                await self.test(name, None, runner_tags, ca_bundle)
+            except Exception as exc:  # report, keep the unrelated branches going
+                results[name] = f"failed: {str(exc).splitlines()[0]}"
+                return False
+            results[name] = "ok"
+            return True
 
-        async with anyio.create_task_group() as tg:
-            for n in order:
-                tg.start_soon(one, n)
+        def blocked(name: str, by: str) -> None:
+            results[name] = f"blocked by {by}"
+
+        await schedule.run(cat, order, one, on_blocked=blocked)
         lines = [f"{n:32} {results[n]}" for n in order] or ["nothing changed"]
         if any(not r.startswith("ok") for r in results.values()):
             raise ValueError("ci failed:\n" + "\n".join(lines))

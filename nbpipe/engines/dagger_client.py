@@ -15,7 +15,9 @@ import anyio
 from ..catalog import Catalog
 from ..errors import NbpipeError
 from ..options import BuildOptions
-from ..report import ImageResult
+from .. import schedule
+from ..state import State, assess
+from ..report import ImageResult, Outcome
 from . import dagger as lowering
 
 
@@ -28,7 +30,8 @@ def available() -> str | None:
 
 
 async def build(catalog: Catalog, names: list[str] | None, platform: str,
-                options: BuildOptions, on_event=lambda n, w: None) -> list[ImageResult]:
+                options: BuildOptions, on_event=lambda n, w: None, jobs: int = 2,
+                ) -> list[ImageResult]:
     import dagger
 
     if available() is None:
@@ -36,29 +39,38 @@ async def build(catalog: Catalog, names: list[str] | None, platform: str,
                           "no $DAGGER_SESSION_PORT); install Dagger or use --engine podman")
     if shutil.which("dagger") and not os.environ.get("_EXPERIMENTAL_DAGGER_CLI_BIN"):
         os.environ["_EXPERIMENTAL_DAGGER_CLI_BIN"] = shutil.which("dagger") or ""
-    results = []
+    # Dagger keeps its own cache: nothing counts as built beforehand, the rest is the same
+    states = {s.name: s for s in assess(catalog, platform, {}, names,
+                                        wheelhouse=options.has_wheelhouse)}
+    results = {n: ImageResult(n, platform, s.digest, s.ref) for n, s in states.items()}
+
+    async def work(name: str) -> bool:
+        res, started = results[name], time.monotonic()
+        if states[name].state is State.UNBUILDABLE:
+            res.status, res.message = Outcome.UNBUILDABLE, states[name].reason
+            on_event(name, f"unbuildable: {res.message}")
+            return False
+        on_event(name, "building with dagger")
+        try:
+            await lowering.lower(catalog.resolve(name), platform, options).sync()
+            res.status = Outcome.BUILT
+        except dagger.ExecError as exc:
+            res.status = Outcome.FAILED
+            res.message = f"{name}: {exc.cmd}: exit {exc.exit_code}\n{exc.stderr[-2000:]}"
+        except dagger.QueryError as exc:
+            res.status, res.message = Outcome.FAILED, f"{name}: {exc}"
+        res.seconds = round(time.monotonic() - started, 2)
+        on_event(name, res.status)
+        return res.ok
+
+    def blocked(name: str, by: str) -> None:
+        results[name].status = Outcome.BLOCKED
+        results[name].message = f"not built: its parent {by} {results[by].status}"
+
     async with dagger.connection(dagger.Config(log_output=None)):
-        for name in catalog.order(names):
-            img = catalog.resolve(name)
-            if platform not in img.platforms:
-                continue
-            res = ImageResult(name, platform, img.digest(platform))
-            started = time.monotonic()
-            on_event(name, "building with dagger")
-            try:
-                await lowering.lower(img, platform, options).sync()
-                res.status = "built"
-            except dagger.ExecError as exc:
-                res.status, res.message = "failed", f"{name}: {exc.cmd}: exit {exc.exit_code}\n{exc.stderr[-2000:]}"
-            except dagger.QueryError as exc:
-                res.status, res.message = "failed", f"{name}: {exc}"
-            res.seconds = round(time.monotonic() - started, 2)
-            results.append(res)
-            on_event(name, res.status)
-            if res.status == "failed":
-                break  # later images need this one (Dagger builds the whole chain anyway)
-    return results
+        await schedule.run(catalog, list(states), work, jobs=jobs, on_blocked=blocked)
+    return list(results.values())
 
 
-def run(catalog: Catalog, names, platform, options, on_event) -> list[ImageResult]:
-    return anyio.run(build, catalog, names, platform, options, on_event)
+def run(catalog: Catalog, names, platform, options, on_event, jobs: int = 2) -> list[ImageResult]:
+    return anyio.run(build, catalog, names, platform, options, on_event, jobs)

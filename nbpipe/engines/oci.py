@@ -45,6 +45,14 @@ class OciEngine:
     @classmethod
     def detect(cls, prefer: str = "auto") -> "OciEngine":
         """podman if installed (daemonless), else docker with a reachable daemon."""
+        return cls.connect(prefer)[0]
+
+    @classmethod
+    def connect(cls, prefer: str = "auto") -> "tuple[OciEngine, dict[str, ImageInfo]]":
+        """The engine to use and its image store: listing the store is the check that the
+        engine works, so finding it costs one engine call."""
+        if prefer not in ("auto", "podman", "docker"):
+            raise NbpipeError(f"--engine {prefer!r}: use auto, podman or docker")
         order = ["podman", "docker"] if prefer == "auto" else [prefer]
         problems = []
         for kind in order:
@@ -53,21 +61,30 @@ class OciEngine:
                 problems.append(f"{kind}: not installed")
                 continue
             engine = cls(kind, binary, os.environ.get("NBPIPE_RUNTIME") or None)
-            ok, why = engine.usable()
-            if ok:
-                return engine
-            problems.append(f"{kind}: {why}")
+            try:
+                return engine, engine.images()
+            except (NbpipeError, ValueError) as exc:
+                problems.append(f"{kind}: {exc}")
         raise NbpipeError("no usable container engine (" + "; ".join(problems) +
                           "): run `bash .ci/setup-engine.sh` or install podman and buildah")
 
-    def usable(self) -> tuple[bool, str]:
-        r = self._run(["info", "--format", "json"] if self.kind == "podman"
-                      else ["info", "--format", "{{json .ServerVersion}}"], check=False)
-        if r.returncode != 0:
-            return False, (r.stderr.strip().splitlines() or ["`info` failed"])[-1]
-        return True, ""
-
     # -- images ------------------------------------------------------------------------
+    def images(self) -> dict[str, ImageInfo]:
+        """Every tagged image in the store, by reference, from ONE engine call: what plans
+        and no-op builds read instead of asking the engine once per image."""
+        if self.kind == "podman":
+            r = self._run(["images", "--format", "json"])
+            rows = json.loads(r.stdout or "[]")
+        else:  # docker's `images` JSON lacks full ids and labels: list ids, inspect them once
+            ids = self._run(["images", "-q", "--no-trunc"]).stdout.split()
+            rows = json.loads(self._run(["image", "inspect", *dict.fromkeys(ids)]).stdout) if ids else []
+        out: dict[str, ImageInfo] = {}
+        for row in rows:
+            info = _info("", row)
+            for name in row.get("Names") or row.get("RepoTags") or []:
+                out[name] = ImageInfo(name, info.id, info.size, info.labels, info.created)
+        return out
+
     def exists(self, ref: str) -> bool:
         if self.kind == "podman":
             return self._run(["image", "exists", ref], check=False).returncode == 0
@@ -78,10 +95,7 @@ class OciEngine:
         if r.returncode != 0:
             raise NbpipeError(f"image {ref} is not in {self.kind}'s store: build it first "
                               "(nbpipe build NAME)")
-        data = json.loads(r.stdout)[0]
-        labels = (data.get("Config") or {}).get("Labels") or data.get("Labels") or {}
-        return ImageInfo(ref=ref, id=data["Id"], size=int(data.get("Size", 0)),
-                         labels=dict(labels), created=str(data.get("Created", "")))
+        return _info(ref, json.loads(r.stdout)[0])
 
     def tag(self, source: str, ref: str) -> None:
         self._run(["tag", source, ref])
@@ -252,6 +266,14 @@ class OciEngine:
             raise NbpipeError(f"`{self.kind} {' '.join(args[:3])}` failed: "
                               f"{r.stderr.strip()[-500:]}")
         return r
+
+
+def _info(ref: str, data: dict) -> ImageInfo:
+    """One image as `image inspect` or podman's `images --format json` describes it."""
+    labels = (data.get("Config") or {}).get("Labels") or data.get("Labels") or {}
+    image_id = data["Id"] if data["Id"].startswith("sha256:") else f"sha256:{data['Id']}"
+    return ImageInfo(ref=ref, id=image_id, size=int(data.get("Size", 0)),
+                     labels=dict(labels), created=str(data.get("Created", "")))
 
 
 def _last_line(stderr: str) -> str:

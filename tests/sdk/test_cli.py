@@ -18,7 +18,7 @@ def nbpipe(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 
 def test_images_lists_all_17_with_parents() -> None:
-    r = nbpipe("images")
+    r = nbpipe("images", "--root", "registry")
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("│")]
     table = {cells[0]: cells[1] for cells in
@@ -47,8 +47,9 @@ def test_graph_dot_and_bad_format() -> None:
 def test_plan_orders_the_chain() -> None:
     r = nbpipe("plan", "jupyter-pytorch-cuda-full")
     assert r.returncode == 0, r.stderr
-    names = [line.split()[1] for line in r.stdout.splitlines()]
+    names = [line.split()[1] for line in r.stdout.splitlines()[:-1]]
     assert names == ["base", "jupyter", "jupyter-pytorch-cuda", "jupyter-pytorch-cuda-full"]
+    assert " root: " in r.stdout.splitlines()[-1]  # the summary: where, and what is to do
 
 
 def test_plan_since_lists_only_changed_images(tmp_path: Path) -> None:
@@ -59,7 +60,7 @@ def test_plan_since_lists_only_changed_images(tmp_path: Path) -> None:
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     r = nbpipe("plan", "--since", str(tmp_path / "plan.json"))
     assert r.returncode == 0, r.stderr
-    assert [line.split()[1] for line in r.stdout.splitlines()] == ["jupyter-scipy"]
+    assert [line.split()[1] for line in r.stdout.splitlines()[:-1]] == ["jupyter-scipy"]
 
 
 def test_unknown_image_is_one_line_error() -> None:
