@@ -69,7 +69,6 @@ def detect(catalog: Catalog, *, engine: str = "auto", root: str = "auto",
     an engine, ``--root auto`` means the registry pins instead of an error."""
     from .engines import dagger_client
     from .engines.oci import OciEngine
-    from . import rootfs
 
     if root not in ROOTS:
         raise NbpipeError(f"--root {root!r}: use {', '.join(ROOTS)}")
@@ -88,10 +87,19 @@ def detect(catalog: Catalog, *, engine: str = "auto", root: str = "auto",
         if need_engine or root == "local":
             raise
         return Machine(catalog, platform, None)
-    local = rootfs.local_root(eng, store=store) if root != "registry" else None
+    return choose(catalog, platform, root, eng, store)
+
+
+def choose(catalog: Catalog, platform: str, root: str, engine: "OciEngine | None",
+           store: "Mapping[str, ImageInfo]") -> Machine:
+    """The root choice itself, from the store as read: the local root when asked for or
+    (auto) when it is there for ``platform``, else the recipe's registry pins."""
+    from . import rootfs
+
+    local = rootfs.local_root(engine, store=store) if root != "registry" else None
     if root == "local" and (local is None or platform not in local.platforms):
         raise NbpipeError(f"no local root for {platform}: run `nbpipe base bootstrap "
                           f"--platform {platform}` first")
     if local is None or platform not in local.platforms:
-        return Machine(catalog, platform, None, eng, store)
-    return Machine(catalog.rebased(local), platform, local, eng, store)
+        return Machine(catalog, platform, None, engine, store)
+    return Machine(catalog.rebased(local), platform, local, engine, store)

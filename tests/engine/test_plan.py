@@ -1,0 +1,51 @@
+"""`nbpipe plan` then `nbpipe build`, as a user runs them: every digest the plan printed
+is the one the build tagged, on this machine's own root choice."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nbpipe.image import short
+
+pytestmark = pytest.mark.engine
+
+CATALOG = """
+from nbpipe.family import family as ours
+
+def family():
+    cat = ours()
+    cat.add("plan-check", "base", lambda i: i.with_env("NBPIPE_PLAN_CHECK", "1"))
+    return cat
+"""
+
+
+def nbpipe(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run([sys.executable, "-m", "nbpipe", *args, "--catalog", "plancat:family"],
+                          capture_output=True, text=True, env=env, timeout=1800, cwd=tmp_path)
+
+
+def test_build_tags_every_digest_plan_printed(engine, local_family, tmp_path: Path) -> None:
+    (tmp_path / "plancat.py").write_text(CATALOG)
+    r = nbpipe(tmp_path, "plan", "plan-check", "--json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["order"] == ["base", "plan-check"] and plan["root"] == "local"
+    try:
+        r = nbpipe(tmp_path, "build", "plan-check", "--no-probe", "--report-dir", "reports")
+        assert r.returncode == 0, r.stderr
+        report = json.loads((tmp_path / "reports" / "nbpipe-report.json").read_text())
+        assert {x["name"]: x["digest"] for x in report} == plan["digests"]
+        for name, digest in plan["digests"].items():
+            assert engine.exists(f"localhost/nbpipe/{name}:{short(digest, 16)}"), name
+        again = json.loads(nbpipe(tmp_path, "plan", "plan-check", "--json").stdout)
+        assert {n: s["state"] for n, s in again["states"].items()} == {
+            "base": "built", "plan-check": "built"}
+    finally:
+        engine.remove(f"localhost/nbpipe/plan-check:{short(plan['digests']['plan-check'], 16)}")
