@@ -35,10 +35,14 @@ def _arg(value):
 
 def dagger_table(ctr, start_user: str = "root") -> list[tuple]:
     """The Dagger query, normalised to the table test_export reads Dockerfiles into."""
+    return calls_table(selections(ctr)[2:], start_user)  # container(platform), from(address)
+
+
+def calls_table(calls: list, start_user: str = "root") -> list[tuple]:
     out: list[tuple] = []
     user = start_user
     mounts: dict[str, tuple] = {}
-    for f in selections(ctr)[2:]:  # container(platform), from(address)
+    for f in calls:
         a = f.args
         match f.name:
             case "withUser":
@@ -155,11 +159,14 @@ def test_gpu_images_can_ask_for_all_gpus(family: Catalog) -> None:
 
 
 def test_unknown_image_lists_valid_names() -> None:
-    from pipelines import Nbpipe
+    from nbpipe.errors import CatalogError
+    from nbpipe.family import family
+    from nbpipe.pipelines import Nbpipe
 
-    with pytest.raises(Exception) as exc:
+    with pytest.raises(CatalogError) as exc:
         Nbpipe()._image("jupyter-scpiy")
-    assert "unknown image 'jupyter-scpiy'" in str(exc.value)
+    assert str(exc.value) == ("unknown image 'jupyter-scpiy'; known images: "
+                              + ", ".join(family().names))
     assert "jupyter-scipy" in str(exc.value) and "rstudio-tidyverse" in str(exc.value)
 
 
@@ -229,7 +236,7 @@ def test_module_function_signatures(registered) -> None:
 
 
 @pytest.mark.dagger
-def test_live_engine_builds_jupyter() -> None:
+def test_live_engine_builds_base_as_jovyan() -> None:
     if shutil.which("dagger") is None:
         pytest.skip("no dagger CLI on PATH: the live-engine tests run where Dagger is installed")
     r = subprocess.run(["dagger", "call", "build", "--image", "base", "with-exec",
@@ -238,16 +245,48 @@ def test_live_engine_builds_jupyter() -> None:
     assert "uid=1000(jovyan) gid=0(root) groups=0(root),100(users)" in r.stdout
 
 
-def test_reproducible_build_is_flattened_with_clamped_times(family: Catalog) -> None:
-    image = family.resolve("jupyter")
-    sels = selections(lowering.lower(image, plat.AMD64, BuildOptions(source_date_epoch=1234),
-                                     reproducible=True))
+def _final_config(rows: list[tuple], user: str) -> dict:
+    """What a container ends with after ``rows`` (last ENV/LABEL/... wins)."""
+    cfg: dict = {"env": {}, "labels": {}, "ports": set(), "workdir": "/", "user": user,
+                 "entrypoint": [], "cmd": []}
+    for row in rows:
+        match row:
+            case ("ENV", name, value):
+                cfg["env"][name] = value
+            case ("LABEL", key, value):
+                cfg["labels"][key] = value
+            case ("EXPOSE", port):
+                cfg["ports"].add(port)
+            case ("WORKDIR", path):
+                cfg["workdir"] = path
+            case ("ENTRYPOINT", argv):
+                cfg["entrypoint"] = argv
+            case ("CMD", argv):
+                cfg["cmd"] = argv
+    return cfg
+
+
+@pytest.mark.parametrize("name", ["jupyter", "codeserver-python"])
+def test_reproducible_build_is_flattened_with_clamped_times(family: Catalog, name: str) -> None:
+    """The flattened image ends with the config the Dockerfile chain ends with: env,
+    labels (the image's own stamp last), ports, workdir, user, entrypoint and command."""
+    image = family.resolve(name)
+    options = BuildOptions(source_date_epoch=1234)
+    sels = selections(lowering.lower(image, plat.AMD64, options, reproducible=True))
     names = [s.name for s in sels]
     root = sels[names.index("withRootfs")].args["directory"]
     assert _arg(root)[-1] == ("withTimestamps", {"timestamp": 1234})
-    assert [n for n, _ in _arg(root)][:3] == ["container", "from", "withEnvVariable"]
-    after = sels[names.index("withRootfs") + 1:]
-    env = {s.args["name"]: s.args["value"] for s in after if s.name == "withEnvVariable"}
-    assert env == image.config(plat.AMD64).env_dict()
-    assert ("withUser", {"name": "1000"}) in [(s.name, s.args) for s in after]
-    assert after[-2].name == "withEntrypoint" and after[-2].args["args"] == ["/init"]
+    assert [n for n, _ in _arg(root)][:2] == ["container", "from"]
+    assert _arg(root)[-2] == ("rootfs", {})
+    after = sels[names.index("withRootfs"):]
+    assert [s.name for s in sels[:names.index("withRootfs")]] == ["container"]
+    flat = calls_table(after[1:])
+    users = [s.args["name"] for s in after if s.name == "withUser"]
+    _, final_user = parsed(dockerfile.render(image, plat.AMD64, options),
+                           image.parent.config(plat.AMD64).user)
+    want = _final_config(dockerfile_table(image, plat.AMD64, options), final_user)
+    assert _final_config(flat, users[-1]) == want
+    assert want["labels"]["io.nbpipe.image"] == name
+    assert want["env"]["HOME"] == "/home/jovyan" and want["user"] == "1000"
+    assert want["entrypoint"] == ["/init"] and 8888 in want["ports"]
+    assert [s.name for s in after[-2:]] == ["withEntrypoint", "withDefaultArgs"]

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+from dataclasses import replace
+
+import pytest
 
 from nbpipe import family as images
 from nbpipe import lock
 from nbpipe import platforms as plat
-from nbpipe.steps import Pip
+from nbpipe.catalog import Catalog
+from nbpipe.errors import NbpipeError
+from nbpipe.image import BaseRef
+from nbpipe.steps import Apt, Pip
 
 LINES = "numpy==2.4.6 --hash=sha256:" + "a" * 64 + "\n"
 
@@ -17,10 +25,10 @@ def plain():
     return lock.unlocked(images.family())
 
 
-def _scipy_key(cat, index: int = 1) -> tuple[str, Pip]:
+def _scipy_key(cat) -> tuple[str, Pip]:
+    """The key of jupyter-scipy's first pip step, and that step."""
     img = lock.unlocked(cat).resolve("jupyter-scipy")
-    pips = [(i, st) for i, st in enumerate(img.steps) if isinstance(st, Pip)]
-    i, st = pips[0]
+    i, st = next((i, st) for i, st in enumerate(img.steps) if isinstance(st, Pip))
     return lock.key("jupyter-scipy", i, st), st
 
 
@@ -47,16 +55,6 @@ def test_locked_step_installs_exactly_the_lock_with_hashes() -> None:
     assert "--require-hashes -r /tmp/nbpipe-pip.lock" in script
     assert LINES.strip() in script
     assert "numpy==2.4.6 " not in script.split("NBPIPE_LOCK\n")[-1]  # not resolved afresh
-
-
-def test_stale_entries_are_ignored_and_reported(tmp_path) -> None:
-    cat = plain()
-    path = tmp_path / "lock.json"
-    lock.save(path, {"jupyter-scipy/9/0000000000000000": {plat.AMD64: LINES}})
-    assert lock.apply(plain(), path).digests() == cat.digests()
-    missing = lock.check(cat, lock.load(path))
-    assert any(m.startswith("jupyter-scipy step") for m in missing)
-    assert json.loads(path.read_text())["version"] == 1
 
 
 def test_unlocked_gives_back_the_recipes(tmp_path) -> None:
@@ -86,3 +84,162 @@ def test_locked_apt_step_installs_the_pinned_closure() -> None:
     script = st.lower()[0].script
     assert "--no-install-recommends -o APT::Keep-Downloaded-Packages=true " \
            "python3=3.11.2-1+b1 python3.11=3.11.2-6+deb12u9" in script
+
+
+# A small catalog of our own: apt step 0 and pip step 1 of image "t".
+ROOT = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64,
+                                    plat.ARM64: "sha256:" + "2" * 64})
+APT_LINES = "python3=3.11.2-1+b1\nlibpython3.11=3.11.2-6\n"
+
+
+def small(pip: str = "numpy==2.4.6") -> Catalog:
+    cat = Catalog()
+    cat.add("t", ROOT, lambda img: img.with_apt("python3").with_pip(pip))
+    cat.add("u", "t", lambda img: img.with_env("U", "1"))
+    return cat
+
+
+def _keys(pip: str = "numpy==2.4.6") -> tuple[str, str]:
+    return (lock.key("t", 0, Apt(packages=("python3",))),
+            lock.key("t", 1, Pip(packages=(pip,))))
+
+
+def test_key_names_image_step_and_the_unlocked_step() -> None:
+    apt_key, pip_key = _keys()
+    assert re.fullmatch(r"t/0/[0-9a-f]{16}", apt_key) and re.fullmatch(r"t/1/[0-9a-f]{16}", pip_key)
+    step = Pip(packages=("numpy==2.4.6",))
+    assert lock.key("t", 1, replace(step, locked=LINES, platforms=(plat.AMD64,))) == pip_key
+    assert lock.key("u", 1, step) != pip_key and lock.key("t", 2, step) != pip_key
+    assert lock.key("t", 1, Pip(packages=("numpy==2.4.7",))) != pip_key
+
+
+def test_a_fresh_entry_is_always_applied_and_not_reported(tmp_path) -> None:
+    apt_key, pip_key = _keys()
+    path = tmp_path / "lock.json"
+    lock.save(path, {pip_key: {plat.AMD64: LINES}, apt_key: {plat.AMD64: APT_LINES,
+                                                             plat.ARM64: APT_LINES}})
+    cat = lock.apply(small(), path)
+    img = cat.resolve("t")
+    amd = img.steps_for(plat.AMD64)
+    assert [type(x).__name__ for x in amd] == ["Apt", "Pip"]
+    assert (amd[0].locked, amd[1].locked) == (APT_LINES, LINES)
+    arm = img.steps_for(plat.ARM64)
+    assert (arm[0].locked, arm[1].locked) == (APT_LINES, None)
+    assert arm[1].platforms == (plat.ARM64,) and amd[1].platforms == (plat.AMD64,)
+    assert "--require-hashes" in img.ops(plat.AMD64)[1].script
+    assert "--require-hashes" not in img.ops(plat.ARM64)[1].script
+    # the lock is identity: t and its child change on amd64 only... and arm64 for apt
+    plain_digests = small().digests(plat.AMD64)
+    assert cat.digests(plat.AMD64)["t"] != plain_digests["t"]
+    assert cat.digests(plat.AMD64)["u"] != plain_digests["u"]
+    assert lock.check(cat, lock.load(path)) == [
+        "t step 1 (pip numpy==2.4.6) for linux/arm64"]
+
+
+def test_a_stale_entry_is_never_applied_and_is_reported(tmp_path) -> None:
+    apt_key, pip_key = _keys("numpy==2.4.6")
+    path = tmp_path / "lock.json"
+    lock.save(path, {pip_key: {plat.AMD64: LINES, plat.ARM64: LINES}})
+    changed = lock.apply(small("numpy==2.4.7"), path)  # the recipe moved on: the entry is stale
+    img = changed.resolve("t")
+    assert not any(getattr(x, "locked", None) for x in img.steps)
+    assert changed.digests() == small("numpy==2.4.7").digests()
+    assert lock.check(changed, lock.load(path)) == [
+        "t step 0 (apt python3) for linux/amd64", "t step 0 (apt python3) for linux/arm64",
+        "t step 1 (pip numpy==2.4.7) for linux/amd64",
+        "t step 1 (pip numpy==2.4.7) for linux/arm64"]
+
+
+def test_an_entry_for_another_step_index_is_not_applied(tmp_path) -> None:
+    path = tmp_path / "lock.json"
+    step = Pip(packages=("numpy==2.4.6",))
+    lock.save(path, {lock.key("t", 0, step): {plat.AMD64: LINES},
+                     lock.key("u", 1, step): {plat.AMD64: LINES}})
+    assert lock.apply(small(), path).digests() == small().digests()
+
+
+def test_lock_files_round_trip_sorted_and_bad_ones_are_one_line(tmp_path) -> None:
+    path = tmp_path / "lock.json"
+    assert lock.load(path) == {}
+    lock.save(path, {"b/1/x": {plat.ARM64: "2", plat.AMD64: "1"}, "a/0/y": {plat.AMD64: "3"}})
+    assert path.read_text() == ('{\n "version": 1,\n "locks": {\n  "a/0/y": {\n'
+                                '   "linux/amd64": "3"\n  },\n  "b/1/x": {\n'
+                                '   "linux/amd64": "1",\n   "linux/arm64": "2"\n  }\n }\n}\n')
+    assert lock.load(path) == {"a/0/y": {plat.AMD64: "3"},
+                               "b/1/x": {plat.AMD64: "1", plat.ARM64: "2"}}
+    for bad in ('{"locks": []}', '{"version": 1}', '{"locks": {"a": {"linux/amd64": 1}}}'):
+        path.write_text(bad)
+        with pytest.raises(NbpipeError) as exc:
+            lock.load(path)
+        assert str(exc.value) == (f'{path}: not a lock file written by `nbpipe lock` (it needs '
+                                  '"locks": {step: {platform: lines}})')
+
+
+class Engine:
+    """run_once answers what the resolving container would print."""
+
+    def __init__(self, rc: int, stdout: str, stderr: str = "") -> None:
+        self.result = subprocess.CompletedProcess([], rc, stdout, stderr)
+        self.calls: list[tuple] = []
+
+    def run_once(self, ref, argv, *, extra=(), timeout=600):
+        self.calls.append((ref, list(argv), list(extra), timeout))
+        return self.result
+
+
+def _report(*items: dict) -> str:
+    return json.dumps({"install": list(items)})
+
+
+def test_pip_resolution_becomes_sorted_hash_pinned_lines(tmp_path) -> None:
+    ca = tmp_path / "ca.pem"
+    engine = Engine(0, _report(
+        {"metadata": {"name": "Zeta", "version": "1.0"},
+         "download_info": {"archive_info": {"hashes": {"sha256": "b" * 64}}}},
+        {"metadata": {"name": "alpha", "version": "2.0"},
+         "download_info": {"archive_info": {"hash": "sha256=" + "c" * 64}}}))
+    step = Pip(packages=("zeta==1.0",), index_url="https://idx.example/simple",
+               extra_index_urls=("https://more.example/simple",))
+    lines = lock.resolve(engine, "localhost/nbpipe/x:1", step, ca)
+    assert lines == (f"alpha==2.0 --hash=sha256:{'c' * 64}\n"
+                     f"Zeta==1.0 --hash=sha256:{'b' * 64}\n")
+    [(ref, argv, extra, timeout)] = engine.calls
+    assert ref == "localhost/nbpipe/x:1" and timeout == 1800
+    assert argv[:2] == ["/bin/sh", "-c"] and argv[3:] == [
+        "resolve", "--index-url", "https://idx.example/simple",
+        "--extra-index-url", "https://more.example/simple", "zeta==1.0"]
+    assert extra == ["--network", "host", "-e", "PY=/opt/venv/bin/python",
+                     "-v", f"{ca}:/run/secrets/nbpipe-ca.crt:ro",
+                     "-e", "PIP_CERT=/run/secrets/nbpipe-ca.crt",
+                     "-e", "SSL_CERT_FILE=/run/secrets/nbpipe-ca.crt"]
+    lock.resolve(engine, "r", Pip(packages=("x==1",)), None)
+    assert engine.calls[-1][2] == ["--network", "host", "-e", "PY=/opt/venv/bin/python"]
+    assert engine.calls[-1][1][3:] == ["resolve", "x==1"]
+
+
+def test_pip_resolution_failures_name_the_step() -> None:
+    step = Pip(packages=("zeta==1.0",))
+    with pytest.raises(NbpipeError) as exc:
+        lock.resolve(Engine(1, "", "ERROR: no matching distribution\n"), "r", step, None)
+    assert str(exc.value) == ("pip could not resolve `pip zeta==1.0` in r: "
+                              "ERROR: no matching distribution")
+    no_hash = Engine(0, _report({"metadata": {"name": "z", "version": "1"},
+                                 "download_info": {"url": "https://x/z.tgz",
+                                                   "archive_info": {"hash": "md5=ab"}}}))
+    with pytest.raises(NbpipeError) as exc:
+        lock.resolve(no_hash, "r", step, None)
+    assert str(exc.value) == ("z 1: pip's index gave no sha256 for https://x/z.tgz; it cannot "
+                              "be locked")
+
+
+def test_apt_resolution_and_its_failure() -> None:
+    engine = Engine(0, "python3=3.11.2-1+b1\nlibpython3.11=3.11.2-6\n")
+    assert lock.resolve_apt(engine, "p", Apt(packages=("python3",))) == (
+        "libpython3.11=3.11.2-6\npython3=3.11.2-1+b1\n")
+    ref, argv, extra, timeout = engine.calls[0]
+    assert (ref, argv[3:], extra, timeout) == ("p", ["simulate", "python3"],
+                                                ["--network", "host", "--user", "0"], 900)
+    for bad in (Engine(0, "\n"), Engine(100, "x=1\n", "E: Unable to locate package\n")):
+        with pytest.raises(NbpipeError) as exc:
+            lock.resolve_apt(bad, "p", Apt(packages=("python3",)))
+        assert str(exc.value).startswith("apt could not resolve `apt python3` in p: ")
