@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -252,6 +253,33 @@ class OciEngine:
     def running(self, container: str) -> bool:
         r = self._run(["inspect", "--format", "{{.State.Running}}", container], check=False)
         return r.stdout.strip() == "true"
+
+    # -- pods (podman kube play) ---------------------------------------------------------
+    def kube_play(self, manifest: Path) -> None:
+        """Create and start the pods of a Kubernetes YAML file."""
+        self._need_podman("play a Kubernetes pod")
+        r = self._run([*self._runtime_flag(), "kube", "play", "--quiet", str(manifest)],
+                      check=False, timeout=900)
+        if r.returncode != 0:
+            raise NbpipeError(f"podman kube play {manifest.name} failed: {_last_line(r.stderr)}")
+
+    def kube_down(self, manifest: Path) -> None:
+        """Remove the pods of a Kubernetes YAML file (nothing if they are gone)."""
+        self._run(["kube", "down", str(manifest)], check=False, timeout=120)
+
+    def stop(self, container: str, grace: int) -> float:
+        """Stop as the kubelet does: the stop signal, then SIGKILL after ``grace`` seconds.
+        Returns the seconds it took."""
+        start = time.monotonic()
+        self._run(["stop", "-t", str(grace), container], check=False, timeout=grace + 60)
+        return time.monotonic() - start
+
+    def exit_code(self, container: str) -> int | None:
+        r = self._run(["inspect", "--format", "{{.State.ExitCode}}", container], check=False)
+        return int(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip().isdigit() else None
+
+    def _runtime_flag(self) -> list[str]:
+        return ["--runtime", self.runtime] if self.kind == "podman" and self.runtime else []
 
     # -- plumbing ----------------------------------------------------------------------
     def _run(self, args: list[str], *, check: bool = True,

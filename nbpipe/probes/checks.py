@@ -349,23 +349,29 @@ CHECKS: tuple[Callable[[Target], str], ...] = (
 )
 
 
+def run_one(t: Target, check: Callable[[Target], str]) -> ProbeResult:
+    """One check, timed; whatever it raises becomes a clear FAILED (or SKIPPED) result."""
+    name = check.__name__.replace("_", "-")
+    start = time.monotonic()
+    try:
+        message = check(t)
+        status = Status.PASSED
+    except ProbeSkip as e:
+        status, message = Status.SKIPPED, str(e)
+    except ProbeFailure as e:
+        status, message = Status.FAILED, str(e)
+    except Exception as e:  # a probe bug or a dead container: still a clear failure
+        status, message = Status.FAILED, f"{type(e).__name__}: {e}"
+    return ProbeResult(name, status, message, round(time.monotonic() - start, 3))
+
+
 def run_all(t: Target, checks=CHECKS) -> list[ProbeResult]:
     results: list[ProbeResult] = []
     for check in checks:
-        name = check.__name__.replace("_", "-")
-        start = time.monotonic()
         if not t.alive():
-            results.append(ProbeResult(name, Status.FAILED, "the container is no longer "
-                                       "running (it exited; see its log below)"))
+            results.append(ProbeResult(check.__name__.replace("_", "-"), Status.FAILED,
+                                       "the container is no longer running (it exited; see "
+                                       "its log below)"))
             continue
-        try:
-            message = check(t)
-            status = Status.PASSED
-        except ProbeSkip as e:
-            status, message = Status.SKIPPED, str(e)
-        except ProbeFailure as e:
-            status, message = Status.FAILED, str(e)
-        except Exception as e:  # a probe bug or a dead container: still a clear failure
-            status, message = Status.FAILED, f"{type(e).__name__}: {e}"
-        results.append(ProbeResult(name, status, message, round(time.monotonic() - start, 3)))
+        results.append(run_one(t, check))
     return results

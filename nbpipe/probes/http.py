@@ -23,16 +23,18 @@ class Response:
 
 @dataclass
 class Client:
-    """Keeps cookies (Jupyter's _xsrf) and follows redirects, like a browser would."""
+    """Keeps cookies (Jupyter's _xsrf) and follows redirects, like a browser would.
+    ``headers`` go with every request (e.g. the Host and Origin a gateway forwards)."""
 
     base_url: str
     cookies: CookieJar = field(default_factory=CookieJar)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def request(self, method: str, path: str, *, body: bytes | None = None,
                 headers: dict[str, str] | None = None, timeout: float = 10) -> Response:
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
         req = urllib.request.Request(self.base_url + path, data=body, method=method,
-                                     headers=headers or {})
+                                     headers={**self.headers, **(headers or {})})
         try:
             with opener.open(req, timeout=timeout) as r:
                 return Response(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())

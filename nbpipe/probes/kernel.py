@@ -22,8 +22,9 @@ class WebSocket:
         self.sock = socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout)
         key = base64.b64encode(os.urandom(16)).decode()
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        lines = [f"GET {path} HTTP/1.1", f"Host: {parts.netloc}", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
+        headers = {"Host": parts.netloc, **headers}
+        lines = [f"GET {path} HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade",
+                 f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
                  *[f"{k}: {v}" for k, v in headers.items()], "", ""]
         self.sock.sendall("\r\n".join(lines).encode())
         head = b""
@@ -88,28 +89,41 @@ class WebSocket:
             pass
 
 
-def run_code(client: Client, prefix: str, code: str, timeout: float = 60) -> str:
-    """Start a python3 kernel, execute ``code``, return its stdout; always shut it down."""
+def api_headers(client: Client, prefix: str) -> dict[str, str]:
+    """JSON + Jupyter's XSRF header, as JupyterLab sends on every API write."""
     if client.xsrf() is None:
         client.get(prefix + "lab")  # the page sets Jupyter's _xsrf cookie, as for a browser
-    xsrf = client.xsrf() or ""
-    headers = {"Content-Type": "application/json", "X-XSRFToken": xsrf}
+    return {"Content-Type": "application/json", "X-XSRFToken": client.xsrf() or ""}
+
+
+def start_kernel(client: Client, prefix: str) -> str:
     r = client.request("POST", prefix + "api/kernels", body=json.dumps({"name": "python3"}).encode(),
-                       headers=headers, timeout=30)
+                       headers=api_headers(client, prefix), timeout=30)
     if r.status not in (200, 201):
         raise ProbeFailure(f"POST {prefix}api/kernels answered {r.status}: {r.body[:200]!r}")
-    kernel_id = r.json()["id"]
+    return r.json()["id"]
+
+
+def execute(client: Client, prefix: str, kernel_id: str, code: str, timeout: float = 60) -> str:
+    """Run ``code`` in a running kernel over its websocket; return its stdout."""
+    base = client.base_url.replace("http://", "ws://")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in client.cookies)
+    ws = WebSocket(f"{base}{prefix}api/kernels/{kernel_id}/channels",
+                   {**client.headers, **({"Cookie": cookie} if cookie else {})}, timeout=timeout)
     try:
-        base = client.base_url.replace("http://", "ws://")
-        cookie = "; ".join(f"{c.name}={c.value}" for c in client.cookies)
-        ws = WebSocket(f"{base}{prefix}api/kernels/{kernel_id}/channels",
-                       {"Cookie": cookie} if cookie else {}, timeout=timeout)
-        try:
-            return _execute(ws, code, timeout)
-        finally:
-            ws.close()
+        return _execute(ws, code, timeout)
     finally:
-        client.request("DELETE", f"{prefix}api/kernels/{kernel_id}", headers=headers)
+        ws.close()
+
+
+def run_code(client: Client, prefix: str, code: str, timeout: float = 60) -> str:
+    """Start a python3 kernel, execute ``code``, return its stdout; always shut it down."""
+    kernel_id = start_kernel(client, prefix)
+    try:
+        return execute(client, prefix, kernel_id, code, timeout)
+    finally:
+        client.request("DELETE", f"{prefix}api/kernels/{kernel_id}",
+                       headers=api_headers(client, prefix))
 
 
 def _execute(ws: WebSocket, code: str, timeout: float) -> str:

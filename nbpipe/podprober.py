@@ -1,0 +1,160 @@
+"""Run a built image as Kubeflow's notebook pod under `podman kube play`, and probe it
+through the pod's life: ready under the default cpu limit, read by the culler, used
+through the gateway, stopped as Kubernetes stops it, played again on the same volume.
+
+The pod is the one nbpipe.kubeflow writes; what Podman 4.3 ignores is emulated here
+(the volume as kubelet's fsGroup change leaves it, /dev/shm as a sized tmpfs, the grace
+period on stop) and listed in kubeflow.for_podman.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from . import kubeflow
+from .engines.oci import OciEngine
+from .probes.checks import Target, run_all, run_one
+from .probes.kubeflow import NOTEBOOK, PodFacts, culler_client, kernels_path, pod_checks
+from .probes.http import wait_ready
+from .probes.result import ProbeFailure, ProbeResult
+from .prober import _free_port
+
+# Seconds from `podman kube play` to the first 200 on <prefix>/api/kernels, at the
+# default cpu limit (0.6). Measured here (2 shared cores, podman 4.3): jupyter 2.3-3.6 s,
+# jupyter-scipy the same (same server); the bound leaves room for a busy CI machine.
+READY_BOUND = 10.0
+USER_EDIT = "# edited by the user: must survive a restart\n"
+
+
+def _fs_group_change(path: Path, gid: int | None) -> None:
+    """What kubelet does to a volume at every mount of a pod with fsGroup (policy Always):
+    group -> fsGroup, group rw (+x where the owner has it), setgid on directories."""
+    if gid is None or os.geteuid() != 0:
+        return
+    for p in [path, *path.rglob("*")]:
+        if p.is_symlink():
+            continue
+        st = p.stat()
+        os.chown(p, st.st_uid if p != path else 0, gid)
+        mode = st.st_mode & 0o7777 | 0o060 | (0o010 if st.st_mode & 0o100 else 0)
+        os.chmod(p, mode | (0o2000 if p.is_dir() else 0))
+
+
+def _fresh_volume(path: Path, gid: int | None) -> None:
+    """A fresh PVC: an empty root-owned directory (then fsGroup'd, as above)."""
+    path.mkdir()
+    if os.geteuid() != 0:  # cannot chown: world-writable is the closest we get
+        os.chmod(path, 0o777)
+        return
+    os.chmod(path, 0o755)
+    _fs_group_change(path, gid)
+
+
+def _mount_shm(path: Path, size: int | None) -> bool:
+    """A tmpfs as large as the memory limit: what a medium Memory emptyDir is."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        return False
+    opts = "mode=1777" + (f",size={size}" if size else "")
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "nbpipe-shm", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def probe_pod(engine: OciEngine, ref: str, *, flavor: str = "kubeflow",
+              ready_bound: float = READY_BOUND, ready_timeout: float = 90.0,
+              grace: int = kubeflow.GRACE_SECONDS) -> tuple[list[ProbeResult], str]:
+    """Every pod-mode probe against ``ref``; returns the results and the log tail."""
+    names = kubeflow.Names.random()
+    pod = kubeflow.kubernetes_pod(names, ref, flavor)
+    labels = engine.inspect(ref).labels
+    work = Path(os.environ.get("NBPIPE_WORKDIR", "/var/tmp/nbpipe"))
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="pod-", dir=work))
+    home, shm, manifest = tmp / "home", tmp / "shm", tmp / "pod.yaml"
+    gid = kubeflow.fs_group(pod)
+    _fresh_volume(home, gid)
+    mounted = _mount_shm(shm, kubeflow.memory_limit(pod))
+    port = _free_port()
+    manifest.write_text(kubeflow.dump(kubeflow.for_podman(pod, home=home, shm=shm, port=port)))
+    container = names.container
+    uid = pod["spec"]["securityContext"].get("runAsUser") if flavor == "openshift" else None
+    facts = PodFacts(service_host=names.service_host, ready_bound=ready_bound,
+                     cpu_limit=kubeflow.cpu_limit(pod), started=time.monotonic(), uid=uid)
+    log = ""
+    try:
+        engine.kube_play(manifest)
+
+        def exec_(argv: list[str]) -> tuple[int, str]:
+            r = engine.exec(container, argv)
+            return r.returncode, r.stdout + r.stderr
+
+        target = Target(base_url=f"http://127.0.0.1:{port}", prefix=names.prefix + "/",
+                        labels=labels, exec=exec_, home=home, ready_timeout=ready_timeout,
+                        alive=lambda: engine.running(container))
+        ready, identity, culler, gateway = pod_checks(facts)
+        checks = (ready, identity, culler, gateway) if flavor == "openshift" else \
+            (ready, culler, gateway)
+        results = run_all(target, checks)
+        edit = ""
+        if flavor == "kubeflow":  # a user edits a dotfile in a terminal before the pod goes
+            rc, out = exec_(["/bin/sh", "-c", f"printf '%s' '{USER_EDIT}' >> \"$HOME/.bashrc\""])
+            edit = "" if rc == 0 else f"could not edit ~/.bashrc in the first pod: {out.strip()}"
+
+        def sigterm_stop(t: Target) -> str:
+            seconds = engine.stop(container, grace)
+            code = engine.exit_code(container)
+            log_tail = engine.logs(container)
+            nonlocal log
+            log = "\n".join(log_tail.splitlines()[-25:])
+            if code not in (0, 143):
+                raise ProbeFailure(f"exited {code} {seconds:.1f}s after SIGTERM (grace {grace}s): "
+                                   "137 means it ignored SIGTERM and was killed; pid 1 must "
+                                   "pass SIGTERM on and exit")
+            if seconds > grace / 3:
+                raise ProbeFailure(f"exited {code} but only {seconds:.1f}s after SIGTERM; want "
+                                   f"well within the {grace}s grace (at most {grace / 3:.0f}s)")
+            return f"exit {code} {seconds:.1f}s after SIGTERM (grace {grace}s)"
+
+        def replay_same_volume(t: Target) -> str:
+            if edit:
+                raise ProbeFailure(edit)
+            saved = (home / NOTEBOOK).read_text() if (home / NOTEBOOK).exists() else None
+            if saved is None:
+                raise ProbeFailure(f"{NOTEBOOK} was not in the volume after the first pod "
+                                   "(the gateway probe saves it)")
+            engine.kube_down(manifest)  # the pod is deleted, the claim stays
+            _fs_group_change(home, gid)
+            started = time.monotonic()
+            engine.kube_play(manifest)
+            seconds, last = wait_ready(culler_client(t, facts), kernels_path(t), ready_timeout)
+            if isinstance(last, str) or last.status != 200:
+                raise ProbeFailure(f"played again on the same volume, {kernels_path(t)} gave no "
+                                   f"200 within {ready_timeout:.0f}s")
+            now = (home / NOTEBOOK).read_text() if (home / NOTEBOOK).exists() else None
+            if now != saved or json.loads(now)["cells"][0]["source"] == "":
+                raise ProbeFailure(f"{NOTEBOOK} changed or vanished when the pod was played "
+                                   "again on the same volume")
+            bashrc = home / ".bashrc"
+            if not bashrc.exists() or USER_EDIT not in bashrc.read_text():
+                raise ProbeFailure("the user's edit of ~/.bashrc was lost when the pod was played "
+                                   "again: start-up must never overwrite files in the volume")
+            return f"ready again in {time.monotonic() - started:.2f}s; {NOTEBOOK} and the " \
+                   "edited ~/.bashrc intact"
+
+        results.append(run_one(target, sigterm_stop))
+        if flavor == "kubeflow":
+            results.append(run_one(target, replay_same_volume))
+        if not log:
+            log = "\n".join(engine.logs(container).splitlines()[-25:])
+        return results, log
+    finally:
+        engine.kube_down(manifest)
+        if mounted:
+            subprocess.run(["umount", str(shm)], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
