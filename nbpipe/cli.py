@@ -184,7 +184,7 @@ def export(name: str, platform: str = typer.Option(plat.AMD64, help="linux/amd64
 
 def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform, ca_bundle,
                   wheelhouse, jobs, report_dir, probe: bool, force_probe: bool,
-                  no_cache: bool = False) -> None:
+                  no_cache: bool = False, pod: str | None = None) -> None:
     from . import report
     from .options import BuildOptions
     from .pipeline import build as run_build
@@ -193,6 +193,7 @@ def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform,
     with _progress() as on_event:
         results = run_build(m, names or None, BuildOptions.from_flags(ca_bundle, wheelhouse),
                             jobs=jobs, probe=probe, force_probe=force_probe, no_cache=no_cache,
+                            pod=pod,
                             on_event=on_event)
     console.print(report.table(results))
     js, md = report.write(results, report_dir)
@@ -257,14 +258,22 @@ def test(names: list[str] = typer.Argument(None, help="images to probe (built fi
          ca_bundle: str = CaOpt, wheelhouse: Optional[Path] = WheelOpt,
          jobs: int = JobsOpt, report_dir: Path = ReportOpt,
          file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
-         parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt) -> None:
+         parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt,
+         as_: str = typer.Option("container", "--as", help="container: run as Kubernetes "
+                                 "would (empty home, random NB_PREFIX); kubeflow: as the pod "
+                                 "Kubeflow's notebook controller makes (podman kube play); "
+                                 "openshift: that pod under the restricted-v2 SCC")) -> None:
     """Run the notebook-server contract probes against images (fresh, never from cache)."""
+    from .kubeflow import FLAVORS
+
     targets = _targets(names, file, from_repo)
     if not targets:
         raise NbpipeError("name the images to test (or give -f SPEC / --from-repo DIR)")
+    if as_ not in ("container", *FLAVORS):
+        raise NbpipeError(f"--as {as_}: use container, {', '.join(FLAVORS)}")
     _run_pipeline(targets, catalog=_catalog(catalog, file, from_repo, parent), engine=engine, root=root, platform=platform,
                   ca_bundle=ca_bundle, wheelhouse=wheelhouse, jobs=jobs, report_dir=report_dir,
-                  probe=True, force_probe=True)
+                  probe=True, force_probe=True, pod=None if as_ == "container" else as_)
 
 
 base_app = typer.Typer(help="The root filesystem the family builds on.", no_args_is_help=True)

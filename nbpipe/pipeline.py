@@ -21,6 +21,7 @@ from .engines.oci import ImageInfo, OciEngine
 from .errors import NbpipeError
 from .options import BuildOptions
 from .probes.result import ProbeResult, Status
+from .podprober import probe_pod
 from .prober import probe
 from .report import ImageResult, Outcome
 from .state import ImageState, State, assess
@@ -44,6 +45,7 @@ class Pipeline:
     tags: set[str] | None = None  # runner tags; None = detect
     no_cache: bool = False
     ready_timeout: float = 90.0  # seconds a server gets to answer HTTP 200 when probed
+    pod: str | None = None  # probe as Kubeflow's pod: "kubeflow" | "openshift" (podprober)
     on_event: Event = lambda name, what: None
     store: "Mapping[str, ImageInfo] | None" = None  # the engine's images, if just read
 
@@ -103,7 +105,8 @@ class Pipeline:
             res.seconds = round(time.monotonic() - started, 2)
 
     def _probe(self, res: ImageResult, image_id: str) -> None:
-        record = self.state_dir / "probes" / f"{image_id.split(':')[-1]}.json"
+        mode = f"-{self.pod}" if self.pod else ""
+        record = self.state_dir / "probes" / f"{image_id.split(':')[-1]}{mode}.json"
         if record.exists() and not self.force_probe:
             data = json.loads(record.read_text())
             res.probes = [ProbeResult(p["name"], Status(p["status"]), p["message"], p["seconds"])
@@ -111,8 +114,12 @@ class Pipeline:
             self.on_event(res.name, "probes passed before for this image id; not re-run")
             return
         self.on_event(res.name, "probing")
-        res.probes, log = probe(self.engine, res.ref, tags=self.tags,
-                                ready_timeout=self.ready_timeout)
+        if self.pod:
+            res.probes, log = probe_pod(self.engine, res.ref, flavor=self.pod,
+                                        ready_timeout=self.ready_timeout)
+        else:
+            res.probes, log = probe(self.engine, res.ref, tags=self.tags,
+                                    ready_timeout=self.ready_timeout)
         failed = [p for p in res.probes if p.status is Status.FAILED]
         if failed:
             res.status = Outcome.FAILED
@@ -128,7 +135,7 @@ class Pipeline:
 def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
           jobs: int = 2, probe: bool = True, force_probe: bool = False, no_cache: bool = False,
           state_dir: Path = Path(".nbpipe"), on_event: Event = lambda n, w: None,
-          ) -> list[ImageResult]:
+          pod: str | None = None) -> list[ImageResult]:
     """`nbpipe build` / `test`: through Dagger when the machine builds with it, else the
     local engine, on the machine's root; names unknown to the catalog are an error."""
     for n in names or []:
@@ -136,9 +143,11 @@ def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
     if machine.dagger:
         from .engines import dagger_client
 
+        if pod:
+            raise NbpipeError(f"--as {pod} plays the pod with podman: use --engine podman")
         return dagger_client.run(machine.catalog, names or None, machine.platform, options,
                                  on_event, jobs)
     pipe = Pipeline(machine.catalog, machine.need_engine(), machine.platform, options,
                     state_dir=state_dir, jobs=jobs, probe=probe, force_probe=force_probe,
-                    no_cache=no_cache, on_event=on_event, store=machine.store)
+                    no_cache=no_cache, on_event=on_event, store=machine.store, pod=pod)
     return anyio.run(pipe.run, names or None)
