@@ -29,6 +29,7 @@ def from_repo(repo: Path, parent: str = "jupyter", name: str | None = None) -> S
     found = [f for f in FILES if (repo / f).is_file()]
     binder = repo / "binder"
     if binder.is_dir():  # repo2docker: binder/ takes precedence over the top level
+        _inside(top, top, "binder")
         found = [f for f in FILES if (binder / f).is_file()]
         repo = binder
     if not found:

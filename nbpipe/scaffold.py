@@ -5,6 +5,7 @@ builds and probes it, a CI workflow, and a Dagger module that depends on ours.""
 from __future__ import annotations
 
 import json
+import keyword
 from pathlib import Path
 
 from . import __version__
@@ -221,8 +222,15 @@ build-backend = "hatchling.build"
 
 
 def _check(name: str) -> None:
-    if not NAME.fullmatch(name):
-        raise NbpipeError(f"{name!r} is not an image name (lowercase letters, digits, '-', '_', '.')")
+    """A name that makes a valid spec (an image name, a NAME_DATA env key) and a module
+    (a Python identifier that is not a keyword), or an error saying what to change."""
+    if not NAME.fullmatch(name) or not name[0].isalpha():
+        raise NbpipeError(f"{name!r} is not a name nbpipe new can use: start with a lowercase "
+                          "letter, then lowercase letters, digits, '-', '_', '.' (e.g. team-astro)")
+    module = name.replace("-", "_").replace(".", "_")
+    if keyword.iskeyword(module) or not module.isidentifier():
+        raise NbpipeError(f"{name!r} would make a Python module named {module!r}, which "
+                          "Python cannot import; choose another name")
 
 
 def identifiers(name: str) -> tuple[str, str]:
