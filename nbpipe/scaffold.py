@@ -225,8 +225,8 @@ def _check(name: str) -> None:
     """A name that makes a valid spec (an image name, a NAME_DATA env key) and a module
     (a Python identifier that is not a keyword), or an error saying what to change."""
     if not NAME.fullmatch(name) or not name[0].isalpha():
-        raise NbpipeError(f"{name!r} is not a name nbpipe new can use: start with a lowercase "
-                          "letter, then lowercase letters, digits, '-', '_', '.' (e.g. team-astro)")
+        raise NbpipeError(f"{name!r} is not an image name nbpipe new can use: start it with a letter "
+                          "(a-z), then lowercase letters, digits, '-', '_', '.' (e.g. team-astro)")
     module = name.replace("-", "_").replace(".", "_")
     if keyword.iskeyword(module) or not module.isidentifier():
         raise NbpipeError(f"{name!r} would make a Python module named {module!r}, which "

@@ -164,10 +164,10 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("repo pip option", ["plan", "--from-repo", "{repo-req-option}"], ERROR, "pip options"),
     ("repo not a folder", ["plan", "--from-repo", "{missing}"], ERROR, "not a directory"),
     ("new name starting with a digit", ["new", "1team", "--python", "--out", "{plan-dir}"], ERROR,
-     "start with a lowercase letter"),
+     "start it with a letter"),
     ("new name a keyword", ["new", "import", "--python", "--out", "{plan-dir}"], ERROR,
      "Python cannot import"),
-    ("new name with space", ["new", "a b", "--out", "{plan-dir}"], ERROR, "not a name"),
+    ("new name with space", ["new", "a b", "--out", "{plan-dir}"], ERROR, "not an image name"),
     ("new unknown parent", ["new", "team-z", "--parent", "nope", "--out", "{plan-dir}"], ERROR,
      "unknown image 'nope'"),
 ]
