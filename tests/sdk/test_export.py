@@ -140,3 +140,48 @@ def test_one_content_tag_names_the_label_and_the_registry_tag(family: Catalog) -
     assert labels["org.opencontainers.image.version"] == naming.content_tag(img)
     assert naming.content_tag(img) == "sha-" + img.digest().split(":")[1][:16]
     assert naming.parent_ref(img, plat.AMD64) == naming.local_ref(family.resolve("base"), plat.AMD64)
+
+
+TINY_DOCKERFILE = r'''# nbpipe: tiny for linux/amd64
+# digest: sha256:48f888a44690eaf102aa47b5639266e1560388784b059122651994f7b3b5df03
+FROM example.org/root@sha256:1111111111111111111111111111111111111111111111111111111111111111
+ENV GREETING="a \"b\" \$c"
+USER root
+RUN ["/bin/sh", "-c", "export SOURCE_DATE_EPOCH=0\nexport PYTHONHASHSEED=0\nexport FORCE_SOURCE_DATE=1\nset -eu\necho hi"]
+USER 1000:0
+RUN ["/bin/sh", "-c", "export SOURCE_DATE_EPOCH=0\nexport PYTHONHASHSEED=0\nexport FORCE_SOURCE_DATE=1\nset -eu\nid"]
+COPY --chown=1000:0 --chmod=0600 ["files/73cb3858a687a8494ca3323053016282f3dad39d42cf62ca4e79dda2aac7d9ac", "/etc/x"]
+COPY --chown=1000:0 --chmod=0644 ["files/7581e0d493f6ab3fc525c4dce2a5f835c0399ebb3207d49e609cbccb2d902a42", "/etc/nbpipe/skel/.rc"]
+LABEL "team"="astro"
+EXPOSE 8888
+WORKDIR /home/jovyan
+ENTRYPOINT ["/init"]
+CMD ["lab"]
+LABEL "io.nbpipe.image"="tiny"
+LABEL "io.nbpipe.digest"="sha256:48f888a44690eaf102aa47b5639266e1560388784b059122651994f7b3b5df03"
+LABEL "org.opencontainers.image.version"="sha-b648af9d1622d232"
+'''
+
+
+def test_export_format_exactly() -> None:
+    """Written by hand, not computed by the lowering: the instruction format, USER switched
+    around a root step and back (merged with the USER before it), literal ENV, COPY with
+    owner and mode, the stamp last; and the digest encoding itself (a change to it must
+    bump image.DIGEST_VERSION)."""
+    import hashlib
+
+    from tests.sdk.test_digest import ROOT
+
+    img = (Image.from_base(ROOT, "tiny").with_env("GREETING", 'a "b" $c').with_user("1000:0")
+           .with_run("echo hi", user="root").with_run("id")
+           .with_file("/etc/x", b"x\n", mode=0o600, owner="1000:0")
+           .with_home_file(".rc", b"rc").with_label("team", "astro").with_port(8888)
+           .with_workdir("/home/jovyan").with_entrypoint("/init", cmd=("lab",)))
+    rendered = dockerfile.render(img, plat.AMD64)
+    assert rendered.text == TINY_DOCKERFILE
+    assert rendered.files == {f"files/{hashlib.sha256(c).hexdigest()}": c for c in (b"x\n", b"rc")}
+    assert rendered.from_ref == "example.org/root@sha256:" + "1" * 64
+    assert [rendered.origin(i) for i in (1, 2, 3, 4, 5, 6, 7, 8)] == [
+        "FROM (the parent image)", "env GREETING=a \"b\" $c", "run echo hi", "run echo hi",
+        "run echo hi", "run id", "file /etc/x (2 bytes, 600)", "home-file ~/.rc"]
+    assert rendered.origin(99) == "FROM (the parent image)"
