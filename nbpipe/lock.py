@@ -24,7 +24,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import safe_io
 from .catalog import Catalog, Entry
 from .errors import NbpipeError
 from .image import Image, sha256_json
@@ -56,6 +55,8 @@ def load(path: Path) -> dict[str, dict[str, str]]:
     """The entries of a lock file (none if there is no file), its shape checked."""
     if not path.exists():
         return {}
+    from . import safe_io
+
     data = safe_io.load_json(path)
     locks = data.get("locks") if isinstance(data, dict) else None
     if not isinstance(locks, dict) or not all(
@@ -70,6 +71,8 @@ def load(path: Path) -> dict[str, dict[str, str]]:
 def save(path: Path, locks: dict[str, dict[str, str]]) -> None:
     """Written whole or not at all (a temporary file renamed over the old one)."""
     body = {"version": 1, "locks": {k: dict(sorted(v.items())) for k, v in sorted(locks.items())}}
+    from . import safe_io
+
     safe_io.atomic_write(path, json.dumps(body, indent=1) + "\n")
 
 

@@ -16,17 +16,14 @@ import anyio
 
 from . import schedule
 from .catalog import Catalog
-from .engines import dockerfile
-from .engines.oci import ImageInfo, OciEngine
 from .errors import NbpipeError
 from .options import BuildOptions
 from .probes.result import ProbeResult, Status
-from .podprober import probe_pod
-from .prober import probe
 from .report import ImageResult, Outcome
 from .state import ImageState, State, assess
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the engine, the lowering and the prober load when an image needs them
+    from .engines.oci import ImageInfo, OciEngine
     from .machine import Machine
 
 Event = Callable[[str, str], None]  # (image name, what is happening)
@@ -35,7 +32,7 @@ Event = Callable[[str, str], None]  # (image name, what is happening)
 @dataclass
 class Pipeline:
     catalog: Catalog
-    engine: OciEngine
+    engine: "OciEngine"
     platform: str
     options: BuildOptions = field(default_factory=BuildOptions)
     state_dir: Path = Path(".nbpipe")
@@ -87,6 +84,8 @@ class Pipeline:
                 self.on_event(res.name, "unbuildable: " + st.reason)
                 return
             else:
+                from .engines import dockerfile
+
                 self.on_event(res.name, "building")
                 rendered = dockerfile.render(self.catalog.resolve(st.name), self.platform,
                                              self.options)
@@ -115,9 +114,13 @@ class Pipeline:
             return
         self.on_event(res.name, "probing")
         if self.pod:
+            from .podprober import probe_pod
+
             res.probes, log = probe_pod(self.engine, res.ref, flavor=self.pod,
                                         ready_timeout=self.ready_timeout)
         else:
+            from .prober import probe
+
             res.probes, log = probe(self.engine, res.ref, tags=self.tags,
                                     ready_timeout=self.ready_timeout)
         failed = [p for p in res.probes if p.status is Status.FAILED]

@@ -7,10 +7,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from .probes.result import ProbeResult, Status
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 class Outcome(StrEnum):
@@ -60,7 +62,9 @@ def _size(n: int | None) -> str:
     return "-" if n is None else f"{n / 1e6:,.0f} MB"
 
 
-def table(results: list[ImageResult]) -> Table:
+def table(results: list[ImageResult]) -> "Table":
+    from rich.table import Table
+
     t = Table("image", "status", "time", "size", "digest", "probes", title="nbpipe report")
     for r in results:
         color = "green" if r.ok else ("yellow" if r.status in (Outcome.UNBUILDABLE, Outcome.BLOCKED) else "red")

@@ -73,9 +73,18 @@ class OciEngine:
     def images(self) -> dict[str, ImageInfo]:
         """Every tagged image in the store, by reference, from ONE engine call: what plans
         and no-op builds read instead of asking the engine once per image."""
-        if self.kind == "podman":
-            r = self._run(["images", "--format", "json"])
-            rows = json.loads(r.stdout or "[]")
+        if self.kind == "podman" and (indexed := _storage_index()) is not None:
+            return indexed
+        buildah = shutil.which("buildah") if self.kind == "podman" else None
+        if buildah:  # the same store, listed without podman's slower start (0.2 s, not 0.6)
+            r = subprocess.run([buildah, "images", "--json", "--no-trunc"], capture_output=True,
+                               text=True, timeout=120)
+            if r.returncode != 0:
+                raise NbpipeError(f"`buildah images` failed: {_last_line(r.stderr)}")
+            rows = [{"Id": x["id"], "Names": x.get("names"), "Size": _bytes(x.get("size", ""))}
+                    for x in json.loads(r.stdout or "[]")]
+        elif self.kind == "podman":
+            rows = json.loads(self._run(["images", "--format", "json"]).stdout or "[]")
         else:  # docker's `images` JSON lacks full ids and labels: list ids, inspect them once
             ids = self._run(["images", "-q", "--no-trunc"]).stdout.split()
             rows = json.loads(self._run(["image", "inspect", *dict.fromkeys(ids)]).stdout) if ids else []
@@ -302,6 +311,54 @@ def _info(ref: str, data: dict) -> ImageInfo:
     image_id = data["Id"] if data["Id"].startswith("sha256:") else f"sha256:{data['Id']}"
     return ImageInfo(ref=ref, id=image_id, size=int(data.get("Size", 0)),
                      labels=dict(labels), created=str(data.get("Created", "")))
+
+
+STORAGE_CONF = Path("/etc/containers/storage.conf")
+GRAPH_ROOT = Path("/var/lib/containers/storage")  # containers/storage's default, for root
+
+
+def _storage_index() -> dict[str, ImageInfo] | None:
+    """Podman's store as containers/storage itself indexes it (images.json, layers.json,
+    both replaced atomically on every change): read in milliseconds, where starting
+    podman or buildah to list it costs 0.2-0.6 s of CPU. Sizes are the layers' own (what
+    `podman images` shows, less a few kB of metadata). None, so the engine is asked,
+    wherever the store is not the plain root one (rootless, another configuration)."""
+    import tomllib
+
+    if os.geteuid() != 0 or os.environ.get("CONTAINERS_STORAGE_CONF"):
+        return None
+    try:
+        conf = tomllib.loads(STORAGE_CONF.read_text()).get("storage", {}) if STORAGE_CONF.exists() else {}
+        root = Path(conf.get("graphroot") or GRAPH_ROOT)
+        drivers = [conf["driver"]] if conf.get("driver") else ["overlay", "vfs"]
+        found = [d for d in drivers if (root / f"{d}-images" / "images.json").is_file()]
+        if len(found) != 1:
+            return None
+        images = json.loads((root / f"{found[0]}-images" / "images.json").read_text())
+        layers = {x["id"]: x for x in json.loads(
+            (root / f"{found[0]}-layers" / "layers.json").read_text())}
+        out: dict[str, ImageInfo] = {}
+        for img in images:
+            size, layer = 0, img.get("layer")
+            while layer:
+                size += int(layers[layer].get("diff-size", 0))
+                layer = layers[layer].get("parent")
+            info = _info("", {"Id": img["id"], "Size": size})
+            for name in img.get("names") or []:
+                out[name] = ImageInfo(name, info.id, info.size, {}, str(img.get("created", "")))
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _bytes(human: str) -> int:
+    """buildah's sizes ("188 MB", "77.9 kB"): decimal units, three significant digits."""
+    units = {"B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+    number, _, unit = human.partition(" ")
+    try:
+        return int(float(number) * units[unit])
+    except (ValueError, KeyError):
+        return 0
 
 
 def _last_line(stderr: str) -> str:

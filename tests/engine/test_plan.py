@@ -49,3 +49,25 @@ def test_build_tags_every_digest_plan_printed(engine, local_family, tmp_path: Pa
             "base": "built", "plan-check": "built"}
     finally:
         engine.remove(f"localhost/nbpipe/plan-check:{short(plan['digests']['plan-check'], 16)}")
+
+
+def test_the_store_read_directly_is_what_podman_lists(engine) -> None:
+    """The no-op path reads containers/storage's index instead of starting podman: it must
+    name the same images, ids and (to a few kB of metadata) sizes as `podman images`."""
+    from nbpipe.engines import oci
+
+    if engine.kind != "podman":
+        pytest.skip("the direct read is podman's store; this engine is docker")
+    for _ in range(5):  # other builds may tag images meanwhile: compare a quiet moment
+        fast = oci._storage_index()
+        if fast is None:
+            pytest.skip("this store is not the plain root one: the engine is asked instead")
+        rows = json.loads(subprocess.run([engine.binary, "images", "--format", "json"],
+                                         capture_output=True, text=True, check=True).stdout)
+        if oci._storage_index() == fast:
+            break
+    listed = {n: (f"sha256:{r['Id']}", r["Size"]) for r in rows for n in r.get("Names") or []}
+    assert set(fast) == set(listed)
+    for name, info in fast.items():
+        assert info.id == listed[name][0], name
+        assert abs(info.size - listed[name][1]) <= max(64_000, listed[name][1] // 100), name
