@@ -30,7 +30,3 @@ def reachable(host: str, timeout: float = 5.0) -> bool:
         return True
     except OSError:
         return False
-
-
-def unreachable(hosts: tuple[str, ...]) -> list[str]:
-    return [h for h in hosts if not reachable(h)]
