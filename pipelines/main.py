@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import secrets
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import dagger
 from dagger import Doc, dag, function, object_type
 
 from nbpipe.family import family
-from nbpipe import contract
+from nbpipe import contract, safe_io
+from nbpipe import spec as specs
 from nbpipe import graph as graphs
 from nbpipe import schedule
 from nbpipe.catalog import Catalog
@@ -19,7 +22,7 @@ from nbpipe.engines import dagger as lowering
 from nbpipe.naming import content_tag, stamp
 from nbpipe.image import Image
 from nbpipe.options import BuildOptions
-from nbpipe.probes.smoke import SCRIPTS
+from nbpipe.probes.smoke import SCRIPTS, SKIP
 
 ImageName = Annotated[str, Doc("an image of the family, e.g. jupyter-scipy (see `images`)")]
 PlatformArg = Annotated[dagger.Platform | None, Doc("linux/amd64 or linux/arm64 (default: the engine's)")]
@@ -27,8 +30,19 @@ CaArg = Annotated[dagger.Secret | None, Doc("PEM bundle trusted during the build
                                              "(TLS-intercepting proxies); never in the image")]
 WheelsArg = Annotated[dagger.Directory | None, Doc("folder of wheels pip may use (find-links)")]
 TagsArg = Annotated[str, Doc("runner tags this runner carries, comma-separated: cuda, gaudi")]
+ReproArg = Annotated[bool, Doc("flatten to one layer with file times clamped to the epoch "
+                               "(Dagger has no layer-timestamp option)")]
+RegistryArg = Annotated[str, Doc("registry prefix the family is published under, e.g. "
+                                 "ghcr.io/acme: parents outside --images come from there by "
+                                 "content tag instead of being built")]
 
 PROBE_SOURCE = "/opt/nbpipe-src"
+DAGGER_DEVICES = {"cuda"}  # experimentalWithAllGPUs is NVIDIA only; Dagger has no HPU
+
+
+def recipe_labels(img: Image, platform: str) -> dict[str, str]:
+    """The labels a build of ``img`` carries: its recipe's and every engine's stamp."""
+    return img.config(platform).label_dict() | {op.key: op.value for op in stamp(img, platform)}
 
 
 @object_type
@@ -57,29 +71,67 @@ class Nbpipe:
     @function
     async def build(self, image: ImageName, platform: PlatformArg = None,
                     ca_bundle: CaArg = None, wheelhouse: WheelsArg = None,
-                    reproducible: Annotated[bool, Doc(
-                        "flatten to one layer with file times clamped to the epoch "
-                        "(Dagger has no layer-timestamp option)")] = False) -> dagger.Container:
+                    reproducible: ReproArg = False) -> dagger.Container:
         """The image as a Container: the pinned root plus every step of its chain."""
-        img = self._image(image)
+        return await self._lower(self._image(image), platform, ca_bundle, wheelhouse,
+                                 reproducible)
+
+    async def _lower(self, img: Image, platform: dagger.Platform | None, ca_bundle,
+                     wheelhouse, reproducible: bool = False,
+                     registry: str = "") -> dagger.Container:
         p = await self._platform(platform)
         if p not in img.platforms:
-            raise ValueError(f"{image} is built for {', '.join(img.platforms)}, not {p}")
+            raise ValueError(f"{img.name} is built for {', '.join(img.platforms)}, not {p}")
         options = BuildOptions(ca_secret=ca_bundle, wheelhouse_dir=wheelhouse)
-        return lowering.lower(img, p, options, reproducible=reproducible)
+        return lowering.lower(img, p, options, reproducible=reproducible, registry=registry)
+
+    @function
+    async def build_spec(self, source: Annotated[dagger.Directory, Doc(
+                             "a folder holding the team's YAML spec and the files it names")],
+                         path: Annotated[str, Doc("the spec, relative to source, e.g. "
+                                                  "team-astro.yaml")],
+                         platform: PlatformArg = None, ca_bundle: CaArg = None,
+                         wheelhouse: WheelsArg = None,
+                         reproducible: ReproArg = False) -> dagger.Container:
+        """A team's YAML spec (on one of our images) as a Container. The spec and every file
+        it names are read from ``source`` only."""
+        with tempfile.TemporaryDirectory(prefix="nbpipe-spec-") as tmp:
+            root = Path(tmp)
+            await source.export(str(root))
+            spec = specs.load(safe_io.inside(root, path, f"--path {path}",
+                                             error=specs.SpecError))
+            catalog = spec.register(self._catalog())
+            img = catalog.resolve(spec.name)  # reads nothing more: files were read at load
+        return await self._lower(img, platform, ca_bundle, wheelhouse, reproducible)
 
     @function
     async def test(self, image: ImageName, platform: PlatformArg = None,
                    runner_tags: TagsArg = "", ca_bundle: CaArg = None) -> str:
-        """Run the contract probes: over HTTP from a second container bound to the image
-        as a service (as Kubeflow reaches it), and inside it for processes and files."""
+        """Build the image and run the contract probes on it (see test-container)."""
         img = self._image(image)
         p = await self._platform(platform)
-        ctr = await self.build(image, platform, ca_bundle)
-        labels = img.config(p).label_dict() | {op.key: op.value for op in stamp(img, p)}
+        ctr = await self.build(image, dagger.Platform(p), ca_bundle)
+        return await self._probe(ctr, p, recipe_labels(img, p), runner_tags)
+
+    @function
+    async def test_container(self, container: Annotated[dagger.Container, Doc(
+                                 "an image built on ours (its labels say what to probe)")],
+                             runner_tags: TagsArg = "") -> str:
+        """Run the contract probes on any Container: over HTTP from a second container
+        bound to it as a service (as Kubeflow reaches it), and inside it for processes and
+        files. What to probe comes from the image's own labels."""
+        labels = {}
+        for label in await container.labels():
+            labels[await label.name()] = await label.value()
+        return await self._probe(container, str(await container.platform()), labels,
+                                 runner_tags)
+
+    async def _probe(self, container: dagger.Container, p: str, labels: dict[str, str],
+                     runner_tags: str) -> str:
+        name = labels.get(contract.LABEL_NAME, "container")
         prefix = f"/notebook/nbpipe-probe/{secrets.token_hex(4)}"
         src = dag.current_module().source().directory("nbpipe")
-        nb = (ctr.with_env_variable("NB_PREFIX", prefix)
+        nb = (container.with_env_variable("NB_PREFIX", prefix)
               .with_mounted_directory(contract.HOME, dag.directory(),
                                       owner=f"{contract.NB_UID}:{contract.USERS_GID}"))
         tags = {t for t in runner_tags.split(",") if t}
@@ -87,7 +139,7 @@ class Nbpipe:
         if needed & tags & {"cuda"}:
             nb = nb.experimental_with_all_gp_us()
         args = ["--prefix", prefix, "--labels", json.dumps(labels)]
-        outside = (lowering.root_container(img, p)
+        outside = (lowering.root_container(self._image("base"), p)
                    .with_exec(["sh", "-c", "apt-get update -q && apt-get install -y -q "
                                "--no-install-recommends python3"])
                    .with_directory(f"{PROBE_SOURCE}/nbpipe", src)
@@ -96,7 +148,7 @@ class Nbpipe:
                                          .as_service(use_entrypoint=True))
                    .with_exec(["python3", "-m", "nbpipe.probes", "--url", "http://nb:8888", *args],
                               expect=dagger.ReturnType.ANY))
-        report = [f"== {image} ({p}): from a probe container, over HTTP",
+        report = [f"== {name} ({p}): from a probe container, over HTTP",
                   await outside.stdout()]
         code = await outside.exit_code()
         inside = (nb.with_directory(f"{PROBE_SOURCE}/nbpipe", src)
@@ -107,19 +159,26 @@ class Nbpipe:
                               "exit 0; fi; /init >/tmp/nbpipe-init.log 2>&1 & exec python3 -m "
                               "nbpipe.probes --url http://127.0.0.1:8888 --inside \"$@\"",
                               "probe", *args], expect=dagger.ReturnType.ANY))
-        report += [f"== {image} ({p}): inside the container", await inside.stdout()]
+        report += [f"== {name} ({p}): inside the container", await inside.stdout()]
         code = code or await inside.exit_code()
         for tag in sorted(needed):
             if tag not in tags:
                 report.append(f"SKIPPED smoke-{tag}: this runner has no '{tag}' tag "
                               f"(pass --runner-tags {tag} on a runner with that accelerator)")
+            elif tag not in DAGGER_DEVICES:
+                report.append(f"SKIPPED smoke-{tag}: Dagger passes no {tag} device into "
+                              "containers; run `nbpipe test` with Podman on that runner")
             else:
                 smoke = nb.with_exec(["python3", "-c", SCRIPTS[tag]], expect=dagger.ReturnType.ANY)
-                report.append(f"smoke-{tag}: {await smoke.stdout()}")
-                code = code or await smoke.exit_code()
+                out, rc = (await smoke.stdout()).strip(), await smoke.exit_code()
+                if rc == SKIP:  # no device or framework: never counted as passed
+                    report.append(f"SKIPPED smoke-{tag}: {out or 'no device'}")
+                else:
+                    report.append(f"smoke-{tag}: {out}")
+                    code = code or rc
         text = "\n".join(report)
         if code:
-            raise ValueError(f"probes failed for {image}:\n{text}")
+            raise ValueError(f"probes failed for {name}:\n{text}")
         return text
 
     @function
@@ -128,34 +187,55 @@ class Nbpipe:
                       platforms: Annotated[list[dagger.Platform] | None, Doc(
                           "default: every platform the image is built for")] = None,
                       tags: Annotated[list[str] | None, Doc("extra tags, e.g. latest")] = None,
-                      ca_bundle: CaArg = None) -> str:
+                      ca_bundle: CaArg = None,
+                      username: Annotated[str, Doc("registry user (with --password)")] = "",
+                      password: Annotated[dagger.Secret | None, Doc(
+                          "registry password or token, e.g. env:REGISTRY_PASSWORD")] = None,
+                      ) -> str:
         """Push one multi-arch manifest list per tag; the content tag comes from the digest."""
         img = self._image(image)
+        if bool(username) != (password is not None):
+            raise ValueError("give --username and --password together (or neither, for a "
+                             "registry that needs no login)")
         wanted = [str(p) for p in platforms] if platforms else list(img.platforms)
         for p in wanted:
             if p not in img.platforms:
                 raise ValueError(f"{image} is not built for {p} (it has {', '.join(img.platforms)})")
         variants = [await self.build(image, dagger.Platform(p), ca_bundle) for p in wanted]
+        pusher = dag.container()
+        if password is not None:
+            pusher = pusher.with_registry_auth(address, username, password)
         refs = []
         for tag in [content_tag(img), *(tags or [])]:
-            refs.append(await dag.container().publish(f"{address}:{tag}",
-                                                      platform_variants=variants))
+            refs.append(await pusher.publish(f"{address}:{tag}", platform_variants=variants))
         return "\n".join(refs)
 
     @function
     async def ci(self, since: Annotated[dagger.File | None, Doc(
                      "the plan JSON of the last run (`nbpipe plan --json`); default: all")] = None,
-                 runner_tags: TagsArg = "", ca_bundle: CaArg = None) -> str:
+                 runner_tags: TagsArg = "", ca_bundle: CaArg = None,
+                 images: Annotated[list[str] | None, Doc(
+                     "only these images (one CI job each, or a subtree); default: all")] = None,
+                 registry: RegistryArg = "") -> str:
         """Build and test every image a change affects, parents first, siblings at once."""
         cat = self._catalog()
         platform = await self._platform(None)
         previous = json.loads(await since.contents())["digests"] if since else {}
         order = cat.affected(previous, platform)
+        if images:
+            for n in images:
+                cat.resolve(n)  # unknown names: an error listing valid ones
+            order = [n for n in order if n in images]
         results: dict[str, str] = {}
 
         async def one(name: str) -> bool:
             try:
-                await self.test(name, None, runner_tags, ca_bundle)
+                img = cat.resolve(name)
+                # a parent this run does not build comes from the registry (if given)
+                ctr = await self._lower(img, dagger.Platform(platform), ca_bundle, None,
+                                        registry="" if cat.parent_name(name) in order
+                                        else registry)
+                await self._probe(ctr, platform, recipe_labels(img, platform), runner_tags)
             except Exception as exc:  # report, keep the unrelated branches going
                 results[name] = f"failed: {str(exc).splitlines()[0]}"
                 return False

@@ -14,7 +14,7 @@ from ..errors import NbpipeError
 from ..image import Image
 from ..ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd, SetEntrypoint
 from ..ops import SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile
-from ..naming import stamp
+from ..naming import content_tag, stamp
 from ..options import BuildOptions
 
 if TYPE_CHECKING:
@@ -30,19 +30,30 @@ def root_container(image: Image, platform: str, client=None) -> "dagger.Containe
 
 
 def lower(image: Image, platform: str, options: BuildOptions = BuildOptions(),
-          client=None, *, gpu: bool = False, reproducible: bool = False) -> "dagger.Container":
+          client=None, *, gpu: bool = False, reproducible: bool = False,
+          registry: str = "") -> "dagger.Container":
     """The Container for ``image``: the pinned root, then every ancestor's steps in order.
+
+    ``registry``: where the family is published (``ghcr.io/acme``); the parent is then taken
+    from there by its content tag and only ``image``'s own steps run (one CI job per image).
 
     ``reproducible``: Dagger has no layer-timestamp option, so the result is flattened to
     one layer whose every file time is clamped to SOURCE_DATE_EPOCH
     (``Directory.with_timestamps``), with the image's config set again from the recipe.
     """
+    import dagger
     from dagger import dag
 
     client = client or dag
-    ctr = root_container(image, platform, client)
-    user = "root"
-    for img in reversed(list(image.lineage())):
+    parent = image.parent
+    if registry and isinstance(parent, Image):
+        ctr = client.container(platform=dagger.Platform(platform)).from_(
+            f"{registry.rstrip('/')}/{parent.name}:{content_tag(parent)}")
+        chain, user = [image], parent.config(platform).user
+    else:
+        ctr = root_container(image, platform, client)
+        chain, user = list(reversed(list(image.lineage()))), "root"
+    for img in chain:
         ctr, user = apply(ctr, img, platform, options, client, user)
     if reproducible:
         ctr = flatten(ctr, image, platform, options, client)

@@ -56,7 +56,7 @@ async def build(catalog: Catalog, names: list[str] | None, platform: str,
             res.status = Outcome.BUILT
         except dagger.ExecError as exc:
             res.status = Outcome.FAILED
-            res.message = f"{name}: {exc.cmd}: exit {exc.exit_code}\n{exc.stderr[-2000:]}"
+            res.message = failed_step(name, exc)
         except dagger.QueryError as exc:
             res.status, res.message = Outcome.FAILED, f"{name}: {exc}"
         res.seconds = round(time.monotonic() - started, 2)
@@ -70,6 +70,15 @@ async def build(catalog: Catalog, names: list[str] | None, platform: str,
     async with dagger.connection(dagger.Config(log_output=None)):
         await schedule.run(catalog, list(states), work, jobs=jobs, on_blocked=blocked)
     return list(results.values())
+
+
+def failed_step(name: str, exc) -> str:
+    """One line naming the image, the command and its exit code, then stderr's tail."""
+    cmd = " ".join(exc.command)
+    if len(cmd) > 300:
+        cmd = cmd[:300] + "..."
+    tail = "\n".join(exc.stderr.rstrip().splitlines()[-20:])[-2000:]
+    return f"{name}: step failed (exit {exc.exit_code}): {cmd}\n{tail}"
 
 
 def run(catalog: Catalog, names, platform, options, on_event, jobs: int = 2) -> list[ImageResult]:

@@ -210,7 +210,8 @@ def registered() -> dict:
 
 
 def test_module_registers_its_functions(registered) -> None:
-    assert set(registered) == {"images", "graph", "build", "test", "publish", "ci"}
+    assert set(registered) == {"images", "graph", "build", "build_spec", "test",
+                               "test_container", "publish", "ci"}
     for fn in registered.values():
         assert fn["doc"], "every function says what it does"
 
@@ -230,7 +231,13 @@ def test_module_function_signatures(registered) -> None:
     assert "Platform" in _kind(build["args"]["platform"]["typeDef"])
     assert "Secret" in _kind(build["args"]["ca_bundle"]["typeDef"])
     assert registered["graph"]["args"]["format"]["defaultValue"] == '"text"'
-    assert set(registered["publish"]["args"]) >= {"image", "address", "platforms", "tags"}
+    assert set(registered["publish"]["args"]) >= {"image", "address", "platforms", "tags",
+                                                  "username", "password"}
+    assert "Secret" in _kind(registered["publish"]["args"]["password"]["typeDef"])
+    assert "Directory" in _kind(registered["build_spec"]["args"]["source"]["typeDef"])
+    assert "Container" in _kind(registered["build_spec"]["returns"])
+    assert "Container" in _kind(registered["test_container"]["args"]["container"]["typeDef"])
+    assert set(registered["ci"]["args"]) >= {"images", "registry"}
     assert "STRING_KIND" in _kind(registered["test"]["returns"])
     assert set(registered["ci"]["args"]) >= {"since", "runner_tags"}
 
