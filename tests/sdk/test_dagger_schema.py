@@ -94,7 +94,7 @@ def module_queries(session) -> fake.FakeSession:
     run(session, nb.publish, "codeserver", "registry.local:5000/codeserver")
 
     assert "jupyter-scipy" in run(session, nb.ci)
-    plan = {"digests": family.digests()}
+    plan = {"digests": family.digests(plat.AMD64)}
     plan["digests"]["jupyter-pytorch"] = "sha256:" + "0" * 64
     session.respond = answers(plan)
     out = run(session, nb.ci, dag.host().file("plan.json"))
@@ -163,6 +163,7 @@ def client_queries() -> fake.FakeSession:
     from nbpipe.engines import dagger_client
 
     session = fake.FakeSession(answers())
+    session.built = 0
 
     @asynccontextmanager
     async def connection(config=None):
@@ -176,7 +177,9 @@ def client_queries() -> fake.FakeSession:
     try:
         for p in plat.ALL:
             results = dagger_client.run(family(), None, p, BuildOptions(), lambda n, w: None)
-            assert results and all(r.status == "built" for r in results), results
+            # images whose sources this machine cannot reach are reported, not sent
+            assert {str(r.status) for r in results} <= {"built", "unbuildable", "blocked"}, results
+            session.built += sum(str(r.status) == "built" for r in results)
     finally:
         mp.undo()
     return session
@@ -186,8 +189,8 @@ def test_every_client_mode_query_is_valid_for_the_engine(client_queries, family)
     s = client_queries
     print(f"\n{len(s.queries)} client-mode queries validated")
     assert not s.errors, "\n\n".join(s.errors[:3])
-    built = sum(len(family.resolve(n).platforms) for n in family.order())
-    assert sum("sync" in q for q in s.queries) == built
+    assert s.built >= 10
+    assert sum("sync" in q for q in s.queries) == s.built
 
 
 def test_a_misspelled_argument_or_enum_value_is_rejected(module_queries) -> None:
@@ -227,7 +230,7 @@ def test_a_failing_step_names_the_image_command_and_stderr(monkeypatch, family) 
     monkeypatch.setenv("DAGGER_SESSION_PORT", "1")
     results = dagger_client.run(family, ["jupyter"], plat.AMD64, BuildOptions(),
                                 lambda n, w: None)
-    assert [(r.name, r.status) for r in results] == [("base", "failed")]
+    assert [(r.name, str(r.status)) for r in results] == [("base", "failed"), ("jupyter", "blocked")]
     msg = results[0].message
     assert msg.splitlines()[0] == "base: step failed (exit 100): sh -c apt-get install -y nope"
     assert msg.splitlines()[-1] == "E: Unable to locate package nope"
