@@ -158,6 +158,10 @@ class Image:
         data = content.read_bytes() if isinstance(content, Path) else content
         return self.with_step(s.HomeFile(path=path, content=data, mode=mode))
 
+    def with_home_tree(self, files: tuple[tuple[str, bytes, int], ...]) -> "Image":
+        """Files for $HOME in one layer: (path relative to $HOME, content, mode) each."""
+        return self.with_step(s.HomeTree(files=tuple(files)))
+
     def with_deb(self, url: str, sha256: str | None, *, platforms: tuple[str, ...] = ()) -> "Image":
         return self.with_step(s.Deb(url=url, sha256=sha256, platforms=platforms))
 
@@ -188,21 +192,34 @@ class Image:
         return self.with_step(s.Service(name=name, run=run, finish=finish))
 
     def with_probes(self, *, imports: tuple[str, ...] = (), r_libraries: tuple[str, ...] = (),
-                    commands: tuple[str, ...] = ()) -> "Image":
+                    commands: tuple[str, ...] = (), distributions: tuple[str, ...] = (),
+                    notebooks: tuple[str, ...] = (),
+                    notebook_timeout: int | None = None) -> "Image":
         """Declare extra probe checks as labels; they add to (never replace) the parent's,
-        so a child image is always held to its ancestors' checks too."""
-        check_probes(imports=imports, r_libraries=r_libraries, commands=commands)
+        so a child image is always held to its ancestors' checks too.
+
+        ``distributions``: pip distributions whose top-level modules must import (mapped
+        to modules inside the image); ``notebooks``: .ipynb paths (relative to $HOME, or
+        absolute) executed top to bottom, each within ``notebook_timeout`` seconds."""
+        check_probes(imports=imports, r_libraries=r_libraries, commands=commands,
+                     distributions=distributions, notebooks=notebooks,
+                     notebook_timeout=notebook_timeout)
         labels = self.config().label_dict() if self.platforms else {}
         img = self
         for key, new in ((contract.LABEL_IMPORTS, imports),
-                         (contract.LABEL_R_LIBRARIES, r_libraries)):
+                         (contract.LABEL_R_LIBRARIES, r_libraries),
+                         (contract.LABEL_DISTRIBUTIONS, distributions)):
             if new:
                 old = contract.listed(labels, key)
                 img = img.with_label(key, ",".join(old + [x for x in new if x not in old]))
-        if commands:
-            old_cmds = json.loads(labels.get(contract.LABEL_COMMANDS, "[]"))
-            img = img.with_label(contract.LABEL_COMMANDS,
-                                 json.dumps(old_cmds + [c for c in commands if c not in old_cmds]))
+        for key, items in ((contract.LABEL_COMMANDS, commands),
+                           (contract.LABEL_NOTEBOOKS, notebooks)):
+            if items:
+                old_items = json.loads(labels.get(key, "[]"))
+                img = img.with_label(key, json.dumps(old_items + [x for x in items
+                                                                  if x not in old_items]))
+        if notebook_timeout is not None:
+            img = img.with_label(contract.LABEL_NOTEBOOK_TIMEOUT, str(notebook_timeout))
         return img
 
     def with_runner_tags(self, *tags: str) -> "Image":
@@ -282,14 +299,28 @@ class Image:
 
 _IMPORT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _R_LIBRARY = re.compile(r"[A-Za-z][A-Za-z0-9.]*")
+_DISTRIBUTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def check_probes(*, imports: tuple[str, ...] = (), r_libraries: tuple[str, ...] = (),
-                 commands: tuple[str, ...] = ()) -> None:
+                 commands: tuple[str, ...] = (), distributions: tuple[str, ...] = (),
+                 notebooks: tuple[str, ...] = (), notebook_timeout: int | None = None) -> None:
     """Probe lists become labels (names joined with ','): plain names only, and commands
-    printable on one line."""
+    and notebook paths printable on one line."""
     _probe_names(imports, _IMPORT, "imports", "a Python module like 'numpy.linalg'")
     _probe_names(r_libraries, _R_LIBRARY, "r_libraries", "an R package like 'dplyr'")
+    _probe_names(distributions, _DISTRIBUTION, "distributions",
+                 "a pip distribution name like 'scikit-learn'")
+    if isinstance(notebooks, str):
+        raise NbpipeError("notebooks: give a list of .ipynb paths, not one string")
+    for nb in notebooks:
+        if not isinstance(nb, str) or not nb.endswith(".ipynb"):
+            raise NbpipeError(f"notebooks: {nb!r} is not a path to a .ipynb file")
+        s.printable(nb, "notebooks")
+    if notebook_timeout is not None and (type(notebook_timeout) is not int
+                                         or not 0 < notebook_timeout <= 86400):
+        raise NbpipeError(f"notebook_timeout: {notebook_timeout!r} is not a number of seconds "
+                          "(1 to 86400)")
     if isinstance(commands, str):
         raise NbpipeError("commands: give a list of commands, not one string")
     for c in commands:

@@ -82,6 +82,25 @@ class WriteFile:
 
 
 @dataclass(frozen=True)
+class WriteTree:
+    """A folder of files in one layer (a repository's contents): ``files`` are
+    (relative path, content, mode); folders are made with ``dir_mode``."""
+
+    path: str
+    files: tuple[tuple[str, bytes, int], ...] = field(repr=False)
+    owner: str = "0:0"
+    dir_mode: int = 0o755
+
+    def dirs(self) -> tuple[str, ...]:
+        """Every folder the files need, parents first."""
+        out: set[str] = set()
+        for rel, _, _ in self.files:
+            parts = rel.split("/")[:-1]
+            out.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+        return tuple(sorted(out, key=lambda d: (d.count("/"), d)))
+
+
+@dataclass(frozen=True)
 class SetLabel:
     key: str
     value: str
@@ -102,4 +121,5 @@ class SetCmd:
     argv: tuple[str, ...]
 
 
-Op = Exec | SetEnv | SetUser | SetWorkdir | WriteFile | SetLabel | Expose | SetEntrypoint | SetCmd
+Op = (Exec | SetEnv | SetUser | SetWorkdir | WriteFile | WriteTree | SetLabel | Expose
+      | SetEntrypoint | SetCmd)

@@ -62,8 +62,8 @@ def probe(engine: OciEngine, ref: str, *, tags: set[str] | None = None,
     container = engine.run_detached(ref, env={"NB_PREFIX": prefix}, mounts=mounts, port=port,
                                     container_port=contract.PORT, name=name)
     try:
-        def exec_(argv: list[str]) -> tuple[int, str]:
-            r = engine.exec(container, argv)
+        def exec_(argv: list[str], timeout: float = 60) -> tuple[int, str]:
+            r = engine.exec(container, argv, timeout=timeout)
             return r.returncode, r.stdout + r.stderr
 
         def smoke(tag: str) -> tuple[int, str]:

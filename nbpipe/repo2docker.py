@@ -1,84 +1,158 @@
 """Binder-ready repositories (repo2docker's files) as an nbpipe image on one of ours.
 
-Understood: requirements.txt, apt.txt, environment.yml (its pip section; conda-only
-packages are reported, since there is no conda here), postBuild (run as jovyan at
-build time), start (run at every container start, as a cont-init.d script).
+What a Binder user expects, on a Kubeflow image: the repository's files in the home
+directory (through the home skeleton, so an empty volume receives them at first start),
+its packages installed, postBuild run once at build, start wrapping the server, and its
+notebooks executed as a probe. The configuration files are read from ``binder/`` or
+``.binder/`` when there is one (then the top level's are not), else from the top level.
+Every repo2docker file nbpipe does not build is named, and stops the build.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import requirements
+from . import contract, repofiles, requirements
 from . import safe_io
 from . import steps as s
 from .errors import SpecError
 from .image import Image
 from .spec import NAME, Spec
 
-FILES = ("requirements.txt", "apt.txt", "environment.yml", "postBuild", "start")
-# conda names that pip does not need: the interpreter and pip themselves
+FILES = ("requirements.txt", "apt.txt", "environment.yml", "runtime.txt", "postBuild", "start")
+# repo2docker's other files, and what they would have installed: never silently skipped
+UNSUPPORTED = {
+    "install.R": "R packages", "DESCRIPTION": "an R package", "Project.toml": "Julia packages",
+    "JuliaProject.toml": "Julia packages", "REQUIRE": "Julia packages",
+    "Pipfile": "pipenv packages", "Pipfile.lock": "pipenv packages",
+    "setup.py": "the repository as a Python package", "default.nix": "a Nix environment",
+    "Dockerfile": "a whole image of its own", "manifest.xml": "a Stencila environment",
+}
+# conda names that pip does not need: the interpreter (checked like runtime.txt) and pip
 CONDA_IMPLICIT = {"python", "pip", "setuptools", "wheel"}
+SETTINGS = "nbpipe.yaml"  # optional, next to the Binder files: probes the repository opts out of
+
+
+@dataclass(frozen=True)
+class Pythons:
+    """Python versions the repository asks for: (file, what it says, X.Y) each."""
+
+    wanted: tuple[tuple[Path, str, str], ...] = ()
+
+    def check(self, img: Image, parent: str) -> None:
+        has = img.config().label_dict().get(contract.LABEL_PYTHON) if img.platforms else None
+        for path, asked, version in self.wanted:
+            if has is None:
+                raise SpecError(f"{path}: asks for {asked}, but the parent {parent} declares "
+                                f"no Python ({contract.LABEL_PYTHON}); build on jupyter")
+            if has != version:
+                raise SpecError(f"{path}: asks for {asked}, but the parent {parent} has Python "
+                                f"{has} and nbpipe installs no other: write python-{has} or "
+                                "choose a parent with that Python")
 
 
 def from_repo(repo: Path, parent: str = "jupyter", name: str | None = None) -> Spec:
-    repo = top = Path(repo)
-    if not repo.is_dir():
-        raise SpecError(f"--from-repo {repo}: not a directory")
-    found = [f for f in FILES if (repo / f).is_file()]
-    binder = repo / "binder"
-    if binder.is_dir():  # repo2docker: binder/ takes precedence over the top level
-        _inside(top, top, "binder")
-        found = [f for f in FILES if (binder / f).is_file()]
-        repo = binder
-    if not found:
-        raise SpecError(f"--from-repo {repo}: none of {', '.join(FILES)} found")
-    name = name or re.sub(r"[^a-z0-9._-]", "-", repo.resolve().name.lower()).strip("-.") or "repo"
-    if repo.name == "binder":
-        name = re.sub(r"[^a-z0-9._-]", "-", repo.resolve().parent.name.lower()) or "repo"
+    top = Path(repo)
+    if not top.is_dir():
+        raise SpecError(f"--from-repo {top}: not a directory")
+    conf = _config_dir(top)
+    _refuse_unsupported(top, conf)
+    found = [f for f in FILES if (conf / f).is_file()]
+    name = name or re.sub(r"[^a-z0-9._-]", "-", top.resolve().name.lower()).strip("-.") or "repo"
     if not NAME.fullmatch(name):
-        raise SpecError(f"--from-repo {repo}: {name!r} is not an image name; pass --name")
+        raise SpecError(f"--from-repo {top}: {name!r} is not an image name; pass --name")
+    scripts = tuple(str((conf / f).relative_to(top)) for f in ("postBuild", "start") if f in found)
+    files = repofiles.collect(top, executables=scripts)
+    if not files:
+        raise SpecError(f"--from-repo {top}: no files to ship (all ignored by .gitignore?)")
+
     steps: list[s.Step] = []
+    pythons: list[tuple[Path, str, str]] = []
+    if "runtime.txt" in found:
+        pythons.append(_runtime(_inside(top, conf, "runtime.txt")))
     if "apt.txt" in found:
-        pkgs = requirements.apt(_inside(top, repo, "apt.txt"))
+        pkgs = requirements.apt(_inside(top, conf, "apt.txt"))
         if pkgs:
             steps.append(s.Apt(packages=tuple(pkgs)))
-    pip: list[str] = []
+    # repo2docker: an environment.yml takes precedence; requirements.txt is then not read
     if "environment.yml" in found:
-        pip += _environment(_inside(top, repo, "environment.yml"))
-    if "requirements.txt" in found:
-        pip += requirements.pip(_inside(top, repo, "requirements.txt"))
+        pip, python = _environment(_inside(top, conf, "environment.yml"))
+        pythons += python
+    elif "requirements.txt" in found:
+        pip = requirements.pip(_inside(top, conf, "requirements.txt"))
+    else:
+        pip = []
     if pip:
         steps.append(s.Pip(packages=tuple(pip)))
+    steps.append(s.HomeTree(files=files))
     if "postBuild" in found:
-        script = safe_io.read_text(_inside(top, repo, "postBuild"), str(repo / "postBuild"),
-                                   error=SpecError)
-        steps.append(s.Run(script=script, user="1000", network=True))
-    if "start" in found:
-        steps.append(s.InitScript(name="50-repo-start",
-                                  script=_as_script(_inside(top, repo, "start"))))
+        steps.append(s.Run(script=_post_build(scripts[0]), user=str(contract.NB_UID),
+                           network=True))
+    probes = _probes(top, conf, pip, files)
+    start = f"{contract.SKEL}/{scripts[-1]}" if "start" in found else None
 
     def recipe(img: Image) -> Image:
-        return img.with_step(*steps)
+        Pythons(tuple(pythons)).check(img, parent)
+        out = img.with_step(*steps)
+        if start:
+            out = out.with_step(_wrap_server(img, start, parent))
+        return out.with_probes(**probes)
 
-    return Spec(repo, name, parent, recipe, f"from the repository {repo}")
+    return Spec(top, name, parent, recipe, f"from the repository {top}")
 
 
-def _inside(top: Path, repo: Path, name: str) -> Path:
+def _config_dir(top: Path) -> Path:
+    """repo2docker: binder/ (or .binder/) holds the files when present, not the top level."""
+    dirs = [d for d in ("binder", ".binder") if (top / d).is_dir()]
+    if len(dirs) == 2:
+        raise SpecError(f"--from-repo {top}: has both binder/ and .binder/; repo2docker reads "
+                        "only one: remove the other")
+    if not dirs:
+        return top
+    _inside(top, top, dirs[0])  # a binder/ that is a link out of the repository: refused
+    return top / dirs[0]
+
+
+def _refuse_unsupported(top: Path, conf: Path) -> None:
+    found = [f for f in UNSUPPORTED if (conf / f).is_file()]
+    if found:
+        where = "" if conf == top else f"{conf.name}/"
+        what = ", ".join(f"{where}{f} ({UNSUPPORTED[f]})" for f in found)
+        raise SpecError(f"--from-repo {top}: Binder files nbpipe does not build: {what}; "
+                        "remove them, or put what they install in requirements.txt or apt.txt")
+
+
+def _inside(top: Path, conf: Path, name: str) -> Path:
     """A repo file, refused if it (or binder/) is a symlink that leads out of the repo."""
-    rel = str((repo / name).relative_to(top))
+    rel = str((conf / name).relative_to(top))
     return safe_io.inside(top, rel, f"--from-repo {top}: {rel}", error=SpecError)
 
 
-def _environment(path: Path) -> list[str]:
-    """The pip section of an environment.yml, read bounded (an alias bomb is refused)."""
+def _runtime(path: Path) -> tuple[Path, str, str]:
+    """runtime.txt: only ``python-X.Y`` (or X.Y.Z, of which X.Y counts) is buildable here."""
+    text = safe_io.read_text(path, error=SpecError).strip()
+    m = re.fullmatch(r"python-(\d+)\.(\d+)(\.\d+)?", text)
+    if m:
+        return path, text, f"{m.group(1)}.{m.group(2)}"
+    if text.startswith("r-"):
+        raise SpecError(f"{path}: asks for R ({text}); nbpipe builds Binder repositories on a "
+                        "Python image only: remove runtime.txt or build an rstudio spec")
+    raise SpecError(f"{path}: {text[:60]!r} is not a runtime nbpipe knows; write python-X.Y")
+
+
+def _environment(path: Path) -> tuple[list[str], list[tuple[Path, str, str]]]:
+    """The pip section of an environment.yml, read bounded (an alias bomb is refused), and
+    its python=X.Y pin (checked like runtime.txt)."""
     env = safe_io.load_yaml(path, error=SpecError) or {}
     deps = env.get("dependencies") if isinstance(env, dict) else None
     if not isinstance(deps, list | None):
         raise SpecError(f"{path}: dependencies: must be a list")
     pip: list[str] = []
     conda_only: list[str] = []
+    python: list[tuple[Path, str, str]] = []
     for dep in deps or []:
         if isinstance(dep, dict) and "pip" in dep:
             if not isinstance(dep["pip"], list) or not all(
@@ -87,17 +161,85 @@ def _environment(path: Path) -> list[str]:
             pip += [str(x) for x in dep["pip"]]
         elif isinstance(dep, str):
             base = re.split(r"[=<>! ]", dep, maxsplit=1)[0]
-            if base not in CONDA_IMPLICIT:
+            m = re.fullmatch(r"python\s*==?\s*(\d+)\.(\d+)(\.[\d*]+)?", dep.strip())
+            if m:
+                python.append((path, dep.strip(), f"{m.group(1)}.{m.group(2)}"))
+            elif base not in CONDA_IMPLICIT:
                 conda_only.append(dep)
     if conda_only:
         raise SpecError(f"{path}: dependencies: conda-only packages {', '.join(conda_only)}: "
                         "nbpipe images have no conda; move them to the pip: section (or to "
                         "apt.txt for system libraries)")
-    return pip
+    return pip, python
 
 
-def _as_script(start: Path) -> str:
-    text = safe_io.read_text(start, error=SpecError)
-    # repo2docker's start ends with `exec "$@"`; as an init script it just returns.
-    text = re.sub(r'^\s*exec\s+"\$@"\s*$', "", text, flags=re.M)
-    return text if text.startswith("#!") else "#!/bin/sh\n" + text
+def _post_build(rel: str) -> str:
+    """postBuild runs once, as jovyan, in the repository as shipped (the skeleton) with
+    HOME there too: what it writes to ~ reaches the user's home at first start. Its
+    download caches go to /tmp and are removed, never shipped."""
+    cache = "/tmp/nbpipe-postbuild-cache"
+    return "\n".join([f"cd {contract.SKEL}",
+                      f"export HOME={contract.SKEL} XDG_CACHE_HOME={cache}",
+                      f"./{shlex.quote(rel)}",
+                      f"rm -rf {cache}"])
+
+
+def _wrap_server(img: Image, start: str, parent: str) -> s.Service:
+    """repo2docker's start wraps the server: the parent's supervised server run script,
+    with its final ``exec CMD`` turned into ``exec START CMD`` (start ends `exec "$@"`)."""
+    name = img.config().label_dict().get(contract.LABEL_SERVICE) if img.platforms else None
+    service = next((st for im in img.lineage() for st in reversed(im.steps)
+                    if isinstance(st, s.Service) and st.name == name), None)
+    if service is None:
+        raise SpecError(f"{start}: start wraps the server, but the parent {parent} declares no "
+                        f"supervised server ({contract.LABEL_SERVICE})")
+    lines = service.run.splitlines()
+    execs = [i for i, line in enumerate(lines) if re.match(r"\s*exec\s+(?!\d*[<>])", line)]
+    if not execs:
+        raise SpecError(f"{start}: the server of {parent} ({name}) does not end with exec; "
+                        "start cannot wrap it")
+    i = execs[-1]
+    lines[i] = re.sub(r"^(\s*)exec\s+", lambda m: f"{m.group(1)}exec {shlex.quote(start)} ",
+                      lines[i], count=1)
+    return s.Service(name=service.name, run="\n".join(lines) + "\n", finish=service.finish)
+
+
+def _probes(top: Path, conf: Path, pip: list[str],
+            files: tuple[repofiles.File, ...]) -> dict:
+    """What the repository is probed with: its requirements import, its notebooks run
+    (all of them, unless its nbpipe.yaml says ``probes: {notebooks: false}`` or a list)."""
+    dists = []
+    for req in pip:
+        m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
+        if m and m.group(0) not in dists:
+            dists.append(m.group(0))
+    notebooks: list[str] | bool = [rel for rel, _, _ in files if rel.endswith(".ipynb")
+                                   and ".ipynb_checkpoints" not in rel.split("/")]
+    timeout = None
+    settings = conf / SETTINGS
+    if settings.is_file():
+        where = f"{top}/{settings.relative_to(top)}"
+        data = safe_io.load_yaml(_inside(top, conf, SETTINGS), where, error=SpecError) or {}
+        probes = data.get("probes", {}) if isinstance(data, dict) else None
+        if not isinstance(probes, dict) or set(data) - {"probes"} or \
+                set(probes) - {"notebooks", "notebook_timeout"}:
+            raise SpecError(f"{where}: only 'probes:' with 'notebooks:' (false, or a list of "
+                            "notebooks) and 'notebook_timeout:' (seconds) may be set")
+        chosen = probes.get("notebooks", True)
+        if chosen is False:
+            notebooks = []
+        elif isinstance(chosen, list):
+            missing = [nb for nb in chosen if nb not in notebooks]
+            if missing:
+                raise SpecError(f"{where}: probes: notebooks: {missing[0]!r} is not a notebook "
+                                "the repository ships (paths are relative to the repository)")
+            notebooks = chosen
+        elif chosen is not True:
+            raise SpecError(f"{where}: probes: notebooks: give false, or a list of notebooks")
+        timeout = probes.get("notebook_timeout")
+        if timeout is not None and (type(timeout) is not int or not 0 < timeout <= 86400):
+            raise SpecError(f"{where}: probes: notebook_timeout: give seconds (1 to 86400)")
+    out: dict = {"distributions": tuple(dists), "notebooks": tuple(notebooks)}
+    if timeout is not None:
+        out["notebook_timeout"] = timeout
+    return out

@@ -11,6 +11,8 @@
     labels: {team: astro}
     platforms: [linux/amd64]
     probes: {imports: [astropy], commands: ["fitsinfo --help"]}
+    # also: distributions (pip names whose modules must import), notebooks (.ipynb paths,
+    # relative to $HOME or absolute, run top to bottom), notebook_timeout (seconds each)
 
 Every error names the file, the line and the field, and says what is allowed.
 """
@@ -38,6 +40,8 @@ REF = re.compile(r"[\w.-]+(:\d+)?(/[\w.-]+)+(:[\w.-]+)?@sha256:[0-9a-f]{64}", re
 MAX_FILE_BYTES = 64 << 20  # a file a spec copies into the image
 KEYS = ("name", "parent", "description", "apt", "pip", "npm", "env", "files", "init_scripts",
         "services", "labels", "platforms", "probes")
+PROBE_KEYS = ("imports", "commands", "r_libraries", "distributions", "notebooks",
+              "notebook_timeout")
 
 
 @dataclass(frozen=True)
@@ -213,10 +217,16 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
         for i, p in enumerate(platforms):
             if p not in plat.ALL:
                 raise top["platforms"].seq()[i].fail(f"{p!r}: use {' or '.join(plat.ALL)}")
-    probes: dict[str, tuple[str, ...]] = {}
+    probes: dict[str, tuple[str, ...] | int] = {}
     if "probes" in top:
-        for key, node in top["probes"].mapping(("imports", "commands", "r_libraries")).items():
-            probes[key] = tuple(node.strings())
+        for key, node in top["probes"].mapping(PROBE_KEYS).items():
+            if key == "notebook_timeout":
+                text = node.scalar("a number of seconds")
+                if not text.isdigit():
+                    raise node.fail(f"{text!r} is not a number of seconds")
+                probes[key] = int(text)
+            else:
+                probes[key] = tuple(node.strings())
             try:
                 check_probes(**{key: probes[key]})
             except NbpipeError as exc:

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 from . import contract
 from .errors import NbpipeError
 from .ops import CacheMount, Exec, Expose, Op, SetCmd, SetEntrypoint, SetEnv, SetLabel
-from .ops import SetUser, SetWorkdir, WriteFile
+from .ops import SetUser, SetWorkdir, WriteFile, WriteTree
 
 JOVYAN = f"{contract.NB_UID}:{contract.NB_GID}"
 DEBIAN_ARCHIVE = "deb.debian.org"
@@ -600,3 +600,35 @@ class HomeFile(Step):
     def describe(self) -> str:
         return f"home-file ~/{self.path}"
 
+
+
+@dataclass(frozen=True, kw_only=True)
+class HomeTree(Step):
+    """A folder of files for $HOME (a repository's contents) in the skeleton, in one layer:
+    /init copies them into an empty home at first start and never over the user's own.
+    Owned by jovyan and group-writable, as random-UID platforms need."""
+
+    kind: ClassVar[str] = "home-tree"
+    files: tuple[tuple[str, bytes, int], ...] = field(repr=False)  # (path in $HOME, content, mode)
+
+    def __post_init__(self) -> None:
+        if not self.files:
+            raise NbpipeError("home tree: give at least one file")
+        seen: set[str] = set()
+        for rel, content, mode in self.files:
+            p = PurePosixPath(rel)
+            if (not rel or p.is_absolute() or ".." in p.parts or "." in rel.split("/")
+                    or "" in rel.split("/") or any(c in rel for c in "\x00\n\r")):
+                raise NbpipeError(f"home tree: {rel!r} must be a plain path relative to $HOME")
+            if not isinstance(content, bytes) or not 0 <= mode <= 0o777:
+                raise NbpipeError(f"home tree: {rel}: content must be bytes, mode 0-0777")
+            if rel in seen:
+                raise NbpipeError(f"home tree: {rel} given twice")
+            seen.add(rel)
+
+    def lower(self) -> tuple[Op, ...]:
+        return (WriteTree(contract.SKEL, self.files, JOVYAN, 0o775),)
+
+    def describe(self) -> str:
+        size = sum(len(c) for _, c, _ in self.files)
+        return f"home-tree ~/ ({len(self.files)} files, {size:,} bytes)"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ..errors import NbpipeError
 from ..image import Image
 from ..ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd, SetEntrypoint
-from ..ops import SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile
+from ..ops import SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile, WriteTree
 from ..naming import content_tag, stamp
 from ..options import BuildOptions
 
@@ -79,6 +79,25 @@ def flatten(ctr, image: Image, platform: str, options: BuildOptions, client):
     return out.with_entrypoint(list(cfg.entrypoint)).with_default_args(list(cfg.cmd))
 
 
+def _tree(op: WriteTree, image: Image, client):
+    """The Directory a WriteTree copies in: its folders, then its files, with their modes."""
+    tree = client.directory()
+    for d in op.dirs():
+        tree = tree.with_new_directory(d, permissions=op.dir_mode)
+    for rel, content, mode in op.files:
+        tree = tree.with_new_file(rel, _text(content, image, f"{op.path}/{rel}"),
+                                  permissions=mode)
+    return tree
+
+
+def _text(content: bytes, image: Image, path: str) -> str:
+    try:
+        return content.decode()
+    except UnicodeDecodeError:
+        raise NbpipeError(f"{image.name}: {path} is binary; the Dagger lowering "
+                          "writes text files only") from None
+
+
 def apply(ctr: "dagger.Container", image: Image, platform: str, options: BuildOptions,
           client, user: str) -> tuple["dagger.Container", str]:
     """Apply ``image``'s own ops to a container that already holds its parent."""
@@ -104,12 +123,9 @@ def apply(ctr: "dagger.Container", image: Image, platform: str, options: BuildOp
             case SetWorkdir(path=p):
                 ctr = ctr.with_workdir(p)
             case WriteFile(path=p, content=c, mode=m, owner=o):
-                try:
-                    text = c.decode()
-                except UnicodeDecodeError:
-                    raise NbpipeError(f"{image.name}: {p} is binary; the Dagger lowering "
-                                      "writes text files only") from None
-                ctr = ctr.with_new_file(p, text, permissions=m, owner=o)
+                ctr = ctr.with_new_file(p, _text(c, image, p), permissions=m, owner=o)
+            case WriteTree(path=p, owner=o):
+                ctr = ctr.with_directory(p, _tree(op, image, client), owner=o)
             case SetLabel(key=k, value=v):
                 ctr = ctr.with_label(k, v)
             case Expose(port=p):

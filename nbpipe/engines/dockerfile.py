@@ -11,7 +11,7 @@ from pathlib import Path
 from ..image import Image
 from ..naming import parent_ref, stamp
 from ..ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd
-from ..ops import SetEntrypoint, SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile
+from ..ops import SetEntrypoint, SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile, WriteTree
 from ..errors import NbpipeError
 from ..options import BuildOptions
 
@@ -25,6 +25,8 @@ class Rendered:
     files: dict[str, bytes] = field(default_factory=dict)
     # For each instruction after FROM: the step it came from (to name a failed step).
     origins: tuple[str, ...] = ()
+    # Modes of context paths (files and folders) that a folder COPY keeps as they are.
+    modes: dict[str, int] = field(default_factory=dict)
 
     def origin(self, instruction: int) -> str:
         """The step behind the N-th instruction (1 = FROM, as builders count them)."""
@@ -38,6 +40,8 @@ class Rendered:
             path = folder / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
+        for rel, mode in self.modes.items():
+            (folder / rel).chmod(mode)
         out = folder / "Dockerfile"
         out.write_text(self.text)
         return out
@@ -81,6 +85,7 @@ def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
            from_ref: str | None = None) -> Rendered:
     """The Dockerfile that builds ``image`` from its (already built) parent."""
     files: dict[str, bytes] = {}
+    modes: dict[str, int] = {}
     parent = image.parent
     user = parent.config(platform).user if isinstance(parent, Image) else "root"
     from_ref = from_ref or parent_ref(image, platform)
@@ -115,6 +120,15 @@ def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
                 files[rel] = c
                 lines.append(f"COPY --chown={_word(o)} --chmod={m:04o} "
                              f"{json.dumps([rel, _word(p)])}")
+            case WriteTree(path=p, files=fs, owner=o, dir_mode=dm):
+                tree = _tree_folder(fs)
+                for rel, c, m in fs:
+                    files[f"{tree}/{rel}"] = c
+                    modes[f"{tree}/{rel}"] = m
+                modes.update({tree: dm, **{f"{tree}/{d}": dm for d in op.dirs()}})
+                # a folder COPY keeps each file's mode (no --chmod): executables stay so
+                lines.append(f"COPY --chown={_word(o)} "
+                             f"{json.dumps([tree + '/', _word(p.rstrip('/') + '/')])}")
             case SetLabel(key=k, value=v):
                 lines.append(f"LABEL {_quote(k)}={_quote(v)}")
             case Expose(port=p):
@@ -126,7 +140,13 @@ def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
         origins += [origin] * (len(lines) - before)
     merged, merged_origins = _merge_users(lines[3:], origins)
     return Rendered("\n".join(lines[:3] + merged) + "\n", from_ref, files,
-                    tuple(merged_origins))
+                    tuple(merged_origins), modes)
+
+
+def _tree_folder(files: tuple[tuple[str, bytes, int], ...]) -> str:
+    """The context folder of a tree, named by its content (paths, file hashes, modes)."""
+    listing = sorted((rel, hashlib.sha256(c).hexdigest(), m) for rel, c, m in files)
+    return "trees/" + hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:32]
 
 
 def _merge_users(lines: list[str], origins: list[str]) -> tuple[list[str], list[str]]:

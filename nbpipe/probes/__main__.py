@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=90.0)
     args = ap.parse_args(argv)
 
-    def local_exec(cmd: list[str]) -> tuple[int, str]:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    def local_exec(cmd: list[str], timeout: float = 60) -> tuple[int, str]:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         return r.returncode, r.stdout + r.stderr
 
     prefix = args.prefix.rstrip("/") + "/"

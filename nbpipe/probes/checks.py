@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Callable
 
 from .. import contract
-from . import kernel
+from . import kernel, run_notebook
 from .http import Client, wait_ready
 from .result import ProbeFailure, ProbeResult, ProbeSkip, Status
 
-Exec = Callable[[list[str]], "tuple[int, str]"]
+# runs argv in the container: (exit code, output); takes timeout= (seconds) when given
+Exec = Callable[..., "tuple[int, str]"]
 
 PROBE_INIT_SCRIPTS = ("zz-nbpipe-probe-1", "zz-nbpipe-probe-2")
 INIT_MARKER = ".nbpipe-probe-init"
@@ -31,7 +32,7 @@ class Target:
     base_url: str  # http://127.0.0.1:PORT
     prefix: str  # NB_PREFIX with a trailing slash
     labels: dict[str, str]
-    exec: Exec | None  # runs argv in the container as its default user: (exit code, output)
+    exec: Exec | None  # runs argv in the container as its default user
     home: Path | None = None  # host side of the empty volume mounted on /home/jovyan
     sentinel: tuple[str, str] | None = None  # a file put in the volume before start
     probe_init: bool = False  # whether PROBE_INIT_SCRIPTS were mounted into cont-init.d
@@ -53,10 +54,10 @@ class Target:
     def service(self) -> str:
         return self.labels.get(contract.LABEL_SERVICE, "")
 
-    def run(self, argv: list[str]) -> "tuple[int, str]":
+    def run(self, argv: list[str], timeout: float | None = None) -> "tuple[int, str]":
         if self.exec is None:
             raise ProbeSkip("this probe has no way to run commands in the container")
-        return self.exec(argv)
+        return self.exec(argv) if timeout is None else self.exec(argv, timeout=timeout)
 
     def sh(self, script: str) -> str:
         rc, out = self.run(["/bin/sh", "-c", script])
@@ -264,6 +265,79 @@ def imports(t: Target) -> str:
     return f"{len(mods)} module(s) import: {', '.join(mods)}"
 
 
+def distributions(t: Target) -> str:
+    dists = contract.listed(t.labels, contract.LABEL_DISTRIBUTIONS)
+    if not dists:
+        raise ProbeSkip("the image declares no Python distributions to import")
+    rc, out = t.run(["python3", "-c", DISTRIBUTIONS_CODE, *dists], timeout=300)
+    if rc != 0:
+        raise ProbeFailure(f"{out.strip()[-600:]}")
+    return out.strip().splitlines()[-1] if out.strip() else f"{len(dists)} distribution(s)"
+
+
+# In the image: each distribution's top-level modules (importlib.metadata), imported.
+DISTRIBUTIONS_CODE = """\
+import importlib, importlib.metadata as md, re, sys
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+mods = {}
+for mod, dists in md.packages_distributions().items():
+    for d in dists:
+        mods.setdefault(norm(d), set()).add(mod)
+bad, good = [], []
+for d in sys.argv[1:]:
+    names = sorted(m for m in mods.get(norm(d), ()) if m.isidentifier() and m[0] != "_")
+    if not names:
+        try:
+            md.distribution(d)
+        except md.PackageNotFoundError:
+            bad.append(f"{d} is not installed")
+            continue
+    for m in names:
+        try:
+            importlib.import_module(m)
+        except Exception as e:
+            bad.append(f"{m} (from {d}): {type(e).__name__}: {e}")
+    good.append(f"{d} -> {', '.join(names) or '(no modules)'}")
+if bad:
+    print("; ".join(bad))
+    sys.exit(1)
+print(f"{len(good)} distribution(s) import: " + "; ".join(good))
+"""
+
+
+def notebooks(t: Target) -> str:
+    paths = json.loads(t.labels.get(contract.LABEL_NOTEBOOKS, "[]"))
+    if not paths:
+        raise ProbeSkip("the image declares no notebooks to run")
+    timeout = float(t.labels.get(contract.LABEL_NOTEBOOK_TIMEOUT, contract.NOTEBOOK_TIMEOUT))
+    code = Path(run_notebook.__file__).read_text()
+    try:  # run with the server's environment, as its own kernels do
+        server = [str(_service_pid(t))]
+    except (ProbeSkip, ProbeFailure):  # no server (or it is down: that is reported elsewhere)
+        server = []
+    failed, ran = [], []
+    for path in paths:
+        try:
+            rc, out = t.run(["python3", "-c", code, path, str(timeout), *server],
+                            timeout=timeout + 60)
+        except Exception as exc:  # the exec itself timed out or broke
+            failed.append(f"{path}: {exc}")
+            continue
+        result = next((json.loads(line[len(run_notebook.MARK):]) for line in
+                       reversed(out.splitlines()) if line.startswith(run_notebook.MARK)), None)
+        if result is None:
+            failed.append(f"{path}: exited {rc} without a result: {out.strip()[-200:]}")
+        elif rc != 0:
+            where = f"cell {result['cell']}: " if result.get("cell") else ""
+            failed.append(f"{path}: {where}{result.get('error', '')}")
+        else:
+            ran.append(f"{path} ({result['cells']} cells, {result['seconds']}s)")
+    if failed:
+        raise ProbeFailure(f"{len(failed)} of {len(paths)} notebook(s) failed: "
+                           + "; ".join(failed))
+    return f"{len(ran)} notebook(s) ran top to bottom: " + ", ".join(ran)
+
+
 def python_version(t: Target) -> str:
     want = t.labels.get(contract.LABEL_PYTHON, "")
     if not want:
@@ -344,8 +418,8 @@ def service_restarts(t: Target) -> str:
 CHECKS: tuple[Callable[[Target], str], ...] = (
     http_ready, served_under_prefix, api_kernels, cors, frameable, process_user, home_env,
     skeleton_copied, existing_kept, cont_init_order, kernel_runs_code, python_version, imports,
-    r_libraries,
-    commands, smoke("cuda"), smoke("gaudi"), service_restarts,
+    distributions, r_libraries, commands, notebooks, smoke("cuda"), smoke("gaudi"),
+    service_restarts,
 )
 
 

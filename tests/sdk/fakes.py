@@ -15,12 +15,16 @@ import json
 import re
 import struct
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from nbpipe import contract
+from nbpipe.probes import checks, run_notebook
+
+RUN_NOTEBOOK = Path(run_notebook.__file__).read_text()
 
 SKELETON = {".bashrc": "# the image's bashrc\n", ".jupyter/lab/user-settings/x.json": "{}\n"}
 
@@ -55,6 +59,8 @@ class Behaviour:
     r_libraries: frozenset[str] = frozenset({"tidyverse"})
     failing_commands: frozenset[str] = frozenset()
     python: str = "3.11"  # what `python3` on PATH is
+    # notebooks that fail when run: path -> (cell number, error); the others run through
+    failing_notebooks: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 def _frame(text: str) -> bytes:
@@ -92,6 +98,8 @@ class FakeNotebook:
         self.killed: list[int] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.kernels: dict[str, bool] = {}
+        self.notebook_runs: list[list[str]] = []  # the runner's arguments, each time
+        self.timeouts: list[float] = []  # the exec timeout of each command
         self.httpd: ThreadingHTTPServer | None = None
 
     # -- the server -------------------------------------------------------------------
@@ -219,13 +227,26 @@ class FakeNotebook:
         return Handler
 
     # -- exec inside the container -------------------------------------------------------
-    def exec(self, argv: list[str]) -> tuple[int, str]:
+    def exec(self, argv: list[str], timeout: float = 60) -> tuple[int, str]:
         """Answer the commands the checks run, as the container would."""
         b = self.b
+        self.timeouts.append(timeout)
         if argv[:2] == ["/bin/sh", "-c"]:
             return self._sh(argv[2])
         if argv[0] == "s6-svstat":
             return self._svstat()
+        if argv[:3] == ["python3", "-c", checks.DISTRIBUTIONS_CODE]:
+            # the real mapping code, run against this test environment's distributions
+            r = subprocess.run([sys.executable, "-c", *argv[2:]], capture_output=True,
+                               text=True, timeout=timeout)
+            return r.returncode, r.stdout + r.stderr
+        if argv[:2] == ["python3", "-c"] and argv[2] == RUN_NOTEBOOK:
+            self.notebook_runs.append(argv[3:])
+            if argv[3] in b.failing_notebooks:
+                cell, error = b.failing_notebooks[argv[3]]
+                return 1, "kernel log line\n" + run_notebook.MARK + json.dumps(
+                    {"cell": cell, "error": error}) + "\n"
+            return 0, run_notebook.MARK + json.dumps({"cells": 4, "seconds": 0.5}) + "\n"
         if argv[0] == "python3":
             bad = [m for m in argv[3:] if m not in b.modules]
             return (1, "; ".join(f"{m} (ModuleNotFoundError: No module named '{m}')"

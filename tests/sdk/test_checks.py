@@ -25,6 +25,9 @@ IMAGE_LABELS = {
     contract.LABEL_COMMANDS: json.dumps(["echo hi", "tool --version"]),
     contract.LABEL_RUNNER_TAGS: "cuda",
     contract.LABEL_PYTHON: "3.11",
+    # installed where the tests run: the real mapping code finds their modules
+    contract.LABEL_DISTRIBUTIONS: "PyYAML,typer",
+    contract.LABEL_NOTEBOOKS: json.dumps(["work/analysis.ipynb", "intro.ipynb"]),
 }
 ALL_NAMES = [c.__name__.replace("_", "-") for c in checks.CHECKS]
 
@@ -97,6 +100,12 @@ def test_a_good_server_passes_every_check(start) -> None:
     assert msg["python-version"] == "python3 is 3.11, as declared"
     assert msg["r-libraries"] == "1 R package(s) load: tidyverse"
     assert msg["commands"] == "2 command(s) ran: echo hi; tool --version"
+    assert msg["distributions"] == "2 distribution(s) import: PyYAML -> yaml; typer -> typer"
+    assert msg["notebooks"] == ("2 notebook(s) ran top to bottom: work/analysis.ipynb "
+                                "(4 cells, 0.5s), intro.ipynb (4 cells, 0.5s)")
+    # each notebook ran with the server's environment (its pid), within its timeout
+    assert fake.notebook_runs == [["work/analysis.ipynb", "600.0", "4242"],
+                                  ["intro.ipynb", "600.0", "4242"]]
     assert msg["smoke-cuda"] == "cuda ok: fake device"
     assert msg["smoke-gaudi"] == "the image needs no gaudi runner"
     assert msg["served-under-prefix"] == f"{t.prefix}lab 200, /lab 404"
@@ -164,6 +173,8 @@ BROKEN = [
      "R library load failed: Error: there is no package called 'tidyverse'"),
     ("failing-command", dict(failing_commands=frozenset({"tool --version"})), {"commands"},
      "`tool --version` exited 1: sh: tool --version: failed"),
+    ("failing-notebook", dict(failing_notebooks={"intro.ipynb": (3, "ZeroDivisionError: x")}),
+     {"notebooks"}, "1 of 2 notebook(s) failed: intro.ipynb: cell 3: ZeroDivisionError: x"),
 ]
 
 
@@ -245,7 +256,7 @@ def test_a_non_jupyter_server_skips_the_jupyter_checks(start) -> None:
     t, _ = start(b, image_labels={})
     got = statuses(run_all(t))
     skipped = {"served-under-prefix", "api-kernels", "cors", "kernel-runs-code", "imports",
-               "python-version",
+               "python-version", "distributions", "notebooks",
                "r-libraries", "commands", "smoke-cuda", "smoke-gaudi"}
     assert {n for n, s in got.items() if s is Status.SKIPPED} == skipped
     assert {n for n, s in got.items() if s is Status.PASSED} == set(ALL_NAMES) - skipped

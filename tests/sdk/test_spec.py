@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -116,29 +115,6 @@ def test_new_writes_a_spec_that_validates(tmp_path) -> None:
     sp = spec.load(tmp_path / "team-b.yaml")
     assert sp.parent == "jupyter-scipy"
     sp.register(images.family()).resolve("team-b")
-
-
-def test_repo2docker_inputs(tmp_path) -> None:
-    repo = tmp_path / "my-analysis"
-    repo.mkdir()
-    (repo / "requirements.txt").write_text("pandas==3.1.1  # data\n\nrequests>=2\n")
-    (repo / "apt.txt").write_text("graphviz\n")
-    (repo / "environment.yml").write_text(textwrap.dedent("""
-        dependencies:
-          - python=3.11
-          - pip
-          - pip: [altair==6.3.0]
-    """))
-    (repo / "postBuild").write_text("#!/bin/sh\njupyter labextension list\n")
-    (repo / "start").write_text('#!/bin/sh\nexport X=1\nexec "$@"\n')
-    sp = repo2docker.from_repo(repo)
-    img = sp.register(images.family()).resolve("my-analysis")
-    kinds = [st.describe() for st in img.steps]
-    assert kinds[0] == "apt graphviz"
-    assert kinds[1] == "pip altair==6.3.0 pandas==3.1.1 requests>=2"
-    assert kinds[2].startswith("run #!/bin/sh")
-    assert kinds[3] == "init-script 50-repo-start"
-    assert 'exec "$@"' not in img.steps[3].script
 
 
 def test_repo2docker_conda_only_packages_are_reported(tmp_path) -> None:
