@@ -211,12 +211,12 @@ class Image:
                          (contract.LABEL_DISTRIBUTIONS, distributions)):
             if new:
                 old = contract.listed(labels, key)
-                img = img.with_label(key, ",".join(old + [x for x in new if x not in old]))
+                img = img.with_label(key, ",".join(old + [x for x in dict.fromkeys(new) if x not in old]))
         for key, items in ((contract.LABEL_COMMANDS, commands),
                            (contract.LABEL_NOTEBOOKS, notebooks)):
             if items:
                 old_items = json.loads(labels.get(key, "[]"))
-                img = img.with_label(key, json.dumps(old_items + [x for x in items
+                img = img.with_label(key, json.dumps(old_items + [x for x in dict.fromkeys(items)
                                                                   if x not in old_items]))
         if notebook_timeout is not None:
             img = img.with_label(contract.LABEL_NOTEBOOK_TIMEOUT, str(notebook_timeout))

@@ -214,6 +214,8 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
             add(node, lambda k=key, v=node.scalar(): s.Label(key=k, value=v))
     if "platforms" in top:
         platforms = tuple(top["platforms"].strings())
+        if not platforms:
+            raise top["platforms"].fail(f"give at least one: {' or '.join(plat.ALL)}")
         for i, p in enumerate(platforms):
             if p not in plat.ALL:
                 raise top["platforms"].seq()[i].fail(f"{p!r}: use {' or '.join(plat.ALL)}")
