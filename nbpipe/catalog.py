@@ -106,6 +106,9 @@ class Catalog:
             out |= {n, *self.ancestors(n)}
         return out
 
+    def descendants(self, name: str) -> set[str]:
+        return {n for n in self.entries if name in self.ancestors(n)}
+
     # -- resolving recipes into Images -------------------------------------------------
     def resolve(self, name: str) -> Image:
         if name in self._resolved:
