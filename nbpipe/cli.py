@@ -11,14 +11,12 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from . import contract
 from . import graph as graphs
 from . import platforms as plat
 from .catalog import Catalog
-from .engines import dockerfile
 from .errors import NbpipeError
 from .image import short
 from .loader import load
@@ -114,6 +112,8 @@ def images(engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str]
 
     m = _machine(_catalog(catalog), engine, root, platform, need_engine=False)
     states = {s.name: s for s in assess(m.catalog, m.platform, m.store)}
+    from rich.table import Table
+
     table = Table("name", "parent", "platforms", "runner tags", "digest", "state")
     for name in m.catalog.order():
         img = m.catalog.resolve(name)
@@ -171,6 +171,8 @@ def export(name: str, platform: str = typer.Option(plat.AMD64, help="linux/amd64
     if out is not None and out.exists() and not out.is_dir():
         raise NbpipeError(f"--out {out}: exists and is not a folder; give a folder")
     img = _catalog(catalog, file, from_repo, parent).resolve(name)
+    from .engines import dockerfile
+
     rendered = dockerfile.render(img, plat.check(platform))
     if out is None:
         sys.stdout.write(rendered.text)
@@ -326,6 +328,8 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
                              options=BuildOptions.from_flags(ca_bundle, wheelhouse),
                              state_dir=Path(".nbpipe"), extra_tags=tuple(tag or ()),
                              latest=latest, native=m.platform, on_event=on_event)
+    from rich.table import Table
+
     table = Table("image", "platforms", "digest", "tags", "result")
     for r in results:
         table.add_row(r.name, ",".join(p.split("/")[1] for p in r.platforms), short(r.digest),
