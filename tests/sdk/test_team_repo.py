@@ -20,6 +20,7 @@ import pytest
 import nbpipe
 from nbpipe import scaffold
 from nbpipe.errors import NbpipeError
+from tests.sdk.test_dagger import registered  # noqa: F401  (our module, registered offline)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -285,3 +286,66 @@ def test_import_nbpipe_needs_only_the_standard_library() -> None:
     assert run([sys.executable, "-c", code], cwd=REPO).stdout.strip() == "[]"
     lazy = "import nbpipe; print(nbpipe.spec.load.__module__, nbpipe.family.family.__module__)"
     assert run([sys.executable, "-c", lazy], cwd=REPO).stdout.split() == ["nbpipe.spec", "nbpipe.family"]
+
+
+def _calls_into_ours(source: str) -> dict[str, set[str]]:
+    """Every `dag.nbpipe().<function>(<keywords>)` in a team module's source."""
+    import ast
+
+    calls: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Call)
+                and ast.unparse(node.func.value.func) == "dag.nbpipe"):
+            assert not node.args, f"{ast.unparse(node)}: pass arguments by name"
+            calls.setdefault(node.func.attr, set()).update(k.arg for k in node.keywords)
+    return calls
+
+
+def test_team_module_calls_only_what_our_module_registers(registered, tmp_path) -> None:
+    """What can be checked offline of the team module's calls into ours: each function it
+    calls through `dag.nbpipe()` is registered by our module, with those argument names
+    and every required one given (the query itself: test_..._on_a_live_engine)."""
+    scaffold.write_repo("team-x", "jupyter", tmp_path)
+    calls = _calls_into_ours((tmp_path / ".dagger/src/team_x/main.py").read_text())
+    assert set(calls) == {"build_spec", "test_container"}
+    for fn, kwargs in calls.items():
+        assert fn in registered, f"our module has no function {fn}"
+        args = registered[fn]["args"]
+        assert kwargs <= set(args), f"{fn}: no argument(s) {kwargs - set(args)}"
+        required = {n for n, a in args.items() if "defaultValue" not in a
+                    and "defaultPath" not in a and '"optional": true' not in json.dumps(a)}
+        assert required <= kwargs, f"{fn}: required argument(s) {required - kwargs} not given"
+    assert "Container" in json.dumps(registered["build_spec"]["returns"])
+    assert "Container" in json.dumps(registered["test_container"]["args"]["container"]["typeDef"])
+
+
+def test_our_module_builds_and_tests_the_scaffolded_spec_with_valid_queries(tmp_path) -> None:
+    """The team module's two calls, one hop short (ours called directly instead of through
+    the generated `dag.nbpipe()`): build_spec on the team's repository at the path its
+    module names, then test_container on the result; every query checked against the
+    engine's API by the fake session of test_dagger_schema."""
+    import ast
+
+    from tests.sdk import dagger_fake as fake
+    from tests.sdk.test_dagger_schema import answers, run
+
+    from dagger import dag
+    from nbpipe import platforms as plat
+    from nbpipe import spec as specs
+    from nbpipe.family import family
+    from nbpipe.pipelines import Nbpipe
+    from nbpipe.pipelines.main import recipe_labels
+
+    scaffold.write_repo("team-x", "jupyter", tmp_path)
+    main = ast.parse((tmp_path / ".dagger/src/team_x/main.py").read_text())
+    path = next(n.value.value for n in main.body if isinstance(n, ast.Assign)
+                and ast.unparse(n.targets[0]) == "SPEC")
+    session = fake.FakeSession(respond=answers())
+    ctr = run(session, Nbpipe().build_spec, dag.host().directory(str(tmp_path)), path)
+    image = specs.load(tmp_path / path).register(family()).resolve("team-x")
+    session.labels = recipe_labels(image, plat.AMD64)
+    out = run(session, Nbpipe().test_container, ctr)
+    assert not session.errors, "\n\n".join(session.errors[:3])
+    assert "== team-x (linux/amd64)" in out
+    assert any("tabulate==0.9.0" in q for q in session.queries)  # the team's own step
