@@ -33,8 +33,8 @@ TagsArg = Annotated[str, Doc("runner tags this runner carries, comma-separated: 
 ReproArg = Annotated[bool, Doc("flatten to one layer with file times clamped to the epoch "
                                "(Dagger has no layer-timestamp option)")]
 RegistryArg = Annotated[str, Doc("registry prefix the family is published under, e.g. "
-                                 "ghcr.io/acme: parents outside --images come from there by "
-                                 "content tag instead of being built")]
+                                 "ghcr.io/acme: ancestors the change leaves alone come from "
+                                 "there by content tag instead of being built")]
 
 PROBE_SOURCE = "/opt/nbpipe-src"
 DAGGER_DEVICES = {"cuda"}  # experimentalWithAllGPUs is NVIDIA only; Dagger has no HPU
@@ -77,13 +77,14 @@ class Nbpipe:
                                  reproducible)
 
     async def _lower(self, img: Image, platform: dagger.Platform | None, ca_bundle,
-                     wheelhouse, reproducible: bool = False,
-                     registry: str = "") -> dagger.Container:
+                     wheelhouse, reproducible: bool = False, registry: str = "",
+                     published: frozenset[str] = frozenset()) -> dagger.Container:
         p = await self._platform(platform)
         if p not in img.platforms:
             raise ValueError(f"{img.name} is built for {', '.join(img.platforms)}, not {p}")
         options = BuildOptions(ca_secret=ca_bundle, wheelhouse_dir=wheelhouse)
-        return lowering.lower(img, p, options, reproducible=reproducible, registry=registry)
+        return lowering.lower(img, p, options, reproducible=reproducible, registry=registry,
+                              published=published)
 
     @function
     async def build_spec(self, source: Annotated[dagger.Directory, Doc(
@@ -222,6 +223,8 @@ class Nbpipe:
         platform = await self._platform(None)
         previous = json.loads(await since.contents())["digests"] if since else {}
         order = cat.affected(previous, platform)
+        # unchanged images are in the registry under their content tag (published from main)
+        published = frozenset(cat.names) - set(order) if registry else frozenset()
         if images:
             for n in images:
                 cat.resolve(n)  # unknown names: an error listing valid ones
@@ -231,10 +234,8 @@ class Nbpipe:
         async def one(name: str) -> bool:
             try:
                 img = cat.resolve(name)
-                # a parent this run does not build comes from the registry (if given)
                 ctr = await self._lower(img, dagger.Platform(platform), ca_bundle, None,
-                                        registry="" if cat.parent_name(name) in order
-                                        else registry)
+                                        registry=registry, published=published)
                 await self._probe(ctr, platform, recipe_labels(img, platform), runner_tags)
             except Exception as exc:  # report, keep the unrelated branches going
                 results[name] = f"failed: {str(exc).splitlines()[0]}"

@@ -8,7 +8,7 @@ query builder is lazy, so the exact query can be checked offline.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Collection
 
 from ..errors import NbpipeError
 from ..image import Image
@@ -31,11 +31,12 @@ def root_container(image: Image, platform: str, client=None) -> "dagger.Containe
 
 def lower(image: Image, platform: str, options: BuildOptions = BuildOptions(),
           client=None, *, gpu: bool = False, reproducible: bool = False,
-          registry: str = "") -> "dagger.Container":
+          registry: str = "", published: Collection[str] = ()) -> "dagger.Container":
     """The Container for ``image``: the pinned root, then every ancestor's steps in order.
 
-    ``registry``: where the family is published (``ghcr.io/acme``); the parent is then taken
-    from there by its content tag and only ``image``'s own steps run (one CI job per image).
+    ``registry``, ``published``: where the family is published (``ghcr.io/acme``) and which
+    images are there; the nearest published ancestor is then pulled by its content tag and
+    only the steps after it run (one CI job per image, never the whole family).
 
     ``reproducible``: Dagger has no layer-timestamp option, so the result is flattened to
     one layer whose every file time is clamped to SOURCE_DATE_EPOCH
@@ -45,15 +46,17 @@ def lower(image: Image, platform: str, options: BuildOptions = BuildOptions(),
     from dagger import dag
 
     client = client or dag
-    parent = image.parent
-    if registry and isinstance(parent, Image):
-        ctr = client.container(platform=dagger.Platform(platform)).from_(
-            f"{registry.rstrip('/')}/{parent.name}:{content_tag(parent)}")
-        chain, user = [image], parent.config(platform).user
+    chain = list(image.lineage())  # image first, root-most last
+    start = next((i for i, img in enumerate(chain[1:], 1)
+                  if registry and img.name in published), None)
+    if start is None:
+        ctr, user = root_container(image, platform, client), "root"
     else:
-        ctr = root_container(image, platform, client)
-        chain, user = list(reversed(list(image.lineage()))), "root"
-    for img in chain:
+        pulled, chain = chain[start], chain[:start]
+        ctr = client.container(platform=dagger.Platform(platform)).from_(
+            f"{registry.rstrip('/')}/{pulled.name}:{content_tag(pulled)}")
+        user = pulled.config(platform).user
+    for img in reversed(chain):
         ctr, user = apply(ctr, img, platform, options, client, user)
     if reproducible:
         ctr = flatten(ctr, image, platform, options, client)

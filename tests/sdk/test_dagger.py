@@ -297,3 +297,28 @@ def test_reproducible_build_is_flattened_with_clamped_times(family: Catalog, nam
     assert want["env"]["HOME"] == "/home/jovyan" and want["user"] == "1000"
     assert want["entrypoint"] == ["/init"] and 8888 in want["ports"]
     assert [s.name for s in after[-2:]] == ["withEntrypoint", "withDefaultArgs"]
+
+
+def test_ci_jobs_pull_the_nearest_unchanged_ancestor_by_content_tag(family: Catalog) -> None:
+    from nbpipe.naming import content_tag
+
+    image = family.resolve("jupyter-pytorch-full")
+    sels = selections(lowering.lower(image, plat.AMD64, registry="ghcr.io/acme/",
+                                     published={"base", "jupyter"}))
+    jupyter = family.resolve("jupyter")
+    assert (sels[1].name, sels[1].args) == (
+        "from", {"address": f"ghcr.io/acme/jupyter:{content_tag(jupyter)}"})
+    execs = [s.args["args"] for s in sels if s.name == "withExec"]
+    want = [BuildOptions().prepare(op).argv()
+            for img in ("jupyter-pytorch", "jupyter-pytorch-full")
+            for op in family.resolve(img).ops(plat.AMD64) if type(op).__name__ == "Exec"]
+    assert execs == want, "only the changed part of the chain is built"
+    assert dagger_table(lowering.lower(image, plat.AMD64, registry="ghcr.io/acme",
+                                       published={"base", "jupyter"}),
+                        start_user=jupyter.config(plat.AMD64).user) == \
+        dockerfile_table(image, plat.AMD64, BuildOptions())[
+            len(dockerfile_table(jupyter, plat.AMD64, BuildOptions())):]
+    # without a registry, or with nothing published, the whole chain from the pinned root
+    for kwargs in ({}, {"registry": "ghcr.io/acme"}):
+        sels = selections(lowering.lower(image, plat.AMD64, **kwargs))
+        assert sels[1].args == {"address": image.root.pinned(plat.AMD64)}

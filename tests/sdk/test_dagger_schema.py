@@ -17,6 +17,7 @@ import pytest
 
 from nbpipe import platforms as plat
 from nbpipe.catalog import Catalog
+from nbpipe.naming import content_tag
 from nbpipe.options import BuildOptions
 from tests.sdk import dagger_fake as fake
 
@@ -99,7 +100,12 @@ def module_queries(session) -> fake.FakeSession:
     session.respond = answers(plan)
     out = run(session, nb.ci, dag.host().file("plan.json"))
     assert out.split()[0::2] == ["jupyter-pytorch"]  # its children's recipes did not change
-    run(session, nb.ci, None, "", None, ["jupyter-scipy"], "ghcr.io/acme")
+    before = len(session.queries)
+    run(session, nb.ci, dag.host().file("plan.json"), "", None, ["jupyter-pytorch"],
+        "ghcr.io/acme")
+    jupyter = family.resolve("jupyter")
+    assert f'address: "ghcr.io/acme/jupyter:{content_tag(jupyter)}"' in "".join(session.queries[before:]), \
+        "one ci job per image: unchanged ancestors come from the registry"
 
     session.respond = answers()
     spec = run(session, nb.build_spec, dag.host().directory(str(EXAMPLE)), "team-astro.yaml")
