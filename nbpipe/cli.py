@@ -310,7 +310,10 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
             engine: str = EngineOpt, root: str = RootOpt, ca_bundle: str = CaOpt,
             wheelhouse: Optional[Path] = WheelOpt, file: Optional[list[Path]] = FileOpt,
             from_repo: Optional[Path] = RepoOpt, parent: str = ParentOpt,
-            catalog: Optional[str] = CatalogOpt) -> None:
+            catalog: Optional[str] = CatalogOpt,
+            compression: str = typer.Option("gzip", "--compression", help="layer compression: "
+                                            "gzip (any runtime) | zstd (smaller, faster to "
+                                            "unpack; containerd >= 1.5, CRI-O, podman)")) -> None:
     """Build every platform, push, then one manifest list per tag (all or nothing)."""
     from .options import BuildOptions
     from .publish import publish as do_publish
@@ -327,13 +330,14 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
                              platforms=tuple(platform) if platform else None,
                              options=BuildOptions.from_flags(ca_bundle, wheelhouse),
                              state_dir=Path(".nbpipe"), extra_tags=tuple(tag or ()),
-                             latest=latest, native=m.platform, on_event=on_event)
+                             latest=latest, native=m.platform, compression=compression,
+                             on_event=on_event)
     from rich.table import Table
 
-    table = Table("image", "platforms", "digest", "tags", "result")
+    table = Table("image", "platforms", "digest", "tags", "layers", "result")
     for r in results:
         table.add_row(r.name, ",".join(p.split("/")[1] for p in r.platforms), short(r.digest),
-                      escape(" ".join(r.tags)), escape(r.message))
+                      escape(" ".join(r.tags)), r.compression, escape(r.message))
     console.print(table)
     for r in results:
         print(r.ref)

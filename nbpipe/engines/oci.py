@@ -41,6 +41,9 @@ class OciEngine:
     kind: str
     binary: str
     runtime: str | None = None  # podman: an OCI runtime to force (runc on hybrid cgroups)
+    # podman: a store of its own (graph root; run root beside it), e.g. a node that has
+    # never pulled anything; None: the machine's store
+    graph_root: str | None = None
 
     # -- discovery ---------------------------------------------------------------------
     @classmethod
@@ -190,6 +193,15 @@ class OciEngine:
                                   f"{_last_line(r.stderr)}")
             return digestfile.read_text().strip()
 
+    def pull(self, ref: str, flags: Sequence[str] = ()) -> float:
+        """Pull ``ref`` from its registry into this store; returns the seconds it took."""
+        self._need_podman("pull")
+        start = time.monotonic()
+        r = self._run(["pull", "--quiet", *flags, ref], check=False, timeout=3600)
+        if r.returncode != 0:
+            raise NbpipeError(f"pull of {ref} failed: {_last_line(r.stderr)}")
+        return time.monotonic() - start
+
     def publish_list(self, sources: dict[str, str], dests: Sequence[str],
                      flags: Sequence[str]) -> str:
         """One manifest list of already-pushed per-platform images (platform -> remote
@@ -287,6 +299,11 @@ class OciEngine:
         r = self._run(["inspect", "--format", "{{.State.ExitCode}}", container], check=False)
         return int(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip().isdigit() else None
 
+    def _store_flags(self) -> list[str]:
+        if self.graph_root is None or self.kind != "podman":
+            return []
+        return ["--root", self.graph_root, "--runroot", f"{self.graph_root}-run"]
+
     def _runtime_flag(self) -> list[str]:
         return ["--runtime", self.runtime] if self.kind == "podman" and self.runtime else []
 
@@ -294,7 +311,8 @@ class OciEngine:
     def _run(self, args: list[str], *, check: bool = True,
              timeout: float | None = 600) -> subprocess.CompletedProcess[str]:
         try:
-            r = subprocess.run([self.binary, *args], capture_output=True, text=True,
+            r = subprocess.run([self.binary, *self._store_flags(), *args], capture_output=True,
+                               text=True,
                                timeout=timeout)
         except subprocess.TimeoutExpired:
             raise NbpipeError(f"`{self.kind} {' '.join(args[:3])}` timed out after "

@@ -103,6 +103,25 @@ def test_change_publishes_only_the_changed_image(local_family, engine, platform,
     assert registry.digest(f"{registry.repo('pub-leaf')}:{first.tags[0]}", None) == first.digest
 
 
+def test_zstd_layers_when_asked_and_recorded(local_family, engine, platform, options,
+                                            state_dir, chain, registry) -> None:
+    cat = local_family
+    cat.add("pub-zstd", "base", lambda i: i.with_env("ZSTD", "1"))
+    res = publish(cat, ["pub-zstd"], engine, registry, platforms=(platform,), options=options,
+                  state_dir=state_dir, native=platform, compression="zstd")[0]
+    arch = f"{registry.repo('pub-zstd')}:{res.tags[0]}-{platform.split('/')[1]}"
+    layers = _inspect_raw(arch)["layers"]
+    assert layers and all(m["mediaType"].endswith("+zstd") for m in layers), layers
+    assert res.compression == "zstd"
+    again = publish(cat, ["pub-zstd"], engine, registry, platforms=(platform,), options=options,
+                    state_dir=state_dir, native=platform)[0]  # default gzip: nothing re-pushed
+    assert not again.uploaded and again.compression == "zstd"
+    assert "its layers are zstd" in again.message
+    with pytest.raises(NbpipeError, match="--compression lz4"):
+        publish(cat, ["pub-zstd"], engine, registry, platforms=(platform,), options=options,
+                state_dir=state_dir, native=platform, compression="lz4")
+
+
 def test_two_platforms_in_one_list(local_family, engine, platform, options, state_dir, chain,
                                    registry) -> None:
     other = plat.ARM64 if platform == plat.AMD64 else plat.AMD64

@@ -106,3 +106,28 @@ def test_rfc3339_offsets_and_fractions() -> None:
     assert rfc3339("2026-11-27T09:39:16.5Z").microsecond == 500000
     with pytest.raises(ValueError):
         rfc3339("2026-11-27T09:39:16+24:00")
+
+
+def test_publish_refuses_an_unknown_compression_before_building() -> None:
+    from nbpipe.errors import NbpipeError
+    from nbpipe.family import family
+    from nbpipe.publish import publish
+    from nbpipe.registry import Registry
+
+    with pytest.raises(NbpipeError, match="--compression lz4: use one of gzip, zstd"):
+        publish(family(), ["jupyter"], None, Registry.parse("127.0.0.1:1"),  # type: ignore[arg-type]
+                platforms=None, options=None, state_dir=Path("."), native="linux/amd64",  # type: ignore[arg-type]
+                compression="lz4")
+
+
+@pytest.mark.parametrize("types, want", [
+    (["application/vnd.oci.image.layer.v1.tar+zstd"] * 2, "zstd"),
+    (["application/vnd.docker.image.rootfs.diff.tar.gzip"], "gzip"),
+    (["application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.oci.image.layer.v1.tar+zstd"],
+     "mixed"),
+])
+def test_layer_compression_from_a_manifest(types: list[str], want: str) -> None:
+    from nbpipe.publish import layer_compression
+
+    raw = json.dumps({"layers": [{"mediaType": t} for t in types]}).encode()
+    assert layer_compression(raw) == want

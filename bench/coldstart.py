@@ -1,0 +1,177 @@
+"""Time to the first notebook on a node that has never pulled the image (a script, not a
+test; it prints the cold-node table for the README):
+
+    .venv/bin/python bench/coldstart.py [--ready-runs 3]
+
+For jupyter, jupyter-scipy and the naive hand-written image of jupyter-scipy's packages
+(bench/handwritten.Dockerfile, built in the same run): push to a local registry with gzip
+and with zstd layers (compressed sizes from the manifests), then on a "cold node" (a
+podman store of its own, empty: nothing shared with this machine's store) pull, and play
+Kubeflow's pod (nbpipe.kubeflow, its default limits: cpu 0.6) until the culler's GET of
+<prefix>/api/kernels answers 200; also without limits. Layer sharing: jupyter-scipy is
+pushed after jupyter, and the registry's own blob store says what that second push added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT_DIR))
+
+from nbpipe.family import family  # noqa: E402
+from nbpipe.machine import detect  # noqa: E402
+from nbpipe.options import BuildOptions  # noqa: E402
+from nbpipe.pipeline import build  # noqa: E402
+from nbpipe.podprober import notebook_pod  # noqa: E402
+from nbpipe.probes.http import Client, wait_ready  # noqa: E402
+from nbpipe.probes.kubeflow import kernels_path  # noqa: E402
+from nbpipe.publish import COMPRESSIONS  # noqa: E402
+
+REGISTRY = ROOT_DIR / ".ci/setup-registry.sh"
+NAIVE = "localhost/bench/handwritten:latest"
+CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def row(*cells: str) -> None:
+    print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def blobs(data: Path) -> set[str]:
+    """The blobs the registry stores (a cross-repository mount adds none)."""
+    return {p.name for p in (data / "docker/registry/v2/blobs/sha256").glob("*/*")}
+
+
+def manifest(ref: str) -> dict:
+    r = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+                       capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
+def build_naive(engine, root_ref: str) -> float:
+    """The hand-written Dockerfile, as a person would build it (layer cache allowed)."""
+    start = time.monotonic()
+    cmd = [engine.binary, "build", "--network", "host", "-q", "--layers",
+           "-f", str(ROOT_DIR / "bench/handwritten.Dockerfile"),
+           "--build-arg", f"ROOT={root_ref}", "-t", NAIVE]
+    if CA.exists():
+        cmd += ["--secret", f"id=ca,src={CA}"]
+    subprocess.run([*cmd, str(ROOT_DIR)], check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - start
+
+
+def ready_seconds(node, ref: str, limits: bool) -> float:
+    """From `kube play` to the culler's first 200, on the cold node, image present."""
+    with notebook_pod(node, ref, limits=limits) as pod:
+        start = time.monotonic()
+        node.kube_play(pod.manifest)
+        client = Client(pod.base_url, headers={"Host": pod.names.service_host})
+        _, last = wait_ready(client, pod.names.prefix + "/api/kernels", 180)
+        took = time.monotonic() - start
+        if isinstance(last, str) or last.status != 200:
+            raise SystemExit(f"{ref}: no 200 within 180 s ({last})")
+        return took
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ready-runs", type=int, default=3)
+    args = ap.parse_args()
+    m = detect(family(), engine="podman")
+    engine = m.engine
+    assert engine is not None and m.local_root is not None, "needs podman and the local root"
+    print(f"podman, {m.platform}, root {m.local_root.ref}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    res = {r.name: r for r in build(m, ["jupyter-scipy"], BuildOptions.from_flags(),
+                                    probe=False)}
+    naive_build = build_naive(engine, m.local_root.ref)
+    refs = {"jupyter": res["jupyter"].ref, "jupyter-scipy": res["jupyter-scipy"].ref,
+            "naive (hand-written)": NAIVE}
+    print(f"built: {', '.join(f'{n} {r.status.value}' for n, r in res.items())}; "
+          f"naive image built in {naive_build:.0f} s\n")
+
+    work = Path(tempfile.mkdtemp(prefix="coldstart-", dir="/var/tmp"))
+    port = free_port()
+    subprocess.run(["bash", str(REGISTRY), "start", str(port), str(work / "reg")], check=True,
+                   capture_output=True)
+    reg = f"127.0.0.1:{port}"
+    node = replace(engine, graph_root=str(work / "node"))  # a store that has pulled nothing
+    sizes: dict[tuple[str, str], int] = {}
+    pulls: dict[tuple[str, str], float] = {}
+    ready: dict[tuple[str, bool], list[float]] = {}
+    sharing = ""
+    pulled: list[str] = []
+    try:
+        for comp in COMPRESSIONS:
+            for name, ref in refs.items():
+                repo = f"{reg}/{name.split()[0]}-{comp}:bench"
+                before = blobs(work / "reg/data")
+                engine.push(ref, f"docker://{repo}", ["--tls-verify=false",
+                                                      "--compression-format", comp])
+                added = blobs(work / "reg/data") - before
+                layers = manifest(repo)["layers"]
+                sizes[name, comp] = sum(x["size"] for x in layers)
+                if name == "jupyter-scipy" and comp == "gzip":
+                    parent = {x["digest"] for x in manifest(f"{reg}/jupyter-gzip:bench")["layers"]}
+                    own = [x for x in layers if x["digest"] not in parent]
+                    sent = [x for x in layers if x["digest"].split(":")[1] in added]
+                    sharing = (f"jupyter-scipy pushed after jupyter: {len(layers)} layers, "
+                               f"{len(layers) - len(own)} of them jupyter's; the registry "
+                               f"received {len(sent)} layer(s), "
+                               f"{sum(x['size'] for x in sent) / 1e6:,.0f} MB "
+                               f"(its own: {len(own)}, {sum(x['size'] for x in own) / 1e6:,.0f} MB)")
+                for old in pulled:  # the node holds nothing of ours before each pull
+                    node.remove(old)
+                pulls[name, comp] = node.pull(repo, ["--tls-verify=false"])
+                pulled.append(repo)
+                if comp == "gzip":  # ready does not depend on how the layers travelled
+                    if not ready:  # the node's first pod also makes podman's pause image
+                        ready_seconds(node, repo, True)
+                    for limits in (True, False):
+                        ready[name, limits] = [ready_seconds(node, repo, limits)
+                                               for _ in range(args.ready_runs)]
+                print(f"  {name} {comp}: {sizes[name, comp] / 1e6:,.0f} MB, pull "
+                      f"{pulls[name, comp]:.1f} s", flush=True)
+    finally:
+        for old in pulled:
+            node.remove(old)
+        subprocess.run(["bash", str(REGISTRY), "stop", str(work / "reg")], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+    print()
+    row("image", "uncompressed", "gzip", "zstd", "pull gzip", "pull zstd",
+        f"ready at cpu 0.6 (median of {args.ready_runs})", "ready, no limits",
+        "cold total (zstd pull + ready 0.6)")
+    row(*["---"] * 9)
+    for name, ref in refs.items():
+        limited, free = ready[name, True], ready[name, False]
+        row(name, f"{engine.inspect(ref).size / 1e6:,.0f} MB",
+            f"{sizes[name, 'gzip'] / 1e6:,.0f} MB", f"{sizes[name, 'zstd'] / 1e6:,.0f} MB",
+            f"{pulls[name, 'gzip']:.1f} s", f"{pulls[name, 'zstd']:.1f} s",
+            f"{statistics.median(limited):.2f} s ({min(limited):.2f}-{max(limited):.2f})",
+            f"{statistics.median(free):.2f} s ({min(free):.2f}-{max(free):.2f})",
+            f"{pulls[name, 'zstd'] + statistics.median(limited):.1f} s")
+    naive = "naive (hand-written)"
+    for comp in COMPRESSIONS:
+        print(f"\njupyter-scipy / naive, {comp}: "
+              f"{sizes['jupyter-scipy', comp] / sizes[naive, comp]:.2f}", end="")
+    print(f"\n{sharing}")
+
+
+if __name__ == "__main__":
+    main()
