@@ -237,19 +237,14 @@ def identifiers(name: str) -> tuple[str, str]:
     """The Python module and class names an image name becomes (team-x: team_x, TeamX)."""
     _check(name)
     module = name.replace("-", "_").replace(".", "_")
-    cls = "".join(part.capitalize() for part in module.split("_"))
-    if not module.isidentifier() or not cls[:1].isalpha():
-        raise NbpipeError(f"{name!r} cannot name a Python module and a Dagger module: "
-                          "start it with a letter")
-    return module, cls
+    return module, "".join(part.capitalize() for part in module.split("_"))
 
 
 def _image_files(name: str, parent: str, folder: Path, *, spec: bool, python: bool,
                  package: str = "") -> dict[Path, str]:
     """The team image as a YAML spec and/or a Python module under ``folder``."""
-    _check(name)
-    env = name.upper().replace("-", "_").replace(".", "_") + "_DATA"
-    module = name.replace("-", "_").replace(".", "_")
+    module, _ = identifiers(name)
+    env = module.upper() + "_DATA"
     files: dict[Path, str] = {}
     if spec:
         path = folder / f"{name}.yaml"
