@@ -63,7 +63,7 @@ def from_repo(repo: Path, parent: str = "jupyter", name: str | None = None) -> S
     found = [f for f in FILES if (conf / f).is_file()]
     name = name or re.sub(r"[^a-z0-9._-]", "-", top.resolve().name.lower()).strip("-.") or "repo"
     if not NAME.fullmatch(name):
-        raise SpecError(f"--from-repo {top}: {name!r} is not an image name; pass --name")
+        raise SpecError(f"--from-repo {top}: {name!r} is not an image name; rename the folder")
     scripts = tuple(str((conf / f).relative_to(top)) for f in ("postBuild", "start") if f in found)
     files = repofiles.collect(top, executables=scripts)
     if not files:
