@@ -179,12 +179,15 @@ def client_queries() -> fake.FakeSession:
     mp = pytest.MonkeyPatch()
     mp.setattr(dagger, "connection", connection)
     mp.setenv("DAGGER_SESSION_PORT", "1")
+    mp.setenv("NBPIPE_ASSUME_REACHABLE", "*")  # as on a machine that reaches every source
     from nbpipe.family import family
     try:
         for p in plat.ALL:
             results = dagger_client.run(family(), None, p, BuildOptions(), lambda n, w: None)
-            # images whose sources this machine cannot reach are reported, not sent
-            assert {str(r.status) for r in results} <= {"built", "unbuildable", "blocked"}, results
+            # what no machine may build (a download with no sha256 pinned) is never sent
+            for r in results:
+                assert str(r.status) == "built" or "sha256" in r.message or \
+                    str(r.status) == "blocked", r
             session.built += sum(str(r.status) == "built" for r in results)
     finally:
         mp.undo()
@@ -195,7 +198,7 @@ def test_every_client_mode_query_is_valid_for_the_engine(client_queries, family)
     s = client_queries
     print(f"\n{len(s.queries)} client-mode queries validated")
     assert not s.errors, "\n\n".join(s.errors[:3])
-    assert s.built >= 10
+    assert s.built >= 20  # every pinned image on both platforms; the module's `ci` sends all 17
     assert sum("sync" in q for q in s.queries) == s.built
 
 
