@@ -110,9 +110,9 @@ def test_image_builds_and_passes_the_contract(tmp_path):
     assert any(p["name"] == "imports" and p["status"] == "passed" for p in mine["probes"])
 '''
 
-WORKFLOW_CLI = """\
-# Build {name} and probe it against the notebook-server contract with the nbpipe CLI,
-# the same two commands as the README (podman and buildah come with ubuntu-latest).
+# GitHub Actions: the same trigger and checkout, then the nbpipe CLI or Dagger.
+WORKFLOW = """\
+# Build {name} and probe it against the notebook-server contract {how}
 name: image
 
 on:
@@ -128,6 +128,9 @@ jobs:
     runs-on: ubuntu-latest
     steps:
       - uses: actions/checkout@v4
+{steps}"""
+
+CLI_STEPS = """\
       - uses: actions/setup-python@v5
         with:
           python-version: "3.11"
@@ -141,24 +144,7 @@ jobs:
           path: reports/
 """
 
-WORKFLOW_DAGGER = """\
-# Build {name} and probe it against the notebook-server contract with Dagger: this
-# repository's module (dagger.json) calls nbpipe's module, the same pipeline nbpipe runs.
-name: image
-
-on:
-  pull_request:
-  push:
-    branches: [main]
-
-permissions:
-  contents: read
-
-jobs:
-  image:
-    runs-on: ubuntu-latest
-    steps:
-      - uses: actions/checkout@v4
+DAGGER_STEPS = """\
       - uses: dagger/dagger-for-github@v7
         with:
           version: "{engine}"
@@ -318,9 +304,12 @@ def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
         repo / "requirements.txt": f"{REQUIREMENT}\npytest>=8\n",
         repo / ".gitignore": "/reports/\n/.nbpipe/\n__pycache__/\n.venv/\n",
         repo / "tests" / "test_image.py": TEST.format(name=name, argv=build),
-        repo / ".github" / "workflows" / "image.yml": (
-            WORKFLOW_DAGGER.format(name=name, engine=DAGGER_ENGINE.lstrip("v")) if ci == "dagger"
-            else WORKFLOW_CLI.format(name=name, check=check_line, build=build_line)),
+        repo / ".github" / "workflows" / "image.yml": WORKFLOW.format(name=name, how=(
+            "with Dagger:\n# this repository's module (dagger.json) calls nbpipe's module."
+            if ci == "dagger" else "with the nbpipe\n# CLI: the README's two commands "
+            "(podman and buildah come with ubuntu-latest)."), steps=(
+            DAGGER_STEPS.format(engine=DAGGER_ENGINE.lstrip("v")) if ci == "dagger"
+            else CLI_STEPS.format(check=check_line, build=build_line))),
     }
     if not python:
         files |= {

@@ -20,7 +20,7 @@ import pytest
 import nbpipe
 from nbpipe import scaffold
 from nbpipe.errors import NbpipeError
-from tests.sdk.test_dagger import registered  # noqa: F401  (our module, registered offline)
+from tests.sdk.test_dagger import REGISTER, registered  # noqa: F401  (our module, registered offline)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -212,23 +212,15 @@ def test_scaffold_refuses_bad_input_and_writes_nothing(tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "b").rglob("*")) == ["test_image.py", "tests"]
 
 
+# Our module's registration snippet (test_dagger), loading the team's main object: what the
+# runtime finds through the team module's entry point. (nbpipe's own `dagger.mod` entry point
+# would win that lookup where nbpipe is installed, hence no nbpipe in the team module.)
 TEAM_REGISTER = textwrap.dedent("""
-    import importlib, json, sys, anyio
-    from dagger.client import gen
-
-    async def query_only(self):  # the typedef query is what we check: do not send it
-        return self
-    gen.Module.id = query_only
-
-    def args(obj):
-        return [(f.name, {k: args(v) if hasattr(v, "_ctx") else v for k, v in f.args.items()})
-                for f in obj._ctx.selections]
-
-    # what the runtime loads through the module's entry point, main_object = team_x:TeamX
-    module, cls = sys.argv[1].split(":")
-    mod = getattr(importlib.import_module(module), cls).__dagger_module__
-    print(json.dumps(args(anyio.run(mod._typedefs)), default=str))
-""")
+    import importlib.metadata, sys
+    import dagger.mod.cli
+    dagger.mod.cli.get_entry_point = lambda: importlib.metadata.EntryPoint(
+        "main_object", sys.argv[1], "dagger.mod")
+""") + REGISTER
 
 
 def test_team_dagger_module_registers_with_daggers_own_code(tmp_path) -> None:
