@@ -25,6 +25,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Build, test and publish the notebook-server image family.")
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, markup=False, highlight=False)  # messages carry user text
+STATE_DIR = Path(".nbpipe")  # probe records, logs, SBOMs; its lock keeps runs apart
 
 CatalogOpt = typer.Option(None, "--catalog", help="module:function giving the Catalog "
                           "(default: nbpipe.family:family, or $NBPIPE_CATALOG)")
@@ -191,14 +192,16 @@ def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform,
     from .options import BuildOptions
     from .pipeline import build as run_build
 
+    from . import safe_io
+
     m = _machine(catalog, engine, root, platform)
-    with _progress() as on_event:
+    with _progress() as on_event, safe_io.locked(STATE_DIR, on_wait=lambda w: on_event("nbpipe", w)):
         results = run_build(m, names or None, BuildOptions.from_flags(ca_bundle, wheelhouse),
                             jobs=jobs, probe=probe, force_probe=force_probe, no_cache=no_cache,
                             pod=pod,
                             on_event=on_event)
+        js, md = report.write(results, report_dir)  # under the lock: this run's reports
     console.print(report.table(results))
-    js, md = report.write(results, report_dir)
     for r in results:
         if not r.ok and r.message:
             err.print(Text.assemble((r.name, "bold"), f": {r.message}"))
@@ -329,7 +332,7 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
         results = do_publish(m.catalog, targets, m.need_engine(), reg,
                              platforms=tuple(platform) if platform else None,
                              options=BuildOptions.from_flags(ca_bundle, wheelhouse),
-                             state_dir=Path(".nbpipe"), extra_tags=tuple(tag or ()),
+                             state_dir=STATE_DIR, extra_tags=tuple(tag or ()),
                              latest=latest, native=m.platform, compression=compression,
                              on_event=on_event)
     from rich.table import Table
@@ -354,7 +357,7 @@ def verify_reproducible(name: str, engine: str = EngineOpt, root: str = RootOpt,
     m = _machine(_catalog(catalog), engine, root, platform)
     platform = m.platform
     v = verify(m.catalog, name, m.need_engine(), platform,
-               BuildOptions.from_flags(ca_bundle), Path(".nbpipe"))
+               BuildOptions.from_flags(ca_bundle), STATE_DIR)
     print(f"{name} ({platform}): build 1 {v.ids[0][:19]} in {v.seconds[0]}s, "
           f"build 2 {v.ids[1][:19]} in {v.seconds[1]}s")
     if v.same:
@@ -469,10 +472,10 @@ def main() -> None:
     """The one error path: an NbpipeError or a usage error is one clear message and a
     non-zero exit; anything else too (never a traceback, unless NBPIPE_DEBUG=1)."""
     import os
-    import signal
 
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # let `finally` blocks run
-        signal.signal(signal.SIGTERM, _terminated)
+    from .safe_io import exit_on_signals
+
+    exit_on_signals()  # SIGTERM/SIGHUP: `finally` blocks run, the registry auth file goes
     try:
         rc = app(standalone_mode=False)  # returns typer.Exit's code instead of exiting
         sys.exit(rc if isinstance(rc, int) else 0)
@@ -500,12 +503,6 @@ def main() -> None:
         _fail(f"internal error: {type(exc).__name__}: {exc} (a bug in nbpipe; run again "
               "with NBPIPE_DEBUG=1 for the traceback)")
         sys.exit(70)
-
-
-def _terminated(signum: int, frame: object) -> None:
-    """SIGTERM ends the run like Ctrl-C does: temporary files (the registry auth file)
-    are removed on the way out."""
-    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

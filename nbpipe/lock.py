@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .options import BuildOptions
 
 LOCKABLE = (Apt, Pip)
+STATE_DIR = Path(".nbpipe")  # the folder whose lock `nbpipe lock` holds (as builds do)
 
 RESOLVE = r"""
 set -eu
@@ -189,7 +190,14 @@ def check(catalog: Catalog, locks: dict[str, dict[str, str]]) -> list[str]:
 def refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
             options: "BuildOptions", on_event=lambda name, what: None) -> dict[str, dict[str, str]]:
     """`nbpipe lock`: build each image as its recipe resolves today (unlocked), resolve
-    every apt and pip step in it, and save the lock file after each image."""
+    every apt and pip step in it, and save the lock file after each image. Two runs in
+    one folder take turns (the state folder's lock), so neither loses the other's entries."""
+    with safe_io.locked(STATE_DIR, on_wait=lambda m: on_event("nbpipe", m)):
+        return _refresh(machine, names, lock_file, options, on_event)
+
+
+def _refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
+             options: "BuildOptions", on_event) -> dict[str, dict[str, str]]:
     import anyio
 
     from . import naming
@@ -197,7 +205,7 @@ def refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
 
     eng, platform = machine.need_engine(), machine.platform
     plain = unlocked(machine.catalog)
-    current = load(lock_file)
+    current = load(lock_file)  # read under the lock: a run before this one may have saved
     wanted = [n for n in plain.order(names or None) if platform in plain.resolve(n).platforms
               and any(isinstance(s, LOCKABLE) for s in plain.resolve(n).steps)]
     pipe = Pipeline(plain, eng, platform, options, probe=False, on_event=on_event)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import anyio
 
+from . import safe_io
 from . import schedule
 from .catalog import Catalog
 from .errors import NbpipeError
@@ -47,7 +48,12 @@ class Pipeline:
     store: "Mapping[str, ImageInfo] | None" = None  # the engine's images, if just read
 
     async def run(self, names: list[str] | None) -> list[ImageResult]:
-        """Build and probe ``names`` and their ancestors (default: all), parents first."""
+        """Build and probe ``names`` and their ancestors (default: all), parents first.
+        One run at a time per state folder: a second one waits for the lock."""
+        with safe_io.locked(self.state_dir, on_wait=lambda m: self.on_event("nbpipe", m)):
+            return await self._run(names)
+
+    async def _run(self, names: list[str] | None) -> list[ImageResult]:
         store = self.engine.images() if self.store is None else self.store
         states = {s.name: s for s in assess(self.catalog, self.platform, store, names,
                                             wheelhouse=self.options.has_wheelhouse,
@@ -106,8 +112,9 @@ class Pipeline:
     def _probe(self, res: ImageResult, image_id: str) -> None:
         mode = f"-{self.pod}" if self.pod else ""
         record = self.state_dir / "probes" / f"{image_id.split(':')[-1]}{mode}.json"
-        if record.exists() and not self.force_probe:
-            data = json.loads(record.read_text())
+        data = None if self.force_probe else safe_io.read_record(
+            record, _probe_record, lambda why: self.on_event(res.name, f"warning: {why}"))
+        if data is not None:
             res.probes = [ProbeResult(p["name"], Status(p["status"]), p["message"], p["seconds"])
                           for p in data]
             self.on_event(res.name, "probes passed before for this image id; not re-run")
@@ -130,9 +137,16 @@ class Pipeline:
             res.log = log
             self.on_event(res.name, f"{len(failed)} probe(s) failed")
             return
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps([p.to_dict() for p in res.probes], indent=1))
+        safe_io.atomic_write(record, json.dumps([p.to_dict() for p in res.probes], indent=1))
         self.on_event(res.name, "probes passed")
+
+
+def _probe_record(data: object) -> bool:
+    """The shape `_probe` writes: a list of passed/skipped probe results."""
+    return isinstance(data, list) and all(
+        isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("message"), str)
+        and p.get("status") in {s.value for s in Status} and p.get("status") != Status.FAILED.value
+        and isinstance(p.get("seconds"), (int, float)) for p in data)
 
 
 def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,

@@ -9,12 +9,12 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from . import safe_io
 from .errors import NbpipeError
 
 USER_ENV, PASSWORD_ENV = "NBPIPE_REGISTRY_USER", "NBPIPE_REGISTRY_PASSWORD"
@@ -51,8 +51,8 @@ class Registry:
         user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
         if user and password:
             token = base64.b64encode(f"{user}:{password}".encode()).decode()
-            with tempfile.TemporaryDirectory(prefix="nbpipe-auth-") as tmp:
-                path = Path(tmp) / "auth.json"
+            with safe_io.private_dir("nbpipe-auth-") as tmp:  # gone on any exit, signals too
+                path = tmp / "auth.json"
                 path.touch(mode=0o600)
                 path.write_text(json.dumps({"auths": {self.host: {"auth": token}}}))
                 yield path

@@ -92,9 +92,10 @@ def markdown(results: list[ImageResult]) -> str:
 
 
 def write(results: list[ImageResult], folder: Path) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    js = folder / "nbpipe-report.json"
-    md = folder / "nbpipe-report.md"
-    js.write_text(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
-    md.write_text(markdown(results))
+    """Both reports, each written whole (temporary file + rename) or not at all."""
+    from . import safe_io
+
+    js = safe_io.atomic_write(folder / "nbpipe-report.json",
+                              json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+    md = safe_io.atomic_write(folder / "nbpipe-report.md", markdown(results))
     return js, md

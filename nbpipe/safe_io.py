@@ -11,10 +11,13 @@ one line that names the file and never quotes a file's contents.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import fcntl
 import json
 import os
+import shutil
+import signal
 import stat
 import tempfile
 import threading
@@ -303,3 +306,51 @@ def _holder(fd: int) -> str:
     except (OSError, UnicodeDecodeError):
         pid = ""
     return f"process {pid}" if pid.isdigit() else "another nbpipe run"
+
+
+# -- secrets on disk --------------------------------------------------------------------
+
+_temporary: set[Path] = set()  # private folders that must not outlive this process
+
+
+@contextmanager
+def private_dir(prefix: str = "nbpipe-") -> Iterator[Path]:
+    """A folder only this user can read, for a secret (a registry auth file), removed on
+    every way out: normally, on an exception, on SIGTERM/SIGHUP/SIGINT (even while a
+    worker thread is using it) and at interpreter exit."""
+    exit_on_signals()
+    path = Path(tempfile.mkdtemp(prefix=prefix))  # mode 0700
+    _temporary.add(path)
+    try:
+        yield path
+    finally:
+        _remove(path)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    _temporary.discard(path)
+
+
+def _remove_all() -> None:
+    for path in list(_temporary):
+        _remove(path)
+
+
+atexit.register(_remove_all)
+
+
+def exit_on_signals() -> None:
+    """Make SIGTERM and SIGHUP end the process like an exception does (``finally``
+    blocks run, private folders go) where nobody handles them yet. Only the main
+    thread may set handlers; elsewhere this does nothing (atexit still cleans up)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _exit)
+
+
+def _exit(signum: int, frame: object) -> None:
+    _remove_all()  # first: a worker thread may hold one and never reach its `finally`
+    raise SystemExit(128 + signum)

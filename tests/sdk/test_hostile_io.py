@@ -128,3 +128,41 @@ def test_second_run_waits_then_names_the_holder(tmp_path: Path) -> None:
     with safe_io.locked(tmp_path, wait=1):  # free again once the holder is gone
         with safe_io.locked(tmp_path, wait=0):  # and reentrant in one process
             pass
+
+
+AUTH_HOLDER = """
+import sys, threading, time
+from nbpipe.registry import Registry
+from nbpipe.safe_io import exit_on_signals
+
+def hold():
+    with Registry.parse("127.0.0.1:5000").authfile() as auth:
+        print(auth, flush=True)
+        time.sleep(60)
+
+if sys.argv[1] == "thread":  # as publish does: the file is held by a worker thread
+    exit_on_signals()  # what nbpipe.cli.main does first
+    t = threading.Thread(target=hold, daemon=True)
+    t.start()
+    t.join()
+else:
+    hold()
+"""
+
+
+@pytest.mark.parametrize("where,sig,code", [("main", "SIGTERM", 143), ("thread", "SIGTERM", 143),
+                                            ("thread", "SIGHUP", 129), ("main", "SIGINT", -2)])
+def test_registry_auth_file_goes_on_any_exit(where: str, sig: str, code: int) -> None:
+    import signal
+
+    env = {**os.environ, "NBPIPE_REGISTRY_USER": "u", "NBPIPE_REGISTRY_PASSWORD": "hunter2"}
+    p = subprocess.Popen([sys.executable, "-c", AUTH_HOLDER, where], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        auth = Path(p.stdout.readline().strip())
+        assert "hunter2" not in auth.read_text() and auth.stat().st_mode & 0o077 == 0
+        p.send_signal(getattr(signal, sig))
+        assert p.wait(timeout=30) == code
+    finally:
+        p.kill()
+    assert not auth.exists() and not auth.parent.exists()
