@@ -120,7 +120,7 @@ def test_publishing_again_uploads_nothing(fake, tmp_path, monkeypatch) -> None:
                         (f"{ctag}-amd64", f"{ctag}-arm64", ctag, "python-3.11", "lab-4.5.11",
                          date)})
     [res] = run(cat, ["t"], engine, tmp_path)
-    assert (res.uploaded, res.message) == (False, "already published: nothing uploaded")
+    assert res.uploaded is False and res.message.startswith("already published: nothing uploaded")
     assert res.digest == "sha256:" + hashlib.sha256(there).hexdigest()
     assert not [c for c in fake.calls("podman") if c[0] in ("push", "manifest")]
 
@@ -140,7 +140,7 @@ def test_publishing_again_with_latest_moves_only_latest(fake, tmp_path, monkeypa
     assert not [c for c in calls if c[0] == "push"]
     assert [c[-1] for c in calls if c[:2] == ["manifest", "push"]] == [
         f"docker://{repo}:latest"]
-    assert res.message == "already published: nothing uploaded"
+    assert res.message.startswith("already published: nothing uploaded")
 
 
 def test_a_failed_platform_pushes_nothing_and_blocks_what_is_built_on_it(fake, tmp_path, monkeypatch) -> None:
