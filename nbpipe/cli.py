@@ -482,13 +482,6 @@ def main() -> None:
     except NbpipeError as exc:
         _fail(str(exc))
         sys.exit(1)
-    except typer.TyperException as exc:  # usage errors (typer's own click; never `import click`)
-        show = getattr(exc, "show", None)
-        if show is not None:
-            show()
-        else:
-            _fail(exc.format_message())
-        sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err.print("nbpipe: interrupted", markup=False)
         sys.exit(130)
@@ -497,8 +490,11 @@ def main() -> None:
     except RecursionError:
         _fail("input nested too deeply to read")
         sys.exit(1)
-    except Exception as exc:  # a bug: still one line, and how to see the details
-        if os.environ.get("NBPIPE_DEBUG"):
+    except Exception as exc:
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()  # a usage error: click's, vendored by typer or not (never `import click`)
+            sys.exit(exc.exit_code)
+        if os.environ.get("NBPIPE_DEBUG"):  # a bug: still one line, and how to see the details
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (a bug in nbpipe; run again "
               "with NBPIPE_DEBUG=1 for the traceback)")

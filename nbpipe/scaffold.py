@@ -9,6 +9,7 @@ import keyword
 from pathlib import Path
 
 from . import __version__
+from . import safe_io
 from .errors import NbpipeError
 from .spec import NAME
 
@@ -252,7 +253,7 @@ def _write_all(files: dict[Path, str]) -> list[Path]:
     try:
         for path, text in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            safe_io.atomic_write(path, text)
             written.append(path)
     except OSError as exc:
         for path in written:

@@ -225,3 +225,23 @@ def test_nothing_half_written(hostile: dict[str, Path], tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "nbpipe", "new", "1team", "--python", "--out",
                         str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_a_bug_is_one_line_too(capsys, monkeypatch) -> None:
+    """Not bad input but a bug: still no traceback (NBPIPE_DEBUG=1 shows it)."""
+
+    def boom(catalog, fmt):
+        raise ValueError("[bold]x[/bold]")
+
+    monkeypatch.setattr(cli.graphs, "render", boom)
+    monkeypatch.setattr(sys, "argv", ["nbpipe", "graph"])
+    monkeypatch.setattr(cli.err, "width", 10_000)
+    monkeypatch.delenv("NBPIPE_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    stderr = capsys.readouterr().err
+    assert exc.value.code == 70 and stderr.count("\n") == 1
+    assert "internal error: ValueError: [bold]x[/bold]" in stderr and "NBPIPE_DEBUG=1" in stderr
+    monkeypatch.setenv("NBPIPE_DEBUG", "1")
+    with pytest.raises(ValueError):
+        cli.main()

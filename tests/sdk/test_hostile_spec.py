@@ -20,6 +20,7 @@ from nbpipe import contract, spec
 from nbpipe.catalog import Catalog
 from nbpipe.engines import dockerfile
 from nbpipe.errors import NbpipeError
+from nbpipe.options import BuildOptions
 
 dockerfile_parse = pytest.importorskip("dockerfile_parse", reason="dockerfile-parse is in the "
                                        "test extra: pip install -e '.[test]'")
@@ -196,6 +197,13 @@ def test_hostile_spec_is_one_line_error_or_exactly_its_instructions(target: str,
             return
     event("exported")
     check_dockerfile(text, sp, {"root", "1000:0"})
+    # The Dagger lowering gets the very same literal values, call for call.
+    from nbpipe.engines import dagger as lowering
+    from tests.sdk.test_dagger import dagger_table, dockerfile_table
+
+    for platform in img.platforms:
+        assert dagger_table(lowering.lower(img, platform)) == \
+            dockerfile_table(img, platform, BuildOptions())
 
 
 def test_the_property_can_fail_on_an_unquoted_value(monkeypatch) -> None:
