@@ -102,3 +102,40 @@ def test_order_is_parents_first_when_children_are_defined_first() -> None:
     assert c.ancestors("d") == ["b", "a"]
     assert c.closure(["d", "c"]) == {"a", "b", "c", "d"}
     assert c.resolve("d").parent == c.resolve("b")
+
+
+@pytest.mark.parametrize("name", ["", "a b", "a/b", "a:b", "a$"])
+def test_image_names_are_plain(name: str) -> None:
+    c = Catalog()
+    with pytest.raises(CatalogError) as exc:
+        c.add(name, ROOT, ident)
+    assert str(exc.value) == (f"image name {name!r} may use only letters, digits, '-', '_', '.'")
+    assert c.names == []
+    c.add("ok-1_x.y", ROOT, ident)
+    assert c.names == ["ok-1_x.y"]
+
+
+def test_the_decorator_registers_with_the_docstring_as_description() -> None:
+    c = Catalog()
+
+    @c.image("a", parent=ROOT)
+    def a(img: Image) -> Image:
+        """An image.
+
+        More words that are not the description."""
+        return img.with_env("A", "1")
+
+    @c.image("b", parent="a", description="given")
+    def b(img: Image) -> Image:
+        """ignored"""
+        return img
+
+    @c.image("c", parent="a")
+    def c_(img: Image) -> Image:
+        return img
+
+    assert (a.__name__, b.__name__, c_.__name__) == ("a", "b", "c_")  # returned unchanged
+    assert {n: (e.parent, e.description) for n, e in c.entries.items()} == {
+        "a": (ROOT, "An image."), "b": ("a", "given"), "c": ("a", "")}
+    assert c.resolve("b").parent == c.resolve("a")
+    assert c.resolve("a").config().env_dict() == {"A": "1"}

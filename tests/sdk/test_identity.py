@@ -211,3 +211,10 @@ def test_the_content_tag_is_the_digest_and_the_version_label_in_both_lowerings(s
     ctr = lowering.lower(img, plat.ARM64)
     labels = [f.args for f in ctr._ctx.selections if f.name == "withLabel"]
     assert {"name": "org.opencontainers.image.version", "value": tag} in labels
+
+
+def test_the_canonical_encoding_is_sorted_compact_utf8_json() -> None:
+    """Written out by hand: what a digest hashes (a change here must bump DIGEST_VERSION)."""
+    value = {"b": [1, "é", b"x".hex()], "a": None, "c": {"z": True, "y": 1.5}}
+    text = '{"a":null,"b":[1,"é","78"],"c":{"y":1.5,"z":true}}'
+    assert sha256_json(value) == "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
