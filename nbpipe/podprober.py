@@ -141,8 +141,8 @@ def _probe(engine: OciEngine, played: Pod, labels: dict[str, str], flavor: str,
     log = ""
     engine.kube_play(manifest)
 
-    def exec_(argv: list[str]) -> tuple[int, str]:
-        r = engine.exec(container, argv)
+    def exec_(argv: list[str], timeout: float = 60) -> tuple[int, str]:
+        r = engine.exec(container, argv, timeout=timeout)
         return r.returncode, r.stdout + r.stderr
 
     target = Target(base_url=played.base_url, prefix=names.prefix + "/",
