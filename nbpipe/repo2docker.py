@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import contract, repofiles, requirements
@@ -36,22 +35,21 @@ CONDA_IMPLICIT = {"python", "pip", "setuptools", "wheel"}
 SETTINGS = "nbpipe.yaml"  # optional, next to the Binder files: probes the repository opts out of
 
 
-@dataclass(frozen=True)
-class Pythons:
-    """Python versions the repository asks for: (file, what it says, X.Y) each."""
+Python = tuple[Path, str, str]  # a Python the repository asks for: file, its words, X.Y
 
-    wanted: tuple[tuple[Path, str, str], ...] = ()
 
-    def check(self, img: Image, parent: str) -> None:
-        has = img.config().label_dict().get(contract.LABEL_PYTHON) if img.platforms else None
-        for path, asked, version in self.wanted:
-            if has is None:
-                raise SpecError(f"{path}: asks for {asked}, but the parent {parent} declares "
-                                f"no Python ({contract.LABEL_PYTHON}); build on jupyter")
-            if has != version:
-                raise SpecError(f"{path}: asks for {asked}, but the parent {parent} has Python "
-                                f"{has} and nbpipe installs no other: write python-{has} or "
-                                "choose a parent with that Python")
+def _check_python(wanted: list[Python], img: Image, parent: str) -> None:
+    """Each Python asked for must be the parent's (its io.nbpipe.python label, which the
+    python-version probe checks): nbpipe installs no other."""
+    has = img.config().label_dict().get(contract.LABEL_PYTHON) if img.platforms else None
+    for path, asked, version in wanted:
+        if has is None:
+            raise SpecError(f"{path}: asks for {asked}, but the parent {parent} declares "
+                            f"no Python ({contract.LABEL_PYTHON}); build on jupyter")
+        if has != version:
+            raise SpecError(f"{path}: asks for {asked}, but the parent {parent} has Python "
+                            f"{has} and nbpipe installs no other: write python-{has} or "
+                            "choose a parent with that Python")
 
 
 def from_repo(repo: Path, parent: str = "jupyter", name: str | None = None) -> Spec:
@@ -70,7 +68,7 @@ def from_repo(repo: Path, parent: str = "jupyter", name: str | None = None) -> S
         raise SpecError(f"--from-repo {top}: no files to ship (all ignored by .gitignore?)")
 
     steps: list[s.Step] = []
-    pythons: list[tuple[Path, str, str]] = []
+    pythons: list[Python] = []
     if "runtime.txt" in found:
         pythons.append(_runtime(_inside(top, conf, "runtime.txt")))
     if "apt.txt" in found:
@@ -95,7 +93,7 @@ def from_repo(repo: Path, parent: str = "jupyter", name: str | None = None) -> S
     start = f"{contract.SKEL}/{scripts[-1]}" if "start" in found else None
 
     def recipe(img: Image) -> Image:
-        Pythons(tuple(pythons)).check(img, parent)
+        _check_python(pythons, img, parent)
         out = img.with_step(*steps)
         if start:
             out = out.with_step(_wrap_server(img, start, parent))
@@ -131,7 +129,7 @@ def _inside(top: Path, conf: Path, name: str) -> Path:
     return safe_io.inside(top, rel, f"--from-repo {top}: {rel}", error=SpecError)
 
 
-def _runtime(path: Path) -> tuple[Path, str, str]:
+def _runtime(path: Path) -> Python:
     """runtime.txt: only ``python-X.Y`` (or X.Y.Z, of which X.Y counts) is buildable here."""
     text = safe_io.read_text(path, error=SpecError).strip()
     m = re.fullmatch(r"python-(\d+)\.(\d+)(\.\d+)?", text)
@@ -143,7 +141,7 @@ def _runtime(path: Path) -> tuple[Path, str, str]:
     raise SpecError(f"{path}: {text[:60]!r} is not a runtime nbpipe knows; write python-X.Y")
 
 
-def _environment(path: Path) -> tuple[list[str], list[tuple[Path, str, str]]]:
+def _environment(path: Path) -> tuple[list[str], list[Python]]:
     """The pip section of an environment.yml, read bounded (an alias bomb is refused), and
     its python=X.Y pin (checked like runtime.txt)."""
     env = safe_io.load_yaml(path, error=SpecError) or {}
@@ -152,7 +150,7 @@ def _environment(path: Path) -> tuple[list[str], list[tuple[Path, str, str]]]:
         raise SpecError(f"{path}: dependencies: must be a list")
     pip: list[str] = []
     conda_only: list[str] = []
-    python: list[tuple[Path, str, str]] = []
+    python: list[Python] = []
     for dep in deps or []:
         if isinstance(dep, dict) and "pip" in dep:
             if not isinstance(dep["pip"], list) or not all(
