@@ -9,6 +9,7 @@ import pytest
 
 from nbpipe import contract
 from nbpipe import platforms as plat
+from nbpipe import steps as s
 from nbpipe.errors import NbpipeError
 from nbpipe.image import BaseRef, Image, ImageConfig
 
@@ -83,8 +84,9 @@ def test_config_is_what_the_whole_chain_ends_with() -> None:
                                         entrypoint=("/bin/sh",), cmd=())
     assert leaf.config().env_dict() == {"A": "2", "B": "1"}
     assert Image.from_base(ROOT).config() == ImageConfig()
-    arm = Image.from_base(ROOT).with_run("x", platforms=(plat.ARM64,)).with_user("1")
-    assert arm.config(plat.ARM64).user == "1"
+    arm = Image.from_base(ROOT).with_step(s.Env(name="A", value="arm", platforms=(plat.ARM64,)))
+    assert arm.config(plat.ARM64).env_dict() == {"A": "arm"}
+    assert arm.config(plat.AMD64).env_dict() == {} == arm.config().env_dict()
 
 
 def test_probes_add_to_the_parents_and_never_replace_them() -> None:
@@ -96,6 +98,9 @@ def test_probes_add_to_the_parents_and_never_replace_them() -> None:
     assert json.loads(labels[contract.LABEL_COMMANDS]) == ["a", "b", "c"]
     assert labels[contract.LABEL_R_LIBRARIES] == "dplyr"
     assert leaf.with_probes() == leaf  # nothing asked, nothing added
+    nb = top.with_probes(notebooks=("a.ipynb",), notebook_timeout=86400).config().label_dict()
+    assert (json.loads(nb[contract.LABEL_NOTEBOOKS]), nb[contract.LABEL_NOTEBOOK_TIMEOUT]) == (
+        ["a.ipynb"], "86400")
     assert top.with_runner_tags("cuda", "gaudi").config().label_dict()[
         contract.LABEL_RUNNER_TAGS] == "cuda,gaudi"
 
@@ -107,6 +112,17 @@ def test_probes_add_to_the_parents_and_never_replace_them() -> None:
     (dict(commands="ls"), "commands: give a list of commands, not one string"),
     (dict(commands=(" ",)), "commands: ' ' is not a command (a non-empty string)"),
     (dict(r_libraries=("1x",)), "r_libraries: '1x' is not an R package like 'dplyr'"),
+    (dict(distributions=("a b",)), "distributions: 'a b' is not a pip distribution name like "
+                                   "'scikit-learn'"),
+    (dict(notebooks="a.ipynb"), "notebooks: give a list of .ipynb paths, not one string"),
+    (dict(notebooks=("a.txt",)), "notebooks: 'a.txt' is not a path to a .ipynb file"),
+    (dict(notebooks=("a\nb.ipynb",)), "notebooks: 'a\\nb.ipynb' must be printable text on one "
+                                       "line (no newlines, tabs or other control characters)"),
+    (dict(notebook_timeout=0), "notebook_timeout: 0 is not a number of seconds (1 to 86400)"),
+    (dict(notebook_timeout=86401), "notebook_timeout: 86401 is not a number of seconds (1 to "
+                                   "86400)"),
+    (dict(commands=("a\tb",)), "commands: 'a\\tb' must be printable text on one line (no "
+                                "newlines, tabs or other control characters)"),
 ])
 def test_probe_lists_are_checked(kw, message) -> None:
     with pytest.raises(NbpipeError) as exc:
