@@ -142,3 +142,30 @@ def test_changing_jupyter_changes_it_and_all_its_descendants(monkeypatch, family
     below = {n for n in family.names if n.startswith("jupyter-")}  # the family's naming
     assert len(below) == 11 and changed == {"jupyter", *below}
     assert "base" not in changed and "codeserver" not in changed
+
+
+@pytest.mark.parametrize("step", BASELINE, ids=lambda st: st.kind)
+def test_steps_are_frozen_keyword_only_values(step) -> None:
+    """A step that could change after its image was made would change that image's
+    identity behind its digest; keyword-only keeps recipes readable and reorder-safe."""
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        step.platforms = (plat.ARM64,)
+    values = [getattr(step, f.name) for f in dataclasses.fields(step)]
+    with pytest.raises(TypeError):
+        type(step)(*values)
+    assert type(step)(**{f.name: getattr(step, f.name) for f in dataclasses.fields(step)}) == step
+
+
+def test_step_defaults_and_one_spelling_per_path() -> None:
+    f = s.File(path="/etc//x/./", content="text")
+    assert (f.path, f.content, f.mode, f.owner) == ("/etc/x", b"text", 0o644, "0:0")
+    h = s.HomeFile(path="./.jupyter//x.json", content="{}")
+    assert (h.path, h.content, h.mode) == (".jupyter/x.json", b"{}", 0o644)
+    assert s.Workdir(path="/home//jovyan/").path == "/home/jovyan"
+    d = s.Download(url="https://example.org/x", sha256="a" * 64, dest="/opt//x/")
+    assert (d.dest, d.mode, d.extract, d.strip_components) == ("/opt/x", 0o644, False, 0)
+    assert s.Run(script="id").user is None and s.Run(script="id").network is False
+    assert s.Pip(packages=("x==1",)).user == "1000:0"
+    assert s.Npm(packages=("x@1",)).user == "root"

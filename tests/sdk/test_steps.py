@@ -1,0 +1,129 @@
+"""Steps, one rule at a time: what each lowers to (the exact script, user, mounts and
+network), what each refuses (with the message), where each downloads from."""
+
+from __future__ import annotations
+
+import pytest
+
+from nbpipe import steps as s
+from nbpipe.errors import NbpipeError
+from nbpipe.ops import CacheMount, Exec, SetCmd, SetEntrypoint, WriteFile
+
+SHA = "a" * 64
+
+
+def test_download_checks_the_sha256_then_installs_or_unpacks() -> None:
+    [op] = s.Download(url="https://example.org/x", sha256=SHA, dest="/opt/x", mode=0o755).lower()
+    assert op == Exec("set -eu\n"
+                      "curl -fsSL --retry 3 -o /tmp/nbpipe-download https://example.org/x\n"
+                      f"echo '{SHA}  /tmp/nbpipe-download' | sha256sum -c -\n"
+                      "mkdir -p $(dirname /opt/x)\n"
+                      "install -m 755 /tmp/nbpipe-download /opt/x\n"
+                      "rm -f /tmp/nbpipe-download", user="root", network=True)
+    [op] = s.Download(url="https://example.org/x.tgz", sha256=SHA, dest="/opt/x", extract=True,
+                      strip_components=1).lower()
+    assert op.script.splitlines()[3:] == [
+        "mkdir -p /opt/x",
+        "tar -xf /tmp/nbpipe-download -C /opt/x --strip-components=1 --no-same-owner",
+        "rm -f /tmp/nbpipe-download"]
+
+
+def test_an_unpinned_download_refuses_to_build_and_says_so() -> None:
+    for step in (s.Download(url="https://example.org/x", sha256=None, dest="/opt/x"),
+                 s.Deb(url="https://example.org/x.deb", sha256=None)):
+        [op] = step.lower()
+        assert op.script.endswith("\nexit 1") and op.user == "root" and not op.network
+        assert "has no sha256 pin" in op.script
+        assert step.unpinned() == (step.url,)
+    assert s.Deb(url="https://example.org/x.deb", sha256=SHA).unpinned() == ()
+    assert s.Download(url="https://example.org/x", sha256=SHA, dest="/x").unpinned() == ()
+
+
+def test_deb_installs_the_checked_file_with_apt_in_one_layer() -> None:
+    [op] = s.Deb(url="https://dl.example.org/r.deb", sha256=SHA).lower()
+    lines = op.script.splitlines()
+    assert lines[:3] == ["set -eu",
+                         "curl -fsSL --retry 3 -o /tmp/nbpipe-package.deb https://dl.example.org/r.deb",
+                         f"echo '{SHA}  /tmp/nbpipe-package.deb' | sha256sum -c -"]
+    assert lines[3:5] == s.apt_install("/tmp/nbpipe-package.deb")
+    assert lines[5:] == ["rm -f /tmp/nbpipe-package.deb", s.APT_CLEANUP]
+    assert (op.user, op.network, op.mounts) == ("root", True, (s.APT_ARCHIVES,))
+    assert s.Deb(url="https://dl.example.org/r.deb", sha256=SHA).sources() == (
+        "dl.example.org", "deb.debian.org")
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: s.Download(url="https://e.org/x", sha256=SHA, dest="/x", mode=0o10000),
+     "download /x: mode 4096 is not a file mode (0 to 0o7777)"),
+    (lambda: s.Download(url="http://e.org/x", sha256=SHA, dest="/x"),
+     "download http://e.org/x: only https:// URLs are allowed"),
+    (lambda: s.Download(url="https://e.org/x", sha256="A" * 64, dest="/x"),
+     "download https://e.org/x: sha256 must be 64 lowercase hex digits"),
+    (lambda: s.Deb(url="https://e.org/x.deb", sha256="a" * 63),
+     "deb https://e.org/x.deb: sha256 must be 64 lowercase hex digits"),
+    (lambda: s.File(path="etc/x", content=b""), "file: path 'etc/x' must be absolute (start with '/')"),
+    (lambda: s.File(path="/x", content=b"", mode=-1), "file /x: mode -1 is not a file mode (0 to 0o7777)"),
+    (lambda: s.HomeFile(path="/x", content=b""),
+     "home file: '/x' must be relative to $HOME, without '..'"),
+    (lambda: s.HomeFile(path="a/../../x", content=b""),
+     "home file: 'a/../../x' must be relative to $HOME, without '..'"),
+    (lambda: s.HomeFile(path="x", content=b"", mode=0o10000),
+     "home file x: mode 4096 is not a file mode (0 to 0o7777)"),
+    (lambda: s.Workdir(path="w"), "workdir: path 'w' must be absolute (start with '/')"),
+    (lambda: s.Port(port=0), "port: 0 is not a TCP port (1-65535)"),
+    (lambda: s.Port(port=65536), "port: 65536 is not a TCP port (1-65535)"),
+    (lambda: s.Apt(packages=()), "apt: give at least one package"),
+    (lambda: s.Pip(packages=()), "pip: give at least one requirement"),
+    (lambda: s.Npm(packages=()), "npm: give at least one package"),
+    (lambda: s.Service(name="web", run="  "), "service web: the run script is empty"),
+    (lambda: s.Env(name="1A", value="x"), "env: '1A' is not a valid variable name"),
+])
+def test_bad_steps_are_refused_with_the_field_named(make, message) -> None:
+    with pytest.raises(NbpipeError) as exc:
+        make()
+    assert str(exc.value) == message
+
+
+def test_good_edges_are_accepted() -> None:
+    assert s.Port(port=1).port == 1 and s.Port(port=65535).lower()[0].port == 65535
+    assert s.File(path="/x", content=b"", mode=0o7777).mode == 0o7777
+    assert s.File(path="/x", content=b"", mode=0).mode == 0
+
+
+def test_run_entrypoint_service_init_and_home_file_lowerings() -> None:
+    assert s.Run(script="id", user="0", network=True).lower() == (
+        Exec("set -eu\nid", user="0", network=True),)
+    assert s.Entrypoint(argv=("/init",), cmd=("lab",)).lower() == (
+        SetEntrypoint(("/init",)), SetCmd(("lab",)))
+    assert s.InitScript(name="10-x", script="#!/bin/sh\n").lower() == (
+        WriteFile("/etc/cont-init.d/10-x", b"#!/bin/sh\n", 0o755),)
+    assert s.Service(name="web", run="#!/bin/sh\nexec x\n").lower() == (
+        WriteFile("/etc/services.d/web/run", b"#!/bin/sh\nexec x\n", 0o755),)
+    assert s.Service(name="web", run="r", finish="f").lower()[1] == \
+        WriteFile("/etc/services.d/web/finish", b"f", 0o755)
+    assert s.HomeFile(path=".rc", content=b"x", mode=0o600).lower() == (
+        WriteFile("/etc/nbpipe/skel/.rc", b"x", 0o600, "1000:0"),)
+
+
+def test_describe_names_each_step_the_way_failures_quote_it() -> None:
+    long = "x" * 80
+    assert s.Run(script=f"\n{long}\nsecond").describe() == "run " + "x" * 70 + "..."
+    assert s.Run(script="  ").describe() == "run "
+    assert s.Apt(packages=("a", "b"), locked="a=1\nb=2\n").describe() == \
+        "apt a b (locked: 2 pinned)"
+    assert s.Pip(packages=("x==1",), locked="x==1 --hash=sha256:" + SHA).describe() == \
+        "pip x==1 (locked: 1 pinned)"
+    assert s.File(path="/x", content=b"abc", mode=0o600).describe() == "file /x (3 bytes, 600)"
+
+
+def test_pip_lowering_uses_the_venv_owner_and_the_cache() -> None:
+    [op] = s.Pip(packages=("numpy==2.0",), index_url="https://idx.example/simple",
+                 extra_index_urls=("https://more.example/simple",)).lower()
+    assert op.script == ("set -eu\n/opt/venv/bin/python -m pip install --no-input --progress-bar "
+                         "off --index-url https://idx.example/simple --extra-index-url "
+                         "https://more.example/simple numpy==2.0")
+    assert (op.user, op.network, op.pip) == ("1000:0", True, True)
+    assert op.mounts == (CacheMount("/var/cache/nbpipe/pip", "nbpipe-pip", owner="1000:0"),)
+    assert s.Pip(packages=("x==1",), index_url="https://idx.example/simple").sources() == (
+        "idx.example",)
+    assert s.Pip(packages=("x==1",)).sources() == ("pypi.org", "files.pythonhosted.org")
