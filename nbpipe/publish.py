@@ -159,9 +159,11 @@ def _publish_one(catalog, img: Image, plats, engine, registry, options, state_di
                 engine.push(ref, f"docker://{arch_ref}",
                             [*flags, "--compression-format", compression])
                 res.uploaded = True
-                res.compression = compression
-            else:  # the content tag is there: it keeps the compression it was pushed with
-                res.compression = layer_compression(there)
+                there = registry.manifest(arch_ref, auth)
+            # what the registry holds: an image already there keeps the compression it was
+            # pushed with, and podman 4.3 (no --force-compression) reuses a layer the
+            # registry holds in the other compression
+            res.compression = layer_compression(there or b"{}")
             remote[p] = arch_ref
         # 3. the manifest list, under every tag; skipped where it is already there
         existing = registry.digest(f"{repo}:{ctag}", auth)
@@ -175,8 +177,9 @@ def _publish_one(catalog, img: Image, plats, engine, registry, options, state_di
             res.uploaded = res.uploaded or not existing
         res.message = "published" if res.uploaded else "already published: nothing uploaded"
         if res.compression != compression:
-            res.message += f" (its layers are {res.compression}; --compression {compression} " \
-                           "applies to content not yet published)"
+            res.message += f" (its layers are {res.compression}: layers already in the " \
+                           f"registry keep their compression, --compression {compression} " \
+                           "applies to new ones)"
     return res
 
 
