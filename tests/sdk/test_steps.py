@@ -127,3 +127,33 @@ def test_pip_lowering_uses_the_venv_owner_and_the_cache() -> None:
     assert s.Pip(packages=("x==1",), index_url="https://idx.example/simple").sources() == (
         "idx.example",)
     assert s.Pip(packages=("x==1",)).sources() == ("pypi.org", "files.pythonhosted.org")
+
+
+@pytest.mark.parametrize("files,message", [
+    ((), "home tree: give at least one file"),
+    ((("/a", b"", 0o644),), "home tree: '/a' must be a plain path relative to $HOME"),
+    ((("a/../b", b"", 0o644),), "home tree: 'a/../b' must be a plain path relative to $HOME"),
+    ((("a/./b", b"", 0o644),), "home tree: 'a/./b' must be a plain path relative to $HOME"),
+    ((("a//b", b"", 0o644),), "home tree: 'a//b' must be a plain path relative to $HOME"),
+    ((("", b"", 0o644),), "home tree: '' must be a plain path relative to $HOME"),
+    ((("a\nb", b"", 0o644),), "home tree: 'a\\nb' must be a plain path relative to $HOME"),
+    ((("a", "text", 0o644),), "home tree: a: content must be bytes, mode 0-0777"),
+    ((("a", b"", 0o1000),), "home tree: a: content must be bytes, mode 0-0777"),
+    ((("a", b"", -1),), "home tree: a: content must be bytes, mode 0-0777"),
+    ((("a", b"", 0o644), ("a", b"x", 0o644)), "home tree: a given twice"),
+])
+def test_a_home_tree_takes_plain_relative_paths_once(files, message) -> None:
+    with pytest.raises(NbpipeError) as exc:
+        s.HomeTree(files=files)
+    assert str(exc.value) == message
+
+
+def test_a_home_tree_is_one_layer_owned_by_jovyan() -> None:
+    from nbpipe.ops import WriteTree
+
+    files = (("a/b.txt", b"xy", 0o777), ("c", b"z", 0))
+    tree = s.HomeTree(files=files)
+    assert tree.lower() == (WriteTree("/etc/nbpipe/skel", files, "1000:0", 0o775),)
+    assert tree.describe() == "home-tree ~/ (2 files, 3 bytes)"
+    assert s.Entrypoint(argv=("/init", "a b"), cmd=("lab",)).describe() == \
+        "entrypoint /init 'a b' lab"
