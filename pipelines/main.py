@@ -20,6 +20,7 @@ from nbpipe import schedule
 from nbpipe.catalog import Catalog
 from nbpipe.engines import dagger as lowering
 from nbpipe.naming import content_tag, stamp
+from nbpipe.steps import apt_install
 from nbpipe.image import Image
 from nbpipe.options import BuildOptions
 from nbpipe.probes.smoke import SCRIPTS, SKIP
@@ -141,8 +142,7 @@ class Nbpipe:
             nb = nb.experimental_with_all_gp_us()
         args = ["--prefix", prefix, "--labels", json.dumps(labels)]
         outside = (lowering.root_container(self._image("base"), p)
-                   .with_exec(["sh", "-c", "apt-get update -q && apt-get install -y -q "
-                               "--no-install-recommends python3"])
+                   .with_exec(["sh", "-c", " && ".join(apt_install("python3"))])
                    .with_directory(f"{PROBE_SOURCE}/nbpipe", src)
                    .with_env_variable("PYTHONPATH", PROBE_SOURCE)
                    .with_service_binding("nb", nb.with_exposed_port(contract.PORT)

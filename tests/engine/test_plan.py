@@ -71,3 +71,29 @@ def test_the_store_read_directly_is_what_podman_lists(engine) -> None:
     for name, info in fast.items():
         assert info.id == listed[name][0], name
         assert abs(info.size - listed[name][1]) <= max(64_000, listed[name][1] // 100), name
+
+
+def test_a_no_op_build_starts_no_engine_process(engine, local_family, tmp_path: Path) -> None:
+    """Everything built: `nbpipe build` reads the store once and runs nothing (podman and
+    buildah on PATH are wrappers that log every call)."""
+    import shutil
+
+    if engine.kind != "podman":
+        pytest.skip("the no-process read is podman's store")
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    for tool in ("podman", "buildah"):
+        real = shutil.which(tool)
+        if real is None:
+            continue
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\nexec {real} "$@"\n')
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "nbpipe", "build", "base", "--no-probe", "--report-dir", "r"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1800)
+    assert first.returncode == 0, first.stderr  # builds base if this root has none yet
+    calls.unlink(missing_ok=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "base: cached" in r.stderr
+    assert not calls.exists() or calls.read_text() == ""
