@@ -192,6 +192,8 @@ def refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
     """`nbpipe lock`: build each image as its recipe resolves today (unlocked), resolve
     every apt and pip step in it, and save the lock file after each image. Two runs in
     one folder take turns (the state folder's lock), so neither loses the other's entries."""
+    from . import safe_io
+
     with safe_io.locked(STATE_DIR, on_wait=lambda m: on_event("nbpipe", m)):
         return _refresh(machine, names, lock_file, options, on_event)
 
