@@ -15,6 +15,7 @@ from nbpipe import platforms as plat
 from nbpipe.catalog import Catalog
 from nbpipe.errors import NbpipeError
 from nbpipe.image import BaseRef
+from nbpipe.options import BuildOptions
 from nbpipe.steps import Apt, Pip
 
 LINES = "numpy==2.4.6 --hash=sha256:" + "a" * 64 + "\n"
@@ -243,3 +244,46 @@ def test_apt_resolution_and_its_failure() -> None:
         with pytest.raises(NbpipeError) as exc:
             lock.resolve_apt(bad, "p", Apt(packages=("python3",)))
         assert str(exc.value).startswith("apt could not resolve `apt python3` in p: ")
+
+
+def test_refresh_builds_unlocked_resolves_each_step_keeps_other_platforms(tmp_path,
+                                                                         monkeypatch) -> None:
+    """`nbpipe lock` on a fake podman: images as built are asked what their apt and pip
+    steps install; an image that does not build is left out; entries for the other
+    platform survive; the file is saved."""
+    from types import SimpleNamespace
+
+    from nbpipe import naming
+    from nbpipe.engines.oci import ImageInfo, OciEngine
+
+    from .fakecli import Fake
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NBPIPE_RUNTIME", raising=False)
+    cat = small()
+    cat.add("v", ROOT, lambda img: img.with_pip("broken==1"))
+    built = {naming.local_ref(cat.resolve(n), plat.AMD64): ImageInfo(
+        naming.local_ref(cat.resolve(n), plat.AMD64), "sha256:" + n * 64, 1, {}, "")
+        for n in ("t", "u")}
+    monkeypatch.setattr(OciEngine, "images", lambda self: built)
+    fake = Fake(tmp_path / "cli", monkeypatch, "podman")
+    fake.on("run", has=("simulate",), stdout="python3=3.11.2-1+b1\nlibpython3.11=3.11.2-6\n")
+    fake.on("run", has=("resolve",), stdout=_report(
+        {"metadata": {"name": "numpy", "version": "2.4.6"},
+         "download_info": {"archive_info": {"hashes": {"sha256": "b" * 64}}}}))
+    fake.on("build", rc=1, stdout="Error: no network\n")
+    path = tmp_path / "lock.json"
+    apt_key, pip_key = _keys()
+    lock.save(path, {pip_key: {plat.ARM64: LINES}})
+    machine = SimpleNamespace(need_engine=lambda: OciEngine("podman", fake.paths["podman"]),
+                              platform=plat.AMD64, catalog=lock.apply(cat, path))
+    events = []
+    got = lock.refresh(machine, None, path, BuildOptions(), lambda n, w: events.append((n, w)))
+    want = {apt_key: {plat.AMD64: "libpython3.11=3.11.2-6\npython3=3.11.2-1+b1\n"},
+            pip_key: {plat.AMD64: f"numpy==2.4.6 --hash=sha256:{'b' * 64}\n",
+                      plat.ARM64: LINES}}
+    assert got == want and lock.load(path) == want
+    runs = [c for c in fake.calls() if c[0] == "run"]
+    assert [c[c.index("--entrypoint") + 2] for c in runs] == [
+        ROOT.pinned(plat.AMD64), naming.local_ref(cat.resolve("t"), plat.AMD64)]
+    assert ("v", "not locked: failed") in events
