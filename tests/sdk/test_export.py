@@ -185,3 +185,37 @@ def test_export_format_exactly() -> None:
         "FROM (the parent image)", "env GREETING=a \"b\" $c", "run echo hi", "run echo hi",
         "run echo hi", "run id", "file /etc/x (2 bytes, 600)", "home-file ~/.rc"]
     assert rendered.origin(99) == "FROM (the parent image)"
+
+
+def test_rendered_writes_its_context_into_a_new_folder(tmp_path) -> None:
+    from tests.sdk.test_digest import ROOT
+
+    img = Image.from_base(ROOT, "w").with_file("/etc/x", b"x\n").with_home_file(".a/b", b"b")
+    rendered = dockerfile.render(img, plat.AMD64)
+    out = rendered.write(tmp_path / "new" / "ctx")
+    assert out == tmp_path / "new" / "ctx" / "Dockerfile" and out.read_text() == rendered.text
+    assert {str(p.relative_to(out.parent)) for p in out.parent.rglob("*") if p.is_file()} == {
+        "Dockerfile", *rendered.files}
+    assert all((out.parent / rel).read_bytes() == data for rel, data in rendered.files.items())
+
+
+def test_the_lowering_refuses_a_value_that_would_end_its_line() -> None:
+    """Steps refuse control characters; the lowering refuses them again, so an op made
+    any other way still cannot start an instruction of its own."""
+    from dataclasses import dataclass
+
+    from nbpipe import steps as s
+    from nbpipe.errors import NbpipeError
+    from tests.sdk.test_digest import ROOT
+
+    for op, bad in ((SetEnv("X", "a\nRUN evil"), "'a\\nRUN evil'"),
+                    (SetLabel("k\r", "v"), "'k\\r'"),
+                    (SetUser("1000\nRUN x"), "'1000\\nRUN x'")):
+        @dataclass(frozen=True, kw_only=True)
+        class Sneaky(s.Step):
+            def lower(self, op=op):
+                return (op,)
+
+        with pytest.raises(NbpipeError) as exc:
+            dockerfile.render(Image.from_base(ROOT).with_step(Sneaky()), plat.AMD64)
+        assert str(exc.value).startswith(bad + " cannot be written into a Dockerfile line")
