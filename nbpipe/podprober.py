@@ -22,7 +22,7 @@ from typing import Iterator
 
 from . import kubeflow
 from .engines.oci import OciEngine
-from .probes.checks import Target, run_all, run_one
+from .probes.checks import Target, home_text, run_all, run_one
 from .probes.kubeflow import NOTEBOOK, PodFacts, culler_client, kernels_path, pod_checks
 from .probes.http import wait_ready
 from .probes.result import ProbeFailure, ProbeResult
@@ -175,7 +175,7 @@ def _probe(engine: OciEngine, played: Pod, labels: dict[str, str], flavor: str,
     def replay_same_volume(t: Target) -> str:
         if edit:
             raise ProbeFailure(edit)
-        saved = (home / NOTEBOOK).read_text() if (home / NOTEBOOK).exists() else None
+        saved = home_text(home, NOTEBOOK)
         if saved is None:
             raise ProbeFailure(f"{NOTEBOOK} was not in the volume after the first pod "
                                "(the gateway probe saves it)")
@@ -187,12 +187,11 @@ def _probe(engine: OciEngine, played: Pod, labels: dict[str, str], flavor: str,
         if isinstance(last, str) or last.status != 200:
             raise ProbeFailure(f"played again on the same volume, {kernels_path(t)} gave no "
                                f"200 within {ready_timeout:.0f}s")
-        now = (home / NOTEBOOK).read_text() if (home / NOTEBOOK).exists() else None
+        now = home_text(home, NOTEBOOK)
         if now != saved or json.loads(now)["cells"][0]["source"] == "":
             raise ProbeFailure(f"{NOTEBOOK} changed or vanished when the pod was played "
                                "again on the same volume")
-        bashrc = home / ".bashrc"
-        if not bashrc.exists() or USER_EDIT not in bashrc.read_text():
+        if USER_EDIT not in (home_text(home, ".bashrc") or ""):
             raise ProbeFailure("the user's edit of ~/.bashrc was lost when the pod was played "
                                "again: start-up must never overwrite files in the volume")
         return f"ready again in {time.monotonic() - started:.2f}s; {NOTEBOOK} and the " \

@@ -217,11 +217,26 @@ def skeleton_copied(t: Target) -> str:
     return f"{len(wanted)} skeleton file(s) copied into the empty volume"
 
 
+def home_text(home: Path, rel: str) -> str | None:
+    """A file the container wrote into the home volume, or None if there is none. The
+    image is not ours to trust: a symlink it leaves there is never followed out of the
+    volume (it could name a file of this machine), and the read is bounded."""
+    from ..errors import NbpipeError
+    from ..safe_io import inside, read_text
+
+    if not (home / rel).exists() and not (home / rel).is_symlink():
+        return None
+    try:
+        return read_text(inside(home, rel, f"~/{rel}"), f"~/{rel}")
+    except NbpipeError as exc:
+        raise ProbeFailure(f"{exc} (written by the container into its home volume)") from None
+
+
 def existing_kept(t: Target) -> str:
     if t.home is None or t.sentinel is None:
         raise ProbeSkip("no pre-existing file was placed in the home volume")
     rel, content = t.sentinel
-    now = (t.home / rel).read_text() if (t.home / rel).exists() else None
+    now = home_text(t.home, rel)
     if now != content:
         raise ProbeFailure(f"~/{rel} existed in the volume before start and was overwritten "
                            "(or removed): the skeleton copy must never replace user files")
@@ -231,8 +246,7 @@ def existing_kept(t: Target) -> str:
 def cont_init_order(t: Target) -> str:
     if not t.probe_init or t.home is None:
         raise ProbeSkip("no probe cont-init.d scripts were mounted")
-    marker = t.home / INIT_MARKER
-    got = marker.read_text().split() if marker.exists() else []
+    got = (home_text(t.home, INIT_MARKER) or "").split()
     want = list(PROBE_INIT_SCRIPTS)
     if got != want:
         raise ProbeFailure(f"cont-init.d scripts ran as {got or 'nothing'}, want {want} in that "

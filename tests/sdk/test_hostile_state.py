@@ -78,3 +78,23 @@ def test_lock_file_is_saved_whole(tmp_path: Path) -> None:
     locks.save(path, {"a/0/x": {"linux/amd64": "vim=1\n"}})
     assert locks.load(path) == {"a/0/x": {"linux/amd64": "vim=1\n"}}
     assert [p.name for p in tmp_path.iterdir()] == ["lock.json"]
+
+
+def test_probes_never_follow_a_link_the_container_left_in_its_home(tmp_path: Path) -> None:
+    """The image under test writes into the home volume, which is a folder of this
+    machine: a symlink it leaves there must not make the prober read (and report) a
+    file of this machine."""
+    from nbpipe.probes import checks
+    from nbpipe.probes.result import ProbeFailure
+
+    secret = tmp_path / "shadow"
+    secret.write_text("root:hunter2\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / checks.INIT_MARKER).symlink_to(secret)
+    (home / ".bashrc").write_text("kept\n")
+    assert checks.home_text(home, ".bashrc") == "kept\n"
+    assert checks.home_text(home, "missing") is None
+    with pytest.raises(ProbeFailure) as exc:
+        checks.home_text(home, checks.INIT_MARKER)
+    assert "leads outside" in str(exc.value) and "hunter2" not in str(exc.value)
