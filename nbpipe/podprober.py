@@ -29,11 +29,13 @@ from .probes.result import ProbeFailure, ProbeResult
 from .prober import _free_port
 
 # Ready = the first 200 on <prefix>/api/kernels, at the default cpu limit (0.6).
-# Measured here (podman 4.3, 2 cores shared with other builds, load ~10): jupyter used
-# 1.9 cpu-s until then (3.2 s of wall time at 0.6 on an idle node), 9-22 s of wall time
+# Measured here (podman 4.3, 2 cores shared with other builds, load ~10): until then
+# jupyter used 0.86 cpu-s and jupyter-scipy 0.94 (1.4 and 1.6 s of wall time at 0.6 on an
+# idle node; 1.9 and 2.1 before rfc3987-syntax left the images), and 4.5-22 s of wall time
 # on this busy machine. Cpu-seconds do not depend on the machine's load, so they carry
-# the tight bound; the wall-time bound only catches sleeps and hangs.
-READY_CPU_BOUND = 3.0
+# the tight bound: 1.5 cpu-s is a 2.5 s start at cpu 0.6. The wall-time bound only
+# catches sleeps and hangs.
+READY_CPU_BOUND = 1.5
 READY_WALL_BOUND = 45.0
 USER_EDIT = "# edited by the user: must survive a restart\n"
 

@@ -117,8 +117,11 @@ def publish(catalog: Catalog, names: list[str], engine: OciEngine, registry: Reg
 
 
 def layer_compression(manifest: bytes) -> str:
-    """gzip | zstd | none | mixed, from an image manifest's layer media types."""
+    """gzip | zstd | none | mixed, from an image manifest's layer media types ("" when it
+    lists no layers: a manifest list, or nothing to say)."""
     layers = json.loads(manifest).get("layers") or []
+    if not layers:
+        return ""
     kinds = {"zstd" if "zstd" in m.get("mediaType", "") else
              "gzip" if "gzip" in m.get("mediaType", "") else "none" for m in layers}
     return kinds.pop() if len(kinds) == 1 else "mixed"
@@ -176,7 +179,7 @@ def _publish_one(catalog, img: Image, plats, engine, registry, options, state_di
             res.digest = engine.publish_list(remote, [f"{repo}:{t}" for t in moving], flags)
             res.uploaded = res.uploaded or not existing
         res.message = "published" if res.uploaded else "already published: nothing uploaded"
-        if res.compression != compression:
+        if res.compression and res.compression != compression:
             res.message += f" (its layers are {res.compression}: layers already in the " \
                            f"registry keep their compression, --compression {compression} " \
                            "applies to new ones)"
