@@ -7,6 +7,7 @@ import json
 import uuid
 from pathlib import Path
 
+from . import safe_io
 from .engines.oci import OciEngine
 
 LIST = r"""
@@ -49,7 +50,5 @@ def write(engine: OciEngine, ref: str, name: str, platform: str, folder: Path) -
                      "tools": {"components": [{"type": "application", "name": "nbpipe"}]}},
         "components": components(engine, ref),
     }
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}-{platform.split('/')[1]}.cdx.json"
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    return path
+    return safe_io.atomic_write(path, json.dumps(doc, indent=1) + "\n")  # whole or not at all
