@@ -245,3 +245,13 @@ def test_a_bug_is_one_line_too(capsys, monkeypatch) -> None:
     monkeypatch.setenv("NBPIPE_DEBUG", "1")
     with pytest.raises(ValueError):
         cli.main()
+
+
+def test_nbpipe_never_imports_click() -> None:
+    """typer vendors its own click: `import click` fails on a fresh install."""
+    import re
+
+    root = Path(cli.__file__).parent
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                 if re.search(r"^\s*(import click|from click\b)", p.read_text(), re.M)]
+    assert offenders == []
