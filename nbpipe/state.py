@@ -82,7 +82,10 @@ def assess(catalog: Catalog, platform: str, store: "Mapping[str, ImageInfo]",
     order = [n for n in order if platform in images[n].platforms]
     refs = {n: naming.local_ref(images[n], platform) for n in order}
     unbuilt = [n for n in order if rebuild or refs[n] not in store]
-    hosts = {h for n in unbuilt for st in images[n].steps_for(platform) for h in st.sources()}
+    # below an unbuilt image with an unpinned download everything is blocked: no need to ask
+    doomed = {n for n in unbuilt if any(st.unpinned() for st in images[n].steps_for(platform))}
+    asked = [n for n in unbuilt if not doomed & set(catalog.ancestors(n))]
+    hosts = {h for n in asked for st in images[n].steps_for(platform) for h in st.sources()}
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:
         list(pool.map(sources.reachable, hosts))  # all at once; the answers are cached
     out: dict[str, ImageState] = {}
