@@ -76,6 +76,8 @@ def test_order_subgraph_and_affected() -> None:
     assert c.order() == ["a", "b", "c", "d"]
     assert c.order(["d"]) == ["a", "b", "d"]
     assert c.children("b") == ["d"] and c.children("d") == []
+    assert c.descendants("a") == {"b", "c", "d"} and c.descendants("b") == {"d"}
+    assert c.descendants("d") == set()
     before = c.digests()
     assert c.affected(before) == []
     assert c.affected({**before, "b": "sha256:old"}) == ["b"]
@@ -139,3 +141,15 @@ def test_the_decorator_registers_with_the_docstring_as_description() -> None:
         "a": (ROOT, "An image."), "b": ("a", "given"), "c": ("a", "")}
     assert c.resolve("b").parent == c.resolve("a")
     assert c.resolve("a").config().env_dict() == {"A": "1"}
+
+
+def test_digests_per_platform_leave_out_what_is_not_built_there() -> None:
+    both = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64,
+                                        plat.ARM64: "sha256:" + "2" * 64})
+    c = Catalog()
+    c.add("all", both, ident)
+    c.add("amd", "all", lambda img: img.with_platforms(plat.AMD64).with_env("A", "1"))
+    assert set(c.digests(plat.AMD64)) == {"all", "amd"}
+    assert set(c.digests(plat.ARM64)) == {"all"}
+    assert c.digests(plat.ARM64)["all"] == c.resolve("all").digest(plat.ARM64)
+    assert c.digests()["amd"] == c.resolve("amd").digest()

@@ -152,9 +152,9 @@ def test_steps_are_frozen_keyword_only_values(step) -> None:
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         step.platforms = (plat.ARM64,)
-    values = [getattr(step, f.name) for f in dataclasses.fields(step)]
+    own = [getattr(step, f.name) for f in dataclasses.fields(step) if f.name != "platforms"]
     with pytest.raises(TypeError):
-        type(step)(*values)
+        type(step)(own[0])  # keyword-only: never positional
     assert type(step)(**{f.name: getattr(step, f.name) for f in dataclasses.fields(step)}) == step
 
 
@@ -167,5 +167,6 @@ def test_step_defaults_and_one_spelling_per_path() -> None:
     d = s.Download(url="https://example.org/x", sha256="a" * 64, dest="/opt//x/")
     assert (d.dest, d.mode, d.extract, d.strip_components) == ("/opt/x", 0o644, False, 0)
     assert s.Run(script="id").user is None and s.Run(script="id").network is False
+    assert d.describe() == "download https://example.org/x -> /opt/x"
     assert s.Pip(packages=("x==1",)).user == "1000:0"
     assert s.Npm(packages=("x@1",)).user == "root"

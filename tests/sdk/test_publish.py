@@ -280,3 +280,48 @@ def test_without_skopeo_the_error_says_how_to_get_it(monkeypatch, tmp_path) -> N
         REG.manifest("x", None)
     assert str(exc.value) == "skopeo is not installed: apt-get install skopeo"
     assert os.environ["PATH"] == str(tmp_path)
+
+
+def test_layer_compression_is_read_from_the_manifest() -> None:
+    from nbpipe.publish import layer_compression
+
+    def manifest(*types: str) -> bytes:
+        return json.dumps({"layers": [{"mediaType": t} for t in types]}).encode()
+
+    gz = "application/vnd.oci.image.layer.v1.tar+gzip"
+    zs = "application/vnd.oci.image.layer.v1.tar+zstd"
+    plain = "application/vnd.oci.image.layer.v1.tar"
+    assert layer_compression(manifest(gz, gz)) == "gzip"
+    assert layer_compression(manifest(zs)) == "zstd"
+    assert layer_compression(manifest(plain)) == "none"
+    assert layer_compression(manifest(gz, zs)) == "mixed"
+    assert layer_compression(b'{"manifests": []}') == ""
+    assert layer_compression(manifest()) == ""
+
+
+def test_versions_come_from_the_native_platform_else_the_first(fake, tmp_path,
+                                                               monkeypatch) -> None:
+    cat = small()
+    engine = engine_with(fake, cat, {"t": plat.ALL}, monkeypatch)
+    registry_has(fake, {})
+    run(cat, ["t"], engine, tmp_path, native=plat.ARM64)
+    run(cat, ["t"], engine, tmp_path, platforms=(plat.AMD64,), native=plat.ARM64)
+    versions = [c for c in fake.calls("podman") if "--entrypoint" in c
+                and c[c.index("--entrypoint") + 1] == "python3"]
+    assert [c[c.index("--entrypoint") + 2] for c in versions] == [
+        local_ref(cat.resolve("t"), plat.ARM64), local_ref(cat.resolve("t"), plat.AMD64)]
+
+
+def test_images_there_without_their_list_get_the_list_and_count_as_published(
+        fake, tmp_path, monkeypatch) -> None:
+    cat = small()
+    engine = engine_with(fake, cat, {"t": plat.ALL}, monkeypatch)
+    ctag = content_tag(cat.resolve("t"))
+    repo = "127.0.0.1:5000/team/t"
+    registry_has(fake, {f"{repo}:{ctag}-amd64": b"{}", f"{repo}:{ctag}-arm64": b"{}"})
+    [res] = run(cat, ["t"], engine, tmp_path)
+    calls = fake.calls("podman")
+    assert not [c for c in calls if c[0] == "push"]
+    assert [c[-1] for c in calls if c[:2] == ["manifest", "push"]][0] == f"docker://{repo}:{ctag}"
+    assert (res.uploaded, res.digest) == (True, LIST)
+    assert res.message.startswith("published")
