@@ -98,3 +98,16 @@ def test_the_golden_files_are_all_checked() -> None:
     """No stale golden file lies around unchecked."""
     want = {f"{n}.amd64.{ext}" for n, _ in CASES for ext in ("Dockerfile", "dagger")}
     assert {p.name for p in GOLDEN.iterdir() if p.suffix != ".md"} == want
+
+
+def test_the_dagger_lowering_refuses_binary_files() -> None:
+    pytest.importorskip("dagger")
+    from nbpipe.engines import dagger as lowering
+    from nbpipe.errors import NbpipeError
+    from nbpipe.image import BaseRef, Image
+
+    root = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64})
+    img = Image.from_base(root, "bin").with_file("/usr/bin/x", b"\x7fELF\xff\xfe")
+    with pytest.raises(NbpipeError) as exc:
+        lowering.lower(img, plat.AMD64)
+    assert str(exc.value) == "bin: /usr/bin/x is binary; the Dagger lowering writes text files only"

@@ -255,3 +255,14 @@ def test_a_command_that_hangs_times_out_with_one_line(fake, monkeypatch) -> None
     with pytest.raises(NbpipeError) as exc:
         engine(fake).run_once("img:1", ["sleep", "9"], timeout=3)
     assert str(exc.value) == "`podman run --rm --entrypoint` timed out after 3s"
+
+
+def test_detect_gives_the_engine_and_a_readable_store_needs_no_command(fake, monkeypatch) -> None:
+    fake.on("images", stdout="[]")
+    e = OciEngine.detect("podman")
+    assert (e.kind, e.binary) == ("podman", fake.paths["podman"])
+    store = {"localhost/x:1": ImageInfo("localhost/x:1", "sha256:" + "1" * 64, 1, {}, "")}
+    monkeypatch.setattr(oci, "_storage_index", lambda: store)
+    before = len(fake.calls())
+    assert engine(fake).images() == store
+    assert len(fake.calls()) == before  # containers/storage's index read, no podman started
