@@ -266,3 +266,13 @@ def test_detect_gives_the_engine_and_a_readable_store_needs_no_command(fake, mon
     before = len(fake.calls())
     assert engine(fake).images() == store
     assert len(fake.calls()) == before  # containers/storage's index read, no podman started
+
+
+def test_exists_asks_each_engine_its_own_way(fake) -> None:
+    fake.on("image", "exists", has=("there",)).on("image", "exists", rc=1)
+    fake.on("image", "inspect", has=("there",), stdout="[]").on("image", "inspect", rc=1)
+    assert engine(fake).exists("there") is True and engine(fake).exists("gone") is False
+    assert engine(fake, "docker").exists("there") is True
+    assert engine(fake, "docker").exists("gone") is False
+    assert fake.calls("podman") == [["image", "exists", "there"], ["image", "exists", "gone"]]
+    assert fake.calls("docker") == [["image", "inspect", "there"], ["image", "inspect", "gone"]]
