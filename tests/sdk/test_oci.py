@@ -276,3 +276,26 @@ def test_exists_asks_each_engine_its_own_way(fake) -> None:
     assert engine(fake, "docker").exists("gone") is False
     assert fake.calls("podman") == [["image", "exists", "there"], ["image", "exists", "gone"]]
     assert fake.calls("docker") == [["image", "inspect", "there"], ["image", "inspect", "gone"]]
+
+
+def test_a_gone_container_is_not_an_error_when_removed_or_asked_about(fake) -> None:
+    fake.on("rm", rc=1, stderr="Error: no such container\n")
+    fake.on("inspect", has=("{{.State.ExitCode}}", "done"), stdout="137\n")
+    fake.on("inspect", has=("{{.State.ExitCode}}", "odd"), stdout="\n")
+    fake.on("inspect", rc=1, stdout="12\n", stderr="Error: no such container\n")
+    e = engine(fake)
+    e.remove_container("gone")
+    assert e.running("gone") is False
+    assert (e.exit_code("done"), e.exit_code("odd"), e.exit_code("gone")) == (137, None, None)
+
+
+def test_dagger_is_available_through_a_session_or_a_cli(tmp_path, monkeypatch) -> None:
+    from nbpipe.engines import dagger_client
+
+    monkeypatch.delenv("DAGGER_SESSION_PORT", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert dagger_client.available() is None
+    fake = Fake(tmp_path / "cli", monkeypatch, "dagger")
+    assert dagger_client.available() == f"the dagger CLI at {fake.paths['dagger']}"
+    monkeypatch.setenv("DAGGER_SESSION_PORT", "41234")
+    assert dagger_client.available() == "the Dagger session of `dagger run`"
