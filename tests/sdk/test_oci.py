@@ -299,3 +299,47 @@ def test_dagger_is_available_through_a_session_or_a_cli(tmp_path, monkeypatch) -
     assert dagger_client.available() == f"the dagger CLI at {fake.paths['dagger']}"
     monkeypatch.setenv("DAGGER_SESSION_PORT", "41234")
     assert dagger_client.available() == "the Dagger session of `dagger run`"
+
+
+def test_the_storage_index_is_read_from_containers_storage_files(tmp_path, monkeypatch) -> None:
+    """Podman's own index files, laid out as containers/storage writes them, read without
+    starting podman: names, ids, the size of the layer chain; None where it cannot be
+    sure (two drivers' stores, a damaged file, a configured storage.conf elsewhere)."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("the storage index is read for root's store only")
+    monkeypatch.delenv("CONTAINERS_STORAGE_CONF", raising=False)
+    monkeypatch.setattr(oci, "STORAGE_CONF", tmp_path / "storage.conf")
+    monkeypatch.setattr(oci, "GRAPH_ROOT", tmp_path / "store")
+    images = tmp_path / "store" / "overlay-images"
+    layers = tmp_path / "store" / "overlay-layers"
+    images.mkdir(parents=True)
+    layers.mkdir(parents=True)
+    (images / "images.json").write_text(json.dumps([
+        {"id": "ab" * 32, "names": ["localhost/nbpipe/a:1"], "layer": "l2", "created": "t"},
+        {"id": "cd" * 32, "layer": "l1"}]))
+    (layers / "layers.json").write_text(json.dumps([
+        {"id": "l1", "diff-size": 100}, {"id": "l2", "parent": "l1", "diff-size": 20}]))
+    assert oci._storage_index() == {"localhost/nbpipe/a:1": ImageInfo(
+        "localhost/nbpipe/a:1", "sha256:" + "ab" * 32, 120, {}, "t")}
+    (tmp_path / "storage.conf").write_text('[storage]\ndriver = "vfs"\n')
+    assert oci._storage_index() is None  # configured for vfs: no vfs store here
+    (tmp_path / "storage.conf").unlink()
+    (tmp_path / "store" / "vfs-images").mkdir()
+    (tmp_path / "store" / "vfs-images" / "images.json").write_text("[]")
+    assert oci._storage_index() is None  # two stores: ask the engine
+    (tmp_path / "store" / "vfs-images" / "images.json").unlink()
+    (layers / "layers.json").write_text("{damaged")
+    assert oci._storage_index() is None
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(tmp_path / "other.conf"))
+    assert oci._storage_index() is None
+
+
+def test_docker_is_found_where_debian_puts_it_else_on_path(fake) -> None:
+    from pathlib import Path
+
+    found = oci._find("docker")
+    assert found == ("/usr/bin/docker" if Path("/usr/bin/docker").exists()
+                     else fake.paths["docker"])
+    assert oci._find("podman") == fake.paths["podman"]
