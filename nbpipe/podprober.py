@@ -25,7 +25,7 @@ from .engines.oci import OciEngine
 from .probes.checks import Target, home_text, run_all, run_one
 from .probes.kubeflow import NOTEBOOK, PodFacts, culler_client, kernels_path, pod_checks
 from .probes.http import wait_ready
-from .probes.result import ProbeFailure, ProbeResult
+from .probes.result import ProbeFailure, ProbeResult, ProbeSkip
 from .prober import _free_port
 
 # Ready = the first 200 on <prefix>/api/kernels, at the default cpu limit (0.6).
@@ -175,6 +175,8 @@ def _probe(engine: OciEngine, played: Pod, labels: dict[str, str], flavor: str,
         return f"exit {code} {seconds:.1f}s after SIGTERM (grace {grace}s)"
 
     def replay_same_volume(t: Target) -> str:
+        if t.server != "jupyter":
+            raise ProbeSkip("no Jupyter server: no notebook was saved to find again")
         if edit:
             raise ProbeFailure(edit)
         saved = home_text(home, NOTEBOOK)

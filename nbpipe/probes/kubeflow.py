@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from . import kernel
-from .checks import Target
+from .checks import Target, _need_jupyter, _need_server
 from .http import Client, wait_ready
 from .result import ProbeFailure, ProbeSkip
 
@@ -140,11 +140,13 @@ def pod_checks(facts: PodFacts) -> tuple[Callable[[Target], str], ...]:
         """Bounded twice: by cpu-seconds used until the first 200 (what the start costs,
         the same on a busy CI machine as on an idle node: at the cpu limit it takes
         cpu-seconds / limit of wall time), and by wall time (sleeps and hangs)."""
-        seconds, last = wait_ready(culler_client(t, facts), kernels_path(t), t.ready_timeout)
+        _need_server(t)
+        path = kernels_path(t) if t.server == "jupyter" else t.ready_path()
+        seconds, last = wait_ready(culler_client(t, facts), path, t.ready_timeout)
         total = time.monotonic() - facts.started
         if isinstance(last, str) or last.status != 200:
             got = last if isinstance(last, str) else f"HTTP {last.status}"
-            raise ProbeFailure(f"GET {kernels_path(t)} (the culler's request) gave no 200 "
+            raise ProbeFailure(f"GET {path} (the culler's request) gave no 200 "
                                f"within {t.ready_timeout:.0f}s (last: {got})")
         t.startup_seconds = total
         cpu = cpu_seconds(t)
@@ -153,16 +155,17 @@ def pod_checks(facts: PodFacts) -> tuple[Callable[[Target], str], ...]:
         seen = f"{total:.2f}s after play ({cpu:.2f} cpu-s at cpu limit {facts.cpu_limit}{idle})" \
             if cpu is not None else f"{total:.2f}s after play"
         if cpu is not None and cpu > facts.ready_cpu_bound:
-            raise ProbeFailure(f"first 200 on {kernels_path(t)} {seen}: start-up used more than "
+            raise ProbeFailure(f"first 200 on {path} {seen}: start-up used more than "
                                f"{facts.ready_cpu_bound:.1f} cpu-s; it does too much before the "
                                "server listens")
         if total > facts.ready_wall_bound:
-            raise ProbeFailure(f"first 200 on {kernels_path(t)} {seen}: more than "
+            raise ProbeFailure(f"first 200 on {path} {seen}: more than "
                                f"{facts.ready_wall_bound:.0f}s; start-up waits on something")
-        return f"200 on {kernels_path(t)} {seen}; bounds {facts.ready_cpu_bound:.1f} cpu-s, " \
+        return f"200 on {path} {seen}; bounds {facts.ready_cpu_bound:.1f} cpu-s, " \
                f"{facts.ready_wall_bound:.0f}s"
 
     def culler_decode(t: Target) -> str:
+        _need_jupyter(t)
         user = Client(t.base_url, headers=dict(GATEWAY_HEADERS))
         kid = kernel.start_kernel(user, t.prefix)  # a kernel, so last_activity is there to parse
         try:
@@ -185,6 +188,7 @@ def pod_checks(facts: PodFacts) -> tuple[Callable[[Target], str], ...]:
                "last_activity RFC 3339)"
 
     def gateway_notebook(t: Target) -> str:
+        _need_jupyter(t)
         user = Client(t.base_url, headers=dict(GATEWAY_HEADERS))
         headers = kernel.api_headers(user, t.prefix)
         model = {"type": "notebook", "format": "json", "content": {
