@@ -284,7 +284,8 @@ class FakeNotebook:
                        f"Gid:\t{b.gid}\t{b.gid}\t{b.gid}\t{b.gid}\n"
                        f"Groups:\t{' '.join(map(str, b.groups))}\n")
         if re.search(r"/proc/\d+/environ", script) or script == "env":
-            return 0, f"PATH=/usr/bin\nHOME={b.home}\nNB_PREFIX={b.prefix}\nEMPTY=\n"
+            return 0, (f"PATH=/usr/bin\nHOME={b.home}\nNB_PREFIX={b.prefix}\nEMPTY=\n"
+                       "JUPYTER_ARGS=--ServerApp.base_url=/x\n")  # '=' inside a value
         if script == f"cd {contract.SKEL} && find . -mindepth 1 -type f":
             return 0, "".join(f"./{rel}\n" for rel in b.skeleton)
         if m := re.fullmatch(r"kill -9 (\d+)", script):
