@@ -86,6 +86,7 @@ def test_a_good_server_passes_every_check(start) -> None:
     t, fake = start()
     results = run_all(t)
     assert [r.name for r in results] == ALL_NAMES
+    assert all(0 <= r.seconds < 60 for r in results), [r.seconds for r in results]
     assert statuses(results) == GOOD, [r for r in results if r.status is not GOOD[r.name]]
     msg = {r.name: r.message for r in results}
     assert msg["cors"] == (f"Access-Control-Allow-Origin: * on {t.prefix}api/kernels, "

@@ -38,6 +38,8 @@ BAD = [
     ("name: x\nparent: jupyter\nplatforms: [linux/s390x]\n", ":3: platforms[0]: 'linux/s390x': use linux/amd64 or linux/arm64"),
     ("name: x\nparent: jupyter\nfiles:\n  - {path: /a}\n", ":4: files[0]: give exactly one of 'source'"),
     ("name: x\nparent: jupyter\nfiles:\n  - {path: /a, content: x, mode: '999'}\n", ":4: files[0].mode: '999' is not an octal mode"),
+    ("name: x\nparent: jupyter\nfiles:\n  - {path: /a, content: x, mode: '10000'}\n", ":4: files[0].mode: '10000' is not a file mode"),
+    ("name: x\nparent: jupyter\nfiles:\n  - {path: /a, source: nope.txt}\n", ":4: files[0].source: no such file 'nope.txt' next to the spec"),
     ("name: x\nparent: jupyter\ninit_scripts:\n  10-x: echo hi\n", ":4: init_scripts.10-x: an init script starts with a #! line"),
     ("name: X Y\nparent: jupyter\n", ":1: name: 'X Y' is not an image name"),
     ("name: x\nparent: ghcr.io/acme/img:latest\n", ":2: parent: 'ghcr.io/acme/img:latest' is not a digest-pinned image reference"),
@@ -121,3 +123,19 @@ def test_repo2docker_conda_only_packages_are_reported(tmp_path) -> None:
     (tmp_path / "environment.yml").write_text("dependencies:\n  - numpy\n  - gdal=3.8\n")
     with pytest.raises(SpecError, match="conda-only packages numpy, gdal=3.8"):
         repo2docker.from_repo(tmp_path)
+
+
+def test_a_file_mode_up_to_7777_is_kept(tmp_path) -> None:
+    sp = spec.load(write(tmp_path, GOOD + "files:\n  - {path: /a, content: x, mode: '7777'}\n"))
+    img = sp.register(images.family()).resolve("team-x")
+    assert [st.mode for st in img.steps if st.kind == "file"] == [0o7777]
+
+
+def test_a_source_file_over_64_mib_is_refused(tmp_path) -> None:
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        f.truncate((64 << 20) + 1)  # sparse: no 64 MiB written
+    with pytest.raises(SpecError) as exc:
+        spec.load(write(tmp_path, GOOD + "files:\n  - {path: /a, source: big.bin}\n"))
+    assert str(exc.value) == (f"{tmp_path / 'team.yaml'}: files[0].source: larger than "
+                              "67,108,864 bytes; nbpipe refuses bigger files")
