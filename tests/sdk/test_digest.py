@@ -154,7 +154,7 @@ def test_steps_are_frozen_keyword_only_values(step) -> None:
         step.platforms = (plat.ARM64,)
     own = [getattr(step, f.name) for f in dataclasses.fields(step) if f.name != "platforms"]
     with pytest.raises(TypeError):
-        type(step)(own[0])  # keyword-only: never positional
+        type(step)(*own)  # keyword-only: its own fields are never positional
     assert type(step)(**{f.name: getattr(step, f.name) for f in dataclasses.fields(step)}) == step
 
 
