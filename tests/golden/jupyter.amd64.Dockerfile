@@ -1,6 +1,6 @@
 # nbpipe: jupyter for linux/amd64
-# digest: sha256:f335bef8e5413644e497c821fb4621e6081acc667f11171ea08eb6eb9b1a35fb
-FROM localhost/nbpipe/base:d8ee3ead1ccdf5d0
+# digest: sha256:968fcddf408a916ad201934b5bb42649044e2cf78cfb271585c5711d894fe457
+FROM localhost/nbpipe/base:d59697baa265095c
 USER root
 RUN --mount=type=cache,id=nbpipe-apt-archives,target=/var/cache/apt/archives,sharing=locked,uid=0,gid=0 --mount=type=secret,id=nbpipe-ca,target=/run/secrets/nbpipe-ca.crt,mode=0444 ["/bin/sh", "-c", "export SOURCE_DATE_EPOCH=0\nexport PYTHONHASHSEED=0\nexport FORCE_SOURCE_DATE=1\nexport SSL_CERT_FILE=/run/secrets/nbpipe-ca.crt\nexport REQUESTS_CA_BUNDLE=/run/secrets/nbpipe-ca.crt\nexport CURL_CA_BUNDLE=/run/secrets/nbpipe-ca.crt\nexport PIP_CERT=/run/secrets/nbpipe-ca.crt\nexport NODE_EXTRA_CA_CERTS=/run/secrets/nbpipe-ca.crt\nexport npm_config_cafile=/run/secrets/nbpipe-ca.crt\nexport GIT_SSL_CAINFO=/run/secrets/nbpipe-ca.crt\nset -eu\napt-get update -q\nDEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o APT::Keep-Downloaded-Packages=true libnsl2=1.3.0-2 libpython3-stdlib=3.11.2-1+b1 libpython3.11-minimal=3.11.2-6+deb12u9 libpython3.11-stdlib=3.11.2-6+deb12u9 libreadline8=8.2-1.3 libsqlite3-0=3.40.1-2+deb12u2 libtirpc-common=1.3.3+ds-1 libtirpc3=1.3.3+ds-1 media-types=10.0.0 python3-distutils=3.11.2-3 python3-lib2to3=3.11.2-3 python3-minimal=3.11.2-1+b1 python3-pip-whl=23.0.1+dfsg-1 python3-setuptools-whl=66.1.1-1+deb12u2 python3-venv=3.11.2-1+b1 python3.11-minimal=3.11.2-6+deb12u9 python3.11-venv=3.11.2-6+deb12u9 python3.11=3.11.2-6+deb12u9 python3=3.11.2-1+b1 readline-common=8.2-1.3\nrm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log /var/log/alternatives.log /var/cache/ldconfig/aux-cache /var/cache/debconf/*-old"]
 USER root
@@ -19,7 +19,7 @@ LABEL "io.nbpipe.service"="jupyterlab"
 LABEL "io.nbpipe.probe.imports"="jupyterlab,notebook,ipykernel"
 LABEL "io.nbpipe.python"="3.11"
 LABEL "io.nbpipe.image"="jupyter"
-LABEL "io.nbpipe.digest"="sha256:f335bef8e5413644e497c821fb4621e6081acc667f11171ea08eb6eb9b1a35fb"
-LABEL "org.opencontainers.image.version"="sha-4d3971082afd6f0b"
+LABEL "io.nbpipe.digest"="sha256:968fcddf408a916ad201934b5bb42649044e2cf78cfb271585c5711d894fe457"
+LABEL "org.opencontainers.image.version"="sha-13e3c234f15d3bdc"
 # file files/89c91858f11c1d5c03506a62d0b8ede339b05c17ac4b3f304f22d07011c7bb72: 962 bytes
 # file files/8f2ae93aaaf352f70a1cdf0bc8cb07b44ed4ff0b6fc8b074a0d32b2f7c1be4d5: 122 bytes
