@@ -6,6 +6,7 @@ rule in its message. Nothing else changes status."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -329,3 +330,62 @@ def test_labels_without_probes_skip_with_the_reason(start) -> None:
 def test_probe_results_serialise_with_plain_status() -> None:
     r = ProbeResult("cors", Status.FAILED, "no", 0.5)
     assert r.to_dict() == {"name": "cors", "status": "failed", "message": "no", "seconds": 0.5}
+
+
+def test_the_prober_starts_the_image_as_kubernetes_would_and_cleans_up(tmp_path,
+                                                                      monkeypatch) -> None:
+    """prober.probe on a fake engine whose container is the fake notebook: an empty home
+    volume with a sentinel file, the two cont-init.d scripts mounted read-only, a random
+    NB_PREFIX, every check run, the log's last 25 lines, and nothing left behind."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from nbpipe import prober
+
+    monkeypatch.setenv("NBPIPE_WORKDIR", str(tmp_path / "work"))
+    seen: dict = {}
+
+    class Engine:
+        def inspect(self, ref):
+            return SimpleNamespace(labels=labels(Behaviour(), **IMAGE_LABELS))
+
+        def run_detached(self, ref, *, env, mounts, port, container_port, name, extra=()):
+            seen.update(ref=ref, env=env, mounts=mounts, container_port=container_port)
+            home = Path(mounts[0].split(":")[0])
+            seen["sentinel"] = (home / ".bashrc").read_text()
+            fake = FakeNotebook(replace(Behaviour(), prefix=env["NB_PREFIX"]), home)
+            fake.start(port, [Path(m.split(":")[0]) for m in mounts[1:]])
+            seen["fake"] = fake
+            return "cid-1"
+
+        def exec(self, container, argv, *, user=None, timeout=60):
+            rc, out = seen["fake"].exec(list(argv))
+            return subprocess.CompletedProcess(argv, rc, out, "")
+
+        def run_once(self, ref, argv, *, extra=(), timeout=600):
+            seen["smoke"] = list(extra)
+            return subprocess.CompletedProcess(argv, 0, "cuda ok: fake GPU\n", "")
+
+        def running(self, container):
+            return True
+
+        def logs(self, container):
+            return "".join(f"log {i}\n" for i in range(40))
+
+        def remove_container(self, container):
+            seen["removed"] = container
+            seen["fake"].stop()
+
+    results, log = prober.probe(Engine(), "localhost/nbpipe/x:1", tags={"cuda"},
+                                ready_timeout=5)
+    assert statuses(results) == GOOD, [r for r in results if r.status is not GOOD[r.name]]
+    assert log.splitlines() == [f"log {i}" for i in range(15, 40)]
+    assert seen["ref"] == "localhost/nbpipe/x:1" and seen["container_port"] == 8888
+    assert re.fullmatch(r"/notebook/nbpipe-probe/[0-9a-f]{8}", seen["env"]["NB_PREFIX"])
+    assert seen["mounts"][0].endswith(":/home/jovyan")
+    assert [m.split(":", 1)[1] for m in seen["mounts"][1:]] == [
+        f"/etc/cont-init.d/{n}:ro" for n in PROBE_INIT_SCRIPTS]
+    assert seen["sentinel"] == prober.SENTINEL[1]
+    assert seen["smoke"] == ["--device", "nvidia.com/gpu=all"]
+    assert seen["removed"] == "cid-1"
+    assert list((tmp_path / "work").iterdir()) == []  # the volume and scripts are gone
