@@ -343,3 +343,48 @@ def test_docker_is_found_where_debian_puts_it_else_on_path(fake) -> None:
     assert found == ("/usr/bin/docker" if Path("/usr/bin/docker").exists()
                      else fake.paths["docker"])
     assert oci._find("podman") == fake.paths["podman"]
+
+
+def _tar(files: dict[str, bytes]) -> str:
+    import base64
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_verify_reproducible_builds_twice_and_names_the_differing_files(fake, tmp_path,
+                                                                        same) -> None:
+    from nbpipe import reproducible
+    from nbpipe.catalog import Catalog
+
+    cat = Catalog()
+    cat.add("t", ROOT, lambda img: img.with_env("A", "1"))
+    a, b = "sha256:" + "a" * 64, "sha256:" + ("a" if same else "b") * 64
+    fake.on("build", write={"--iidfile": a}).on("tag").on("rmi")
+    for ref, image_id in (("localhost/nbpipe-verify/t:a", a), ("localhost/nbpipe-verify/t:b", b)):
+        fake.on("image", "inspect", has=(ref,), stdout=json.dumps([{"Id": image_id, "Size": 1}]))
+    fake.on("create", has=("localhost/nbpipe-verify/t:a",), stdout="cid-a\n")
+    fake.on("create", has=("localhost/nbpipe-verify/t:b",), stdout="cid-b\n")
+    fake.on("export", has=("cid-a",), stdout_b64=_tar({"x": b"1", "same": b"s"}))
+    fake.on("export", has=("cid-b",), stdout_b64=_tar({"x": b"2", "same": b"s", "y": b""}))
+    fake.on("rm")
+    verdict = reproducible.verify(cat, "t", engine(fake), plat.AMD64, BuildOptions(),
+                                  tmp_path / "state")
+    assert (verdict.name, verdict.platform, verdict.ids, verdict.same) == ("t", plat.AMD64,
+                                                                           (a, b), same)
+    assert verdict.differing == ([] if same else ["x", "y"])
+    calls = fake.calls()
+    builds = [c for c in calls if c[0] == "build"]
+    assert len(builds) == 2 and all("--no-cache" in c for c in builds)
+    assert [c for c in calls if c[0] == "rmi"] == [
+        ["rmi", "-f", "localhost/nbpipe-verify/t:a"], ["rmi", "-f", "localhost/nbpipe-verify/t:b"]]
+    assert bool([c for c in calls if c[0] == "create"]) is not same
+    assert (tmp_path / "state" / "logs" / "verify-t-a.log").exists()
