@@ -1,0 +1,98 @@
+"""The build-and-probe pipeline on a fake engine: parents first, cached images not
+rebuilt, a failure blocks only what is built on it, probe records reused by image id."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from nbpipe import platforms as plat
+from nbpipe import prober
+from nbpipe.catalog import Catalog
+from nbpipe.engines.oci import ImageInfo
+from nbpipe.errors import BuildError
+from nbpipe.image import BaseRef
+from nbpipe.naming import local_ref
+from nbpipe.pipeline import Pipeline
+from nbpipe.probes.result import ProbeResult, Status
+
+ROOT = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64})
+
+
+def family() -> Catalog:
+    cat = Catalog()
+    cat.add("a", ROOT, lambda img: img.with_env("A", "1"))
+    cat.add("b", "a", lambda img: img.with_env("B", "1"))
+    cat.add("bad", "a", lambda img: img.with_env("BAD", "1"))
+    cat.add("c", "bad", lambda img: img.with_env("C", "1"))
+    cat.add("pin", ROOT, lambda img: img.with_download("https://example.org/x", None, "/x"))
+    return cat
+
+
+class Engine:
+    def __init__(self, cat: Catalog, built: tuple[str, ...] = ()) -> None:
+        self.store = {local_ref(cat.resolve(n), plat.AMD64): ImageInfo(
+            local_ref(cat.resolve(n), plat.AMD64), f"sha256:{n}", 1, {}, "") for n in built}
+        self.builds: list[str] = []
+
+    def images(self):
+        return dict(self.store)
+
+    def build(self, rendered, ref, platform, options, log, *, no_cache=False):
+        name = ref.split("/")[-1].split(":")[0]
+        assert all(p in self.store for p in [rendered.from_ref] if p.startswith("localhost/"))
+        self.builds.append(name)
+        if name == "bad":
+            raise BuildError(f"{ref}: step failed: env BAD=1")
+        info = ImageInfo(ref, f"sha256:{name}-new", 7, {}, "")
+        self.store[ref] = info
+        return info
+
+
+def run(pipe: Pipeline, names=None) -> dict:
+    return {r.name: r for r in anyio.run(pipe.run, names)}
+
+
+def test_parents_first_cached_kept_failures_contained(tmp_path) -> None:
+    cat = family()
+    engine = Engine(cat, built=("a",))
+    got = run(Pipeline(cat, engine, plat.AMD64, state_dir=tmp_path, probe=False))
+    assert {n: str(r.status) for n, r in got.items()} == {
+        "a": "cached", "b": "built", "bad": "failed", "c": "blocked", "pin": "unbuildable"}
+    assert engine.builds == ["b", "bad"] or engine.builds == ["bad", "b"]
+    assert got["c"].message == "not built: its parent bad failed"
+    assert got["bad"].message == f"{local_ref(cat.resolve('bad'), plat.AMD64)}: step failed: env BAD=1"
+    assert "no sha256 pinned yet for https://example.org/x" in got["pin"].message
+    assert got["b"].size == 7 and got["a"].ref == local_ref(cat.resolve("a"), plat.AMD64)
+    assert {n: r.ok for n, r in got.items()} == {"a": True, "b": True, "bad": False,
+                                                 "c": False, "pin": False}
+    again = run(Pipeline(cat, engine, plat.AMD64, state_dir=tmp_path, probe=False), ["b"])
+    assert list(again) == ["a", "b"] and {str(r.status) for r in again.values()} == {"cached"}
+    fresh = run(Pipeline(cat, engine, plat.AMD64, state_dir=tmp_path, probe=False,
+                         no_cache=True), ["b"])
+    assert {n: str(r.status) for n, r in fresh.items()} == {"a": "built", "b": "built"}
+
+
+def test_probe_records_are_kept_per_image_id_and_failures_fail_the_image(tmp_path,
+                                                                         monkeypatch) -> None:
+    cat = family()
+    engine = Engine(cat, built=("a", "b"))
+    calls = []
+    verdict = {"status": Status.PASSED}
+
+    def fake_probe(engine, ref, **kw):
+        calls.append(ref)
+        return [ProbeResult("cors", verdict["status"], "msg", 0.1)], "the log"
+
+    monkeypatch.setattr(prober, "probe", fake_probe)
+    got = run(Pipeline(cat, engine, plat.AMD64, state_dir=tmp_path), ["b"])
+    assert [r.ok for r in got.values()] == [True, True] and len(calls) == 2
+    assert sorted(p.name for p in (tmp_path / "probes").iterdir()) == ["a.json", "b.json"]
+    got = run(Pipeline(cat, engine, plat.AMD64, state_dir=tmp_path), ["b"])
+    assert len(calls) == 2 and got["b"].probes == [ProbeResult("cors", Status.PASSED, "msg", 0.1)]
+    verdict["status"] = Status.FAILED
+    got = run(Pipeline(cat, engine, plat.AMD64, state_dir=tmp_path, force_probe=True), ["b"])
+    assert len(calls) == 3  # a probed again and failed: b, built on it, is not probed
+    assert str(got["a"].status) == "failed" and got["a"].message == "probe(s) failed: cors: msg"
+    assert got["a"].log == "the log"
+    assert str(got["b"].status) == "blocked"
