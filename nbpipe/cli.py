@@ -164,14 +164,19 @@ def plan(names: list[str] = typer.Argument(None, help="images to build (default:
 
 
 @app.command()
-def export(name: str, platform: str = typer.Option(plat.AMD64, help="linux/amd64 | linux/arm64"),
+def export(name: Optional[str] = typer.Argument(None, help="the image (default: the -f spec's "
+                                                 "or --from-repo's own)"),
+           platform: str = typer.Option(plat.AMD64, help="linux/amd64 | linux/arm64"),
            out: Optional[Path] = typer.Option(None, help="write Dockerfile + files/ here"),
            file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
            parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt) -> None:
     """The Dockerfile that builds IMAGE from its parent (same steps, same order)."""
     if out is not None and out.exists() and not out.is_dir():
         raise NbpipeError(f"--out {out}: exists and is not a folder; give a folder")
-    img = _catalog(catalog, file, from_repo, parent).resolve(name)
+    targets = [name] if name else _targets(None, file, from_repo)
+    if len(targets) != 1:
+        raise NbpipeError("name the image to export (or give one -f SPEC or --from-repo DIR)")
+    img = _catalog(catalog, file, from_repo, parent).resolve(targets[0])
     from .engines import dockerfile
 
     rendered = dockerfile.render(img, plat.check(platform))

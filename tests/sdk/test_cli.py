@@ -99,6 +99,16 @@ def test_export_prints_a_dockerfile() -> None:
     assert "cm-super" in r.stdout and "statsmodels==" in r.stdout
 
 
+def test_export_of_a_spec_needs_no_name() -> None:
+    spec = Path(__file__).parents[2] / "examples" / "team-astro" / "team-astro.yaml"
+    r = nbpipe("export", "-f", str(spec))
+    assert r.returncode == 0, r.stderr
+    assert '"io.nbpipe.image"="team-astro"' in r.stdout
+    r = nbpipe("export", "-f", str(spec), "-f", str(spec))
+    assert (r.returncode, r.stderr.strip()) == (1, "nbpipe: error: name the image to export "
+                                                   "(or give one -f SPEC or --from-repo DIR)")
+
+
 def test_engine_dagger_without_an_engine_says_so() -> None:
     import shutil
 
