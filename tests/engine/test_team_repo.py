@@ -12,7 +12,7 @@ import pytest
 
 from nbpipe import scaffold
 
-from tests.sdk.test_team_repo import venv, wheel  # noqa: F401  (the wheel, installed)
+from tests.integration.test_team_repo import venv, wheel  # noqa: F401  (the wheel, installed)
 
 from .conftest import run_pipeline
 

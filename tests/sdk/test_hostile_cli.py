@@ -97,7 +97,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("jobs not a number", ["build", "--jobs", "abc"], USAGE, "Invalid value for '--jobs'"),
     ("option without value", ["plan", "--since"], USAGE, "requires an argument"),
     ("format without value", ["graph", "--format"], USAGE, "requires an argument"),
-    ("missing argument", ["export"], USAGE, "Missing argument"),
+    ("export names no image", ["export"], ERROR, "name the image to export"),
     ("validate without files", ["spec", "validate"], USAGE, "Missing argument"),
     ("new without name", ["new"], USAGE, "Missing argument"),
     ("unknown image", ["plan", "jupyter-scpiy"], ERROR, "unknown image 'jupyter-scpiy'"),
