@@ -109,16 +109,23 @@ def test_publish_pushes_every_platform_then_one_list_under_every_tag(fake, tmp_p
     assert not [c for c in calls if c[0] == "build"]
 
 
-def test_publishing_again_uploads_nothing(fake, tmp_path, monkeypatch) -> None:
+def all_published(fake: Fake, monkeypatch, more: dict[str, bytes] | None = None
+                  ) -> tuple[Catalog, OciEngine, bytes]:
+    """`t` built for both platforms, and the registry already holding every tag a publish
+    of it makes (per-platform, content, version and date tags), plus ``more``."""
     cat = small()
     engine = engine_with(fake, cat, {"t": plat.ALL}, monkeypatch)
     ctag = content_tag(cat.resolve("t"))
     repo = "127.0.0.1:5000/team/t"
-    date = time.strftime("%Y%m%d", time.gmtime())
     there = b'{"manifests": []}'
-    registry_has(fake, {f"{repo}:{t}": there for t in
-                        (f"{ctag}-amd64", f"{ctag}-arm64", ctag, "python-3.11", "lab-4.5.11",
-                         date)})
+    registry_has(fake, {**{f"{repo}:{t}": there for t in (
+        f"{ctag}-amd64", f"{ctag}-arm64", ctag, "python-3.11", "lab-4.5.11",
+        time.strftime("%Y%m%d", time.gmtime()))}, **(more or {})})
+    return cat, engine, there
+
+
+def test_publishing_again_uploads_nothing(fake, tmp_path, monkeypatch) -> None:
+    cat, engine, there = all_published(fake, monkeypatch)
     [res] = run(cat, ["t"], engine, tmp_path)
     assert res.uploaded is False and res.message.startswith("already published: nothing uploaded")
     assert res.digest == "sha256:" + hashlib.sha256(there).hexdigest()
@@ -126,20 +133,13 @@ def test_publishing_again_uploads_nothing(fake, tmp_path, monkeypatch) -> None:
 
 
 def test_publishing_again_with_latest_moves_only_latest(fake, tmp_path, monkeypatch) -> None:
-    cat = small()
-    engine = engine_with(fake, cat, {"t": plat.ALL}, monkeypatch)
-    ctag = content_tag(cat.resolve("t"))
-    repo = "127.0.0.1:5000/team/t"
-    date = time.strftime("%Y%m%d", time.gmtime())
-    there = b'{"manifests": []}'
-    registry_has(fake, {**{f"{repo}:{t}": there for t in (
-        f"{ctag}-amd64", f"{ctag}-arm64", ctag, "python-3.11", "lab-4.5.11", date)},
-        f"{repo}:latest": b'{"an": "older list"}'})
+    cat, engine, _ = all_published(fake, monkeypatch,
+                                   {"127.0.0.1:5000/team/t:latest": b'{"an": "older list"}'})
     [res] = run(cat, ["t"], engine, tmp_path, latest=True)
     calls = fake.calls("podman")
     assert not [c for c in calls if c[0] == "push"]
     assert [c[-1] for c in calls if c[:2] == ["manifest", "push"]] == [
-        f"docker://{repo}:latest"]
+        "docker://127.0.0.1:5000/team/t:latest"]
     assert res.message.startswith("already published: nothing uploaded")
 
 
