@@ -16,12 +16,17 @@ from .errors import NbpipeError, SpecError
 
 def pip(file: Path) -> list[str]:
     """Requirements like ``name==1.2``; pip options (``-r``, ``--index-url``) are refused."""
+    return [line for _, line in pip_lines(file)]
+
+
+def pip_lines(file: Path) -> list[tuple[int, str]]:
+    """The same requirements with the line each is on (for warnings that point at it)."""
     def check(line: str) -> None:
         if line.startswith("-"):
             raise NbpipeError(f"pip options like {line.split()[0]} are not supported; "
                               "list one requirement per line")
         s.Pip(packages=(line,))
-    return _lines(file, check)
+    return _numbered(file, check)
 
 
 def apt(file: Path) -> list[str]:
@@ -30,6 +35,10 @@ def apt(file: Path) -> list[str]:
 
 
 def _lines(file: Path, check: Callable[[str], object]) -> list[str]:
+    return [line for _, line in _numbered(file, check)]
+
+
+def _numbered(file: Path, check: Callable[[str], object]) -> list[tuple[int, str]]:
     text = safe_io.read_text(Path(file), error=SpecError)  # bounded, UTF-8 or a clear line
     out = []
     for n, line in enumerate(text.splitlines(), 1):
@@ -40,5 +49,5 @@ def _lines(file: Path, check: Callable[[str], object]) -> list[str]:
             check(line)
         except NbpipeError as exc:
             raise SpecError(f"{file}:{n}: {exc}") from None
-        out.append(line)
+        out.append((n, line))
     return out
