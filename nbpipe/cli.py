@@ -656,7 +656,8 @@ def spec_validate(files: list[Path] = typer.Argument(..., metavar="SPEC...", hel
                       f"step(s), digest {short(row['digest'], 16)}")
             else:
                 _fail(row["error"])
-        err.print(f"digests for {_where(m)}")
+        if any(row["ok"] for row in rows):
+            err.print(f"digests for {_where(m)}")
     if not all(row["ok"] for row in rows):
         raise typer.Exit(1)
 

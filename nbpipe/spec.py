@@ -127,7 +127,7 @@ def load(path: Path) -> Spec:
                                "'-', '_', '.')")
     parent = _parent(top["parent"])
     warnings: list[str] = []
-    build = _recipe(top, path, warnings)
+    build = _recipe(top, path, warnings, ours=isinstance(parent, str))
     desc = top["description"].scalar() if "description" in top else f"from {path.name}"
     return Spec(path, name, parent, build, desc, tuple(warnings),
                 top["name"].node.start_mark.line + 1)
@@ -159,8 +159,10 @@ def _unpinned(path: Path, spec: Path, where: list[tuple[int, str, str]]) -> list
             for line, field, req in where if not PINNED.fullmatch(req.strip())]
 
 
-def _recipe(top: dict[str, _Node], path: Path, warnings: list[str]) -> Callable[[Image], Image]:
-    """Check every field now; return the function that layers them onto the parent."""
+def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
+            ours: bool = True) -> Callable[[Image], Image]:
+    """Check every field now; return the function that layers them onto the parent
+    (``ours``: a family image, whose Python environment is known; a pinned ref is not)."""
     steps: list[s.Step] = []
     platforms: tuple[str, ...] | None = None
     pip_node: _Node | None = None
@@ -276,7 +278,7 @@ def _recipe(top: dict[str, _Node], path: Path, warnings: list[str]) -> Callable[
                                 f"parent (it has {', '.join(parent.platforms)})")
             img = img.with_platforms(*platforms)
         venv = parent.config().env_dict().get("VIRTUAL_ENV")
-        if pip_node is not None and any(isinstance(st, s.Pip) and st.python.startswith(
+        if ours and pip_node is not None and any(isinstance(st, s.Pip) and st.python.startswith(
                 contract.VENV + "/") for st in steps) and venv != contract.VENV:
             raise pip_node.fail(f"the parent {parent.name or 'image'} has no Python "
                                 f"environment at {contract.VENV} to install into (jupyter "
