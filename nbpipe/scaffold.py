@@ -40,7 +40,8 @@ probes:
 SPEC_APT = """\
 # {name}: our {parent} image plus this team's packages.
 # Check: nbpipe spec validate {spec_path}   Build + probe: nbpipe build -f {spec_path}
-# {parent} has no Python environment for pip: add Debian packages (python3-* too) with apt.
+# {parent} has no Python environment to install into: add Debian packages (python3-*
+# too) with apt, or build on jupyter for pip.
 name: {name}
 parent: {parent}
 apt: [{apt}]             # Debian packages, e.g. [libcfitsio10]

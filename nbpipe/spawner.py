@@ -89,9 +89,9 @@ def _block(group: Group, indent: str) -> list[str]:
 
 
 def blocks(pub: Published) -> str:
-    """The dropdowns as blocks indented to paste under your `spawnerFormDefaults:` (they
-    are not a document of their own: appended as they are, a YAML loader refuses them
-    rather than dropping your other defaults)."""
+    """The dropdowns as blocks indented to paste under your `spawnerFormDefaults:`, in
+    place of the keys of the same names. No top-level key of their own, so even appended
+    to the file they never replace your whole `spawnerFormDefaults` (cpu, memory, ...)."""
     lines = [f"# nbpipe images published in {pub.registry}, as repo:tag@sha256:digest.",
              "# Paste these keys under spawnerFormDefaults: in spawner_ui_config.yaml,",
              "# replacing the ones there (or use --merge-into spawner_ui_config.yaml)."]

@@ -127,7 +127,7 @@ def load(path: Path) -> Spec:
                                "'-', '_', '.')")
     parent = _parent(top["parent"])
     warnings: list[str] = []
-    build = _recipe(top, path, warnings, ours=isinstance(parent, str))
+    build = _recipe(top, path, warnings, ours=parent if isinstance(parent, str) else None)
     desc = top["description"].scalar() if "description" in top else f"from {path.name}"
     return Spec(path, name, parent, build, desc, tuple(warnings),
                 top["name"].node.start_mark.line + 1)
@@ -160,9 +160,10 @@ def _unpinned(path: Path, spec: Path, where: list[tuple[int, str, str]]) -> list
 
 
 def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
-            ours: bool = True) -> Callable[[Image], Image]:
+            ours: str | None = None) -> Callable[[Image], Image]:
     """Check every field now; return the function that layers them onto the parent
-    (``ours``: a family image, whose Python environment is known; a pinned ref is not)."""
+    (``ours``: a catalog image's name, whose Python environment is known; a pinned ref's
+    is not)."""
     steps: list[s.Step] = []
     platforms: tuple[str, ...] | None = None
     pip_node: _Node | None = None
@@ -280,7 +281,7 @@ def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
         venv = parent.config().env_dict().get("VIRTUAL_ENV")
         if ours and pip_node is not None and any(isinstance(st, s.Pip) and st.python.startswith(
                 contract.VENV + "/") for st in steps) and venv != contract.VENV:
-            raise pip_node.fail(f"the parent {parent.name or 'image'} has no Python "
+            raise pip_node.fail(f"the parent {ours} has no Python "
                                 f"environment at {contract.VENV} to install into (jupyter "
                                 "and the images built on it have one); build on one of "
                                 "those, or install Debian's python3-* packages with apt")
