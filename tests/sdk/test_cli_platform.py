@@ -608,7 +608,7 @@ def test_spawner_options_command_merges_a_given_file(published, tmp_path, capsys
     cfg = write(tmp_path / "spawner_ui_config.yaml", KUBEFLOW)
     code, out, err = run(capsys, monkeypatch, "kubeflow", "spawner-options", "--registry",
                          "127.0.0.1:5000/team", "--catalog", "tests.sdk.test_publish:small",
-                         "--default", "u", "--merge-into", str(cfg))
+                         "--default", "u", "--merge-into", str(cfg), "--root", "registry")
     assert code == 0, err
     data = yaml.safe_load(out)["spawnerFormDefaults"]
     assert data["image"]["value"] == _ref(published, "u", b'{"u": 1}')
