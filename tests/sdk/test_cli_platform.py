@@ -210,6 +210,26 @@ def test_cli_test_passes_its_targets_to_the_pipeline(fake_run, capsys, monkeypat
     assert got["names"] == ["base"] and got["force_probe"] is True
 
 
+def test_pipeline_build_probes_afresh_only_what_test_names(tmp_path, monkeypatch) -> None:
+    """nbpipe.pipeline.build, as `nbpipe test b` calls it, on a machine with a and b built."""
+    from types import SimpleNamespace
+
+    from nbpipe import pipeline, prober
+    from nbpipe.options import BuildOptions
+    from tests.sdk.test_pipeline import Engine, family
+
+    cat = family()
+    engine = Engine(cat, built=("a", "b"))
+    calls: list[str] = []
+    monkeypatch.setattr(prober, "probe", lambda engine, ref, **kw: (
+        calls.append(ref.split("/")[-1].split(":")[0]) or
+        [ProbeResult("cors", Status.PASSED, "ok", 0.1)], ""))
+    machine = SimpleNamespace(catalog=cat, dagger=None, platform=plat.AMD64,
+                              store=engine.images(), need_engine=lambda: engine)
+    pipeline.build(machine, ["b"], BuildOptions(), force_probe=True, state_dir=tmp_path)
+    assert calls == ["b"]
+
+
 # -- 3. one identity: export and spec validate choose the root as plan and build do ------
 
 
@@ -298,6 +318,7 @@ def test_lock_check_honours_the_names(capsys, monkeypatch) -> None:
 
 @pytest.mark.parametrize("argv,fragment", [
     (["lock", "--check", "nope"], "unknown image 'nope'"),
+    (["lock", "-f", str(SPEC), "--check", "nope"], "unknown image 'nope'"),
     (["lock", "--check", "--lock-file", "/missing/lock.json"],
      "--lock-file /missing/lock.json: no such file"),
 ])
@@ -601,6 +622,17 @@ def test_an_unreachable_registry_is_one_sentence(fake, capsys, monkeypatch) -> N
     assert code == ERROR and err.count("\n") == 1 and "level=fatal" not in err
     assert err == ("nbpipe: error: registry localhost:5999 is not reachable: nothing answers "
                    "at that address (is the registry running, and the port right?)\n")
+
+
+def test_skopeo_fatal_lines_are_reduced_to_their_message(fake, capsys, monkeypatch) -> None:
+    fake.on("inspect", rc=1, stderr=('time="2026-12-06T23:00:00Z" level=fatal msg="reading '
+                                     'manifest y in localhost:5999/x: toomanyrequests: slow '
+                                     'down \\"now\\""\n'))
+    code, _, err = run(capsys, monkeypatch, "plan", "base", "--root", "registry", "--registry",
+                       "localhost:5999")
+    assert code == ERROR and err.endswith(
+        ': reading manifest y in localhost:5999/x: toomanyrequests: slow down "now"\n'), err
+    assert "level=fatal" not in err and "time=" not in err
 
 
 def test_spawner_options_command_merges_a_given_file(published, tmp_path, capsys,
