@@ -172,7 +172,7 @@ DAGGER_STEPS = """\
 """
 
 DAGGER_MAIN = '''\
-"""{name} as a Dagger module: nbpipe's module builds our spec and tests the result.
+"""{name} as a Dagger module: nbpipe's module builds our image and tests the result.
 
     dagger call build export --path {name}.tar
     dagger call test
@@ -186,7 +186,7 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, dag, function, object_type
 
-SPEC = "{spec_path}"
+{where}
 Source = Annotated[dagger.Directory, DefaultPath("/"), Doc("this repository (default: its root)")]
 
 
@@ -196,8 +196,8 @@ class {cls}:
 
     @function
     def build(self, source: Source) -> dagger.Container:
-        """{name} as a Container: nbpipe's parent image plus the spec's steps."""
-        return dag.nbpipe().build_spec(source=source, path=SPEC)
+        """{name} as a Container: nbpipe's parent image plus {what}."""
+        return {build_call}
 
     @function
     async def test(self, source: Source) -> str:
@@ -299,9 +299,6 @@ def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
     Dagger) and a Dagger module whose dependency is ours."""
     if ci not in CI_KINDS:
         raise NbpipeError(f"--ci {ci!r}: use one of {', '.join(CI_KINDS)}")
-    if python and ci == "dagger":
-        raise NbpipeError("--python with --ci dagger: nbpipe's Dagger module builds YAML specs "
-                          "(build_spec); drop --python, or use --ci cli")
     module, cls = identifiers(name)
     images = repo / "images"
     files = _image_files(name, parent, images, spec=not python, python=python, package="images",
@@ -318,9 +315,9 @@ def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
         build = ["build", "-f", image]
     check_line, build_line = (" ".join(["nbpipe", *argv]) for argv in (check, build))
     width = max(len(check_line), len(build_line), len("pip install -r requirements.txt"))
-    dagger = "" if python else (
+    dagger = (
         "- `dagger.json` + `.dagger/`: this repository as a Dagger module that depends on nbpipe's\n"
-        "  module and builds the spec with it:\n"
+        f"  module and builds the {'Python recipe' if python else 'spec'} with it:\n"
         f"  `dagger call build export --path {name}.tar`, `dagger call test`.\n")
     how = " with Dagger (`dagger call test`)" if ci == "dagger" else " with the nbpipe CLI"
     files |= {
@@ -339,19 +336,27 @@ def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
             DAGGER_STEPS.format(engine=DAGGER_ENGINE.lstrip("v")) if ci == "dagger"
             else CLI_STEPS.format(check=check_line, build=build_line))),
     }
-    if not python:
-        files |= {
-            repo / "dagger.json": json.dumps({
-                "name": name, "engineVersion": DAGGER_ENGINE, "sdk": {"source": "python"},
-                "source": ".dagger",
-                "dependencies": [{"name": "nbpipe", "source": f"{MODULE_SOURCE}@v{__version__}"}],
-            }, indent=2) + "\n",
-            repo / ".dagger" / "pyproject.toml": DAGGER_PYPROJECT.format(name=name, module=module,
-                                                                        cls=cls),
-            repo / ".dagger" / ".gitignore": "/sdk/\n/.venv/\n",
-            repo / ".dagger" / "src" / module / "__init__.py": (
-                f'"""{name} as a Dagger module."""\n\nfrom .main import {cls}\n\n__all__ = ["{cls}"]\n'),
-            repo / ".dagger" / "src" / module / "main.py": DAGGER_MAIN.format(
-                name=name, cls=cls, spec_path=image),
-        }
+    if python:  # nbpipe's module imports the recipe from this repository (build_catalog)
+        catalog_ref = where[1]
+        main = DAGGER_MAIN.format(
+            name=name, cls=cls, what="the Python recipe's steps",
+            where=f'CATALOG, IMAGE = "{catalog_ref}", "{name}"',
+            build_call="dag.nbpipe().build_catalog(source=source, catalog=CATALOG, image=IMAGE)")
+    else:
+        main = DAGGER_MAIN.format(
+            name=name, cls=cls, what="the spec's steps", where=f'SPEC = "{image}"',
+            build_call="dag.nbpipe().build_spec(source=source, path=SPEC)")
+    files |= {
+        repo / "dagger.json": json.dumps({
+            "name": name, "engineVersion": DAGGER_ENGINE, "sdk": {"source": "python"},
+            "source": ".dagger",
+            "dependencies": [{"name": "nbpipe", "source": f"{MODULE_SOURCE}@v{__version__}"}],
+        }, indent=2) + "\n",
+        repo / ".dagger" / "pyproject.toml": DAGGER_PYPROJECT.format(name=name, module=module,
+                                                                    cls=cls),
+        repo / ".dagger" / ".gitignore": "/sdk/\n/.venv/\n",
+        repo / ".dagger" / "src" / module / "__init__.py": (
+            f'"""{name} as a Dagger module."""\n\nfrom .main import {cls}\n\n__all__ = ["{cls}"]\n'),
+        repo / ".dagger" / "src" / module / "main.py": main,
+    }
     return _write_all(files)

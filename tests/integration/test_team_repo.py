@@ -152,7 +152,10 @@ def test_python_scaffold_in_a_folder_named_images_exports(venv, tmp_path) -> Non
     run([nb, "new", "team-y", "--repo", "team-y", "--python", "--parent", "jupyter-scipy"],
         cwd=tmp_path)
     repo = tmp_path / "team-y"
-    assert (repo / "images" / "team_y.py").exists() and not (repo / "dagger.json").exists()
+    assert (repo / "images" / "team_y.py").exists() and (repo / "dagger.json").exists()
+    main = (repo / ".dagger" / "src" / "team_y" / "main.py").read_text()
+    assert 'dag.nbpipe().build_catalog(source=source, catalog=CATALOG, image=IMAGE)' in main
+    assert 'CATALOG, IMAGE = "images.team_y:catalog", "team-y"' in main
     text = run([nb, "export", "team-y", "--catalog", "images.team_y:catalog"], cwd=repo).stdout
     assert re.search(r"^FROM localhost/nbpipe/jupyter-scipy:", text, re.M)
     assert "nbpipe export team-y --catalog images.team_y:catalog" in (repo / "README.md").read_text()
@@ -196,8 +199,7 @@ def test_dagger_json_depends_on_our_module(tmp_path) -> None:
 
 
 def test_scaffold_refuses_bad_input_and_writes_nothing(tmp_path) -> None:
-    for kw, msg in (({"ci": "jenkins"}, "--ci 'jenkins'"),
-                    ({"python": True, "ci": "dagger"}, "--python with --ci dagger")):
+    for kw, msg in (({"ci": "jenkins"}, "--ci 'jenkins'"),):
         with pytest.raises(NbpipeError, match=re.escape(msg)):
             scaffold.write_repo("team-x", "jupyter", tmp_path / "a", **kw)
     with pytest.raises(NbpipeError, match="start it with a letter"):
@@ -223,9 +225,10 @@ TEAM_REGISTER = textwrap.dedent("""
 """) + REGISTER
 
 
-def test_team_dagger_module_registers_with_daggers_own_code(tmp_path) -> None:
+@pytest.mark.parametrize("python", [False, True], ids=["spec", "python"])
+def test_team_dagger_module_registers_with_daggers_own_code(tmp_path, python) -> None:
     pytest.importorskip("dagger")
-    scaffold.write_repo("team-x", "jupyter", tmp_path)
+    scaffold.write_repo("team-x", "jupyter", tmp_path, python=python)
     env = {"PYTHONPATH": str(tmp_path / ".dagger" / "src"), "DAGGER_MODULE": "team-x",
            "DAGGER_MAIN_OBJECT": "TeamX"}
     out = run([sys.executable, "-c", TEAM_REGISTER, "team_x:TeamX"], cwd=tmp_path, env=env).stdout

@@ -210,8 +210,8 @@ def registered() -> dict:
 
 
 def test_module_registers_its_functions(registered) -> None:
-    assert set(registered) == {"images", "graph", "build", "build_spec", "test",
-                               "test_container", "publish", "ci"}
+    assert set(registered) == {"images", "graph", "build", "build_spec", "build_catalog",
+                               "test", "test_container", "publish", "ci"}
     for fn in registered.values():
         assert fn["doc"], "every function says what it does"
 
