@@ -297,13 +297,14 @@ def _calls_into_ours(source: str) -> dict[str, set[str]]:
     return calls
 
 
-def test_team_module_calls_only_what_our_module_registers(registered, tmp_path) -> None:
+@pytest.mark.parametrize("python", [False, True], ids=["spec", "python"])
+def test_team_module_calls_only_what_our_module_registers(registered, tmp_path, python) -> None:
     """What can be checked offline of the team module's calls into ours: each function it
     calls through `dag.nbpipe()` is registered by our module, with those argument names
     and every required one given (the query itself: test_..._on_a_live_engine)."""
-    scaffold.write_repo("team-x", "jupyter", tmp_path)
+    scaffold.write_repo("team-x", "jupyter", tmp_path, python=python)
     calls = _calls_into_ours((tmp_path / ".dagger/src/team_x/main.py").read_text())
-    assert set(calls) == {"build_spec", "test_container"}
+    assert set(calls) == {"build_catalog" if python else "build_spec", "test_container"}
     for fn, kwargs in calls.items():
         assert fn in registered, f"our module has no function {fn}"
         args = registered[fn]["args"]
@@ -312,6 +313,7 @@ def test_team_module_calls_only_what_our_module_registers(registered, tmp_path) 
                     and "defaultPath" not in a and '"optional": true' not in json.dumps(a)}
         assert required <= kwargs, f"{fn}: required argument(s) {required - kwargs} not given"
     assert "Container" in json.dumps(registered["build_spec"]["returns"])
+    assert "Container" in json.dumps(registered["build_catalog"]["returns"])
     assert "Container" in json.dumps(registered["test_container"]["args"]["container"]["typeDef"])
 
 
