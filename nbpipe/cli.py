@@ -19,6 +19,7 @@ from . import platforms as plat
 from .catalog import Catalog
 from .errors import NbpipeError
 from .image import short
+from .kubeflow import FLAVORS
 from .loader import load
 from .machine import ENGINES, ROOTS
 
@@ -65,16 +66,18 @@ def _registry(value: Optional[str]) -> Optional[str]:
 
 CatalogOpt = typer.Option(None, "--catalog", metavar="MODULE:FUNC", help="module:function "
                           "giving the Catalog (default: nbpipe.family:family, or $NBPIPE_CATALOG)")
-EngineOpt = typer.Option("auto", "--engine", metavar="ENGINE", callback=_choice(*ENGINES), help="auto (Dagger "
-                         "if a session or CLI is there, else podman, else docker) | dagger | "
-                         "podman | docker")
-RootOpt = typer.Option("auto", "--root", metavar="ROOT", callback=_choice(*ROOTS), help="auto (the local "
-                       "debootstrap root if present, else the registry pin) | local | registry")
+EngineOpt = typer.Option("auto", "--engine", metavar="ENGINE", callback=_choice(*ENGINES),
+                         help="auto (Dagger if a session or CLI is there, else podman, else "
+                         "docker) | dagger | podman | docker")
+RootOpt = typer.Option("auto", "--root", metavar="ROOT", callback=_choice(*ROOTS),
+                       help="auto (the local debootstrap root if present, else the registry "
+                       "pin) | local | registry")
 PlatformOpt = typer.Option(None, "--platform", metavar="PLATFORM", callback=_choice(*plat.ALL),
                            help="linux/amd64 | linux/arm64 (default: this machine's)")
-CaOpt = typer.Option("auto", "--ca-bundle", metavar="auto|none|PEM", help="PEM bundle trusted during the build only "
-                     "(TLS-intercepting proxies), never stored in the image; auto: this "
-                     "machine's own bundle if it has one; none: the image's own trust")
+CaOpt = typer.Option("auto", "--ca-bundle", metavar="auto|none|PEM", help="PEM bundle trusted "
+                     "during the build only (TLS-intercepting proxies), never stored in the "
+                     "image; auto: this machine's own bundle if it has one; none: the image's "
+                     "own trust")
 JsonOpt = typer.Option(False, "--json", help="print JSON on stdout (shape: README, "
                        "\"JSON output\")")
 
@@ -116,9 +119,12 @@ def _where(m) -> str:
     return f"{m.platform} on {root}"
 
 
-WheelOpt = typer.Option(None, "--wheelhouse", metavar="DIR", help="folder of wheels pip may use (find-links)")
-JobsOpt = typer.Option(2, "--jobs", "-j", metavar="N", min=1, help="images built at the same time (>= 1)")
-ReportOpt = typer.Option(Path("reports"), "--report-dir", metavar="DIR", help="where the JSON and Markdown reports go")
+WheelOpt = typer.Option(None, "--wheelhouse", metavar="DIR",
+                        help="folder of wheels pip may use (find-links)")
+JobsOpt = typer.Option(2, "--jobs", "-j", metavar="N", min=1,
+                       help="images built at the same time (>= 1)")
+ReportOpt = typer.Option(Path("reports"), "--report-dir", metavar="DIR",
+                         help="where the JSON and Markdown reports go")
 AllowOpt = typer.Option(False, "--allow-unbuildable", help="exit 0 although images asked "
                         "for are unbuildable here (or blocked by one); they are listed as skipped")
 
@@ -128,7 +134,8 @@ FileOpt = typer.Option(None, "--file", "-f", metavar="SPEC", help="a team's YAML
 RepoOpt = typer.Option(None, "--from-repo", metavar="DIR", help="a Binder-ready repo "
                        "(requirements.txt, apt.txt, environment.yml, postBuild, start), built "
                        "on --parent")
-ParentOpt = typer.Option("jupyter", "--parent", metavar="IMAGE", help="parent image for --from-repo")
+ParentOpt = typer.Option("jupyter", "--parent", metavar="IMAGE",
+                         help="parent image for --from-repo")
 
 
 def _catalog(spec: str | None, files: list[Path] | None = None, repo: Path | None = None,
@@ -212,7 +219,8 @@ def images(engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str]
 
 
 @app.command(epilog=_examples("nbpipe graph", "nbpipe graph --format mermaid"))
-def graph(fmt: str = typer.Option("text", "--format", metavar="FORMAT", callback=_choice(*graphs.FORMATS),
+def graph(fmt: str = typer.Option("text", "--format", metavar="FORMAT",
+                                  callback=_choice(*graphs.FORMATS),
                                   help=" | ".join(graphs.FORMATS)),
           catalog: Optional[str] = CatalogOpt) -> None:
     """Print the image family as a tree, Mermaid chart, Graphviz dot or JSON."""
@@ -222,8 +230,10 @@ def graph(fmt: str = typer.Option("text", "--format", metavar="FORMAT", callback
 @app.command(epilog=_examples("nbpipe plan jupyter-scipy", "nbpipe plan --json > plan.json",
                               "nbpipe plan --since plan.json",
                               "nbpipe plan --registry ghcr.io/acme"))
-def plan(names: list[str] = typer.Argument(None, metavar="IMAGE", help="images to build (default: all)"),
-         since: Optional[Path] = typer.Option(None, "--since", metavar="PLAN.json", help="a plan JSON from before (same "
+def plan(names: list[str] = typer.Argument(None, metavar="IMAGE",
+                                           help="images to build (default: all)"),
+         since: Optional[Path] = typer.Option(None, "--since", metavar="PLAN.json",
+                                              help="a plan JSON from before (same "
                                               "platform and root): list only the images "
                                               "whose digest changed since"),
          registry: Optional[str] = typer.Option(None, "--registry", callback=_registry,
@@ -253,10 +263,12 @@ def plan(names: list[str] = typer.Argument(None, metavar="IMAGE", help="images t
 
 @app.command(epilog=_examples("nbpipe export jupyter-scipy", "nbpipe export -f team.yaml",
                               "nbpipe export jupyter --out ctx && buildah build ctx"))
-def export(name: Optional[str] = typer.Argument(None, metavar="IMAGE", help="the image (default: the -f spec's "
+def export(name: Optional[str] = typer.Argument(None, metavar="IMAGE",
+                                                help="the image (default: the -f spec's "
                                                  "or --from-repo's own)"),
            platform: Optional[str] = PlatformOpt, engine: str = EngineOpt, root: str = RootOpt,
-           out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="write Dockerfile + files/ here"),
+           out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
+                                              help="write Dockerfile + files/ here"),
            file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
            parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt) -> None:
     """The Dockerfile that builds IMAGE from its parent (same steps, same order), on the
@@ -353,7 +365,8 @@ class _progress:
 
 @app.command(epilog=_examples("nbpipe build jupyter-scipy", "nbpipe build -f team.yaml",
                               "nbpipe build --allow-unbuildable   # everything buildable here"))
-def build(names: list[str] = typer.Argument(None, metavar="IMAGE", help="images (default: all); ancestors come too"),
+def build(names: list[str] = typer.Argument(None, metavar="IMAGE",
+                                            help="images (default: all); ancestors come too"),
           engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
           ca_bundle: str = CaOpt, wheelhouse: Optional[Path] = WheelOpt,
           jobs: int = JobsOpt, report_dir: Path = ReportOpt,
@@ -375,15 +388,16 @@ def build(names: list[str] = typer.Argument(None, metavar="IMAGE", help="images 
 
 @app.command(epilog=_examples("nbpipe test jupyter", "nbpipe test jupyter-scipy --as kubeflow",
                               "nbpipe test -f team.yaml --json > report.json"))
-def test(names: list[str] = typer.Argument(None, metavar="IMAGE", help="images to probe (built first if needed)"),
+def test(names: list[str] = typer.Argument(None, metavar="IMAGE",
+                                           help="images to probe (built first if needed)"),
          engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
          ca_bundle: str = CaOpt, wheelhouse: Optional[Path] = WheelOpt,
          jobs: int = JobsOpt, report_dir: Path = ReportOpt,
          allow_unbuildable: bool = AllowOpt, as_json: bool = JsonOpt,
          file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
          parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt,
-         as_: str = typer.Option("container", "--as", metavar="MODE", callback=_choice("container", "kubeflow",
-                                                                         "openshift"),
+         as_: str = typer.Option("container", "--as", metavar="MODE",
+                                 callback=_choice("container", *FLAVORS),
                                  help="container: run as Kubernetes would (empty home, random "
                                  "NB_PREFIX); kubeflow: as the pod Kubeflow's notebook "
                                  "controller makes (podman kube play); openshift: that pod "
@@ -435,7 +449,8 @@ def publish(names: list[str] = typer.Argument(None, metavar="IMAGE", help="image
                                                          callback=_choice(*plat.ALL),
                                                          help="repeatable; default: every "
                                                          "platform of the image"),
-            tag: Optional[list[str]] = typer.Option(None, "--tag", metavar="TAG", help="extra tags (repeatable)"),
+            tag: Optional[list[str]] = typer.Option(None, "--tag", metavar="TAG",
+                                                    help="extra tags (repeatable)"),
             latest: bool = typer.Option(False, "--latest", help="also move the latest tag"),
             engine: str = EngineOpt, root: str = RootOpt, ca_bundle: str = CaOpt,
             wheelhouse: Optional[Path] = WheelOpt, as_json: bool = JsonOpt,
@@ -487,7 +502,8 @@ def publish(names: list[str] = typer.Argument(None, metavar="IMAGE", help="image
 
 
 @app.command("verify-reproducible", epilog=_examples("nbpipe verify-reproducible jupyter"))
-def verify_reproducible(name: str = typer.Argument(..., metavar="IMAGE", help="the image to build twice"),
+def verify_reproducible(name: str = typer.Argument(..., metavar="IMAGE",
+                                                   help="the image to build twice"),
                         engine: str = EngineOpt, root: str = RootOpt,
                         platform: Optional[str] = PlatformOpt, ca_bundle: str = CaOpt,
                         catalog: Optional[str] = CatalogOpt) -> None:
@@ -513,12 +529,14 @@ def verify_reproducible(name: str = typer.Argument(..., metavar="IMAGE", help="t
 @app.command("lock", epilog=_examples("nbpipe lock jupyter-scipy", "nbpipe lock --check",
                                       "nbpipe lock --check jupyter jupyter-scipy --json",
                                       "nbpipe lock -f team.yaml   # writes team.lock.json"))
-def lock_cmd(names: list[str] = typer.Argument(None, metavar="IMAGE", help="images to lock (default: all "
+def lock_cmd(names: list[str] = typer.Argument(None, metavar="IMAGE",
+                                               help="images to lock (default: all "
                                                "buildable ones, or the -f spec's own)"),
              check: bool = typer.Option(False, "--check", help="only list the apt and pip "
                                         "steps of these images (and their ancestors) the lock "
                                         "does not cover (exit 1 if any)"),
-             lock_file: Optional[Path] = typer.Option(None, "--lock-file", metavar="FILE", help="default: "
+             lock_file: Optional[Path] = typer.Option(None, "--lock-file", metavar="FILE",
+                                                      help="default: "
                                                       "images/lock.json, or NAME.lock.json "
                                                       "next to the -f spec"),
              engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
@@ -666,13 +684,16 @@ def spec_validate(files: list[Path] = typer.Argument(..., metavar="SPEC...", hel
                               "nbpipe new team-x --repo team-x",
                               "nbpipe new team-x --repo team-x --ci dagger"))
 def new(name: str = typer.Argument(..., metavar="NAME", help="the new image's name"),
-        parent: str = typer.Option("jupyter", "--parent", metavar="IMAGE", help="the family image to build on"),
+        parent: str = typer.Option("jupyter", "--parent", metavar="IMAGE",
+                                   help="the family image to build on"),
         python: bool = typer.Option(False, "--python", help="the image as Python (NAME.py); "
                                     "without --repo, next to the spec"),
         out: Path = typer.Option(Path("."), "--out", metavar="DIR", help="folder to write into"),
-        repo: Optional[Path] = typer.Option(None, "--repo", metavar="DIR", help="write a whole team repository "
+        repo: Optional[Path] = typer.Option(None, "--repo", metavar="DIR",
+                                            help="write a whole team repository "
                                             "here: image, README, test, CI workflow, Dagger module"),
-        ci: Optional[str] = typer.Option(None, "--ci", metavar="cli|dagger", callback=_choice("cli", "dagger"),
+        ci: Optional[str] = typer.Option(None, "--ci", metavar="cli|dagger",
+                                         callback=_choice("cli", "dagger"),
                                          help="with --repo: the workflow runs the nbpipe CLI "
                                          "(cli, the default) or this repository's Dagger "
                                          "module (dagger)"),
