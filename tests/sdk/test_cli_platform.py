@@ -27,6 +27,17 @@ SPEC = REPO / "examples" / "team-astro" / "team-astro.yaml"
 USAGE, ERROR = 2, 1
 
 
+@pytest.fixture(autouse=True)
+def _reachability_not_kept():
+    """In-process commands ask which hosts are reachable; the answers are cached for the
+    process, and must not leak into later tests (some assume every host reachable)."""
+    from nbpipe import sources
+
+    sources.reachable.cache_clear()
+    yield
+    sources.reachable.cache_clear()
+
+
 def run(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of `nbpipe ARGS`, in-process."""
     monkeypatch.setattr(sys, "argv", ["nbpipe", *args])
