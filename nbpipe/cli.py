@@ -329,8 +329,8 @@ def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform,
                   + verdict.skipped_line())
     if verdict.failed or (verdict.skipped and not allow_unbuildable):
         if verdict.skipped and not verdict.failed:
-            err.print("nbpipe: images asked for were not built or probed; "
-                      "--allow-unbuildable accepts that")
+            _fail("images asked for were not built or probed (see above); "
+                  "--allow-unbuildable accepts that")
         raise typer.Exit(1)
 
 

@@ -145,7 +145,8 @@ def test_an_unbuildable_image_asked_for_fails_the_run(command, fake_run, capsys,
     assert code == ERROR
     assert ("2 image(s) skipped" not in err and "1 image(s) skipped, not built or probed: "
             "rstudio (unbuildable here: needs download2.rstudio.org)") in err
-    assert "--allow-unbuildable accepts that" in err
+    assert ("nbpipe: error: images asked for were not built or probed (see above); "
+            "--allow-unbuildable accepts that") in err
 
 
 def test_allow_unbuildable_exits_0_and_says_what_was_skipped(fake_run, capsys,
