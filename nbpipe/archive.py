@@ -1,0 +1,116 @@
+"""Debian's archive moves: which pinned `name=version` lines it no longer serves.
+
+Debian keeps only the newest version of each package in bookworm and bookworm-security,
+so an apt lock line lives a few weeks (a lock written 2026-11-26 failed on 2026-12-06
+when a security update replaced `libde265-0 1.0.11-1+deb12u3`). Two ways to notice:
+
+- after the fact, from apt's own words in a failed build's log (`E: Version 'V' for 'P'
+  was not found`): free, so the default build uses it and then refreshes that step;
+- before anything is built, by asking the archive in the root image (`apt-cache
+  madison`, after one `apt-get update` for the platform's architecture): what
+  `--locked` and `nbpipe lock --check` use.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from .errors import NbpipeError
+
+if TYPE_CHECKING:
+    from .engines.oci import OciEngine
+
+# apt-get's message for a `name=version` argument the lists do not hold (apt-pkg's
+# cacheset.cc: "Version '%s' for '%s' was not found").
+_GONE = re.compile(r"E: Version '([^'\s]+)' for '([a-z0-9][a-z0-9+.:-]*)' was not found")
+
+# One `apt-get update` for the platform's architecture (the root is native; apt only
+# reads another architecture's lists), then every version the lists hold for the names.
+MADISON = r"""
+set -eu
+apt-get update -q -o APT::Architecture="$ARCH" -o APT::Architectures="$ARCH" >/dev/null
+apt-cache -o APT::Architecture="$ARCH" -o APT::Architectures="$ARCH" madison "$@"
+"""
+CHECK_TIMEOUT = 300  # seconds for the update and the query; the archive may be far
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str
+    version: str
+
+    @classmethod
+    def parse(cls, line: str) -> "Pin":
+        name, _, version = line.partition("=")
+        return cls(name.split(":")[0], version)
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.version}"
+
+
+def pins(lines: str) -> list[Pin]:
+    """The `name=version` lines of an apt lock entry."""
+    return [Pin.parse(line) for line in lines.split() if "=" in line]
+
+
+def gone_in_log(log: Path | str) -> list[Pin]:
+    """Pins apt refused in a build log because the archive no longer has them."""
+    try:
+        text = log if isinstance(log, str) else log.read_text(errors="replace")
+    except OSError:  # no log (an engine that failed before writing one): nothing refused
+        return []
+    seen: dict[Pin, None] = {}
+    for version, name in _GONE.findall(text):
+        seen[Pin(name.split(":")[0], version)] = None
+    return list(seen)
+
+
+def gone(engine: "OciEngine", root_ref: str, platform: str, wanted: Iterable[Pin]) -> set[Pin]:
+    """The pins of ``wanted`` that the archive (as the root image sees it) no longer serves.
+    One container run whatever the number of pins; an archive out of reach is one line."""
+    wanted = set(wanted)
+    if not wanted:
+        return set()
+    arch = platform.split("/")[1]
+    names = sorted({p.name for p in wanted})
+    try:
+        r = engine.run_once(root_ref, ["/bin/sh", "-c", MADISON, "madison", *names],
+                            extra=["--network", "host", "--user", "0", "-e", f"ARCH={arch}"],
+                            timeout=CHECK_TIMEOUT)
+    except NbpipeError as exc:  # a timeout, or no such root image
+        raise NbpipeError(f"the archive could not be asked which pinned versions it still "
+                          f"has (in {root_ref}, for {platform}): {exc}") from None
+    if r.returncode != 0:
+        why = (r.stderr or "").strip().splitlines()
+        raise NbpipeError(f"the archive could not be asked which pinned versions it still has "
+                          f"(in {root_ref}, for {platform}): "
+                          f"{why[-1] if why else f'exit {r.returncode}'}")
+    have = set()
+    for line in r.stdout.splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) >= 2 and parts[0] and parts[1]:
+            have.add(Pin(parts[0], parts[1]))
+    return {p for p in wanted if p not in have}
+
+
+def changes(old: str, new: str) -> list[str]:
+    """`name old -> new` for every package whose pin moved (added/removed said so)."""
+    before = {p.name: p.version for p in pins(old)}
+    after = {p.name: p.version for p in pins(new)}
+    out = []
+    for name in sorted(before.keys() | after.keys()):
+        a, b = before.get(name), after.get(name)
+        if a == b:
+            continue
+        out.append(f"{name} {a or '(new)'} -> {b or '(dropped)'}")
+    return out
+
+
+def summary(moved: list[str], first: Iterable[str] = ()) -> str:
+    """One line: the packages that made the refresh first, then 'and N more'."""
+    lead = [m for m in moved if m.split()[0] in set(first)] or moved[:1]
+    rest = len(moved) - len(lead)
+    return ", ".join(lead) + (f" (and {rest} more)" if rest else "")

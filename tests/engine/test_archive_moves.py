@@ -1,0 +1,170 @@
+"""A Debian archive that moves under a lock, served on loopback: nothing here depends on
+what Debian's own archive holds today.
+
+Packages are made with dpkg-deb and indexed with dpkg-scanpackages (tools nbpipe does not
+own), served by a loopback HTTP server, and seen through a root whose only apt source is
+that archive. The image is locked, built, then a pinned version is replaced in the
+archive, as a Debian security update does.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+
+from nbpipe import lock, naming
+from nbpipe.catalog import Catalog
+from nbpipe.errors import NbpipeError
+from nbpipe.image import BaseRef, Image
+from nbpipe.options import BuildOptions
+from nbpipe.pipeline import Pipeline
+from nbpipe.rootfs import local_ref as root_ref
+
+pytestmark = pytest.mark.engine
+
+IMAGE = "aptdemo"
+
+
+def make_deb(pool: Path, name: str, version: str, depends: str = "") -> None:
+    """A real .deb holding one file that says its name and version."""
+    tree = pool.parent / "src" / f"{name}-{version}"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "usr/share/nbpipe-demo").mkdir(parents=True)
+    (tree / f"usr/share/nbpipe-demo/{name}").write_text(f"{name} {version}\n")
+    control = [f"Package: {name}", f"Version: {version}", "Architecture: all",
+               "Maintainer: nbpipe tests <tests@nbpipe.invalid>",
+               f"Description: {name}, a package of the loopback test archive"]
+    if depends:
+        control.insert(3, f"Depends: {depends}")
+    (tree / "DEBIAN/control").write_text("\n".join(control) + "\n")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree),
+                    str(pool / f"{name}_{version}_all.deb")], check=True, capture_output=True)
+
+
+def index(repo: Path) -> None:
+    """Packages, as Debian's tools write it (flat repository: `deb URL ./`)."""
+    out = subprocess.run(["dpkg-scanpackages", "--multiversion", "pool", "/dev/null"], cwd=repo,
+                         check=True, capture_output=True, text=True).stdout
+    (repo / "Packages").write_text(out)
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # apt's requests would fill the test log
+        pass
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    if shutil.which("dpkg-scanpackages") is None or shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-dev is not installed (dpkg-scanpackages): .ci/setup installs it")
+    repo = tmp_path_factory.mktemp("archive")
+    pool = repo / "pool"
+    pool.mkdir()
+    make_deb(pool, "nbpipe-demo-lib", "1.0")
+    make_deb(pool, "nbpipe-demo-extra", "1.0")
+    make_deb(pool, "nbpipe-demo-extra", "2.0")  # two versions served: the pin picks one
+    make_deb(pool, "nbpipe-demo", "1.0", "nbpipe-demo-lib (>= 1.0), nbpipe-demo-extra")
+    index(repo)
+    handler = functools.partial(_Quiet, directory=str(repo))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield repo, server.server_address[1]
+    server.shutdown()
+
+
+def security_update(repo: Path) -> None:
+    """nbpipe-demo-lib 1.0 replaced by 1.1: the old version leaves the archive."""
+    (repo / "pool/nbpipe-demo-lib_1.0_all.deb").unlink()
+    make_deb(repo / "pool", "nbpipe-demo-lib", "1.1")
+    index(repo)
+
+
+@pytest.fixture(scope="module")
+def apt_root(repo, engine, platform, local_family, tmp_path_factory) -> BaseRef:
+    """Our debootstrap root whose only apt source is the loopback archive."""
+    _, port = repo
+    ctx = tmp_path_factory.mktemp("aptroot")
+    (ctx / "Containerfile").write_text(
+        f"FROM {root_ref(platform)}\n"
+        "RUN rm -f /etc/apt/sources.list.d/* && "
+        f"echo 'deb [trusted=yes] http://127.0.0.1:{port}/ ./' > /etc/apt/sources.list\n")
+    tag = f"localhost/nbpipe-test/aptroot:{port}"
+    ref = f"{tag}-{platform.split('/')[1]}"
+    subprocess.run([engine.binary, "build", "--pull=never", "--network", "host", "-t", ref,
+                    str(ctx)], check=True, capture_output=True)
+    yield BaseRef(tag, {platform: engine.inspect(ref).id})
+    engine._run(["rmi", "-f", ref], check=False)
+
+
+def demo_catalog(root: BaseRef, lock_path: Path) -> Catalog:
+    cat = Catalog()
+    cat.add(IMAGE, root, lambda img: img.with_apt("nbpipe-demo"))
+    return lock.apply(cat, lock_path)
+
+
+def run(cat: Catalog, engine, platform, state_dir, **kw):
+    pipe = Pipeline(cat, engine, platform, BuildOptions(), state_dir=state_dir, probe=False, **kw)
+    return {r.name: r for r in anyio.run(pipe.run, [IMAGE])}
+
+
+def installed(engine, ref: str) -> dict[str, str]:
+    r = engine.run_once(ref, ["dpkg-query", "-W", "-f", "${Package}=${Version}\\n",
+                              "nbpipe-demo", "nbpipe-demo-lib", "nbpipe-demo-extra"])
+    return dict(line.split("=") for line in r.stdout.split())
+
+
+def test_a_moved_archive_is_refreshed_by_default_and_refused_when_locked(
+        repo, apt_root, engine, platform, tmp_path) -> None:
+    archive_dir, _ = repo
+    lock_path = tmp_path / "lock.json"
+    cat = demo_catalog(apt_root, lock_path)
+    steps = cat.resolve(IMAGE).steps
+    step, at = steps[-1], len(steps) - 1
+    # Lock as `nbpipe lock` does: what apt installs on the parent (extra 1.0 pinned by hand,
+    # as a lock written while 1.0 was the newest would have it).
+    lines = lock.resolve_apt(engine, apt_root.pinned(platform), step, ("nbpipe-demo-extra=1.0",))
+    assert lines.split() == ["nbpipe-demo-extra=1.0", "nbpipe-demo-lib=1.0", "nbpipe-demo=1.0"]
+    lock.save_entry(lock_path, lock.key(IMAGE, at, step), platform, lines)
+    lock.reload(cat)
+
+    first = run(cat, engine, platform, tmp_path / "state", locked=True)[IMAGE]
+    assert first.ok, first.message
+    assert installed(engine, first.ref) == {"nbpipe-demo": "1.0", "nbpipe-demo-lib": "1.0",
+                                            "nbpipe-demo-extra": "1.0"}
+
+    security_update(archive_dir)
+    engine._run(["rmi", "-f", first.ref], check=False)  # a fresh runner: nothing built yet
+
+    # --locked: refused before anything is built, naming the package and the fix.
+    with pytest.raises(NbpipeError) as refused:
+        run(cat, engine, platform, tmp_path / "state", locked=True)
+    assert "aptdemo step" in str(refused.value)
+    assert "nbpipe-demo-lib=1.0 left Debian's archive" in str(refused.value)
+    assert "nbpipe lock aptdemo" in str(refused.value)
+    assert not engine.exists(first.ref)
+    assert lock.load(lock_path)[lock.key(IMAGE, at, step)][platform] == lines  # untouched
+    # ... and `lock --check`'s question says the same
+    assert lock.vanished(engine, cat, lock.load(lock_path), platform) == [
+        f"aptdemo step {at} ({platform}): nbpipe-demo-lib=1.0"]
+
+    # Default: that step is resolved again, saved, and built under the new digest.
+    again = run(cat, engine, platform, tmp_path / "state")[IMAGE]
+    assert again.ok, again.message
+    assert again.refreshed == [f"aptdemo step {at}: nbpipe-demo-lib 1.0 -> 1.1"]
+    saved = lock.load(lock_path)[lock.key(IMAGE, at, step)][platform]
+    # only the package that left moved: extra stays at its pin although 2.0 is served
+    assert saved.split() == ["nbpipe-demo-extra=1.0", "nbpipe-demo-lib=1.1", "nbpipe-demo=1.0"]
+    assert again.digest != first.digest
+    fresh = demo_catalog(apt_root, lock_path)  # the identity the lock file now gives
+    assert again.ref == naming.local_ref(fresh.resolve(IMAGE), platform)
+    assert installed(engine, again.ref) == {"nbpipe-demo": "1.0", "nbpipe-demo-lib": "1.1",
+                                            "nbpipe-demo-extra": "1.0"}
+    engine._run(["rmi", "-f", again.ref], check=False)
