@@ -13,12 +13,16 @@ when a security update replaced `libde265-0 1.0.11-1+deb12u3`). Two ways to noti
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from .catalog import Catalog, Entry
 from .errors import NbpipeError
+from .image import Image
+from .steps import Apt, snapshot_sources
 
 if TYPE_CHECKING:
     from .engines.oci import OciEngine
@@ -114,3 +118,25 @@ def summary(moved: list[str], first: Iterable[str] = ()) -> str:
     lead = [m for m in moved if m.split()[0] in set(first)] or moved[:1]
     rest = len(moved) - len(lead)
     return ", ".join(lead) + (f" (and {rest} more)" if rest else "")
+
+
+def with_snapshot(catalog: Catalog, date: str) -> Catalog:
+    """The family installing every apt package from Debian's snapshot of ``date``
+    (snapshot.debian.org keeps every version for good): for those who can reach it, the
+    third way to live with a moving archive, besides a refreshed lock. Steps that name a
+    snapshot of their own keep it; locked steps keep their pins (a snapshot holds them)."""
+    snapshot_sources(date)  # the format, checked once here
+
+    def wrap(recipe):
+        def with_date(parent: Image) -> Image:
+            img = recipe(parent)
+            steps = tuple(dataclasses.replace(st, snapshot=date)
+                          if isinstance(st, Apt) and st.snapshot is None else st
+                          for st in img.steps)
+            return dataclasses.replace(img, steps=steps)
+        return with_date
+
+    out = Catalog()
+    for name, e in catalog.entries.items():
+        out.entries[name] = Entry(e.name, e.parent, wrap(e.recipe), e.description)
+    return out
