@@ -45,14 +45,23 @@ CHECK_TIMEOUT = 300  # seconds for the update and the query; the archive may be 
 class Pin:
     name: str
     version: str
+    sha256: str = dataclasses.field(default="", compare=False)  # of the .deb, when locked
 
     @classmethod
     def parse(cls, line: str) -> "Pin":
-        name, _, version = line.partition("=")
-        return cls(name.split(":")[0], version)
+        pin, _, sha = line.partition("@sha256:")
+        name, _, version = pin.partition("=")
+        return cls(name.split(":")[0], version, sha)
 
     def __str__(self) -> str:
         return f"{self.name}={self.version}"
+
+    def deb(self, store: Path) -> Path | None:
+        """Its file in the package store, if the store holds it."""
+        if not self.sha256:
+            return None
+        path = store / f"{self.sha256}.deb"
+        return path if path.is_file() else None
 
 
 def pins(lines: str) -> list[Pin]:
@@ -98,6 +107,36 @@ def gone(engine: "OciEngine", root_ref: str, platform: str, wanted: Iterable[Pin
         if len(parts) >= 2 and parts[0] and parts[1]:
             have.add(Pin(parts[0], parts[1]))
     return {p for p in wanted if p not in have}
+
+
+def keep(cache: Path, store: Path, wanted: Iterable[Pin], arch: str) -> int:
+    """Copy the pinned .debs an apt step just fetched (in the engine's apt cache folder)
+    into the package store as <sha256>.deb, each checked against its lock line's sha256
+    first; returns how many were added. Written whole or not at all."""
+    import hashlib
+    import os
+    import tempfile
+    from urllib.parse import quote
+
+    added = 0
+    for pin in wanted:
+        if not pin.sha256 or pin.deb(store) is not None:
+            continue
+        version = quote(pin.version, safe="+~.-")  # apt's file names escape the epoch ':'
+        found = [cache / f"{pin.name}_{version}_{a}.deb" for a in (arch, "all")]
+        src = next((f for f in found if f.is_file() and not f.is_symlink()), None)
+        if src is None:
+            continue
+        data = src.read_bytes()
+        if hashlib.sha256(data).hexdigest() != pin.sha256:
+            continue  # not the file the lock names: never stored under its hash
+        store.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=store, prefix=".incoming-")
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, store / f"{pin.sha256}.deb")
+        added += 1
+    return added
 
 
 def changes(old: str, new: str) -> list[str]:

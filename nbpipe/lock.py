@@ -177,10 +177,24 @@ def pinned_steps(catalog: Catalog, name: str, platform: str,
     return out
 
 
+def keep_debs(engine: "OciEngine", options: "BuildOptions", pins, platform: str) -> int:
+    """Put the pinned .debs a build just fetched into the package store (if one is set and
+    the engine keeps its apt cache where nbpipe can read it)."""
+    from . import archive
+    from .steps import APT_ARCHIVES
+
+    cache = engine.cache_dir(APT_ARCHIVES.id) if options.deb_store is not None else None
+    if cache is None or options.deb_store is None:
+        return 0
+    return archive.keep(cache, options.deb_store, pins, platform.split("/")[1])
+
+
 def vanished(engine: "OciEngine", catalog: Catalog, locks: dict[str, dict[str, str]],
-             platform: str, names: list[str] | None = None) -> list[str]:
+             platform: str, names: list[str] | None = None,
+             store: Path | None = None) -> list[str]:
     """`lock --check`: one line per locked apt step with pins the archive no longer has
-    (asked once, in the root the catalog builds on)."""
+    and the package store ``store`` does not hold either (the archive asked once, in the
+    root the catalog builds on)."""
     from . import archive
     from .naming import parent_ref
 
@@ -192,6 +206,7 @@ def vanished(engine: "OciEngine", catalog: Catalog, locks: dict[str, dict[str, s
     root = next(parent_ref(catalog.resolve(n), platform) for n in order
                 if catalog.parent_name(n) is None)
     gone = archive.gone(engine, root, platform, {p for ps in steps for p in archive.pins(ps.lines)})
+    gone = {p for p in gone if store is None or p.deb(store) is None}
     out = []
     for ps in steps:
         left = [str(p) for p in archive.pins(ps.lines) if p in gone]
@@ -253,11 +268,18 @@ def resolve(engine: "OciEngine", ref: str, step: Pip, ca_bundle: Path | None) ->
     return "\n".join(sorted(lines, key=str.lower)) + "\n"
 
 
+# What apt would install, each with the sha256 of its .deb from the archive's index (the
+# package store's key): name=version@sha256:<hex>.
 APT_SIMULATE = r"""
 set -eu
 apt-get update -q >/dev/null
 apt-get install -s --no-install-recommends "$@" | awk '$1 == "Inst" {
-  v = $3; gsub(/[()]/, "", v); if (v ~ /^\[/) { v = $4; gsub(/[()]/, "", v) }; print $2 "=" v }'
+  v = $3; gsub(/[()]/, "", v); if (v ~ /^\[/) { v = $4; gsub(/[()]/, "", v) }; print $2 "=" v }' \
+  > /tmp/nbpipe-pins
+while read -r pin; do
+  sum=$(apt-cache show --no-all-versions "$pin" | awk '$1 == "SHA256:" { print $2; exit }')
+  if [ -n "$sum" ]; then echo "$pin@sha256:$sum"; else echo "$pin"; fi
+done < /tmp/nbpipe-pins
 """
 
 
@@ -323,7 +345,7 @@ def _refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
              options: "BuildOptions", on_event) -> dict[str, dict[str, str]]:
     import anyio
 
-    from . import naming
+    from . import archive, naming
     from .pipeline import Pipeline
 
     eng, platform = machine.need_engine(), machine.platform
@@ -346,6 +368,7 @@ def _refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
                 lines = resolve(eng, naming.local_ref(img, platform), st, options.ca_bundle)
             else:  # what apt installs on the parent, as it is built
                 lines = resolve_apt(eng, naming.parent_ref(img, platform), st)
+                keep_debs(eng, options, archive.pins(lines), platform)
             current.setdefault(key(name, i, st), {})[platform] = lines
         save(lock_file, current)
     return current

@@ -30,6 +30,7 @@ from .options import BuildOptions
 from .probes.result import ProbeResult, Status
 from .report import ImageResult, Outcome
 from .state import ImageState, State, assess
+from .steps import Apt
 from . import naming
 
 if TYPE_CHECKING:  # the engine, the lowering and the prober load when an image needs them
@@ -133,6 +134,7 @@ class Pipeline:
                     raise
                 res.status, res.size, image_id = Outcome.BUILT, info.size, info.id
                 self.on_event(res.name, f"built in {time.monotonic() - started:.0f}s")
+                self._keep_debs(st.name)
             if self.probe:
                 self._probe(res, image_id)
         except NbpipeError as exc:
@@ -172,6 +174,14 @@ class Pipeline:
         res.message = "refreshed: built again under the new lock"
         return True
 
+    def _keep_debs(self, name: str) -> None:
+        pins = [p for st in self.catalog.resolve(name).steps_for(self.platform)
+                if isinstance(st, Apt) and st.locked for p in archive.pins(st.locked)]
+        added = lock.keep_debs(self.engine, self.options, pins, self.platform)
+        if added:
+            self.on_event(name, f"kept {added} pinned .deb(s) in the package store "
+                                f"{self.options.deb_store}")
+
     def _refuse_gone(self, to_build: list[str]) -> None:
         """``locked``: before anything is built, ask the archive for every pin the images
         to build install; one line per step whose pins have gone, and nothing built."""
@@ -185,6 +195,8 @@ class Pipeline:
         pins = {p for ps in steps for p in archive.pins(ps.lines)}
         self.on_event("nbpipe", f"--locked: asking the archive for {len(pins)} pinned versions")
         gone = archive.gone(self.engine, root, self.platform, pins)
+        store = self.options.deb_store
+        gone = {p for p in gone if store is None or p.deb(store) is None}  # the store has it
         if gone:
             names = {p.name for p in gone}
             raise NbpipeError("\n".join(

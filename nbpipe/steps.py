@@ -47,6 +47,41 @@ def apt_install(*packages: str, snapshot: str | None = None) -> list[str]:
             " -o APT::Keep-Downloaded-Packages=true " + " ".join(shlex.quote(p) for p in packages)]
 
 
+DEB_STORE = "/run/nbpipe/debs"  # options.DEBSTORE_TARGET: the package store, when mounted
+APT_PINS = "/tmp/nbpipe-apt.lock"
+
+# Each pin from the package store when it holds the .deb (checked by sha256: a file that
+# does not match stops the build), else from the archive by name=version.
+_FROM_STORE = """\
+set --
+while read -r pin sum; do
+  deb={store}/$sum.deb
+  if [ -f "$deb" ]; then
+    if [ "$(sha256sum < "$deb" | cut -d' ' -f1)" != "$sum" ]; then
+      echo "nbpipe: the package store's $sum.deb ($pin) does not match its sha256: refused" >&2
+      exit 1
+    fi
+    set -- "$@" "$deb"
+  else
+    set -- "$@" "$pin"
+  fi
+done < {pins}"""
+
+
+def apt_install_from_store(pins: list[str] | tuple[str, ...], *,
+                           snapshot: str | None = None) -> list[str]:
+    """apt_install for lock lines that carry their .deb's sha256 (name=version@sha256:H)."""
+    lines = "\n".join(p.replace("@sha256:", " ") if "@sha256:" in p else f"{p} -"
+                      for p in pins)
+    setup, opts = snapshot_sources(snapshot) if snapshot else ([], "")
+    return [f"cat > {APT_PINS} <<'NBPIPE_LOCK'\n{lines}\nNBPIPE_LOCK",
+            _FROM_STORE.format(store=DEB_STORE, pins=APT_PINS),
+            *setup, f"apt-get update -q{opts}",
+            f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends{opts}"
+            ' -o APT::Keep-Downloaded-Packages=true "$@"',
+            f"rm -f {APT_PINS}"]
+
+
 SNAPSHOT_LIST = "/tmp/nbpipe-snapshot.list"
 _SNAPSHOT = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 
@@ -84,6 +119,9 @@ rm -f /tmp/nbpipe-before /tmp/nbpipe-after /tmp/nbpipe-keep /tmp/nbpipe-purge"""
 # Every pattern is used with fullmatch: a regex `$` would accept a final newline.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _APT_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?")
+# A lock line: name=version, and (locks written since the package store) the .deb's
+# sha256 from the archive's index.
+_APT_PIN = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?=[A-Za-z0-9.+~:-]+(@sha256:[0-9a-f]{64})?")
 _NPM_NAME = re.compile(r"(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*(@[\w.^~<>=*|-]+)?", re.ASCII)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
@@ -194,9 +232,12 @@ class Apt(Step):
     def __post_init__(self) -> None:
         if not self.packages:
             raise NbpipeError("apt: give at least one package")
-        for p in (*self.packages, *(self.locked or "").split()):
+        for p in self.packages:
             if not isinstance(p, str) or not _APT_NAME.fullmatch(p):
                 raise NbpipeError(f"apt: {p!r} is not a Debian package name (name or name=version)")
+        for p in (self.locked or "").split():
+            if not _APT_PIN.fullmatch(p):
+                raise NbpipeError(f"apt: lock line {p!r} is not name=version[@sha256:<64 hex>]")
         if self.snapshot is not None:
             if not isinstance(self.snapshot, str):
                 raise NbpipeError(f"apt: snapshot {self.snapshot!r} is not a time like "
@@ -205,15 +246,18 @@ class Apt(Step):
 
     def lower(self) -> tuple[Op, ...]:
         wanted = self.locked.split() if self.locked else self.packages
+        stored = any("@sha256:" in p for p in wanted)
+        install = (apt_install_from_store(wanted, snapshot=self.snapshot) if stored
+                   else apt_install(*wanted, snapshot=self.snapshot))
         script = "\n".join([
             "set -eu",
-            *apt_install(*wanted, snapshot=self.snapshot),
+            *install,
             APT_CLEANUP,
             *([f"rm -f {SNAPSHOT_LIST}"] if self.snapshot else []),
             *([f"rm -rf {' '.join(self.remove)}"] if self.remove else []),
             *([self.after] if self.after else []),
         ])
-        return (Exec(script, user="root", network=True, mounts=(APT_ARCHIVES,)),)
+        return (Exec(script, user="root", network=True, mounts=(APT_ARCHIVES,), apt=stored),)
 
     def canonical(self) -> dict[str, Any]:
         body = super().canonical()
