@@ -38,6 +38,18 @@ set -eu
 apt-get update -q -o APT::Architecture="$ARCH" -o APT::Architectures="$ARCH" >/dev/null
 apt-cache -o APT::Architecture="$ARCH" -o APT::Architectures="$ARCH" madison "$@"
 """
+# The sha256 of each name=version's .deb, from the archive's index (a lock written before
+# the package store gets them this way; pins the archive no longer has stay as they are).
+SHOW = r"""
+set -eu
+apt-get update -q -o APT::Architecture="$ARCH" -o APT::Architectures="$ARCH" >/dev/null
+for pin in "$@"; do  # apt-cache show prints what it finds even when a pin has gone
+  echo "$pin"
+done | xargs -r -n 50 apt-cache -o APT::Architecture="$ARCH" -o APT::Architectures="$ARCH" \
+    show --no-all-versions 2>/dev/null | awk '
+  $1 == "Package:" { p = $2 } $1 == "Version:" { v = $2 }
+  $1 == "SHA256:" && !((p "=" v) in seen) { seen[p "=" v] = 1; print p "=" v " " $2 }' || true
+"""
 CHECK_TIMEOUT = 300  # seconds for the update and the query; the archive may be far
 
 
@@ -137,6 +149,26 @@ def keep(cache: Path, store: Path, wanted: Iterable[Pin], arch: str) -> int:
         os.replace(tmp, store / f"{pin.sha256}.deb")
         added += 1
     return added
+
+
+def with_hashes(engine: "OciEngine", root_ref: str, platform: str, lines: str) -> str:
+    """``lines`` with each pin's sha256 added where the archive still has it."""
+    todo = [p for p in pins(lines) if not p.sha256]
+    if not todo:
+        return lines
+    arch = platform.split("/")[1]
+    r = engine.run_once(root_ref, ["/bin/sh", "-c", SHOW, "show", *map(str, todo)],
+                        extra=["--network", "host", "--user", "0", "-e", f"ARCH={arch}"],
+                        timeout=CHECK_TIMEOUT)
+    if r.returncode != 0:
+        raise NbpipeError(f"the archive's index could not be read in {root_ref} for "
+                          f"{platform}: {(r.stderr or '').strip()[-300:]}")
+    sums = dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
+    out = []
+    for line in lines.split():
+        sha = sums.get(line, "").strip()
+        out.append(f"{line}@sha256:{sha}" if len(sha) == 64 and "@" not in line else line)
+    return "\n".join(out) + "\n"
 
 
 def changes(old: str, new: str) -> list[str]:

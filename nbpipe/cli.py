@@ -400,7 +400,10 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
                                                       "images/lock.json"),
              engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
              ca_bundle: str = CaOpt, catalog: Optional[str] = CatalogOpt,
-             deb_store: str = DebStoreOpt) -> None:
+             deb_store: str = DebStoreOpt,
+             add_hashes: bool = typer.Option(False, "--add-hashes", help="give the apt lines "
+                                             "of an older lock their .debs' sha256 (the "
+                                             "package store's key), re-resolving nothing")) -> None:
     """Resolve every apt and pip step as it builds today and pin it (pip: with hashes)."""
     from . import lock as locks
     from .options import BuildOptions
@@ -428,6 +431,12 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
             raise typer.Exit(1)
         return
     m = _machine(cat, engine, root, platform)
+    if add_hashes:
+        plats = [p for p in plat.ALL if m.local_root is None or p in m.local_root.platforms]
+        with _progress() as on_event:
+            n = locks.add_hashes(m.need_engine(), m.catalog, lock_file, plats, on_event)
+        print(f"wrote {lock_file}: {n} apt line(s) gained their sha256")
+        return
     with _progress() as on_event:
         current = locks.refresh(m, names or None, lock_file,
                                 BuildOptions.from_flags(ca_bundle, oci_labels=False,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -215,6 +216,37 @@ def vanished(engine: "OciEngine", catalog: Catalog, locks: dict[str, dict[str, s
     return out
 
 
+def add_hashes(engine: "OciEngine", catalog: Catalog, path: Path, platforms: list[str],
+               on_event=lambda name, what: None) -> int:
+    """`lock --add-hashes`: give the apt lines of a lock written before the package store
+    their .debs' sha256 (from the archive's index, asked in the root for each platform);
+    nothing is re-resolved. Returns how many lines gained one."""
+    from . import archive
+    from .naming import parent_ref
+
+    from . import platforms as plat
+
+    locks = load(path)
+    added = 0
+    order = catalog.order()
+    first = next(n for n in order if catalog.parent_name(n) is None)
+    native = plat.host()
+    for platform in platforms:
+        # apt reads another architecture's lists in the native root (no emulation needed)
+        root = parent_ref(catalog.resolve(first), native if native in
+                          catalog.resolve(first).platforms else platform)
+        for k, entry in locks.items():
+            lines = entry.get(platform)
+            if lines and all(_APT_LINE.fullmatch(x) for x in lines.split()):
+                new = archive.with_hashes(engine, root, platform, lines)
+                added += new.count("@sha256:") - lines.count("@sha256:")
+                entry[platform] = new
+                on_event(k, f"{platform}: {new.count('@sha256:')}/{len(new.split())} hashed")
+    save(path, locks)
+    return added
+
+
+_APT_LINE = re.compile(r"[a-z0-9][a-z0-9+.:-]*=[A-Za-z0-9.+~:-]+(@sha256:[0-9a-f]{64})?")
 _SAVING = threading.Lock()  # steps of two images refreshed at once write one file
 
 
@@ -276,9 +308,14 @@ apt-get update -q >/dev/null
 apt-get install -s --no-install-recommends "$@" | awk '$1 == "Inst" {
   v = $3; gsub(/[()]/, "", v); if (v ~ /^\[/) { v = $4; gsub(/[()]/, "", v) }; print $2 "=" v }' \
   > /tmp/nbpipe-pins
+# one apt-cache call for all of them (one per pin took minutes for jupyter-scipy's 244)
+xargs -r apt-cache show --no-all-versions < /tmp/nbpipe-pins | awk '
+  $1 == "Package:" { p = $2 } $1 == "Version:" { v = $2 }
+  $1 == "SHA256:" && !((p "=" v) in seen) { seen[p "=" v] = 1; print p "=" v "@sha256:" $2 }
+' > /tmp/nbpipe-hashed
 while read -r pin; do
-  sum=$(apt-cache show --no-all-versions "$pin" | awk '$1 == "SHA256:" { print $2; exit }')
-  if [ -n "$sum" ]; then echo "$pin@sha256:$sum"; else echo "$pin"; fi
+  line=$(grep -m1 -F "$pin@sha256:" /tmp/nbpipe-hashed || true)
+  echo "${line:-$pin}"
 done < /tmp/nbpipe-pins
 """
 
