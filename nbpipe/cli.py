@@ -123,6 +123,13 @@ WheelOpt = typer.Option(None, "--wheelhouse", metavar="DIR",
                         help="folder of wheels pip may use (find-links)")
 JobsOpt = typer.Option(2, "--jobs", "-j", metavar="N", min=1,
                        help="images built at the same time (>= 1)")
+DebStoreOpt = typer.Option("auto", "--deb-store", metavar="auto|none|DIR",
+                           help="package store: a folder of pinned .debs named by sha256 that "
+                           "apt steps install from first and builds add to (auto: "
+                           "~/.cache/nbpipe/debs; none: off)")
+LockedOpt = typer.Option(False, "--locked", help="never change the lock file: a pinned "
+                         "version that has left Debian's archive is an error (releases); "
+                         "without it, that step is resolved again, saved and built")
 ReportOpt = typer.Option(Path("reports"), "--report-dir", metavar="DIR",
                          help="where the JSON and Markdown reports go")
 AllowOpt = typer.Option(False, "--allow-unbuildable", help="exit 0 although images asked "
@@ -298,7 +305,8 @@ def export(name: Optional[str] = typer.Argument(None, metavar="IMAGE",
 def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform, ca_bundle,
                   wheelhouse, jobs, report_dir, probe: bool, force_probe: bool,
                   no_cache: bool = False, pod: str | None = None, allow_unbuildable: bool,
-                  as_json: bool, provenance=()) -> None:
+                  as_json: bool, provenance=(), locked: bool = False,
+                  deb_store: str = "auto") -> None:
     from dataclasses import replace
 
     from . import report
@@ -307,16 +315,20 @@ def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform,
     from .pipeline import build as run_build
 
     m = _machine(catalog, engine, root, platform)
-    options = replace(BuildOptions.from_flags(ca_bundle, wheelhouse), provenance=provenance)
+    options = replace(BuildOptions.from_flags(ca_bundle, wheelhouse, deb_store=deb_store),
+                      provenance=provenance)
     with _progress() as on_event, safe_io.locked(STATE_DIR, on_wait=lambda w: on_event("nbpipe", w)):
         results = run_build(m, names or None, options, jobs=jobs, probe=probe,
                             force_probe=force_probe, no_cache=no_cache, pod=pod,
-                            on_event=on_event)
+                            locked=locked, on_event=on_event)
         js, md = report.write(results, report_dir)  # under the lock: this run's reports
     if as_json:
         output.emit_json([r.to_dict() for r in results])
     else:
         console.print(report.table(results))
+    for r in results:
+        for line in r.refreshed:  # the archive moved: what the lock file now says instead
+            err.print(f"lock refreshed: {line}")
     for r in results:
         if not r.ok and r.message:
             err.print(Text.assemble((r.name, "bold"), f": {r.message}"))
@@ -374,7 +386,8 @@ def build(names: list[str] = typer.Argument(None, metavar="IMAGE",
           no_cache: bool = typer.Option(False, "--no-cache", help="rebuild even if built"),
           allow_unbuildable: bool = AllowOpt, as_json: bool = JsonOpt,
           file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
-          parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt) -> None:
+          parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt,
+          locked: bool = LockedOpt, deb_store: str = DebStoreOpt) -> None:
     """Build images (parents first, already-built digests skipped) and probe each one.
     Exit 1 if an image asked for was not built and probed (unbuildable here, blocked,
     failed), unless --allow-unbuildable (failures still count)."""
@@ -383,7 +396,8 @@ def build(names: list[str] = typer.Argument(None, metavar="IMAGE",
                   platform=platform, ca_bundle=ca_bundle, wheelhouse=wheelhouse, jobs=jobs,
                   report_dir=report_dir, probe=not no_probe, force_probe=False,
                   no_cache=no_cache, allow_unbuildable=allow_unbuildable, as_json=as_json,
-                  provenance=_provenance(cat, file, from_repo))
+                  provenance=_provenance(cat, file, from_repo), locked=locked,
+                  deb_store=deb_store)
 
 
 @app.command(epilog=_examples("nbpipe test jupyter", "nbpipe test jupyter-scipy --as kubeflow",
@@ -396,6 +410,7 @@ def test(names: list[str] = typer.Argument(None, metavar="IMAGE",
          allow_unbuildable: bool = AllowOpt, as_json: bool = JsonOpt,
          file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
          parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt,
+         locked: bool = LockedOpt, deb_store: str = DebStoreOpt,
          as_: str = typer.Option("container", "--as", metavar="MODE",
                                  callback=_choice("container", *FLAVORS),
                                  help="container: run as Kubernetes would (empty home, random "
@@ -412,7 +427,8 @@ def test(names: list[str] = typer.Argument(None, metavar="IMAGE",
                   ca_bundle=ca_bundle, wheelhouse=wheelhouse, jobs=jobs, report_dir=report_dir,
                   probe=True, force_probe=True, pod=None if as_ == "container" else as_,
                   allow_unbuildable=allow_unbuildable, as_json=as_json,
-                  provenance=_provenance(cat, file, from_repo))
+                  provenance=_provenance(cat, file, from_repo), locked=locked,
+                  deb_store=deb_store)
 
 
 base_app = _group("The root filesystem the family builds on.")
@@ -461,7 +477,8 @@ def publish(names: list[str] = typer.Argument(None, metavar="IMAGE", help="image
                                             callback=_choice(*COMPRESSIONS),
                                             help="layer compression: gzip (any runtime) | "
                                             "zstd (smaller, faster to unpack; containerd >= "
-                                            "1.5, CRI-O, podman)")) -> None:
+                                            "1.5, CRI-O, podman)"),
+            locked: bool = LockedOpt, deb_store: str = DebStoreOpt) -> None:
     """Build every platform, push, then one manifest list per tag (all or nothing)."""
     from dataclasses import replace
 
@@ -476,7 +493,7 @@ def publish(names: list[str] = typer.Argument(None, metavar="IMAGE", help="image
     cat = _catalog(catalog, file, from_repo, parent)
     m = _machine(cat, engine, root)
     m.check_platforms(tuple(platform or ()))
-    options = replace(BuildOptions.from_flags(ca_bundle, wheelhouse),
+    options = replace(BuildOptions.from_flags(ca_bundle, wheelhouse, deb_store=deb_store),
                       provenance=_provenance(cat, file, from_repo))
     with _progress() as on_event:
         results = do_publish(m.catalog, targets, m.need_engine(), reg,
@@ -484,7 +501,7 @@ def publish(names: list[str] = typer.Argument(None, metavar="IMAGE", help="image
                              options=options,
                              state_dir=STATE_DIR, extra_tags=tuple(tag or ()),
                              latest=latest, native=m.platform, compression=compression,
-                             on_event=on_event)
+                             locked=locked, on_event=on_event)
     if as_json:
         output.emit_json([{"name": r.name, "platforms": list(r.platforms), "digest": r.digest,
                            "ref": r.ref, "tags": list(r.tags), "compression": r.compression,
@@ -541,7 +558,11 @@ def lock_cmd(names: list[str] = typer.Argument(None, metavar="IMAGE",
                                                       "next to the -f spec"),
              engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
              ca_bundle: str = CaOpt, as_json: bool = JsonOpt,
-             file: Optional[list[Path]] = FileOpt, catalog: Optional[str] = CatalogOpt) -> None:
+             file: Optional[list[Path]] = FileOpt, catalog: Optional[str] = CatalogOpt,
+             deb_store: str = DebStoreOpt,
+             add_hashes: bool = typer.Option(False, "--add-hashes", help="give the apt lines "
+                                             "of an older lock their .debs' sha256 (the "
+                                             "package store's key), re-resolving nothing")) -> None:
     """Resolve every apt and pip step as it builds today and pin it (pip: with hashes)."""
     from . import lock as locks
     from .options import BuildOptions
@@ -567,24 +588,53 @@ def lock_cmd(names: list[str] = typer.Argument(None, metavar="IMAGE",
             lock_file = images.LOCK_FILE
     wanted = names or own or None
     if check:
-        missing = locks.uncovered(cat, locks.load(lock_file), wanted, ancestors=own is None)
+        entries = locks.load(lock_file)
+        missing = locks.uncovered(cat, entries, wanted, ancestors=own is None)
+        gone = _vanished(cat, entries, wanted, engine, root, platform,
+                         BuildOptions.from_flags("none", deb_store=deb_store,
+                                                 oci_labels=False).deb_store)
         if as_json:
             output.emit_json({"lock_file": str(lock_file),
-                              "missing": [u.to_dict() for u in missing]})
+                              "missing": [u.to_dict() for u in missing], "gone": gone})
         else:
             for u in missing:
                 print(f"not locked: {u}")
             print(f"{len(missing)} step(s) not locked in {lock_file}" if missing else
                   f"every apt and pip step is locked in {lock_file}")
-        if missing:
+            for g in gone:
+                print(f"gone from the archive: {g}")
+            if gone:
+                print(f"{len(gone)} step(s) pin versions Debian's archive no longer has: "
+                      "`nbpipe lock IMAGE` (or a build without --locked) pins today's")
+        if missing or gone:
             raise typer.Exit(1)
         return
     m = _machine(cat, engine, root, platform)
+    if add_hashes:
+        plats = [p for p in plat.ALL if m.local_root is None or p in m.local_root.platforms]
+        with _progress() as on_event:
+            n = locks.add_hashes(m.need_engine(), m.catalog, lock_file, plats, on_event)
+        print(f"wrote {lock_file}: {n} apt line(s) gained their sha256")
+        return
     with _progress() as on_event:
         current = locks.refresh(m, wanted, lock_file,
-                                BuildOptions.from_flags(ca_bundle, oci_labels=False), on_event,
+                                BuildOptions.from_flags(ca_bundle, oci_labels=False,
+                                                        deb_store=deb_store), on_event,
                                 only=own)
     print(f"wrote {lock_file}: {sum(len(v) for v in current.values())} locked step(s)")
+
+
+def _vanished(cat: Catalog, entries, names: list[str] | None, engine: str, root: str,
+              platform: str | None, store: Path | None) -> list[str]:
+    """Pinned apt versions the archive no longer has, asked in this machine's root for
+    each platform it has a root for; a line (stderr) instead when no engine can ask."""
+    from . import lock as locks
+
+    m = _machine(cat, engine, root, platform, need_engine=False)
+    if m.engine is None or m.dagger:
+        err.print("archive not asked: pinned versions are checked with podman or docker")
+        return []
+    return locks.vanished(m.engine, m.catalog, entries, m.platform, names, store=store)
 
 
 kubeflow_app = _group("Kubeflow integration.")

@@ -39,6 +39,8 @@ class ImageResult:
     probes: list[ProbeResult] = field(default_factory=list)
     log: str = ""
     blocked_by: str | None = None  # blocked: the ancestor at the root of it (failed or unbuildable)
+    # Lock steps re-resolved in this run because Debian's archive had moved (one line each).
+    refreshed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -114,8 +116,10 @@ def markdown(results: list[ImageResult]) -> str:
         lines.append(f"| {r.name} | {r.platform} | {r.status} | {r.seconds:.1f}s | {_size(r.size)}"
                      f" | `{r.digest.split(':')[-1][:12]}` | {r.probe_summary()} |")
     for r in results:
-        if r.message or r.probes:
+        if r.message or r.probes or r.refreshed:
             lines += ["", f"## {r.name}", ""]
+            for line in r.refreshed:
+                lines.append(f"- lock refreshed: {line}")
             if r.message:
                 lines += ["```", r.message, "```", ""]
             for p in r.probes:
