@@ -304,7 +304,8 @@ def test_every_listing_has_json(argv, capsys, monkeypatch) -> None:
     data = json.loads(out)
     keys = {"images": {"platform", "root", "images"}, "graph": {"images"},
             "plan": {"platform", "root", "order", "digests", "states", "published"},
-            "lock": {"lock_file", "missing"}, "spec": {"platform", "root", "specs"}}[argv[0]]
+            "lock": {"lock_file", "missing", "gone"},
+            "spec": {"platform", "root", "specs"}}[argv[0]]
     assert set(data) == keys
 
 
