@@ -15,7 +15,7 @@ BREAKS = [
  ("spec validate root", "nbpipe/cli.py", "    m = _machine(cat, engine, root, platform, need_engine=False)\n    from .naming import content_tag", "    m = _machine(cat, engine, 'registry', platform, need_engine=False)\n    from .naming import content_tag", "digests_plan_gives"),
  ("piped width", "nbpipe/output.py", "width=None if tty else PIPED_WIDTH", "width=None", "piped"),
  ("images json", "nbpipe/cli.py", 'output.emit_json({"platform": m.platform, "root": m.root_name, "images": rows})', 'console.print(rows)', "every_listing_has_json"),
- ("lock names", "nbpipe/cli.py", "locks.uncovered(cat, locks.load(lock_file), wanted, ancestors=own is None)", "locks.uncovered(cat, locks.load(lock_file), None, ancestors=own is None)", "honours_the_names or own_lock"),
+ ("lock names", "nbpipe/cli.py", "locks.uncovered(cat, entries, wanted, ancestors=own is None)", "locks.uncovered(cat, entries, None, ancestors=own is None)", "honours_the_names or own_lock"),
  ("lock unknown", "nbpipe/cli.py", "        cat.entry(n)  # an unknown name", "        pass  # an unknown name", "lock_check_refuses"),
  ("lock missing file", "nbpipe/cli.py", 'if lock_file is not None and check and not lock_file.exists():', 'if False:', "lock_check_refuses"),
  ("brief", "nbpipe/lock.py", '    cut = text.rfind(" ", 0, width)', '    cut = width', "cut_between_words"),
@@ -32,7 +32,7 @@ BREAKS = [
  ("ci without repo", "nbpipe/cli.py", "if ci is not None and repo is None:", "if False:", "ci_without_repo"),
  ("team labels", "nbpipe/naming.py", "own = [p for p in options.provenance if p.name == image.name]", "own = []", "team_image_labels"),
  ("credentials in remote", "nbpipe/provenance.py", r'remote = re.sub(r"^(\w[\w+.-]*://)[^/@]*@", r"\1", remote)', "pass", "remotes_become"),
- ("build provenance", "nbpipe/cli.py", "options = replace(BuildOptions.from_flags(ca_bundle, wheelhouse), provenance=provenance)", "options = BuildOptions.from_flags(ca_bundle, wheelhouse)", "team_provenance"),
+ ("build provenance", "nbpipe/cli.py", "provenance=provenance)", "provenance=())", "team_provenance"),
  ("choices", "nbpipe/cli.py", "            if v is not None and v not in values:", "            if False:", "bad_choice"),
  ("jobs min", "nbpipe/cli.py", '"--jobs", "-j", metavar="N", min=1,', '"--jobs", "-j", metavar="N",', "before_any_work"),
  ("registry address", "nbpipe/registry.py", "        if not ADDRESS.fullmatch(address):", "        if False:", "before_any_work"),
@@ -47,7 +47,10 @@ for name, f, old, new, k in BREAKS:
         continue
     p = W / f
     text = p.read_text()
-    assert text.count(old) == 1, (name, text.count(old))
+    if text.count(old) != 1:  # the code moved: this break needs rewriting
+        print(f"STALE: {name}: {text.count(old)} matches", flush=True)
+        bad.append(name)
+        continue
     p.write_text(text.replace(old, new))
     try:
         r = subprocess.run([str(W / ".venv/bin/pytest"), "tests/sdk/test_cli_platform.py", "-q", "-x",
