@@ -178,16 +178,16 @@ def _targets(names: list[str] | None, files: list[Path] | None, repo: Path | Non
     return out
 
 
-def _provenance(catalog: Catalog, files: list[Path] | None, repo: Path | None):
+def _origins(catalog: Catalog, files: list[Path] | None, repo: Path | None):
     """The team images of this run and where each comes from (their OCI labels)."""
-    from . import provenance
+    from . import origin
     from . import repo2docker
     from . import spec as specs
 
     where = {specs.load(f).name: Path(f).resolve().parent for f in files or []}
     if repo is not None:
         where[repo2docker.from_repo(repo).name] = Path(repo).resolve()
-    return provenance.team_images(catalog, where)
+    return origin.team_images(catalog, where)
 
 
 @app.command(epilog=_examples("nbpipe images", "nbpipe images --json | jq '.images[].name'"))
@@ -305,7 +305,7 @@ def export(name: Optional[str] = typer.Argument(None, metavar="IMAGE",
 def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform, ca_bundle,
                   wheelhouse, jobs, report_dir, probe: bool, force_probe: bool,
                   no_cache: bool = False, pod: str | None = None, allow_unbuildable: bool,
-                  as_json: bool, provenance=(), locked: bool = False,
+                  as_json: bool, origins=(), locked: bool = False,
                   deb_store: str = "auto") -> None:
     from dataclasses import replace
 
@@ -316,7 +316,7 @@ def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform,
 
     m = _machine(catalog, engine, root, platform)
     options = replace(BuildOptions.from_flags(ca_bundle, wheelhouse, deb_store=deb_store),
-                      provenance=provenance)
+                      origins=origins)
     with _progress() as on_event, safe_io.locked(STATE_DIR, on_wait=lambda w: on_event("nbpipe", w)):
         results = run_build(m, names or None, options, jobs=jobs, probe=probe,
                             force_probe=force_probe, no_cache=no_cache, pod=pod,
@@ -396,7 +396,7 @@ def build(names: list[str] = typer.Argument(None, metavar="IMAGE",
                   platform=platform, ca_bundle=ca_bundle, wheelhouse=wheelhouse, jobs=jobs,
                   report_dir=report_dir, probe=not no_probe, force_probe=False,
                   no_cache=no_cache, allow_unbuildable=allow_unbuildable, as_json=as_json,
-                  provenance=_provenance(cat, file, from_repo), locked=locked,
+                  origins=_origins(cat, file, from_repo), locked=locked,
                   deb_store=deb_store)
 
 
@@ -427,7 +427,7 @@ def test(names: list[str] = typer.Argument(None, metavar="IMAGE",
                   ca_bundle=ca_bundle, wheelhouse=wheelhouse, jobs=jobs, report_dir=report_dir,
                   probe=True, force_probe=True, pod=None if as_ == "container" else as_,
                   allow_unbuildable=allow_unbuildable, as_json=as_json,
-                  provenance=_provenance(cat, file, from_repo), locked=locked,
+                  origins=_origins(cat, file, from_repo), locked=locked,
                   deb_store=deb_store)
 
 
@@ -494,7 +494,7 @@ def publish(names: list[str] = typer.Argument(None, metavar="IMAGE", help="image
     m = _machine(cat, engine, root)
     m.check_platforms(tuple(platform or ()))
     options = replace(BuildOptions.from_flags(ca_bundle, wheelhouse, deb_store=deb_store),
-                      provenance=_provenance(cat, file, from_repo))
+                      origins=_origins(cat, file, from_repo))
     with _progress() as on_event:
         results = do_publish(m.catalog, targets, m.need_engine(), reg,
                              platforms=tuple(platform) if platform else None,

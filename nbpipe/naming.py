@@ -34,9 +34,9 @@ def parent_ref(image: Image, platform: str) -> str:
 
 def stamp(image: Image, platform: str, options: BuildOptions = BuildOptions()) -> tuple[Op, ...]:
     """Labels every engine adds so a built image says what it is (and how it was built).
-    A team image (``options.provenance``) names its own source, revision and parent, not
+    A team image (``options.origins``) names its own source, revision and parent, not
     the ones it inherits from our base image."""
-    own = [p for p in options.provenance if p.name == image.name]
+    own = [p for p in options.origins if p.name == image.name]
     return (SetLabel(contract.LABEL_NAME, image.name or "custom"),
             SetLabel(contract.LABEL_DIGEST, image.digest(platform)),
             SetLabel("org.opencontainers.image.version", content_tag(image)),

@@ -15,7 +15,7 @@ from .errors import NbpipeError
 from .ops import BindMount, Exec, SecretMount
 
 if TYPE_CHECKING:
-    from .provenance import Provenance
+    from .origin import Origin
 
 CA_ID = "nbpipe-ca"
 CA_TARGET = "/run/secrets/nbpipe-ca.crt"
@@ -51,7 +51,7 @@ class BuildOptions:
     labels: tuple[tuple[str, str], ...] = ()
     # A team image's own origin: its source, revision and parent replace what it inherits
     # from our family's labels (naming.stamp), for the images named there.
-    provenance: tuple["Provenance", ...] = ()
+    origins: tuple["Origin", ...] = ()
 
     @property
     def has_ca(self) -> bool:

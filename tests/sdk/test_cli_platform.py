@@ -533,7 +533,7 @@ def test_ci_without_repo_is_a_usage_error(tmp_path, capsys, monkeypatch) -> None
 
 
 def test_team_image_labels_name_the_team_repo_and_parent(tmp_path) -> None:
-    from nbpipe import provenance, spec as specs
+    from nbpipe import origin, spec as specs
     from nbpipe.engines import dockerfile
     from nbpipe.family import family
     from nbpipe.options import BuildOptions
@@ -548,11 +548,11 @@ def test_team_image_labels_name_the_team_repo_and_parent(tmp_path) -> None:
     subprocess.run([*git, "commit", "-qm", "x"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     cat = specs.load(spec).register(family())
-    found = provenance.team_images(cat, {"team-p": repo})
-    assert found == (provenance.Provenance("team-p", "https://github.com/acme/team",
+    found = origin.team_images(cat, {"team-p": repo})
+    assert found == (origin.Origin("team-p", "https://github.com/acme/team",
                                            head.strip()),)
     options = BuildOptions(labels=(("org.opencontainers.image.source", "https://ours"),),
-                           provenance=found)
+                           origins=found)
     labels = dict(re.findall(r'^LABEL "([^"]+)"="([^"]*)"$',
                              dockerfile.render(cat.resolve("team-p"), plat.AMD64,
                                                options).text, re.M))
@@ -570,16 +570,16 @@ def test_team_image_labels_name_the_team_repo_and_parent(tmp_path) -> None:
     ("ssh://git@host.example/acme/team", "ssh://host.example/acme/team"),
 ])
 def test_remotes_become_label_urls_without_credentials(remote, url) -> None:
-    from nbpipe.provenance import public_url
+    from nbpipe.origin import public_url
 
     assert public_url(remote) == url
 
 
-def test_build_passes_the_team_provenance(fake_run, capsys, monkeypatch, tmp_path) -> None:
+def test_build_passes_the_team_origins(fake_run, capsys, monkeypatch, tmp_path) -> None:
     got = fake_run(_results(("team-astro", Outcome.CACHED, None)))
     code, _, err = run(capsys, monkeypatch, "build", "-f", str(SPEC))
     assert code == 0, err
-    assert [p.name for p in got["options"].provenance] == ["team-astro"]
+    assert [p.name for p in got["options"].origins] == ["team-astro"]
 
 
 # -- 10. errors and usage ------------------------------------------------------------------

@@ -19,7 +19,7 @@ from .catalog import Catalog
 
 
 @dataclass(frozen=True)
-class Provenance:
+class Origin:
     """One team image's origin: "" where it is not known (no git checkout, no remote)."""
 
     name: str
@@ -48,14 +48,14 @@ def public_url(remote: str) -> str:
     return remote.removesuffix(".git") if remote.startswith(("https://", "http://")) else remote
 
 
-def of_folder(name: str, folder: Path) -> Provenance:
+def of_folder(name: str, folder: Path) -> Origin:
     """The image ``name`` defined in ``folder``: that checkout's origin and commit."""
-    return Provenance(name, public_url(_git(folder, "remote", "get-url", "origin")),
+    return Origin(name, public_url(_git(folder, "remote", "get-url", "origin")),
                       _git(folder, "rev-parse", "HEAD"))
 
 
-def team_images(catalog: Catalog, defined_in: dict[str, Path]) -> tuple[Provenance, ...]:
-    """Provenance of every image that is not ours: ``defined_in`` names the folder of a
+def team_images(catalog: Catalog, defined_in: dict[str, Path]) -> tuple[Origin, ...]:
+    """The origin of every image that is not ours: ``defined_in`` names the folder of a
     spec or Binder repository per image; images from a --catalog module outside nbpipe
     are found through their recipe's source file."""
     ours = Path(__file__).resolve().parent
