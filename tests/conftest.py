@@ -25,10 +25,16 @@ from nbpipe.catalog import Catalog
 
 _FALSE = {"", "0", "false", "no", "off"}
 
-settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
-# Locally: Hypothesis' own defaults (a fresh random draw each run, failures replayed from
-# the checkout's .hypothesis/ until they pass), spelled out so the choice is visible.
-settings.register_profile("dev", derandomize=False, print_blob=True)
+# Both start from Hypothesis' own defaults, never from the profile loaded at import:
+# recent Hypothesis (6.170 here) loads a built-in "ci" profile by itself wherever CI is in
+# the environment, even CI=false, and a profile built on it would inherit its choices unseen.
+# No deadline in either: a per-example time limit fails on a busy machine, not on a bug.
+_DEFAULTS = settings.get_profile("default")
+settings.register_profile("ci", _DEFAULTS, derandomize=True, database=None, deadline=None,
+                          print_blob=True)
+# Locally: a fresh random draw each run, failures replayed from the checkout's .hypothesis/
+# until they pass (Hypothesis' default database).
+settings.register_profile("dev", _DEFAULTS, derandomize=False, deadline=None, print_blob=True)
 
 
 def hypothesis_profile(environ: Mapping[str, str]) -> str:
