@@ -29,6 +29,7 @@ _FALSE = {"", "0", "false", "no", "off"}
 # recent Hypothesis (6.170 here) loads a built-in "ci" profile by itself wherever CI is in
 # the environment, even CI=false, and a profile built on it would inherit its choices unseen.
 # No deadline in either: a per-example time limit fails on a busy machine, not on a bug.
+# (database=None is what Hypothesis makes of derandomize=True anyway; written for the reader.)
 _DEFAULTS = settings.get_profile("default")
 settings.register_profile("ci", _DEFAULTS, derandomize=True, database=None, deadline=None,
                           print_blob=True)
