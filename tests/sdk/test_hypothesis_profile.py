@@ -81,5 +81,7 @@ def test_locally_each_run_draws_anew_and_keeps_its_failures() -> None:
     assert dev.database is not None
 
 
-def test_the_suite_runs_under_the_profile_its_environment_picks() -> None:
-    assert settings.default == settings.get_profile(hypothesis_profile(os.environ))
+def test_the_suite_runs_under_the_profile_its_environment_picks(request) -> None:
+    """Unless one is named on the command line (--hypothesis-profile), which wins."""
+    named = request.config.getoption("hypothesis_profile", default=None)
+    assert settings.default == settings.get_profile(named or hypothesis_profile(os.environ))
