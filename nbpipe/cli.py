@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from . import contract
+from . import cli_supply, contract
 from . import graph as graphs
 from . import platforms as plat
 from .catalog import Catalog
@@ -321,13 +321,15 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
             catalog: Optional[str] = CatalogOpt,
             compression: str = typer.Option("gzip", "--compression", help="layer compression: "
                                             "gzip (any runtime) | zstd (smaller, faster to "
-                                            "unpack; containerd >= 1.5, CRI-O, podman)")) -> None:
+                                            "unpack; containerd >= 1.5, CRI-O, podman)"),
+            sign_key: Optional[str] = cli_supply.SignKeyOpt) -> None:
     """Build every platform, push, then one manifest list per tag (all or nothing)."""
     from .options import BuildOptions
     from .publish import publish as do_publish
     from .registry import Registry
 
     reg = Registry.parse(registry)
+    key = cli_supply.load_sign_key(sign_key)  # a wrong passphrase stops before any build
     targets = _targets(names, file, from_repo)
     if not targets:
         raise NbpipeError("name the images to publish")
@@ -339,7 +341,7 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
                              options=BuildOptions.from_flags(ca_bundle, wheelhouse),
                              state_dir=STATE_DIR, extra_tags=tuple(tag or ()),
                              latest=latest, native=m.platform, compression=compression,
-                             on_event=on_event)
+                             sign_key=key, on_event=on_event)
     from rich.table import Table
 
     table = Table("image", "platforms", "digest", "tags", "layers", "result")
@@ -463,6 +465,10 @@ def new(name: str = typer.Argument(..., help="the new image's name"),
         written = scaffold.write(name, parent, out, python=python)
     for path in written:
         print(f"wrote {path}")
+
+
+cli_supply.register(app, console, err, _machine, _catalog, {
+    "engine": EngineOpt, "root": RootOpt, "platform": PlatformOpt, "catalog": CatalogOpt})
 
 
 def _fail(message: str) -> None:

@@ -69,7 +69,7 @@ def slsa(image: Image, platform: str, options: BuildOptions, *, compression: str
          engine: str) -> dict:
     """The SLSA v1 provenance predicate of ``image`` built for ``platform``."""
     labels = dict(options.labels)
-    root = image.root()
+    root = image.root
     source = labels.get("org.opencontainers.image.source", "")
     revision = labels.get("org.opencontainers.image.revision", "")
     return {
