@@ -221,3 +221,17 @@ def audit(image: str, sbom: dict, sources: Iterable[AdvisorySource] | None = Non
         mine = [p for p in pkgs if p.ecosystem == source.ecosystem]
         results.append(source.check(mine))
     return Report(image, tuple(results))
+
+
+def built_images(engine, results: list, sources: Iterable[AdvisorySource] | None = None,
+                 on_event=lambda n, w: None) -> None:
+    """`build --audit`: each image built or cached here gets its report (``r.audit``),
+    from the SBOM read out of the image itself."""
+    from . import sbom
+
+    for r in results:
+        if not (r.ok and r.ref):
+            continue
+        on_event(r.name, "auditing its Python packages")
+        report = audit(r.name, {"components": sbom.components(engine, r.ref)}, sources)
+        r.audit = {**report.to_dict(), "summary": report.summary()}

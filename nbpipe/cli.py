@@ -192,7 +192,7 @@ def export(name: Optional[str] = typer.Argument(None, help="the image (default: 
 
 def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform, ca_bundle,
                   wheelhouse, jobs, report_dir, probe: bool, force_probe: bool,
-                  no_cache: bool = False, pod: str | None = None) -> None:
+                  no_cache: bool = False, pod: str | None = None, audit: bool = False) -> None:
     from . import report
     from .options import BuildOptions
     from .pipeline import build as run_build
@@ -203,7 +203,7 @@ def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform,
     with _progress() as on_event, safe_io.locked(STATE_DIR, on_wait=lambda w: on_event("nbpipe", w)):
         results = run_build(m, names or None, BuildOptions.from_flags(ca_bundle, wheelhouse),
                             jobs=jobs, probe=probe, force_probe=force_probe, no_cache=no_cache,
-                            pod=pod,
+                            pod=pod, audit=audit,
                             on_event=on_event)
         js, md = report.write(results, report_dir)  # under the lock: this run's reports
     console.print(report.table(results))
@@ -254,12 +254,14 @@ def build(names: list[str] = typer.Argument(None, help="images (default: all); a
           no_probe: bool = typer.Option(False, "--no-probe", help="skip the contract probes"),
           no_cache: bool = typer.Option(False, "--no-cache", help="rebuild even if built"),
           file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
-          parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt) -> None:
+          parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt,
+          audit: bool = typer.Option(False, "--audit", help="also check each image's Python "
+                                     "packages against PyPI's advisories (in the report)")) -> None:
     """Build images (parents first, already-built digests skipped) and probe each one."""
     cat = _catalog(catalog, file, from_repo, parent)
     _run_pipeline(_targets(names, file, from_repo), catalog=cat, engine=engine, root=root, platform=platform,
                   ca_bundle=ca_bundle, wheelhouse=wheelhouse, jobs=jobs, report_dir=report_dir,
-                  probe=not no_probe, force_probe=False, no_cache=no_cache)
+                  probe=not no_probe, force_probe=False, no_cache=no_cache, audit=audit)
 
 
 @app.command()

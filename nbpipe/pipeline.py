@@ -152,9 +152,10 @@ def _probe_record(data: object) -> bool:
 def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
           jobs: int = 2, probe: bool = True, force_probe: bool = False, no_cache: bool = False,
           state_dir: Path = Path(".nbpipe"), on_event: Event = lambda n, w: None,
-          pod: str | None = None) -> list[ImageResult]:
+          pod: str | None = None, audit: bool = False) -> list[ImageResult]:
     """`nbpipe build` / `test`: through Dagger when the machine builds with it, else the
-    local engine, on the machine's root; names unknown to the catalog are an error."""
+    local engine, on the machine's root; names unknown to the catalog are an error.
+    ``audit``: each image's Python packages checked against PyPI's advisories too."""
     for n in names or []:
         machine.catalog.entry(n)
     if machine.dagger:
@@ -167,4 +168,9 @@ def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
     pipe = Pipeline(machine.catalog, machine.need_engine(), machine.platform, options,
                     state_dir=state_dir, jobs=jobs, probe=probe, force_probe=force_probe,
                     no_cache=no_cache, on_event=on_event, store=machine.store, pod=pod)
-    return anyio.run(pipe.run, names or None)
+    results = anyio.run(pipe.run, names or None)
+    if audit:
+        from . import audit as audits
+
+        audits.built_images(machine.need_engine(), results, on_event=on_event)
+    return results

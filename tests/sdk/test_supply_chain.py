@@ -341,3 +341,22 @@ def test_cli_errors_are_one_line(tmp_path, keys) -> None:
                 (Path(str(keys["a"]) + ".key")).read_text())
     assert r.returncode == 1 and "never the key itself" in r.stderr
     assert "PRIVATE KEY" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_build_report_carries_each_images_audit(monkeypatch) -> None:
+    from nbpipe import report, sbom as sboms
+    from nbpipe.report import ImageResult, Outcome
+
+    ok = ImageResult("team", "linux/amd64", D1, ref="localhost/nbpipe/team:1", status=Outcome.BUILT)
+    failed = ImageResult("broken", "linux/amd64", D2, status=Outcome.FAILED)
+    seen = []
+    monkeypatch.setattr(sboms, "components", lambda engine, ref: seen.append(ref) or
+                        _sbom(("ecdsa", "0.19.2"))["components"])
+    audit.built_images(object(), [ok, failed],
+                       [audit.PyPI(transport=_recorded()), audit.DEBIAN_TRACKER])
+    assert seen == ["localhost/nbpipe/team:1"] and failed.audit is None
+    assert ok.to_dict()["audit"]["summary"].startswith("2 known vulnerabilities in 1 package(s)")
+    md = report.markdown([ok, failed])
+    assert "## team: known vulnerabilities" in md
+    assert "`ecdsa` 0.19.2: [GHSA-wj6h-64fc-37mp]" in md
+    assert "note: debian-security-tracker: Debian's security tracker" in md
