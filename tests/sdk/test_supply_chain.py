@@ -348,7 +348,8 @@ def test_build_report_carries_each_images_audit(monkeypatch) -> None:
     from nbpipe.report import ImageResult, Outcome
 
     ok = ImageResult("team", "linux/amd64", D1, ref="localhost/nbpipe/team:1", status=Outcome.BUILT)
-    failed = ImageResult("broken", "linux/amd64", D2, status=Outcome.FAILED)
+    failed = ImageResult("broken", "linux/amd64", D2, ref="localhost/nbpipe/broken:2",
+                         status=Outcome.FAILED)  # named, but not built: no audit
     seen = []
     monkeypatch.setattr(sboms, "components", lambda engine, ref: seen.append(ref) or
                         _sbom(("ecdsa", "0.19.2"))["components"])
