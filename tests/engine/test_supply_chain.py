@@ -110,6 +110,12 @@ def test_unsigned_image_fails(local_family, engine, platform, options, state_dir
                   options=options, state_dir=state_dir, native=platform)[0]
     v = verify(res.ref, _pub(keys, "ours"))
     assert v.first_failure.startswith("unsigned:"), v.first_failure
+    # publishing it again with the key uploads no image, and signs what is there
+    key = signing.load_signing_key(f"{keys['ours']}.key", b"ci-secret")
+    again = publish(local_family, ["sc-unsigned"], engine, registry, platforms=(platform,),
+                    options=options, state_dir=state_dir, native=platform, sign_key=key)[0]
+    assert not again.uploaded and again.digest == res.digest
+    assert again.signed.startswith("signed with") and verify(res.ref, _pub(keys, "ours")).ok
 
 
 def test_repushed_image_with_another_digest_fails(signed, local_family, engine, platform,
