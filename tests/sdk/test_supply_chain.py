@@ -361,3 +361,30 @@ def test_build_report_carries_each_images_audit(monkeypatch) -> None:
     assert "## team: known vulnerabilities" in md
     assert "`ecdsa` 0.19.2: [GHSA-wj6h-64fc-37mp]" in md
     assert "note: debian-security-tracker: Debian's security tracker" in md
+
+
+def test_the_sbom_nbpipe_attaches_is_valid_cyclonedx_1_5(tmp_path) -> None:
+    """The document `publish` writes and attaches, checked by CycloneDX's own library
+    against the 1.5 JSON schema (strict: no unknown fields)."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    from nbpipe import sbom as sboms
+
+    class Engine:  # what sbom.write asks of an engine: the image id and one command's output
+        def inspect(self, ref):
+            return type("Info", (), {"id": "sha256:" + "ab" * 32})()
+
+        def run_once(self, ref, argv, timeout):
+            out = ("deb\tbash\t5.2.15-2+b9\tamd64\ndeb\tlibc6\t2.36-9+deb12u13\tamd64\n"
+                   "pypi\tjupyterlab\t4.5.11\t\npypi\tNumPy_Stuff\t1.0\t\n")
+            return subprocess.CompletedProcess(argv, 0, out, "")
+
+    path = sboms.write(Engine(), "localhost/nbpipe/x:1", "x", "linux/amd64", tmp_path)
+    text = path.read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(text) is None
+    broken = json.loads(text)
+    broken["components"][0]["type"] = "not-a-type"
+    assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(json.dumps(broken)) is not None
+    purls = [c["purl"] for c in json.loads(text)["components"]]
+    assert "pkg:pypi/numpy-stuff@1.0" in purls and "pkg:deb/debian/bash@5.2.15-2+b9?arch=amd64" in purls
