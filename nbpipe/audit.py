@@ -164,7 +164,8 @@ class PyPI:
 def packages(sbom: dict) -> list[Package]:
     """The packages of a CycloneDX document nbpipe wrote (purl pkg:pypi/..., pkg:deb/...)."""
     out = []
-    for c in sbom.get("components") or []:
+    comps = sbom.get("components")
+    for c in comps if isinstance(comps, list) else []:
         purl = str(c.get("purl", "")) if isinstance(c, dict) else ""
         kind = purl.removeprefix("pkg:").split("/", 1)[0]
         if kind in ("pypi", "deb") and c.get("name") and c.get("version"):

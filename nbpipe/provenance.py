@@ -124,24 +124,28 @@ class Summary:
 
 def summary(predicate: dict) -> Summary:
     """Read back what ``slsa`` wrote (missing fields read as empty, never a traceback)."""
-    bd = predicate.get("buildDefinition") or {}
-    ext = bd.get("externalParameters") or {}
-    deps = bd.get("resolvedDependencies") or []
+    def obj(parent: object, key: str) -> dict:
+        value = parent.get(key) if isinstance(parent, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    bd = obj(predicate, "buildDefinition")
+    ext = obj(bd, "externalParameters")
+    deps = [d for d in (bd.get("resolvedDependencies") or [])
+            if isinstance(d, dict)] if isinstance(bd.get("resolvedDependencies"), list) else []
 
     def dep(prefix: str) -> str:
         for d in deps:
-            if isinstance(d, dict) and str(d.get("uri", "")).startswith(prefix):
-                return f"{d['uri']} sha256:{(d.get('digest') or {}).get('sha256', '?')}"
+            if str(d.get("uri", "")).startswith(prefix):
+                return f"{d['uri']} sha256:{obj(d, 'digest').get('sha256', '?')}"
         return "?"
 
-    builder = (predicate.get("runDetails") or {}).get("builder") or {}
-    version = builder.get("version") or {}
+    builder = obj(obj(predicate, "runDetails"), "builder")
     return Summary(
         image=str(ext.get("image", "?")), platform=str(ext.get("platform", "?")),
         recipe=dep("nbpipe:recipe/").rsplit(" ", 1)[-1], root=dep("oci:"),
-        source=str((ext.get("source") or {}).get("repository", "")),
-        revision=str((ext.get("source") or {}).get("revision", "")),
-        builder=f"{builder.get('id', '?')} " + " ".join(f"{k} {v}" for k, v in version.items()),
-        locked=sum(1 for d in deps if isinstance(d, dict)
-                   and str(d.get("uri", "")).startswith("pkg:")),
-        parameters=dict(bd.get("internalParameters") or {}))
+        source=str(obj(ext, "source").get("repository", "")),
+        revision=str(obj(ext, "source").get("revision", "")),
+        builder=f"{builder.get('id', '?')} " + " ".join(
+            f"{k} {v}" for k, v in obj(builder, "version").items()),
+        locked=sum(1 for d in deps if str(d.get("uri", "")).startswith("pkg:")),
+        parameters=obj(bd, "internalParameters"))

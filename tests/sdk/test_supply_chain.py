@@ -388,3 +388,39 @@ def test_the_sbom_nbpipe_attaches_is_valid_cyclonedx_1_5(tmp_path) -> None:
     assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(json.dumps(broken)) is not None
     purls = [c["purl"] for c in json.loads(text)["components"]]
     assert "pkg:pypi/numpy-stuff@1.0" in purls and "pkg:deb/debian/bash@5.2.15-2+b9?arch=amd64" in purls
+
+
+# -- what comes from a registry or a file is someone else's: read, never crash ----------
+
+from hypothesis import given, settings, strategies as hs  # noqa: E402
+
+JSON = hs.recursive(hs.none() | hs.booleans() | hs.integers() | hs.text(max_size=8),
+                    lambda inner: hs.lists(inner, max_size=4)
+                    | hs.dictionaries(hs.sampled_from(["buildDefinition", "externalParameters",
+                                                       "resolvedDependencies", "uri", "digest",
+                                                       "runDetails", "builder", "version",
+                                                       "source", "internalParameters",
+                                                       "components", "purl", "name",
+                                                       "payload", "signatures", "sig",
+                                                       "payloadType"]), inner, max_size=5),
+                    max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSON)
+def test_foreign_provenance_sbom_and_envelopes_never_raise(doc) -> None:
+    provenance.summary(doc if isinstance(doc, dict) else {"x": doc})
+    audit.packages(doc if isinstance(doc, dict) else {"components": doc})
+    pub = signing.PublicKey(signing.ec.generate_private_key(signing.ec.SECP256R1()).public_key(), "k")
+    assert signing.open_envelope(json.dumps(doc).encode(), pub) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(hs.text(max_size=300))
+def test_any_public_key_text_is_a_key_or_one_clear_error(tmp_path_factory, text) -> None:
+    f = tmp_path_factory.mktemp("pub") / "k.pub"
+    f.write_text(text)
+    try:
+        signing.load_public_key(f)
+    except NbpipeError as exc:
+        assert str(f) in str(exc) or "public key" in str(exc)
