@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,9 +104,9 @@ def check_signature(registry: Registry, repo: str, digest: str, key: PublicKey,
     for x in by_key:
         try:
             crit = json.loads(x.data)["critical"]
-            signed_digest = crit["image"]["docker-manifest-digest"]
-            identity = crit["identity"]["docker-reference"]
-            kind = crit["type"]
+            signed_digest = str(crit["image"]["docker-manifest-digest"])
+            identity = str(crit["identity"]["docker-reference"])
+            kind = str(crit["type"])
         except (ValueError, KeyError, TypeError):
             reasons.append("a signature by the key whose payload is not a simple signing "
                            "payload")
@@ -151,20 +152,32 @@ def verify(ref: str, key: PublicKey, *, registry: Registry | None = None,
     try:
         manifest = json.loads(raw)
     except ValueError:
-        raise NbpipeError(f"{ref}: the registry's manifest is not JSON") from None
+        manifest = None
+    if not isinstance(manifest, dict):
+        raise NbpipeError(f"{ref}: the registry's manifest is not a JSON object")
     if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
-        instances = [(m.get("digest", ""), "{os}/{architecture}".format(**m.get("platform") or
-                                                                       {"os": "?", "architecture": "?"}))
-                     for m in manifest.get("manifests") or []]
+        listed = manifest.get("manifests")
+        instances = [(str(m.get("digest", "")), _platform(m.get("platform")))
+                     for m in (listed if isinstance(listed, list) else [])
+                     if isinstance(m, dict)]
     else:
         instances = []
         _attestations(registry, repo, digest, "", key, auth, findings, summaries, sboms)
     for inst, platform in instances:
         subject = f"{repo}@{inst} ({platform})"
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", inst):
+            findings.append(Finding(subject, "signature", False,
+                                    f"{platform}: the list names {inst!r}, not a sha256 digest"))
+            continue
         ok, line = check_signature(registry, repo, inst, key, auth)
         findings.append(Finding(subject, "signature", ok, f"{platform}: {line}"))
         _attestations(registry, repo, inst, platform, key, auth, findings, summaries, sboms)
     return Verdict(ref, tuple(findings), tuple(summaries), tuple(sboms))
+
+
+def _platform(p: object) -> str:
+    p = p if isinstance(p, dict) else {}
+    return f"{p.get('os', '?')}/{p.get('architecture', '?')}"
 
 
 def _attestations(registry: Registry, repo: str, digest: str, platform: str, key: PublicKey,
@@ -185,8 +198,11 @@ def _attestations(registry: Registry, repo: str, digest: str, platform: str, key
             found.setdefault(kind, f"{where}{kind} signed by another key: no envelope "
                                    f"verifies with {key.source}")
             continue
-        subjects = [s.get("digest", {}).get("sha256") for s in st.get("subject") or []
-                    if isinstance(s, dict)]
+        if not isinstance(st, dict):
+            continue
+        listed = st.get("subject")
+        subjects = [s["digest"].get("sha256") for s in (listed if isinstance(listed, list) else [])
+                    if isinstance(s, dict) and isinstance(s.get("digest"), dict)]
         if st.get("predicateType") != x.annotations.get("predicateType"):
             found.setdefault(kind, f"{where}{kind}: the signed statement's predicate type "
                                    "differs from its annotation")
@@ -200,7 +216,8 @@ def _attestations(registry: Registry, repo: str, digest: str, platform: str, key
         if kind == "provenance":
             summaries.append(provenance.summary(st.get("predicate") or {}))
         else:
-            sboms.append(st.get("predicate") or {})
+            pred = st.get("predicate")
+            sboms.append(pred if isinstance(pred, dict) else {})
     for kind in ("provenance", "sbom"):
         line = found.get(kind, f"{where}no {kind} attached to {digest} "
                                f"(no signed {kind} in {attach.tag(digest, 'att')})")

@@ -424,3 +424,20 @@ def test_any_public_key_text_is_a_key_or_one_clear_error(tmp_path_factory, text)
         signing.load_public_key(f)
     except NbpipeError as exc:
         assert str(f) in str(exc) or "public key" in str(exc)
+
+
+def test_odd_payloads_and_manifests_are_one_line(keys, monkeypatch) -> None:
+    fake = FakeRegistry(monkeypatch, {D1: b"[1, 2]", D2: b'{"manifests": [1, {"digest": 5}]}'})
+    with pytest.raises(NbpipeError, match="not a JSON object"):
+        sigstore.verify(f"{REPO}@{D1}", _pub(keys), registry=REG)
+    k = _key(keys)
+    for payload in (b'{"critical": []}', b'{"critical": {"identity": {"docker-reference": 5}, '
+                    b'"image": {"docker-manifest-digest": 7}, "type": 1}}'):
+        fake.store[(D2, "sig")] = [attach.Layer(signing.SIG_MEDIA_TYPE, payload, {
+            signing.SIG_ANNOTATION: base64.b64encode(k.sign(payload)).decode()})]
+        fake.store[(D2, "att")] = [attach.Layer(signing.DSSE_MEDIA_TYPE, signing.dsse_envelope(
+            k, {"predicateType": provenance.SLSA_PROVENANCE, "subject": 3}),
+            {"predicateType": provenance.SLSA_PROVENANCE})]
+        v = sigstore.verify(f"{REPO}@{D2}", _pub(keys), registry=REG)
+        assert not v.ok and len(v.first_failure.splitlines()) == 1
+        assert [f.what for f in v.findings][:2] == ["signature", "signature"]
