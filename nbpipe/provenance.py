@@ -61,8 +61,13 @@ def _descriptor(line: str, pip: bool, image: str) -> dict:
         if hashes:
             d["digest"] = {"sha256": hashes[0]}
         return d
-    name, _, version = line.partition("=")
-    return {"uri": f"pkg:deb/debian/{name}@{version}", "annotations": {"image": image}}
+    from .archive import Pin
+
+    pin = Pin.parse(line)  # name=version[@sha256:<the .deb's>]
+    d = {"uri": f"pkg:deb/debian/{pin.name}@{pin.version}", "annotations": {"image": image}}
+    if len(pin.sha256) == 64:
+        d["digest"] = {"sha256": pin.sha256}
+    return d
 
 
 def slsa(image: Image, platform: str, options: BuildOptions, *, compression: str,

@@ -78,7 +78,8 @@ def version_tags(engine: OciEngine, ref: str) -> list[str]:
 def publish(catalog: Catalog, names: list[str], engine: OciEngine, registry: Registry, *,
             platforms: tuple[str, ...] | None, options: BuildOptions, state_dir: Path,
             extra_tags: tuple[str, ...] = (), latest: bool = False, native: str,
-            compression: str = "gzip", sign_key: "SigningKey | None" = None,
+            compression: str = "gzip", locked: bool = False,
+            sign_key: "SigningKey | None" = None,
             on_event: Callable[[str, str], None] = lambda n, w: None) -> list[Published]:
     """Publish ``names`` parents first (one at a time: pushes share the uplink); a failed
     image blocks the named images built on it, the others still go. Raises at the end,
@@ -105,7 +106,7 @@ def publish(catalog: Catalog, names: list[str], engine: OciEngine, registry: Reg
         img, plats = wanted[name]
         done[name] = await anyio.to_thread.run_sync(
             lambda: _publish_one(catalog, img, plats, engine, registry, options, state_dir,
-                                 extra_tags, latest, native, on_event, compression,
+                                 extra_tags, latest, native, on_event, compression, locked,
                                  sign_key))
         return True
 
@@ -137,7 +138,7 @@ def layer_compression(manifest: bytes) -> str:
 
 def _publish_one(catalog, img: Image, plats, engine, registry, options, state_dir,
                  extra_tags, latest, native, on_event, compression="gzip",
-                 sign_key: "SigningKey | None" = None) -> Published:
+                 locked: bool = False, sign_key: "SigningKey | None" = None) -> Published:
     name = img.name
     repo = registry.repo(name)
     res = Published(name, repo, plats)
@@ -147,9 +148,14 @@ def _publish_one(catalog, img: Image, plats, engine, registry, options, state_di
     for p in plats:
         on_event(name, f"building for {p}")
         pipe = Pipeline(catalog, engine, p, options, state_dir=state_dir, probe=(p == native),
-                        on_event=on_event)
+                        on_event=on_event, locked=locked)
         results = {r.name: r for r in anyio.run(pipe.run, [name])}
         r = results[name]
+        moved = [line for res_ in results.values() for line in res_.refreshed]
+        if moved:  # the tags were computed from the old lock: publish on the new one
+            raise NbpipeError(f"{name}: Debian's archive had moved, the lock was refreshed "
+                              f"({'; '.join(moved)}); nothing was pushed: publish again to "
+                              "push under the new digest (releases: --locked)")
         if not r.ok:
             raise NbpipeError(f"{name} for {p}: {r.status}: {r.message} - nothing was pushed")
         refs[p] = r.ref

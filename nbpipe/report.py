@@ -38,6 +38,8 @@ class ImageResult:
     message: str = ""
     probes: list[ProbeResult] = field(default_factory=list)
     log: str = ""
+    # Lock steps re-resolved in this run because Debian's archive had moved (one line each).
+    refreshed: list[str] = field(default_factory=list)
     audit: dict | None = None  # `build --audit`: audit.Report.to_dict() (+ "summary")
 
     @property
@@ -82,8 +84,10 @@ def markdown(results: list[ImageResult]) -> str:
         lines.append(f"| {r.name} | {r.platform} | {r.status} | {r.seconds:.1f}s | {_size(r.size)}"
                      f" | `{r.digest.split(':')[-1][:12]}` | {r.probe_summary()} |")
     for r in results:
-        if r.message or r.probes:
+        if r.message or r.probes or r.refreshed:
             lines += ["", f"## {r.name}", ""]
+            for line in r.refreshed:
+                lines.append(f"- lock refreshed: {line}")
             if r.message:
                 lines += ["```", r.message, "```", ""]
             for p in r.probes:

@@ -15,7 +15,7 @@ from ..image import Image
 from ..ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd, SetEntrypoint
 from ..ops import SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile, WriteTree
 from ..naming import content_tag, stamp
-from ..options import BuildOptions
+from ..options import DEBSTORE_ID, BuildOptions
 
 if TYPE_CHECKING:
     import dagger
@@ -150,6 +150,9 @@ def _mount(ctr, m, options: BuildOptions, client):
         case SecretMount(target=t):
             secret = options.ca_secret or client.secret(f"file://{options.ca_bundle}")
             return ctr.with_mounted_secret(t, secret, mode=0o444)
+        case BindMount(target=t, id=i) if i == DEBSTORE_ID:
+            debs = options.deb_store_dir or client.host().directory(str(options.deb_store))
+            return ctr.with_mounted_directory(t, debs)
         case BindMount(target=t):
             wheels = options.wheelhouse_dir or client.host().directory(str(options.wheelhouse))
             return ctr.with_mounted_directory(t, wheels)

@@ -240,6 +240,9 @@ def test_provenance_names_recipe_root_locks_and_source() -> None:
     assert len(locked) == expected > 0
     assert any(d["uri"].startswith("pkg:pypi/jupyterlab@") and len(d["digest"]["sha256"]) == 64
                for d in locked)
+    # apt lines name the .deb by sha256 (the package store's lock lines)
+    curl = next(d for d in locked if d["uri"].startswith("pkg:deb/debian/curl@"))
+    assert "@sha256" not in curl["uri"] and len(curl["digest"]["sha256"]) == 64
     s = provenance.summary(pred)
     assert (s.image, s.platform, s.locked) == ("jupyter", p, expected)
     assert s.parameters["compression"] == "zstd" and s.source.startswith("https://")
