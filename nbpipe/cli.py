@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from . import contract
+from . import cli_supply, contract
 from . import graph as graphs
 from . import platforms as plat
 from .catalog import Catalog
@@ -199,7 +199,7 @@ def export(name: Optional[str] = typer.Argument(None, help="the image (default: 
 def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform, ca_bundle,
                   wheelhouse, jobs, report_dir, probe: bool, force_probe: bool,
                   no_cache: bool = False, pod: str | None = None, locked: bool = False,
-                  deb_store: str = "auto") -> None:
+                  deb_store: str = "auto", audit: bool = False) -> None:
     from . import report
     from .options import BuildOptions
     from .pipeline import build as run_build
@@ -211,7 +211,7 @@ def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform,
         results = run_build(m, names or None,
                             BuildOptions.from_flags(ca_bundle, wheelhouse, deb_store=deb_store),
                             jobs=jobs, probe=probe, force_probe=force_probe, no_cache=no_cache,
-                            pod=pod, locked=locked,
+                            pod=pod, locked=locked, audit=audit,
                             on_event=on_event)
         js, md = report.write(results, report_dir)  # under the lock: this run's reports
     console.print(report.table(results))
@@ -266,13 +266,15 @@ def build(names: list[str] = typer.Argument(None, help="images (default: all); a
           no_cache: bool = typer.Option(False, "--no-cache", help="rebuild even if built"),
           file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
           parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt,
-          locked: bool = LockedOpt, deb_store: str = DebStoreOpt) -> None:
+          locked: bool = LockedOpt, deb_store: str = DebStoreOpt,
+          audit: bool = typer.Option(False, "--audit", help="also check each image's Python "
+                                     "packages against PyPI's advisories (in the report)")) -> None:
     """Build images (parents first, already-built digests skipped) and probe each one."""
     cat = _catalog(catalog, file, from_repo, parent)
     _run_pipeline(_targets(names, file, from_repo), catalog=cat, engine=engine, root=root, platform=platform,
                   ca_bundle=ca_bundle, wheelhouse=wheelhouse, jobs=jobs, report_dir=report_dir,
                   probe=not no_probe, force_probe=False, no_cache=no_cache, locked=locked,
-                  deb_store=deb_store)
+                  deb_store=deb_store, audit=audit)
 
 
 @app.command()
@@ -337,13 +339,15 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
             compression: str = typer.Option("gzip", "--compression", help="layer compression: "
                                             "gzip (any runtime) | zstd (smaller, faster to "
                                             "unpack; containerd >= 1.5, CRI-O, podman)"),
-            locked: bool = LockedOpt, deb_store: str = DebStoreOpt) -> None:
+            locked: bool = LockedOpt, deb_store: str = DebStoreOpt,
+            sign_key: Optional[str] = cli_supply.SignKeyOpt) -> None:
     """Build every platform, push, then one manifest list per tag (all or nothing)."""
     from .options import BuildOptions
     from .publish import publish as do_publish
     from .registry import Registry
 
     reg = Registry.parse(registry)
+    key = cli_supply.load_sign_key(sign_key)  # a wrong passphrase stops before any build
     targets = _targets(names, file, from_repo)
     if not targets:
         raise NbpipeError("name the images to publish")
@@ -356,7 +360,7 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
                                                              deb_store=deb_store),
                              state_dir=STATE_DIR, extra_tags=tuple(tag or ()),
                              latest=latest, native=m.platform, compression=compression,
-                             locked=locked, on_event=on_event)
+                             locked=locked, sign_key=key, on_event=on_event)
     from rich.table import Table
 
     table = Table("image", "platforms", "digest", "tags", "layers", "result")
@@ -513,6 +517,10 @@ def new(name: str = typer.Argument(..., help="the new image's name"),
         written = scaffold.write(name, parent, out, python=python)
     for path in written:
         print(f"wrote {path}")
+
+
+cli_supply.register(app, console, err, _machine, _catalog, {
+    "engine": EngineOpt, "root": RootOpt, "platform": PlatformOpt, "catalog": CatalogOpt})
 
 
 def _fail(message: str) -> None:

@@ -252,9 +252,10 @@ def _probe_record(data: object) -> bool:
 def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
           jobs: int = 2, probe: bool = True, force_probe: bool = False, no_cache: bool = False,
           state_dir: Path = Path(".nbpipe"), on_event: Event = lambda n, w: None,
-          pod: str | None = None, locked: bool = False) -> list[ImageResult]:
+          pod: str | None = None, locked: bool = False, audit: bool = False) -> list[ImageResult]:
     """`nbpipe build` / `test`: through Dagger when the machine builds with it, else the
-    local engine, on the machine's root; names unknown to the catalog are an error."""
+    local engine, on the machine's root; names unknown to the catalog are an error.
+    ``audit``: each image's Python packages checked against PyPI's advisories too."""
     for n in names or []:
         machine.catalog.entry(n)
     if machine.dagger:
@@ -268,4 +269,9 @@ def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
                     state_dir=state_dir, jobs=jobs, probe=probe, force_probe=force_probe,
                     no_cache=no_cache, on_event=on_event, store=machine.store, pod=pod,
                     locked=locked)
-    return anyio.run(pipe.run, names or None)
+    results = anyio.run(pipe.run, names or None)
+    if audit:
+        from . import audit as audits
+
+        audits.built_images(machine.need_engine(), results, on_event=on_event)
+    return results

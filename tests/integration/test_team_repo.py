@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 import nbpipe
 from nbpipe import scaffold
@@ -177,6 +178,13 @@ def test_workflow_is_valid_for_github_actions(tmp_path, ci) -> None:
         assert "dagger/dagger-for-github" in text and "args: test" in text
         engine = json.loads((REPO / "dagger.json").read_text())["engineVersion"]
         assert f'version: "{engine.lstrip("v")}"' in text
+    # the publish job signs with a key held as a CI secret, passed by environment only
+    publish = yaml.safe_load(text)["jobs"]["publish"]
+    step = publish["steps"][-1]
+    assert step["run"].startswith("nbpipe publish -f images/team-x.yaml --registry ghcr.io/")
+    assert step["run"].endswith("--sign-key env:NBPIPE_SIGN_KEY")
+    assert step["env"]["NBPIPE_SIGN_KEY"] == "${{ secrets.NBPIPE_SIGN_KEY }}"
+    assert publish["needs"] == "image" and publish["if"] == "github.event_name == 'push'"
     broken = tmp_path / "broken.yml"
     broken.write_text(text.replace("runs-on: ubuntu-latest", "runs_on: ubuntu-latest"))
     assert _validate_workflow(broken).returncode != 0  # the schema check can fail
