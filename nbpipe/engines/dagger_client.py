@@ -45,7 +45,7 @@ async def build(catalog: Catalog, names: list[str] | None, platform: str,
     if shutil.which("dagger") and not os.environ.get("_EXPERIMENTAL_DAGGER_CLI_BIN"):
         os.environ["_EXPERIMENTAL_DAGGER_CLI_BIN"] = shutil.which("dagger") or ""
     # where Docker Hub is out of reach: the root from another registry, by digest
-    catalog = lowering.rooted(catalog, os.environ.get(ROOT_ENV, ""))
+    catalog = lowering.rooted(catalog, os.environ.get(ROOT_ENV, ""), f"${ROOT_ENV}")
     # Dagger keeps its own cache: nothing counts as built beforehand, the rest is the same
     states = {s.name: s for s in assess(catalog, platform, {}, names,
                                         wheelhouse=options.has_wheelhouse)}
