@@ -119,24 +119,18 @@ stage_root() {
     t0=$(stamp)
     base=localhost/nbpipe/root:bookworm-amd64
     podman image exists "$base" || die "root: no $base (run: .venv/bin/nbpipe base bootstrap)"
-    [[ -x $PREFIX/build/engine ]] || die "root: no compiled engine (run the compile stage)"
     ctr=$(buildah from --pull=never "$base")
-    trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' RETURN
     buildah run "$ctr" -- sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -q --no-install-recommends runc containernetworking-plugins \
         dnsmasq-base iptables nftables git openssh-client ca-certificates openssl pigz \
         xz-utils tini e2fsprogs ripgrep sqlite3 docker-registry procps \
         && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin'
-    buildah copy --chmod 0755 "$ctr" "$PREFIX/build/engine" /usr/local/bin/dagger-engine
-    buildah copy --chmod 0755 "$ctr" "$PREFIX/build/init" /usr/local/bin/dagger-init
-    buildah copy --chmod 0755 "$ctr" "$PREFIX/build/dialstdio" /usr/bin/dial-stdio
-    buildah copy --chmod 0755 "$ctr" "$PREFIX/build/dnsname" /opt/cni/bin/dnsname
     buildah copy "$ctr" /usr/local/share/ca-certificates/ /usr/local/share/ca-certificates/
     buildah copy --chmod 0755 "$ctr" .ci/dagger/engine-entrypoint.sh /usr/local/bin/dagger-entrypoint.sh
     buildah copy "$ctr" .ci/dagger/registries/mirror.yml /etc/nbpipe/registries/mirror.yml
     buildah copy "$ctr" .ci/dagger/engine.json /etc/dagger/engine.json
     buildah run "$ctr" -- sh -c 'set -e
-        ln -sf /usr/bin/dial-stdio /usr/bin/buildctl
+        mkdir -p /opt/cni/bin && ln -sf /usr/bin/dial-stdio /usr/bin/buildctl
         ln -sf /usr/sbin/runc /usr/local/bin/runc
         ln -sf /usr/bin/tini /usr/local/bin/tini
         for p in bridge loopback firewall host-local; do ln -sf /usr/lib/cni/$p /opt/cni/bin/$p; done
@@ -146,6 +140,7 @@ stage_root() {
         --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         --annotation "org.opencontainers.image.version=$VERSION" "$ctr"
     buildah commit -q "$ctr" "$ENGINE_IMAGE.base" >/dev/null
+    buildah rm "$ctr" >/dev/null
     log "root: $ENGINE_IMAGE.base in $(( $(stamp) - t0 )) s"
     echo "root_s=$(( $(stamp) - t0 ))" >> "$PREFIX/timings"
 }
@@ -170,8 +165,7 @@ stage_content() {
     # Python runtime module from the git checkout (not served by the proxy)
     [[ -d $DAGGER_GIT ]] || die "content: sdk/python/runtime is not served by the Go proxy; need a git checkout of dagger/dagger at $DAGGER_GIT (NBPIPE_DAGGER_GIT)"
     mkdir -p "$work/py/runtime"
-    git -C "$DAGGER_GIT" archive "$RELEASE_COMMIT" sdk/python/runtime | tar -x -C "$work" \
-        && cp -a "$work/sdk/python/runtime/." "$work/py/runtime/" && rm -rf "$work/sdk"
+    git -C "$DAGGER_GIT" archive "$RELEASE_COMMIT:sdk/python/runtime" | tar -x -C "$work/py/runtime"
     # Go modules for the Go SDK's warm cache
     gomod=$work/gomod && mkdir -p "$gomod"
     (cd "$SRC/sdk/go" && GOMODCACHE=$gomod GOFLAGS=-mod=mod go mod download)
@@ -249,10 +243,18 @@ stage_images() {
     echo "images_s=$(( $(stamp) - t0 ))" >> "$PREFIX/timings"
 }
 
-# The engine image: the root plus the SDK content and the digests that find it.
+# The engine image: the root plus our binaries, the SDK content and the digests that find it.
 stage_image() {
     local ctr
+    local b
+    for b in engine init dialstdio dnsname; do
+        [[ -x $PREFIX/build/$b ]] || die "image: no compiled $b (run the compile stage)"
+    done
     ctr=$(buildah from --pull=never "$ENGINE_IMAGE.base")
+    buildah copy --chmod 0755 "$ctr" "$PREFIX/build/engine" /usr/local/bin/dagger-engine
+    buildah copy --chmod 0755 "$ctr" "$PREFIX/build/init" /usr/local/bin/dagger-init
+    buildah copy --chmod 0755 "$ctr" "$PREFIX/build/dialstdio" /usr/bin/dial-stdio
+    buildah copy --chmod 0755 "$ctr" "$PREFIX/build/dnsname" /opt/cni/bin/dnsname
     buildah copy "$ctr" "$PREFIX/content/blobs" /usr/local/share/dagger/content/blobs
     buildah config --env "DAGGER_GO_SDK_MANIFEST_DIGEST=$(cat "$PREFIX/content/go.digest")" \
         --env "DAGGER_PYTHON_SDK_MANIFEST_DIGEST=$(cat "$PREFIX/content/python.digest")" "$ctr"
