@@ -18,7 +18,7 @@ from .spec import NAME
 MODULE_SOURCE = "github.com/nbpipe/nbpipe"
 # PyPI's "nbpipe" is another project: a team installs ours from its repository, by tag.
 REQUIREMENT = f"nbpipe @ git+https://{MODULE_SOURCE}@v{__version__}"
-DAGGER_ENGINE = "v0.21.11"
+DAGGER_ENGINE = "v0.21.8"
 CI_KINDS = ("cli", "dagger")
 
 SPEC = """\
