@@ -103,7 +103,10 @@ class Pipeline:
             results[name].message = f"{type(exc).__name__}: {exc}"
 
         await schedule.run(self.catalog, list(states), work, jobs=self.jobs,
-                           on_blocked=blocked, on_error=failed)
+                           on_blocked=blocked, on_error=failed,
+                           built={n for n, s in states.items() if s.state is State.BUILT},
+                           never={n for n, s in states.items()
+                                  if s.state in (State.UNBUILDABLE, State.BLOCKED)})
         return list(results.values())
 
     # -- one image, in a worker thread -------------------------------------------------

@@ -204,9 +204,6 @@ def test_the_run_does_what_the_plan_said_for_the_whole_tree(asked, tmp_path: Pat
     assert sorted(engine.builds) == ["b", "b1", "b2"]
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 24): the scheduler blocks an image "
-                   "that is already built when an ancestor is unbuildable, so what plan "
-                   "promises below it (to build) is blocked; remove this mark when fixed")
 def test_the_run_builds_below_a_built_image_whose_ancestor_is_unbuildable(asked,
                                                                          tmp_path: Path) -> None:
     cat = tree()
