@@ -128,13 +128,12 @@ def keep(cache: Path, store: Path, wanted: Iterable[Pin], arch: str) -> int:
     import hashlib
     import os
     import tempfile
-    from urllib.parse import quote
 
     added = 0
     for pin in wanted:
         if not pin.sha256 or pin.deb(store) is not None:
             continue
-        version = quote(pin.version, safe="+~.-")  # apt's file names escape the epoch ':'
+        version = pin.version.replace(":", "%3a")  # apt's file names escape the epoch ':'
         found = [cache / f"{pin.name}_{version}_{a}.deb" for a in (arch, "all")]
         src = next((f for f in found if f.is_file() and not f.is_symlink()), None)
         if src is None:

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from . import contract
+from . import cli_supply, contract
 from . import graph as graphs
 from . import output
 from . import platforms as plat
@@ -306,7 +306,7 @@ def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform,
                   wheelhouse, jobs, report_dir, probe: bool, force_probe: bool,
                   no_cache: bool = False, pod: str | None = None, allow_unbuildable: bool,
                   as_json: bool, origins=(), locked: bool = False,
-                  deb_store: str = "auto") -> None:
+                  deb_store: str = "auto", audit: bool = False) -> None:
     from dataclasses import replace
 
     from . import report
@@ -320,7 +320,7 @@ def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform,
     with _progress() as on_event, safe_io.locked(STATE_DIR, on_wait=lambda w: on_event("nbpipe", w)):
         results = run_build(m, names or None, options, jobs=jobs, probe=probe,
                             force_probe=force_probe, no_cache=no_cache, pod=pod,
-                            locked=locked, on_event=on_event)
+                            locked=locked, audit=audit, on_event=on_event)
         js, md = report.write(results, report_dir)  # under the lock: this run's reports
     if as_json:
         output.emit_json([r.to_dict() for r in results])
@@ -387,7 +387,9 @@ def build(names: list[str] = typer.Argument(None, metavar="IMAGE",
           allow_unbuildable: bool = AllowOpt, as_json: bool = JsonOpt,
           file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
           parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt,
-          locked: bool = LockedOpt, deb_store: str = DebStoreOpt) -> None:
+          locked: bool = LockedOpt, deb_store: str = DebStoreOpt,
+          audit: bool = typer.Option(False, "--audit", help="also check each image's Python "
+                                     "packages against PyPI's advisories (in the report)")) -> None:
     """Build images (parents first, already-built digests skipped) and probe each one.
     Exit 1 if an image asked for was not built and probed (unbuildable here, blocked,
     failed), unless --allow-unbuildable (failures still count)."""
@@ -397,7 +399,7 @@ def build(names: list[str] = typer.Argument(None, metavar="IMAGE",
                   report_dir=report_dir, probe=not no_probe, force_probe=False,
                   no_cache=no_cache, allow_unbuildable=allow_unbuildable, as_json=as_json,
                   origins=_origins(cat, file, from_repo), locked=locked,
-                  deb_store=deb_store)
+                  deb_store=deb_store, audit=audit)
 
 
 @app.command(epilog=_examples("nbpipe test jupyter", "nbpipe test jupyter-scipy --as kubeflow",
@@ -478,7 +480,8 @@ def publish(names: list[str] = typer.Argument(None, metavar="IMAGE", help="image
                                             help="layer compression: gzip (any runtime) | "
                                             "zstd (smaller, faster to unpack; containerd >= "
                                             "1.5, CRI-O, podman)"),
-            locked: bool = LockedOpt, deb_store: str = DebStoreOpt) -> None:
+            locked: bool = LockedOpt, deb_store: str = DebStoreOpt,
+            sign_key: Optional[str] = cli_supply.SignKeyOpt) -> None:
     """Build every platform, push, then one manifest list per tag (all or nothing)."""
     from dataclasses import replace
 
@@ -490,6 +493,7 @@ def publish(names: list[str] = typer.Argument(None, metavar="IMAGE", help="image
     targets = _targets(names, file, from_repo)
     if not targets:
         raise NbpipeError("name the images to publish")
+    key = cli_supply.load_sign_key(sign_key)  # a wrong passphrase stops before any build
     cat = _catalog(catalog, file, from_repo, parent)
     m = _machine(cat, engine, root)
     m.check_platforms(tuple(platform or ()))
@@ -501,7 +505,7 @@ def publish(names: list[str] = typer.Argument(None, metavar="IMAGE", help="image
                              options=options,
                              state_dir=STATE_DIR, extra_tags=tuple(tag or ()),
                              latest=latest, native=m.platform, compression=compression,
-                             locked=locked, on_event=on_event)
+                             locked=locked, sign_key=key, on_event=on_event)
     if as_json:
         output.emit_json([{"name": r.name, "platforms": list(r.platforms), "digest": r.digest,
                            "ref": r.ref, "tags": list(r.tags), "compression": r.compression,
@@ -635,6 +639,10 @@ def _vanished(cat: Catalog, entries, names: list[str] | None, engine: str, root:
         err.print("archive not asked: pinned versions are checked with podman or docker")
         return []
     return locks.vanished(m.engine, m.catalog, entries, m.platform, names, store=store)
+
+
+cli_supply.register(app, console, err, _machine, _catalog, {
+    "engine": EngineOpt, "root": RootOpt, "platform": PlatformOpt, "catalog": CatalogOpt})
 
 
 kubeflow_app = _group("Kubeflow integration.")

@@ -107,7 +107,10 @@ class Pipeline:
             results[name].message = f"{type(exc).__name__}: {exc}"
 
         await schedule.run(self.catalog, list(states), work, jobs=self.jobs,
-                           on_blocked=blocked, on_error=failed)
+                           on_blocked=blocked, on_error=failed,
+                           built={n for n, s in states.items() if s.state is State.BUILT},
+                           never={n for n, s in states.items()
+                                  if s.state in (State.UNBUILDABLE, State.BLOCKED)})
         return list(results.values())
 
     # -- one image, in a worker thread -------------------------------------------------
@@ -258,9 +261,10 @@ def _probe_record(data: object) -> bool:
 def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
           jobs: int = 2, probe: bool = True, force_probe: bool = False, no_cache: bool = False,
           state_dir: Path = Path(".nbpipe"), on_event: Event = lambda n, w: None,
-          pod: str | None = None, locked: bool = False) -> list[ImageResult]:
+          pod: str | None = None, locked: bool = False, audit: bool = False) -> list[ImageResult]:
     """`nbpipe build` / `test`: through Dagger when the machine builds with it, else the
-    local engine, on the machine's root; names unknown to the catalog are an error."""
+    local engine, on the machine's root; names unknown to the catalog are an error.
+    ``audit``: each image's Python packages checked against PyPI's advisories too."""
     for n in names or []:
         machine.catalog.entry(n)
     if machine.dagger:
@@ -275,4 +279,9 @@ def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
                     no_cache=no_cache, on_event=on_event, store=machine.store, pod=pod,
                     locked=locked,
                     targets=frozenset(names) if force_probe and names else None)
-    return anyio.run(pipe.run, names or None)
+    results = anyio.run(pipe.run, names or None)
+    if audit:
+        from . import audit as audits
+
+        audits.built_images(machine.need_engine(), results, on_event=on_event)
+    return results

@@ -41,6 +41,7 @@ class ImageResult:
     blocked_by: str | None = None  # blocked: the ancestor at the root of it (failed or unbuildable)
     # Lock steps re-resolved in this run because Debian's archive had moved (one line each).
     refreshed: list[str] = field(default_factory=list)
+    audit: dict | None = None  # `build --audit`: audit.Report.to_dict() (+ "summary")
 
     @property
     def ok(self) -> bool:
@@ -125,6 +126,16 @@ def markdown(results: list[ImageResult]) -> str:
             for p in r.probes:
                 mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[p.status.value]
                 lines.append(f"- **{mark}** `{p.name}` ({p.seconds:.2f}s): {p.message}")
+    for r in results:
+        if r.audit:
+            lines += ["", f"## {r.name}: known vulnerabilities", "", r.audit.get("summary", "")]
+            for src in r.audit.get("sources", []):
+                for f in src["findings"]:
+                    fixed = ", ".join(f["fixed_in"]) or "no fix"
+                    lines.append(f"- `{f['package']}` {f['version']}: [{f['id']}]({f['link']})"
+                                 f" ({', '.join(f['aliases'])}; fixed in {fixed})")
+                if src["note"]:
+                    lines.append(f"- note: {src['note']}")
     return "\n".join(lines) + "\n"
 
 

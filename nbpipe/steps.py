@@ -431,7 +431,11 @@ class File(Step):
     owner: str = "0:0"
 
     def __post_init__(self) -> None:
+        given = self.path
         object.__setattr__(self, "path", _abs(self.path, "file"))
+        if self.path == "/":  # '//' or '/.' too: COPY would drop the file *into* /
+            raise NbpipeError(f"file: path {given!r} is the root folder; name the file itself "
+                              "(e.g. /etc/team.cfg)")
         _mode(self.mode, f"file {self.path}")
         if not isinstance(self.owner, str) or not _OWNER.fullmatch(self.owner):
             raise NbpipeError(f"file {self.path}: owner {self.owner!r}: give uid:gid, e.g. 1000:0")

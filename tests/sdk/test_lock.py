@@ -312,3 +312,27 @@ def test_a_refresh_says_what_moved_first() -> None:
     assert archive.summary(moved, first={"libde265-0"}) == (
         "libde265-0 1.0.11-1+deb12u3 -> 1.0.11-1+deb12u4 (and 3 more)")
     assert archive.summary(["a 1 -> 2"]) == "a 1 -> 2"
+
+
+def test_the_package_store_keeps_only_the_files_the_lock_names(tmp_path) -> None:
+    import hashlib
+
+    from nbpipe import archive
+
+    cache, store = tmp_path / "cache", tmp_path / "store"
+    cache.mkdir()
+    good = b"a .deb with an epoch in its version"
+    (cache / "git_1%3a2.39.5-0+deb12u3_amd64.deb").write_bytes(good)  # apt escapes ':'
+    (cache / "tzdata_2026f-0+deb12u1_all.deb").write_bytes(b"not the file the lock names")
+    (tmp_path / "elsewhere.deb").write_bytes(b"planted")
+    (cache / "curl_7.88.1_amd64.deb").symlink_to(tmp_path / "elsewhere.deb")
+    sha = hashlib.sha256(good).hexdigest()
+    pins = archive.pins(f"git=1:2.39.5-0+deb12u3@sha256:{sha}\n"
+                        f"tzdata=2026f-0+deb12u1@sha256:{'0' * 64}\n"
+                        f"curl=7.88.1@sha256:{hashlib.sha256(b'planted').hexdigest()}\n"
+                        "perl=5.36\n")
+    assert archive.keep(cache, store, pins, "amd64") == 1
+    assert [f.name for f in store.iterdir()] == [f"{sha}.deb"]
+    assert (store / f"{sha}.deb").read_bytes() == good
+    assert archive.keep(cache, store, pins, "amd64") == 0  # already there
+    assert pins[0].deb(store) == store / f"{sha}.deb" and pins[3].deb(store) is None
