@@ -65,8 +65,9 @@ def write(path: Path, text: str) -> Path:
 COMMANDS = [[], ["images"], ["graph"], ["plan"], ["export"], ["build"], ["test"], ["base"],
             ["base", "bootstrap"], ["publish"], ["verify-reproducible"], ["lock"],
             ["kubeflow"], ["kubeflow", "spawner-options"], ["spec"], ["spec", "validate"],
-            ["new"]]
+            ["new"], ["keygen"], ["verify"], ["audit"]]
 GROUPS = ([], ["base"], ["kubeflow"], ["spec"])
+NOT_OURS = (["keygen"], ["verify"], ["audit"])  # issue 26's commands: no examples (yet)
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "nbpipe" for c in COMMANDS])
@@ -76,7 +77,7 @@ def test_help_never_crashes_and_shows_no_type_placeholders(command, capsys, monk
         assert (code, err) == (0, ""), err
         assert out.startswith("Usage: nbpipe")
         assert not re.search(r"<(bool|str|int|path|list\[\w+\])>", out), out
-        if command not in GROUPS:
+        if command not in GROUPS + NOT_OURS:
             assert "Examples:\n    nbpipe " in out, out  # each command shows how it is used
 
 
