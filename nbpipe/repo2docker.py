@@ -206,11 +206,11 @@ def _probes(top: Path, conf: Path, pip: list[str],
             files: tuple[repofiles.File, ...]) -> dict:
     """What the repository is probed with: its requirements import, its notebooks run
     (all of them, unless its nbpipe.yaml says ``probes: {notebooks: false}`` or a list)."""
-    dists = []
+    dists: dict[str, None] = {}  # in order, each once: linear in the requirements
     for req in pip:
         m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
-        if m and m.group(0) not in dists:
-            dists.append(m.group(0))
+        if m:
+            dists.setdefault(m.group(0))
     notebooks: list[str] | bool = [rel for rel, _, _ in files if rel.endswith(".ipynb")
                                    and ".ipynb_checkpoints" not in rel.split("/")]
     timeout = None
