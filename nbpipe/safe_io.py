@@ -28,12 +28,14 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
+from . import yamldata
 from .errors import NbpipeError
 
 MAX_BYTES = 1 << 20  # a spec, a requirements file, a postBuild: 1 MiB is generous
 MAX_JSON_BYTES = 64 << 20  # lock files and plans of a large family
 MAX_DEPTH = 64  # nesting of YAML/JSON collections
 MAX_NODES = 100_000  # YAML nodes after alias expansion (what a consumer would walk)
+MAX_EXPANDED = 8 << 20  # bytes of YAML text after alias expansion (8x the biggest file)
 
 Error = type[NbpipeError]
 # libyaml's parser when PyYAML has it (Debian's and PyPI's wheels do): a 1 MiB YAML file
@@ -135,28 +137,39 @@ def compose_yaml(text: str, where: str, *, error: Error = NbpipeError) -> yaml.N
 
 
 def check_yaml(root: yaml.Node, where: str, *, error: Error = NbpipeError) -> None:
-    """Depth and expanded size of a composed tree (shared nodes counted once per use)."""
-    sizes: dict[int, int] = {}
+    """Depth and expanded size of a composed tree (shared nodes counted once per use):
+    at most MAX_NODES nodes and MAX_EXPANDED bytes of text once every alias is written
+    out, so a few hundred kB anchor used thousands of times is refused, not copied."""
+    sizes: dict[int, tuple[int, int]] = {}
+    over = (MAX_NODES + 1, MAX_EXPANDED + 1)
 
-    def size(node: yaml.Node, depth: int) -> int:
+    def size(node: yaml.Node, depth: int) -> tuple[int, int]:
         if depth > MAX_DEPTH:
             line = node.start_mark.line + 1
             raise error(f"{where}:{line}: nested too deeply (more than {MAX_DEPTH} levels)")
         if id(node) in sizes:
             return sizes[id(node)]
-        sizes[id(node)] = MAX_NODES + 1  # a node inside itself (a recursive alias)
+        sizes[id(node)] = over  # a node inside itself (a recursive alias)
+        n, b = 1, 0
         if isinstance(node, yaml.SequenceNode):
-            n = 1 + sum(size(c, depth + 1) for c in node.value)
+            children = node.value
         elif isinstance(node, yaml.MappingNode):
-            n = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+            children = [c for kv in node.value for c in kv]
         else:
-            n = 1
-        sizes[id(node)] = min(n, MAX_NODES + 1)
-        return sizes[id(node)]
+            children, b = [], len(node.value)
+        for child in children:
+            cn, cb = size(child, depth + 1)
+            n, b = min(n + cn, over[0]), min(b + cb, over[1])
+        sizes[id(node)] = (n, b)
+        return n, b
 
-    if size(root, 0) > MAX_NODES:
+    nodes, text = size(root, 0)
+    if nodes > MAX_NODES:
         raise error(f"{where}: too large once its aliases (*name) are expanded "
                     f"(more than {MAX_NODES:,} nodes); write the values out")
+    if text > MAX_EXPANDED:
+        raise error(f"{where}: too large once its aliases (*name) are expanded (more than "
+                    f"{MAX_EXPANDED >> 20} MiB of text); write the values out once")
 
 
 def load_yaml(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
@@ -166,13 +179,7 @@ def load_yaml(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
     root = compose_yaml(read_text(path, where, limit=limit, error=error), where, error=error)
     if root is None:
         return None
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_document(root)
-    except yaml.YAMLError as exc:
-        raise error(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    finally:
-        loader.dispose()
+    return yamldata.plain(root, where, error=error)  # every conversion guarded, merges merged
 
 
 def load_json(path: Path, what: str | None = None, *, limit: int = MAX_JSON_BYTES,

@@ -29,6 +29,7 @@ import yaml
 from . import platforms as plat
 from . import requirements
 from . import safe_io
+from . import yamldata
 from . import steps as s
 from .catalog import Catalog
 from .errors import NbpipeError, SpecError
@@ -89,7 +90,7 @@ class _Node:
         if not isinstance(self.node, yaml.MappingNode):
             raise self.fail("must be a mapping (key: value)")
         out: dict[str, _Node] = {}
-        for k, v in self.node.value:
+        for k, v in yamldata.pairs(self.node, str(self.path), self.field, error=SpecError):
             key = _Node(k, self.path, self.field).scalar("a plain key")
             shown = key if key.isprintable() and key else repr(key)  # errors stay one line
             field = f"{self.field}.{shown}" if self.field else shown
@@ -168,9 +169,9 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
             add(top["npm"], lambda: s.Npm(packages=tuple(pkgs)))
     if "env" in top:
         for key, node in top["env"].mapping().items():
+            value = node.scalar()  # first: a list or mapping is refused in words
             if node.node.tag != "tag:yaml.org,2002:str":
-                raise node.fail(f"{node.node.value!r} is not a string: quote it, e.g. \"{node.node.value}\"")
-            value = node.scalar()
+                raise node.fail(f"{value!r} is not a string: quote it, e.g. \"{value}\"")
             add(node, lambda key=key, value=value: s.Env(name=key, value=value))
     if "files" in top:
         for item in top["files"].seq():
@@ -224,8 +225,9 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
         for key, node in top["probes"].mapping(PROBE_KEYS).items():
             if key == "notebook_timeout":
                 text = node.scalar("a number of seconds")
-                if not text.isdigit():
-                    raise node.fail(f"{text!r} is not a number of seconds")
+                if not re.fullmatch(r"[0-9]{1,9}", text):  # ASCII only: '²'.isdigit() is True
+                    raise node.fail(f"{text[:60]!r} is not a number of seconds "
+                                    "(1 to 86400)")
                 probes[key] = int(text)
             else:
                 probes[key] = tuple(node.strings())
@@ -256,10 +258,9 @@ def _inside(spec: Path, node: _Node) -> Path:
 
 def _mode(node: _Node) -> int:
     text = node.scalar('an octal string such as "0644"')
-    try:
-        mode = int(text, 8)
-    except ValueError:
-        raise node.fail(f"{text!r} is not an octal mode such as \"0644\"") from None
+    if not re.fullmatch(r"[0-7]{1,5}", text):  # ASCII octal digits, a mode's length
+        raise node.fail(f"{text[:60]!r} is not an octal mode such as \"0644\"")
+    mode = int(text, 8)
     if not 0 <= mode <= 0o7777:
         raise node.fail(f"{text!r} is not a file mode")
     return mode
