@@ -5,6 +5,7 @@ builds and probes it, a CI workflow, and a Dagger module that depends on ours.""
 from __future__ import annotations
 
 import json
+import os
 import keyword
 from pathlib import Path
 
@@ -85,6 +86,7 @@ TEST = '''\
 """{name} is built and held to the notebook-server contract: the build CI runs."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -244,27 +246,31 @@ def _image_files(name: str, parent: str, folder: Path, *, spec: bool, python: bo
     return files
 
 
-def _write_all(files: dict[Path, str]) -> list[Path]:
-    """Write every file or none: nothing is overwritten, nothing half-written stays."""
+def _write_all(files: dict[Path, str], root: Path) -> list[Path]:
+    """Write every file or none: nothing is overwritten, nothing half-written stays, and
+    nothing is written through a symbolic link under ``root`` (a link is not overwritten
+    either: it counts as a file that exists)."""
     for path in files:
-        if path.exists():
+        if os.path.lexists(path):
             raise NbpipeError(f"{path} exists; not overwriting it")
     written: list[Path] = []
     try:
-        for path, text in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            safe_io.atomic_write(path, text)
-            written.append(path)
-    except OSError as exc:
+        with safe_io.OutDir(root) as out:
+            for path, text in files.items():
+                out.write(path.relative_to(root).as_posix(), text)
+                written.append(path)
+    except (OSError, NbpipeError) as exc:
         for path in written:
             path.unlink(missing_ok=True)
-        raise NbpipeError(f"cannot write {exc.filename}: {exc.strerror}") from None
+        if isinstance(exc, NbpipeError):
+            raise
+        raise NbpipeError(f"cannot write {exc.filename or root}: {exc.strerror}") from None
     return written
 
 
 def write(name: str, parent: str, out: Path, *, python: bool = False) -> list[Path]:
     """A spec (and with ``python`` the same image as a module) to start from."""
-    return _write_all(_image_files(name, parent, out, spec=True, python=python))
+    return _write_all(_image_files(name, parent, out, spec=True, python=python), out)
 
 
 def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
@@ -327,4 +333,4 @@ def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
             repo / ".dagger" / "src" / module / "main.py": DAGGER_MAIN.format(
                 name=name, cls=cls, spec_path=image),
         }
-    return _write_all(files)
+    return _write_all(files, repo)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .. import safe_io
 from ..errors import BuildError, NbpipeError
 from ..options import CA_ID, WHEELHOUSE_ID, BuildOptions
 from .dockerfile import Rendered
@@ -130,7 +131,6 @@ class OciEngine:
               log: Path, *, no_cache: bool = False) -> ImageInfo:
         """Build, then tag ``ref`` only if the build succeeded; raise BuildError naming
         the failed step and the last lines of its log otherwise."""
-        log.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="nbpipe-ctx-") as tmp:
             ctx = Path(tmp)
             rendered.write(ctx)
@@ -140,7 +140,7 @@ class OciEngine:
             pull = "never" if rendered.from_ref.startswith("localhost/") else "missing"
             args = self._build_args(ctx, platform, options, iidfile, no_cache, pull)
             env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDAH_LAYERS": "true"}
-            with log.open("w") as out:
+            with safe_io.new_file(log) as out:  # a link left at the log's name: replaced
                 out.write(f"$ {self.binary} {' '.join(args)}\n\n{rendered.text}\n")
                 out.flush()
                 proc = subprocess.run([self.binary, *args], stdout=out,
