@@ -83,6 +83,22 @@ def read_text(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
         raise error(f"{what or path}:{line}: not UTF-8 text; save the file as UTF-8") from None
 
 
+class Budget:
+    """Bytes one input may make nbpipe read in all: a spec and every file it names (a
+    file named twice counts twice), so 60 entries copying one 60 MiB file are refused
+    instead of filling memory."""
+
+    def __init__(self, limit: int, what: str, *, error: Error = NbpipeError) -> None:
+        self.limit, self.what, self.error, self.used = limit, what, error, 0
+
+    def take(self, size: int, where: str) -> None:
+        self.used += size
+        if self.used > self.limit:
+            raise self.error(f"{where}: {self.what} names more than {self.limit >> 20} MiB of "
+                             "files in all (a file named twice counts twice); nbpipe refuses "
+                             "more")
+
+
 def inside(root: Path, rel: str, what: str, *, error: Error = NbpipeError) -> Path:
     """``root/rel`` with symlinks resolved, refused unless it stays inside ``root``.
 

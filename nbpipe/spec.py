@@ -39,6 +39,7 @@ from .image import BaseRef, Image, check_probes
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 REF = re.compile(r"[\w.-]+(:\d+)?(/[\w.-]+)+(:[\w.-]+)?@sha256:[0-9a-f]{64}", re.ASCII)
 MAX_FILE_BYTES = 64 << 20  # a file a spec copies into the image
+MAX_SPEC_BYTES = 256 << 20  # all the files one spec copies, together
 KEYS = ("name", "parent", "description", "apt", "pip", "npm", "env", "files", "init_scripts",
         "services", "labels", "platforms", "probes")
 PROBE_KEYS = ("imports", "commands", "r_libraries", "distributions", "notebooks",
@@ -140,6 +141,7 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
     """Check every field now; return the function that layers them onto the parent."""
     steps: list[s.Step] = []
     platforms: tuple[str, ...] | None = None
+    budget = safe_io.Budget(MAX_SPEC_BYTES, "the spec", error=SpecError)
 
     def add(node: _Node, make: Callable[[], s.Step]) -> None:
         try:
@@ -186,8 +188,9 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
                 if not src.is_file():
                     raise f["source"].fail(f"no such file {f['source'].scalar()!r} next to "
                                            "the spec")
-                data = safe_io.read_bytes(src, f"{path}: {f['source'].field}",
-                                          limit=MAX_FILE_BYTES, error=SpecError)
+                where = f"{path}:{f['source'].node.start_mark.line + 1}: {f['source'].field}"
+                budget.take(src.stat().st_size, where)  # before reading: sparse files too
+                data = safe_io.read_bytes(src, where, limit=MAX_FILE_BYTES, error=SpecError)
             else:
                 data = f["content"].scalar().encode()
             mode = _mode(f["mode"]) if "mode" in f else 0o644
