@@ -17,7 +17,7 @@ from . import contract
 from . import graph as graphs
 from . import platforms as plat
 from .catalog import Catalog
-from .errors import NbpipeError
+from .errors import NbpipeError, printable
 from .image import short
 from .loader import load
 
@@ -184,7 +184,7 @@ def export(name: Optional[str] = typer.Argument(None, help="the image (default: 
         sys.stdout.write(rendered.text)
     else:
         path = rendered.write(out)
-        err.print(f"wrote {path} and {len(rendered.files)} file(s) under {out / 'files'}")
+        err.print(printable(f"wrote {path} and {len(rendered.files)} file(s) under {out}"))
 
 
 # -- building and testing ----------------------------------------------------------------
@@ -437,8 +437,8 @@ def spec_validate(files: list[Path] = typer.Argument(..., help="spec files"),
         sp = specs.load(f)
         sp.register(cat)
         img = cat.resolve(sp.name)
-        print(f"{f}: ok: {sp.name} on {cat.parent_name(sp.name) or sp.parent}, "
-              f"{len(img.steps)} step(s), digest {short(img.digest())}")
+        print(printable(f"{f}: ok: {sp.name} on {cat.parent_name(sp.name) or sp.parent}, "
+                        f"{len(img.steps)} step(s), digest {short(img.digest())}"))
 
 
 @app.command()
@@ -462,15 +462,13 @@ def new(name: str = typer.Argument(..., help="the new image's name"),
     else:
         written = scaffold.write(name, parent, out, python=python)
     for path in written:
-        print(f"wrote {path}")
+        print(printable(f"wrote {path}"))
 
 
 def _fail(message: str) -> None:
     """One line on stderr, printed as plain text (a '[...]' in it is not rich markup),
     with any control character shown escaped so the message stays one line."""
-    line = "".join(c if c.isprintable() else c.encode("unicode_escape").decode()
-                   for c in message)
-    err.print(Text.assemble(("nbpipe: error: ", "red"), line), soft_wrap=True)
+    err.print(Text.assemble(("nbpipe: error: ", "red"), printable(message)), soft_wrap=True)
 
 
 def main() -> None:

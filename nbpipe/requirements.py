@@ -14,14 +14,18 @@ from . import steps as s
 from .errors import NbpipeError, SpecError
 
 
+def check_pip(line: str) -> None:
+    """One requirement like ``name==1.2``; pip options (``-r``, ``--index-url``) are
+    refused. Shared by requirements.txt and environment.yml's pip section."""
+    if line.startswith("-"):
+        raise NbpipeError(f"pip options like {line.split()[0]} are not supported; "
+                          "list one requirement per line")
+    s.Pip(packages=(line,))
+
+
 def pip(file: Path) -> list[str]:
     """Requirements like ``name==1.2``; pip options (``-r``, ``--index-url``) are refused."""
-    def check(line: str) -> None:
-        if line.startswith("-"):
-            raise NbpipeError(f"pip options like {line.split()[0]} are not supported; "
-                              "list one requirement per line")
-        s.Pip(packages=(line,))
-    return _lines(file, check)
+    return _lines(file, check_pip)
 
 
 def apt(file: Path) -> list[str]:
@@ -31,6 +35,7 @@ def apt(file: Path) -> list[str]:
 
 def _lines(file: Path, check: Callable[[str], object]) -> list[str]:
     text = safe_io.read_text(Path(file), error=SpecError)  # bounded, UTF-8 or a clear line
+    text = text.removeprefix("\ufeff")  # a UTF-8 BOM, which pip (and Notepad) accept
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
