@@ -22,6 +22,7 @@ from ..errors import BuildError, NbpipeError
 from ..options import CA_ID, WHEELHOUSE_ID, BuildOptions
 from .dockerfile import Rendered
 
+BUILD_TIMEOUT = 6 * 3600  # seconds for one image build (the slowest here take minutes)
 _STEP_BUILDAH = re.compile(r"^STEP (\d+)/(\d+):")
 _STEP_BUILDKIT = re.compile(r"^#\d+ \[(?:[\w-]+ )?\s*(\d+)/(\d+)\]")
 
@@ -143,8 +144,14 @@ class OciEngine:
             with safe_io.new_file(log) as out:  # a link left at the log's name: replaced
                 out.write(f"$ {self.binary} {' '.join(args)}\n\n{rendered.text}\n")
                 out.flush()
-                proc = subprocess.run([self.binary, *args], stdout=out,
-                                      stderr=subprocess.STDOUT, env=env)
+                try:  # a build runs someone else's steps (postBuild): bounded too
+                    proc = subprocess.run([self.binary, *args], stdout=out,
+                                          stderr=subprocess.STDOUT, env=env,
+                                          timeout=BUILD_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    raise BuildError(f"{ref}: the build ran longer than "
+                                     f"{BUILD_TIMEOUT // 3600:g} h and was stopped; its log: "
+                                     f"{log}") from None
             if proc.returncode != 0 or not iidfile.exists():
                 raise BuildError(self._failure(rendered, log, ref))
             image_id = iidfile.read_text().strip()
