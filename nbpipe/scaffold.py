@@ -253,6 +253,11 @@ def _write_all(files: dict[Path, str], root: Path) -> list[Path]:
     for path in files:
         if os.path.lexists(path):
             raise NbpipeError(f"{path} exists; not overwriting it")
+        for folder in path.relative_to(root).parents:  # checked first: all or nothing
+            if (root / folder).is_symlink():
+                raise NbpipeError(f"{root / folder}: is a symbolic link where nbpipe writes a "
+                                  "folder, and nbpipe did not make it: remove it or write "
+                                  "elsewhere")
     written: list[Path] = []
     try:
         with safe_io.OutDir(root) as out:
