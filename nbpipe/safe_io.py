@@ -192,10 +192,14 @@ def load_yaml(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
               error: Error = NbpipeError) -> Any:
     """Plain data (dicts, lists, strings, numbers) from a YAML file, bounded as above."""
     where = what or str(path)
-    root = compose_yaml(read_text(path, where, limit=limit, error=error), where, error=error)
-    if root is None:
-        return None
-    return yamldata.plain(root, where, error=error)  # every conversion guarded, merges merged
+    return load_yaml_text(read_text(path, where, limit=limit, error=error), where, error=error)
+
+
+def load_yaml_text(text: str, where: str, *, error: Error = NbpipeError) -> Any:
+    """Plain data from YAML text, bounded as above; every conversion guarded and merge
+    keys merged (nbpipe.yamldata)."""
+    root = compose_yaml(text, where, error=error)
+    return None if root is None else yamldata.plain(root, where, error=error)
 
 
 def load_json(path: Path, what: str | None = None, *, limit: int = MAX_JSON_BYTES,
