@@ -47,13 +47,24 @@ def pairs(node: yaml.MappingNode, where: str, field: str = "", *,
         else:
             raise error(f"{where}:{k.start_mark.line + 1}: {field or 'top level'}: a merge "
                         "key (<<) takes a mapping or a list of mappings, e.g. <<: *defaults")
-        for src in reversed(sources):  # later ones first, so the first listed wins below
+        for src in sources:
             merged += pairs(src, where, field, error=error)
-    out: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
+    # YAML's merge key: the first mapping listed wins, and a key written in the mapping
+    # itself wins over all; a key keeps the place it was first merged at (PyYAML's order).
+    out: Pairs = []
+    place: dict[Any, int] = {}
     for k, v in merged:
-        out[_key(k)] = (k, v)  # a later (higher-precedence) source replaces an earlier one
-    written = {_key(k) for k, _ in explicit}
-    return [kv for key, kv in out.items() if key not in written] + explicit
+        key = _key(k)
+        if key not in place:
+            place[key] = len(out)
+            out.append((k, v))
+    for k, v in explicit:
+        key = _key(k)
+        if key in place:
+            out[place.pop(key)] = (k, v)
+        else:
+            out.append((k, v))  # a key written twice stays twice, for the caller to refuse
+    return out
 
 
 def _key(node: yaml.Node) -> Any:
@@ -69,6 +80,11 @@ def plain(root: yaml.Node, where: str, *, error: Error = NbpipeError) -> Any:
 def _plain(node: yaml.Node, where: str, field: str, memo: dict[int, Any], error: Error) -> Any:
     if id(node) in memo:
         return memo[id(node)]
+    if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and node.tag not in (
+            TAG + "seq", TAG + "map"):  # !!set, !!omap, !!pairs, !custom: not plain data
+        raise _fail(node, where, field, f"the YAML type {shown(node.tag.replace(TAG, '!!'))} "
+                    "is not accepted here; write text, numbers, true/false, lists and "
+                    "mappings", error)
     if isinstance(node, yaml.SequenceNode):
         out: Any = [_plain(c, where, f"{field}[{i}]", memo, error)
                     for i, c in enumerate(node.value)]
