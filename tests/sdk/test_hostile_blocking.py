@@ -262,3 +262,21 @@ def test_any_tree_is_listed_or_refused_in_one_line_never_a_hang(entries) -> None
         for rel, data, mode in files:
             assert (repo / rel).resolve().is_relative_to(repo.resolve())
             assert data != b"secret\n" and mode in (0o664, 0o775)
+
+
+def test_a_registry_that_never_answers_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    """`--registry` is input too: a host that accepts and never answers is stopped."""
+    from nbpipe import registry
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "skopeo").write_text("#!/bin/sh\nexec sleep 60\n")
+    (bin_dir / "skopeo").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(registry, "LOOKUP_TIMEOUT", 1.0)
+    start = time.monotonic()
+    with pytest.raises(registry.NbpipeError) as exc:
+        registry.Registry.parse("10.0.0.1:5000/acme").manifest("10.0.0.1:5000/acme/x:1", None)
+    assert time.monotonic() - start < 10
+    assert str(exc.value) == ("registry 10.0.0.1:5000: no answer within 1 s for "
+                              "10.0.0.1:5000/acme/x:1; check the address and the network")
