@@ -149,9 +149,10 @@ class OciEngine:
                                           stderr=subprocess.STDOUT, env=env,
                                           timeout=BUILD_TIMEOUT)
                 except subprocess.TimeoutExpired:
-                    raise BuildError(f"{ref}: the build ran longer than "
-                                     f"{BUILD_TIMEOUT // 3600:g} h and was stopped; its log: "
-                                     f"{log}") from None
+                    limit = (f"{BUILD_TIMEOUT / 3600:g} h" if BUILD_TIMEOUT >= 3600
+                             else f"{BUILD_TIMEOUT:g} s")
+                    raise BuildError(f"{ref}: the build ran longer than {limit} and was "
+                                     f"stopped; its log: {log}") from None
             if proc.returncode != 0 or not iidfile.exists():
                 raise BuildError(self._failure(rendered, log, ref))
             image_id = iidfile.read_text().strip()

@@ -280,3 +280,28 @@ def test_a_registry_that_never_answers_is_one_line(tmp_path: Path, monkeypatch) 
     assert time.monotonic() - start < 10
     assert str(exc.value) == ("registry 10.0.0.1:5000: no answer within 1 s for "
                               "10.0.0.1:5000/acme/x:1; check the address and the network")
+
+
+def test_a_build_that_never_ends_is_stopped_naming_its_log(tmp_path: Path, monkeypatch) -> None:
+    """A build runs the repository's postBuild: bounded too (a fake podman that hangs)."""
+    from nbpipe import platforms as plat
+    from nbpipe.engines import dockerfile, oci
+    from nbpipe.errors import BuildError
+    from nbpipe.image import BaseRef, Image
+    from nbpipe.options import BuildOptions
+
+    podman = tmp_path / "podman"
+    podman.write_text("#!/bin/sh\nexec sleep 60\n")
+    podman.chmod(0o755)
+    monkeypatch.setattr(oci, "BUILD_TIMEOUT", 1)
+    img = Image.from_base(BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64}),
+                          "t").with_run("sleep infinity")
+    log = tmp_path / "logs" / "t.log"
+    start = time.monotonic()
+    with pytest.raises(BuildError) as exc:
+        oci.OciEngine("podman", str(podman), None).build(
+            dockerfile.render(img, plat.AMD64), "localhost/nbpipe/t:1", plat.AMD64,
+            BuildOptions(), log)
+    assert time.monotonic() - start < 10
+    assert str(exc.value) == ("localhost/nbpipe/t:1: the build ran longer than 1 s and was "
+                              f"stopped; its log: {log}")
