@@ -57,9 +57,10 @@ have_systemd() { [[ -d /run/systemd/system ]]; }
 install_packages() {
     # runc explicitly: podman depends on "crun | runc" and crun cannot run on hybrid cgroups.
     # catatonit gives `podman run --init` (python http.server ignores SIGTERM as PID 1).
+    # dpkg-dev: dpkg-scanpackages indexes the loopback apt archive of the lock tests.
     apt_install_missing podman buildah runc conmon skopeo uidmap fuse-overlayfs \
         slirp4netns netavark aardvark-dns iptables catatonit debootstrap \
-        ca-certificates tar curl
+        ca-certificates tar curl dpkg-dev
 }
 
 # ---------------------------------------------------------------- containers.conf

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from . import contract
+from . import cli_supply, contract
 from . import graph as graphs
 from . import platforms as plat
 from .catalog import Catalog
@@ -66,6 +66,12 @@ def _machine(catalog: Catalog, engine: str, root: str, platform: str | None = No
 
 WheelOpt = typer.Option(None, "--wheelhouse", help="folder of wheels pip may use (find-links)")
 JobsOpt = typer.Option(2, "--jobs", "-j", help="images built at the same time")
+DebStoreOpt = typer.Option("auto", "--deb-store", help="package store: a folder of pinned "
+                           ".debs named by sha256 that apt steps install from first and "
+                           "builds add to (auto: ~/.cache/nbpipe/debs; none: off)")
+LockedOpt = typer.Option(False, "--locked", help="never change the lock file: a pinned "
+                         "version that has left Debian's archive is an error (releases); "
+                         "without it, that step is resolved again, saved and built")
 ReportOpt = typer.Option(Path("reports"), "--report-dir", help="where the JSON and Markdown reports go")
 
 
@@ -192,7 +198,8 @@ def export(name: Optional[str] = typer.Argument(None, help="the image (default: 
 
 def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform, ca_bundle,
                   wheelhouse, jobs, report_dir, probe: bool, force_probe: bool,
-                  no_cache: bool = False, pod: str | None = None) -> None:
+                  no_cache: bool = False, pod: str | None = None, locked: bool = False,
+                  deb_store: str = "auto", audit: bool = False) -> None:
     from . import report
     from .options import BuildOptions
     from .pipeline import build as run_build
@@ -201,12 +208,16 @@ def _run_pipeline(names: list[str], *, catalog: Catalog, engine, root, platform,
 
     m = _machine(catalog, engine, root, platform)
     with _progress() as on_event, safe_io.locked(STATE_DIR, on_wait=lambda w: on_event("nbpipe", w)):
-        results = run_build(m, names or None, BuildOptions.from_flags(ca_bundle, wheelhouse),
+        results = run_build(m, names or None,
+                            BuildOptions.from_flags(ca_bundle, wheelhouse, deb_store=deb_store),
                             jobs=jobs, probe=probe, force_probe=force_probe, no_cache=no_cache,
-                            pod=pod,
+                            pod=pod, locked=locked, audit=audit,
                             on_event=on_event)
         js, md = report.write(results, report_dir)  # under the lock: this run's reports
     console.print(report.table(results))
+    for r in results:
+        for line in r.refreshed:  # the archive moved: what the lock file now says instead
+            err.print(f"lock refreshed: {line}")
     for r in results:
         if not r.ok and r.message:
             err.print(Text.assemble((r.name, "bold"), f": {r.message}"))
@@ -254,12 +265,16 @@ def build(names: list[str] = typer.Argument(None, help="images (default: all); a
           no_probe: bool = typer.Option(False, "--no-probe", help="skip the contract probes"),
           no_cache: bool = typer.Option(False, "--no-cache", help="rebuild even if built"),
           file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
-          parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt) -> None:
+          parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt,
+          locked: bool = LockedOpt, deb_store: str = DebStoreOpt,
+          audit: bool = typer.Option(False, "--audit", help="also check each image's Python "
+                                     "packages against PyPI's advisories (in the report)")) -> None:
     """Build images (parents first, already-built digests skipped) and probe each one."""
     cat = _catalog(catalog, file, from_repo, parent)
     _run_pipeline(_targets(names, file, from_repo), catalog=cat, engine=engine, root=root, platform=platform,
                   ca_bundle=ca_bundle, wheelhouse=wheelhouse, jobs=jobs, report_dir=report_dir,
-                  probe=not no_probe, force_probe=False, no_cache=no_cache)
+                  probe=not no_probe, force_probe=False, no_cache=no_cache, locked=locked,
+                  deb_store=deb_store, audit=audit)
 
 
 @app.command()
@@ -269,6 +284,7 @@ def test(names: list[str] = typer.Argument(None, help="images to probe (built fi
          jobs: int = JobsOpt, report_dir: Path = ReportOpt,
          file: Optional[list[Path]] = FileOpt, from_repo: Optional[Path] = RepoOpt,
          parent: str = ParentOpt, catalog: Optional[str] = CatalogOpt,
+         locked: bool = LockedOpt, deb_store: str = DebStoreOpt,
          as_: str = typer.Option("container", "--as", help="container: run as Kubernetes "
                                  "would (empty home, random NB_PREFIX); kubeflow: as the pod "
                                  "Kubeflow's notebook controller makes (podman kube play); "
@@ -283,7 +299,8 @@ def test(names: list[str] = typer.Argument(None, help="images to probe (built fi
         raise NbpipeError(f"--as {as_}: use container, {', '.join(FLAVORS)}")
     _run_pipeline(targets, catalog=_catalog(catalog, file, from_repo, parent), engine=engine, root=root, platform=platform,
                   ca_bundle=ca_bundle, wheelhouse=wheelhouse, jobs=jobs, report_dir=report_dir,
-                  probe=True, force_probe=True, pod=None if as_ == "container" else as_)
+                  probe=True, force_probe=True, pod=None if as_ == "container" else as_,
+                  locked=locked, deb_store=deb_store)
 
 
 base_app = typer.Typer(help="The root filesystem the family builds on.", no_args_is_help=True)
@@ -321,13 +338,16 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
             catalog: Optional[str] = CatalogOpt,
             compression: str = typer.Option("gzip", "--compression", help="layer compression: "
                                             "gzip (any runtime) | zstd (smaller, faster to "
-                                            "unpack; containerd >= 1.5, CRI-O, podman)")) -> None:
+                                            "unpack; containerd >= 1.5, CRI-O, podman)"),
+            locked: bool = LockedOpt, deb_store: str = DebStoreOpt,
+            sign_key: Optional[str] = cli_supply.SignKeyOpt) -> None:
     """Build every platform, push, then one manifest list per tag (all or nothing)."""
     from .options import BuildOptions
     from .publish import publish as do_publish
     from .registry import Registry
 
     reg = Registry.parse(registry)
+    key = cli_supply.load_sign_key(sign_key)  # a wrong passphrase stops before any build
     targets = _targets(names, file, from_repo)
     if not targets:
         raise NbpipeError("name the images to publish")
@@ -336,10 +356,11 @@ def publish(names: list[str] = typer.Argument(None, help="images to publish"),
     with _progress() as on_event:
         results = do_publish(m.catalog, targets, m.need_engine(), reg,
                              platforms=tuple(platform) if platform else None,
-                             options=BuildOptions.from_flags(ca_bundle, wheelhouse),
+                             options=BuildOptions.from_flags(ca_bundle, wheelhouse,
+                                                             deb_store=deb_store),
                              state_dir=STATE_DIR, extra_tags=tuple(tag or ()),
                              latest=latest, native=m.platform, compression=compression,
-                             on_event=on_event)
+                             locked=locked, sign_key=key, on_event=on_event)
     from rich.table import Table
 
     table = Table("image", "platforms", "digest", "tags", "layers", "result")
@@ -382,7 +403,11 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
              lock_file: Optional[Path] = typer.Option(None, "--lock-file", help="default: "
                                                       "images/lock.json"),
              engine: str = EngineOpt, root: str = RootOpt, platform: Optional[str] = PlatformOpt,
-             ca_bundle: str = CaOpt, catalog: Optional[str] = CatalogOpt) -> None:
+             ca_bundle: str = CaOpt, catalog: Optional[str] = CatalogOpt,
+             deb_store: str = DebStoreOpt,
+             add_hashes: bool = typer.Option(False, "--add-hashes", help="give the apt lines "
+                                             "of an older lock their .debs' sha256 (the "
+                                             "package store's key), re-resolving nothing")) -> None:
     """Resolve every apt and pip step as it builds today and pin it (pip: with hashes)."""
     from . import lock as locks
     from .options import BuildOptions
@@ -393,18 +418,47 @@ def lock_cmd(names: list[str] = typer.Argument(None, help="images to lock (defau
         lock_file = images.LOCK_FILE
     cat = _catalog(catalog)
     if check:
-        missing = locks.check(cat, locks.load(lock_file))
+        entries = locks.load(lock_file)
+        missing = locks.check(cat, entries)
         for m in missing:
             print(f"not locked: {m}")
         print(f"{len(missing)} step(s) not locked" if missing else "every apt and pip step is locked")
-        if missing:
+        gone = _vanished(cat, entries, engine, root, platform,
+                         BuildOptions.from_flags("none", deb_store=deb_store,
+                                                 oci_labels=False).deb_store)
+        for g in gone:
+            print(f"gone from the archive: {g}")
+        if gone:
+            print(f"{len(gone)} step(s) pin versions Debian's archive no longer has: "
+                  "`nbpipe lock IMAGE` (or a build without --locked) pins today's")
+        if missing or gone:
             raise typer.Exit(1)
         return
     m = _machine(cat, engine, root, platform)
+    if add_hashes:
+        plats = [p for p in plat.ALL if m.local_root is None or p in m.local_root.platforms]
+        with _progress() as on_event:
+            n = locks.add_hashes(m.need_engine(), m.catalog, lock_file, plats, on_event)
+        print(f"wrote {lock_file}: {n} apt line(s) gained their sha256")
+        return
     with _progress() as on_event:
         current = locks.refresh(m, names or None, lock_file,
-                                BuildOptions.from_flags(ca_bundle, oci_labels=False), on_event)
+                                BuildOptions.from_flags(ca_bundle, oci_labels=False,
+                                                        deb_store=deb_store), on_event)
     print(f"wrote {lock_file}: {sum(len(v) for v in current.values())} locked step(s)")
+
+
+def _vanished(cat: Catalog, entries, engine: str, root: str, platform: str | None,
+              store: Path | None) -> list[str]:
+    """Pinned apt versions the archive no longer has, asked in this machine's root for
+    each platform it has a root for; a line instead when no engine can ask."""
+    from . import lock as locks
+
+    m = _machine(cat, engine, root, platform, need_engine=False)
+    if m.engine is None or m.dagger:
+        print("archive not asked: pinned versions are checked with podman or docker")
+        return []
+    return locks.vanished(m.engine, m.catalog, entries, m.platform, store=store)
 
 
 kubeflow_app = typer.Typer(help="Kubeflow integration.", no_args_is_help=True)
@@ -463,6 +517,10 @@ def new(name: str = typer.Argument(..., help="the new image's name"),
         written = scaffold.write(name, parent, out, python=python)
     for path in written:
         print(printable(f"wrote {path}"))
+
+
+cli_supply.register(app, console, err, _machine, _catalog, {
+    "engine": EngineOpt, "root": RootOpt, "platform": PlatformOpt, "catalog": CatalogOpt})
 
 
 def _fail(message: str) -> None:

@@ -126,9 +126,10 @@ class Image:
         return replace(self, platforms=tuple(p for p in plat.ALL if p in platforms))
 
     def with_apt(self, *packages: str, remove: tuple[str, ...] = (), after: str = "",
-                 platforms: tuple[str, ...] = ()) -> "Image":
+                 platforms: tuple[str, ...] = (), snapshot: str | None = None) -> "Image":
+        """``snapshot``: install from Debian's snapshot of that time (20261126T000000Z)."""
         return self.with_step(s.Apt(packages=packages, remove=remove, after=after,
-                                    platforms=platforms))
+                                    platforms=platforms, snapshot=snapshot))
 
     def with_pip(self, *packages: str, index_url: str | None = None,
                  extra_index_urls: tuple[str, ...] = (), platforms: tuple[str, ...] = ()) -> "Image":

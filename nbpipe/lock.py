@@ -2,8 +2,10 @@
 
 Apt: `nbpipe lock` asks apt, in the built parent image, what the step would install
 (`apt-get install -s`), and records `name=version` for all of it; the locked step installs
-exactly that list. Debian's archive moves: when a pinned version is gone from it, the
-build fails saying which, and `nbpipe lock` pins the current ones.
+exactly that list. Debian's archive moves (see archive.py): when a pinned version has left
+it, the default build re-resolves that one step on its built parent (`refresh_step`:
+every other pin of the step kept where apt allows), saves it here and builds under the
+new digest; `--locked` refuses instead, naming the packages.
 
 
 `nbpipe lock` builds an image as its recipe resolves today, then asks pip (in that very
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,18 +103,161 @@ def locked_image(name: str, image: Image, locks: dict[str, dict[str, str]]) -> I
 
 
 def apply(catalog: Catalog, path: Path) -> Catalog:
-    """Wrap every recipe so its pip steps use the lock file's entries."""
+    """Wrap every recipe so its apt and pip steps use the lock file's entries; each
+    wrapped recipe remembers ``path``, where a refresh of one of its steps is saved."""
     locks = load(path)
-    if not locks:
-        return catalog
     for name, e in list(catalog.entries.items()):
-        def recipe(parent: Image, r=e.recipe, n=name) -> Image:
-            return locked_image(n, r(parent), locks)
-
-        recipe.__wrapped__ = e.recipe  # type: ignore[attr-defined]
-        catalog.entries[name] = dataclasses.replace(e, recipe=recipe)
+        catalog.entries[name] = dataclasses.replace(e, recipe=_wrap(e.recipe, name, locks, path))
     catalog._resolved.clear()
     return catalog
+
+
+def _wrap(plain, name: str, locks: dict[str, dict[str, str]], path: Path):
+    def recipe(parent: Image) -> Image:
+        return locked_image(name, plain(parent), locks)
+
+    recipe.__wrapped__ = plain  # type: ignore[attr-defined]
+    recipe.lock_file = path  # type: ignore[attr-defined]
+    return recipe
+
+
+def lock_file(catalog: Catalog, name: str) -> Path | None:
+    """The lock file ``name``'s recipe reads (None: the image is not locked by one)."""
+    return getattr(catalog.entry(name).recipe, "lock_file", None)
+
+
+def reload(catalog: Catalog) -> None:
+    """Read every lock file of ``catalog`` again, in place: after a run saved a refreshed
+    step, whoever holds the catalog (the CLI, a test session) sees the digests it built."""
+    fresh = relocked(catalog)
+    catalog.entries.clear()
+    catalog.entries.update(fresh.entries)
+    catalog._resolved.clear()
+
+
+def relocked(catalog: Catalog) -> Catalog:
+    """The same catalog (same roots and parents) with every lock file read again."""
+    out = Catalog()
+    cache: dict[Path, dict[str, dict[str, str]]] = {}
+    for name, e in catalog.entries.items():
+        path = getattr(e.recipe, "lock_file", None)
+        recipe = e.recipe
+        if path is not None:
+            locks = cache.setdefault(path, load(path))
+            recipe = _wrap(e.recipe.__wrapped__, name, locks, path)
+        out.entries[name] = Entry(e.name, e.parent, recipe, e.description)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class PinnedStep:
+    """One locked apt step of an image, for one platform, as the lock file has it."""
+
+    image: str
+    index: int  # the step's place in the unlocked recipe (what the lock key names)
+    key: str
+    step: Apt  # with ``locked`` set to ``lines``
+    lines: str
+
+
+def pinned_steps(catalog: Catalog, name: str, platform: str,
+                 locks: dict[str, dict[str, str]] | None = None) -> list[PinnedStep]:
+    """The locked apt steps of ``name`` on ``platform`` (in ``locks``, or else in the
+    lock file its recipe reads)."""
+    if locks is None:
+        path = lock_file(catalog, name)
+        if path is None:
+            return []
+        locks = load(path)
+    plain = unlocked(catalog).resolve(name)
+    out = []
+    for i, st in enumerate(plain.steps):
+        if isinstance(st, Apt) and st.applies_to(platform):
+            k = key(name, i, st)
+            lines = locks.get(k, {}).get(platform)
+            if lines:
+                out.append(PinnedStep(name, i, k, dataclasses.replace(st, locked=lines), lines))
+    return out
+
+
+def keep_debs(engine: "OciEngine", options: "BuildOptions", pins, platform: str) -> int:
+    """Put the pinned .debs a build just fetched into the package store (if one is set and
+    the engine keeps its apt cache where nbpipe can read it)."""
+    from . import archive
+    from .steps import APT_ARCHIVES
+
+    cache = engine.cache_dir(APT_ARCHIVES.id) if options.deb_store is not None else None
+    if cache is None or options.deb_store is None:
+        return 0
+    return archive.keep(cache, options.deb_store, pins, platform.split("/")[1])
+
+
+def vanished(engine: "OciEngine", catalog: Catalog, locks: dict[str, dict[str, str]],
+             platform: str, names: list[str] | None = None,
+             store: Path | None = None) -> list[str]:
+    """`lock --check`: one line per locked apt step with pins the archive no longer has
+    and the package store ``store`` does not hold either (the archive asked once, in the
+    root the catalog builds on)."""
+    from . import archive
+    from .naming import parent_ref
+
+    order = catalog.order(names)
+    steps = [ps for n in order if platform in catalog.resolve(n).platforms
+             for ps in pinned_steps(catalog, n, platform, locks)]
+    if not steps:
+        return []
+    root = next(parent_ref(catalog.resolve(n), platform) for n in order
+                if catalog.parent_name(n) is None)
+    gone = archive.gone(engine, root, platform, {p for ps in steps for p in archive.pins(ps.lines)})
+    gone = {p for p in gone if store is None or p.deb(store) is None}
+    out = []
+    for ps in steps:
+        left = [str(p) for p in archive.pins(ps.lines) if p in gone]
+        if left:
+            out.append(f"{ps.image} step {ps.index} ({platform}): {', '.join(left)}")
+    return out
+
+
+def add_hashes(engine: "OciEngine", catalog: Catalog, path: Path, platforms: list[str],
+               on_event=lambda name, what: None) -> int:
+    """`lock --add-hashes`: give the apt lines of a lock written before the package store
+    their .debs' sha256 (from the archive's index, asked in the root for each platform);
+    nothing is re-resolved. Returns how many lines gained one."""
+    from . import archive
+    from .naming import parent_ref
+
+    from . import platforms as plat
+
+    locks = load(path)
+    added = 0
+    order = catalog.order()
+    first = next(n for n in order if catalog.parent_name(n) is None)
+    native = plat.host()
+    for platform in platforms:
+        # apt reads another architecture's lists in the native root (no emulation needed)
+        root = parent_ref(catalog.resolve(first), native if native in
+                          catalog.resolve(first).platforms else platform)
+        for k, entry in locks.items():
+            lines = entry.get(platform)
+            if lines and all(_APT_LINE.fullmatch(x) for x in lines.split()):
+                new = archive.with_hashes(engine, root, platform, lines)
+                added += new.count("@sha256:") - lines.count("@sha256:")
+                entry[platform] = new
+                on_event(k, f"{platform}: {new.count('@sha256:')}/{len(new.split())} hashed")
+    save(path, locks)
+    return added
+
+
+_APT_LINE = re.compile(r"[a-z0-9][a-z0-9+.:-]*=[A-Za-z0-9.+~:-]+(@sha256:[0-9a-f]{64})?")
+_SAVING = threading.Lock()  # steps of two images refreshed at once write one file
+
+
+def save_entry(path: Path, step_key: str, platform: str, lines: str) -> None:
+    """One step's lines for one platform, merged into the file as it is now."""
+    with _SAVING:
+        current = load(path)
+        current.setdefault(step_key, {})[platform] = lines
+        save(path, current)
 
 
 def unlocked(catalog: Catalog) -> Catalog:
@@ -155,23 +302,56 @@ def resolve(engine: "OciEngine", ref: str, step: Pip, ca_bundle: Path | None) ->
     return "\n".join(sorted(lines, key=str.lower)) + "\n"
 
 
+# What apt would install, each with the sha256 of its .deb from the archive's index (the
+# package store's key): name=version@sha256:<hex>.
 APT_SIMULATE = r"""
 set -eu
 apt-get update -q >/dev/null
 apt-get install -s --no-install-recommends "$@" | awk '$1 == "Inst" {
-  v = $3; gsub(/[()]/, "", v); if (v ~ /^\[/) { v = $4; gsub(/[()]/, "", v) }; print $2 "=" v }'
+  v = $3; gsub(/[()]/, "", v); if (v ~ /^\[/) { v = $4; gsub(/[()]/, "", v) }; print $2 "=" v }' \
+  > /tmp/nbpipe-pins
+# one apt-cache call for all of them (one per pin took minutes for jupyter-scipy's 244)
+xargs -r apt-cache show --no-all-versions < /tmp/nbpipe-pins | awk '
+  $1 == "Package:" { p = $2 } $1 == "Version:" { v = $2 }
+  $1 == "SHA256:" && !((p "=" v) in seen) { seen[p "=" v] = 1; print p "=" v "@sha256:" $2 }
+' > /tmp/nbpipe-hashed
+while read -r pin; do
+  line=$(grep -m1 -F "$pin@sha256:" /tmp/nbpipe-hashed || true)
+  echo "${line:-$pin}"
+done < /tmp/nbpipe-pins
 """
 
 
-def resolve_apt(engine: "OciEngine", parent_ref: str, step: Apt) -> str:
-    """Lock lines for ``step``: what apt installs for it on ``parent_ref``, with versions."""
-    r = engine.run_once(parent_ref, ["/bin/sh", "-c", APT_SIMULATE, "simulate", *step.packages],
+def resolve_apt(engine: "OciEngine", parent_ref: str, step: Apt,
+                keep: tuple[str, ...] = ()) -> str:
+    """Lock lines for ``step``: what apt installs for it on ``parent_ref``, with versions.
+    ``keep``: `name=version` pins apt must hold to (a refresh keeps what has not moved)."""
+    r = engine.run_once(parent_ref, ["/bin/sh", "-c", APT_SIMULATE, "simulate",
+                                     *step.packages, *keep],
                         extra=["--network", "host", "--user", "0"], timeout=900)
     lines = [line for line in r.stdout.split() if "=" in line]
     if r.returncode != 0 or not lines:
         raise NbpipeError(f"apt could not resolve `{step.describe()}` in {parent_ref}: "
                           f"{r.stderr.strip()[-600:]}")
     return "\n".join(sorted(lines)) + "\n"
+
+
+def refresh_step(engine: "OciEngine", parent_ref: str, step: Apt, gone: set[str]) -> str:
+    """New lock lines for a locked apt step some of whose pins (package names ``gone``)
+    have left the archive: those take today's version, every other pin stays where apt
+    can keep it (if the new versions need others, the whole step is resolved afresh)."""
+    from . import archive
+
+    plain = dataclasses.replace(step, locked=None)
+    kept = [p for p in archive.pins(step.locked or "") if p.name not in gone]
+    named = {p.name for p in kept}
+    others = tuple(p for p in step.packages if p.split("=")[0].split(":")[0] not in named)
+    try:
+        return resolve_apt(engine, parent_ref, dataclasses.replace(plain, packages=others or
+                                                                   step.packages),
+                           tuple(str(p) for p in kept))
+    except NbpipeError:
+        return resolve_apt(engine, parent_ref, plain)
 
 
 def check(catalog: Catalog, locks: dict[str, dict[str, str]]) -> list[str]:
@@ -204,7 +384,7 @@ def _refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
              options: "BuildOptions", on_event) -> dict[str, dict[str, str]]:
     import anyio
 
-    from . import naming
+    from . import archive, naming
     from .pipeline import Pipeline
 
     eng, platform = machine.need_engine(), machine.platform
@@ -227,6 +407,7 @@ def _refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
                 lines = resolve(eng, naming.local_ref(img, platform), st, options.ca_bundle)
             else:  # what apt installs on the parent, as it is built
                 lines = resolve_apt(eng, naming.parent_ref(img, platform), st)
+                keep_debs(eng, options, archive.pins(lines), platform)
             current.setdefault(key(name, i, st), {})[platform] = lines
         save(lock_file, current)
     return current

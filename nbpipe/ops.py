@@ -48,6 +48,7 @@ class Exec:
     user: str | None = None
     network: bool = False  # needs the network: gets the CA bundle when one is configured
     pip: bool = False  # runs pip: gets the wheelhouse when one is configured
+    apt: bool = False  # installs pinned .debs: gets the package store when one is configured
     mounts: tuple[Mount, ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # for this command only
 

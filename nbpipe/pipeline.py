@@ -2,6 +2,12 @@
 concurrently (bounded), already-built digests skipped, failures contained.
 
 One image failing marks its descendants blocked and lets unrelated branches finish.
+
+Debian's archive moves under a lock (archive.py). When apt refuses a pinned version that
+has left the archive, the default run re-resolves that one step on the built parent,
+saves it in the lock file, and runs again: the image gets the digest of what it really
+installs, and only it and its descendants move. ``locked`` (releases) refuses instead,
+before anything is built.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import anyio
 
+from . import archive
+from . import lock
 from . import safe_io
 from . import schedule
 from .catalog import Catalog
@@ -22,6 +30,8 @@ from .options import BuildOptions
 from .probes.result import ProbeResult, Status
 from .report import ImageResult, Outcome
 from .state import ImageState, State, assess
+from .steps import Apt
+from . import naming
 
 if TYPE_CHECKING:  # the engine, the lowering and the prober load when an image needs them
     from .engines.oci import ImageInfo, OciEngine
@@ -46,12 +56,29 @@ class Pipeline:
     pod: str | None = None  # probe as Kubeflow's pod: "kubeflow" | "openshift" (podprober)
     on_event: Event = lambda name, what: None
     store: "Mapping[str, ImageInfo] | None" = None  # the engine's images, if just read
+    locked: bool = False  # a pin that left the archive is an error, never a lock change
+    _refreshed: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
+    _refreshed_keys: set[str] = field(default_factory=set, init=False, repr=False)
 
     async def run(self, names: list[str] | None) -> list[ImageResult]:
         """Build and probe ``names`` and their ancestors (default: all), parents first.
         One run at a time per state folder: a second one waits for the lock."""
         with safe_io.locked(self.state_dir, on_wait=lambda m: self.on_event("nbpipe", m)):
-            return await self._run(names)
+            refreshed: dict[str, list[str]] = {}
+            # Each round that refreshes a step runs again on the saved lock; a chain of
+            # n images needs at most n rounds (built images are cached by then).
+            for _ in range(len(self.catalog.entries) + 1):
+                self._refreshed = {}
+                results = await self._run(names)
+                for name, lines in self._refreshed.items():
+                    refreshed.setdefault(name, []).extend(lines)
+                if not self._refreshed:
+                    break
+                lock.reload(self.catalog)
+                self.store = None  # what this round built is in the store now
+            for r in results:
+                r.refreshed = refreshed.get(r.name, [])
+            return results
 
     async def _run(self, names: list[str] | None) -> list[ImageResult]:
         store = self.engine.images() if self.store is None else self.store
@@ -59,6 +86,8 @@ class Pipeline:
                                             wheelhouse=self.options.has_wheelhouse,
                                             rebuild=self.no_cache)}
         results = {n: ImageResult(n, self.platform, s.digest, s.ref) for n, s in states.items()}
+        if self.locked:
+            self._refuse_gone([n for n, s in states.items() if s.state is State.TO_BUILD])
 
         async def work(name: str) -> bool:
             await anyio.to_thread.run_sync(self._one, states[name], results[name])
@@ -74,7 +103,10 @@ class Pipeline:
             results[name].message = f"{type(exc).__name__}: {exc}"
 
         await schedule.run(self.catalog, list(states), work, jobs=self.jobs,
-                           on_blocked=blocked, on_error=failed)
+                           on_blocked=blocked, on_error=failed,
+                           built={n for n, s in states.items() if s.state is State.BUILT},
+                           never={n for n, s in states.items()
+                                  if s.state in (State.UNBUILDABLE, State.BLOCKED)})
         return list(results.values())
 
     # -- one image, in a worker thread -------------------------------------------------
@@ -96,10 +128,16 @@ class Pipeline:
                 rendered = dockerfile.render(self.catalog.resolve(st.name), self.platform,
                                              self.options)
                 log = self.state_dir / "logs" / f"{res.name}-{self.platform.split('/')[1]}.log"
-                info = self.engine.build(rendered, res.ref, self.platform, self.options, log,
-                                         no_cache=self.no_cache)
+                try:
+                    info = self.engine.build(rendered, res.ref, self.platform, self.options,
+                                             log, no_cache=self.no_cache)
+                except NbpipeError:
+                    if self._pins_gone(st.name, log, res):
+                        return
+                    raise
                 res.status, res.size, image_id = Outcome.BUILT, info.size, info.id
                 self.on_event(res.name, f"built in {time.monotonic() - started:.0f}s")
+                self._keep_debs(st.name)
             if self.probe:
                 self._probe(res, image_id)
         except NbpipeError as exc:
@@ -108,6 +146,65 @@ class Pipeline:
             self.on_event(res.name, "failed")
         finally:
             res.seconds = round(time.monotonic() - started, 2)
+
+    # -- a lock the archive has moved under ----------------------------------------------
+    def _pins_gone(self, name: str, log: Path, res: ImageResult) -> bool:
+        """After a failed build: if apt refused pins the archive no longer has, refresh
+        the steps holding them (or, ``locked``, fail naming them). False: another failure."""
+        gone = {p.name for p in archive.gone_in_log(log)}
+        steps = [ps for ps in lock.pinned_steps(self.catalog, name, self.platform)
+                 if gone & {p.name for p in archive.pins(ps.lines)}]
+        if not steps or any(ps.key in self._refreshed_keys for ps in steps):
+            return False  # not a moved archive, or a refresh that did not help: a failure
+        res.status = Outcome.FAILED
+        if self.locked:
+            res.message = "\n".join(_gone_line(ps, gone) for ps in steps)
+            self.on_event(name, "failed: pinned versions left the archive (--locked)")
+            return True
+        path = lock.lock_file(self.catalog, name)
+        assert path is not None  # pinned_steps found entries in it
+        parent = naming.parent_ref(self.catalog.resolve(name), self.platform)
+        for ps in steps:
+            self.on_event(name, f"step {ps.index}: pinned versions left the archive; "
+                                "resolving that step again")
+            new = lock.refresh_step(self.engine, parent, ps.step, gone)
+            lock.save_entry(path, ps.key, self.platform, new)
+            self._refreshed_keys.add(ps.key)
+            line = (f"{name} step {ps.index}: "
+                    f"{archive.summary(archive.changes(ps.lines, new), first=gone)}")
+            self._refreshed.setdefault(name, []).append(line)
+            self.on_event(name, f"refreshed {line} (saved in {path})")
+        res.message = "refreshed: built again under the new lock"
+        return True
+
+    def _keep_debs(self, name: str) -> None:
+        pins = [p for st in self.catalog.resolve(name).steps_for(self.platform)
+                if isinstance(st, Apt) and st.locked for p in archive.pins(st.locked)]
+        added = lock.keep_debs(self.engine, self.options, pins, self.platform)
+        if added:
+            self.on_event(name, f"kept {added} pinned .deb(s) in the package store "
+                                f"{self.options.deb_store}")
+
+    def _refuse_gone(self, to_build: list[str]) -> None:
+        """``locked``: before anything is built, ask the archive for every pin the images
+        to build install; one line per step whose pins have gone, and nothing built."""
+        steps = [ps for n in to_build for ps in lock.pinned_steps(self.catalog, n, self.platform)]
+        if not steps:
+            return
+        roots = {naming.parent_ref(self.catalog.resolve(n), self.platform) for n in to_build
+                 if self.catalog.parent_name(n) is None}
+        root = next(iter(roots), None) or naming.parent_ref(
+            self.catalog.resolve(self.catalog.order(to_build)[0]), self.platform)
+        pins = {p for ps in steps for p in archive.pins(ps.lines)}
+        self.on_event("nbpipe", f"--locked: asking the archive for {len(pins)} pinned versions")
+        gone = archive.gone(self.engine, root, self.platform, pins)
+        store = self.options.deb_store
+        gone = {p for p in gone if store is None or p.deb(store) is None}  # the store has it
+        if gone:
+            names = {p.name for p in gone}
+            raise NbpipeError("\n".join(
+                _gone_line(ps, names) for ps in steps
+                if names & {p.name for p in archive.pins(ps.lines)}))
 
     def _probe(self, res: ImageResult, image_id: str) -> None:
         mode = f"-{self.pod}" if self.pod else ""
@@ -142,6 +239,12 @@ class Pipeline:
         self.on_event(res.name, "probes passed")
 
 
+def _gone_line(ps: "lock.PinnedStep", gone: set[str]) -> str:
+    left = [str(p) for p in archive.pins(ps.lines) if p.name in gone]
+    return (f"{ps.image} step {ps.index}: {', '.join(left)} left Debian's archive; "
+            f"`nbpipe lock {ps.image}` (or a build without --locked) pins today's versions")
+
+
 def _probe_record(data: object) -> bool:
     """The shape `_probe` writes: a list of passed/skipped probe results."""
     return isinstance(data, list) and all(
@@ -153,9 +256,10 @@ def _probe_record(data: object) -> bool:
 def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
           jobs: int = 2, probe: bool = True, force_probe: bool = False, no_cache: bool = False,
           state_dir: Path = Path(".nbpipe"), on_event: Event = lambda n, w: None,
-          pod: str | None = None) -> list[ImageResult]:
+          pod: str | None = None, locked: bool = False, audit: bool = False) -> list[ImageResult]:
     """`nbpipe build` / `test`: through Dagger when the machine builds with it, else the
-    local engine, on the machine's root; names unknown to the catalog are an error."""
+    local engine, on the machine's root; names unknown to the catalog are an error.
+    ``audit``: each image's Python packages checked against PyPI's advisories too."""
     for n in names or []:
         machine.catalog.entry(n)
     if machine.dagger:
@@ -167,5 +271,11 @@ def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
                                  on_event, jobs)
     pipe = Pipeline(machine.catalog, machine.need_engine(), machine.platform, options,
                     state_dir=state_dir, jobs=jobs, probe=probe, force_probe=force_probe,
-                    no_cache=no_cache, on_event=on_event, store=machine.store, pod=pod)
-    return anyio.run(pipe.run, names or None)
+                    no_cache=no_cache, on_event=on_event, store=machine.store, pod=pod,
+                    locked=locked)
+    results = anyio.run(pipe.run, names or None)
+    if audit:
+        from . import audit as audits
+
+        audits.built_images(machine.need_engine(), results, on_event=on_event)
+    return results

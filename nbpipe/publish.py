@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import anyio
 
@@ -26,6 +26,9 @@ from .options import BuildOptions
 from .pipeline import Pipeline
 from .registry import Registry
 from . import sbom, schedule
+
+if TYPE_CHECKING:
+    from .signing import SigningKey
 
 COMPRESSIONS = ("gzip", "zstd")  # gzip first: the default, what every runtime can pull
 
@@ -56,6 +59,8 @@ class Published:
     message: str = ""
     sboms: list[Path] = field(default_factory=list)
     compression: str = ""  # of the layers in the registry: gzip | zstd (as pushed, or found)
+    signed: str = ""  # "" (no --sign-key) | what signing did
+    platform_digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -73,13 +78,16 @@ def version_tags(engine: OciEngine, ref: str) -> list[str]:
 def publish(catalog: Catalog, names: list[str], engine: OciEngine, registry: Registry, *,
             platforms: tuple[str, ...] | None, options: BuildOptions, state_dir: Path,
             extra_tags: tuple[str, ...] = (), latest: bool = False, native: str,
-            compression: str = "gzip",
+            compression: str = "gzip", locked: bool = False,
+            sign_key: "SigningKey | None" = None,
             on_event: Callable[[str, str], None] = lambda n, w: None) -> list[Published]:
     """Publish ``names`` parents first (one at a time: pushes share the uplink); a failed
     image blocks the named images built on it, the others still go. Raises at the end,
     naming every image that did not go, if any did not. ``compression``: the layers'
     (gzip, which every runtime pulls; zstd, smaller and faster to unpack, needs
-    containerd >= 1.5 / CRI-O / podman >= 3 on the nodes)."""
+    containerd >= 1.5 / CRI-O / podman >= 3 on the nodes). ``sign_key``: sign every
+    platform image and the list, and attach each platform's SBOM and provenance, signed
+    (sigstore's tags in the registry; see sigstore.py)."""
     if compression not in COMPRESSIONS:
         raise NbpipeError(f"--compression {compression}: use one of {', '.join(COMPRESSIONS)}")
     wanted = {}
@@ -98,7 +106,8 @@ def publish(catalog: Catalog, names: list[str], engine: OciEngine, registry: Reg
         img, plats = wanted[name]
         done[name] = await anyio.to_thread.run_sync(
             lambda: _publish_one(catalog, img, plats, engine, registry, options, state_dir,
-                                 extra_tags, latest, native, on_event, compression))
+                                 extra_tags, latest, native, on_event, compression, locked,
+                                 sign_key))
         return True
 
     def blocked(name: str, by: str) -> None:
@@ -128,7 +137,8 @@ def layer_compression(manifest: bytes) -> str:
 
 
 def _publish_one(catalog, img: Image, plats, engine, registry, options, state_dir,
-                 extra_tags, latest, native, on_event, compression="gzip") -> Published:
+                 extra_tags, latest, native, on_event, compression="gzip",
+                 locked: bool = False, sign_key: "SigningKey | None" = None) -> Published:
     name = img.name
     repo = registry.repo(name)
     res = Published(name, repo, plats)
@@ -138,9 +148,14 @@ def _publish_one(catalog, img: Image, plats, engine, registry, options, state_di
     for p in plats:
         on_event(name, f"building for {p}")
         pipe = Pipeline(catalog, engine, p, options, state_dir=state_dir, probe=(p == native),
-                        on_event=on_event)
+                        on_event=on_event, locked=locked)
         results = {r.name: r for r in anyio.run(pipe.run, [name])}
         r = results[name]
+        moved = [line for res_ in results.values() for line in res_.refreshed]
+        if moved:  # the tags were computed from the old lock: publish on the new one
+            raise NbpipeError(f"{name}: Debian's archive had moved, the lock was refreshed "
+                              f"({'; '.join(moved)}); nothing was pushed: publish again to "
+                              "push under the new digest (releases: --locked)")
         if not r.ok:
             raise NbpipeError(f"{name} for {p}: {r.status}: {r.message} - nothing was pushed")
         refs[p] = r.ref
@@ -178,12 +193,40 @@ def _publish_one(catalog, img: Image, plats, engine, registry, options, state_di
             on_event(name, f"pushing the manifest list as {', '.join(moving)}")
             res.digest = engine.publish_list(remote, [f"{repo}:{t}" for t in moving], flags)
             res.uploaded = res.uploaded or not existing
+        res.platform_digests = {p: registry.digest(ref, auth) or "" for p, ref in remote.items()}
+        if sign_key is not None:
+            res.signed = _sign(registry, auth, res, img, ctag, options, compression, engine,
+                               sign_key, on_event)
         res.message = "published" if res.uploaded else "already published: nothing uploaded"
+        if res.signed:
+            res.message += f"; {res.signed}"
         if res.compression and res.compression != compression:
             res.message += f" (its layers are {res.compression}: layers already in the " \
                            f"registry keep their compression, --compression {compression} " \
                            "applies to new ones)"
     return res
+
+
+def _sign(registry: Registry, auth, res: Published, img: Image, ctag: str,
+          options: BuildOptions, compression: str, engine: OciEngine, key: "SigningKey",
+          on_event) -> str:
+    """Sign each platform image and the list; attach each platform's SBOM and SLSA
+    provenance as signed in-toto statements. Idempotent: what is there stays."""
+    from . import provenance, sigstore
+
+    new = 0
+    for p, digest in res.platform_digests.items():
+        on_event(res.name, f"signing {p} and attaching its SBOM and provenance")
+        arch_tag = f"{ctag}-{p.split('/')[1]}"
+        new += sigstore.sign(registry, res.repo, digest, key, auth, tag=arch_tag)
+        doc = json.loads(next(s for s in res.sboms if s.name.endswith(
+            f"-{p.split('/')[1]}.cdx.json")).read_text())
+        pred = provenance.slsa(img, p, options, compression=compression, engine=engine.kind)
+        new += sigstore.attest(registry, res.repo, digest, key, auth, [
+            provenance.statement(res.repo, digest, provenance.SLSA_PROVENANCE, pred),
+            provenance.statement(res.repo, digest, provenance.CYCLONEDX_BOM, doc)])
+    new += sigstore.sign(registry, res.repo, res.digest, key, auth, tag=ctag)
+    return (f"signed with {key.source}" if new else f"already signed with {key.source}")
 
 
 def spawner_options(catalog: Catalog, registry: Registry) -> str:

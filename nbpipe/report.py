@@ -38,6 +38,9 @@ class ImageResult:
     message: str = ""
     probes: list[ProbeResult] = field(default_factory=list)
     log: str = ""
+    # Lock steps re-resolved in this run because Debian's archive had moved (one line each).
+    refreshed: list[str] = field(default_factory=list)
+    audit: dict | None = None  # `build --audit`: audit.Report.to_dict() (+ "summary")
 
     @property
     def ok(self) -> bool:
@@ -81,13 +84,25 @@ def markdown(results: list[ImageResult]) -> str:
         lines.append(f"| {r.name} | {r.platform} | {r.status} | {r.seconds:.1f}s | {_size(r.size)}"
                      f" | `{r.digest.split(':')[-1][:12]}` | {r.probe_summary()} |")
     for r in results:
-        if r.message or r.probes:
+        if r.message or r.probes or r.refreshed:
             lines += ["", f"## {r.name}", ""]
+            for line in r.refreshed:
+                lines.append(f"- lock refreshed: {line}")
             if r.message:
                 lines += ["```", r.message, "```", ""]
             for p in r.probes:
                 mark = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[p.status.value]
                 lines.append(f"- **{mark}** `{p.name}` ({p.seconds:.2f}s): {p.message}")
+    for r in results:
+        if r.audit:
+            lines += ["", f"## {r.name}: known vulnerabilities", "", r.audit.get("summary", "")]
+            for src in r.audit.get("sources", []):
+                for f in src["findings"]:
+                    fixed = ", ".join(f["fixed_in"]) or "no fix"
+                    lines.append(f"- `{f['package']}` {f['version']}: [{f['id']}]({f['link']})"
+                                 f" ({', '.join(f['aliases'])}; fixed in {fixed})")
+                if src["note"]:
+                    lines.append(f"- note: {src['note']}")
     return "\n".join(lines) + "\n"
 
 

@@ -19,7 +19,7 @@ from .spec import NAME
 MODULE_SOURCE = "github.com/nbpipe/nbpipe"
 # PyPI's "nbpipe" is another project: a team installs ours from its repository, by tag.
 REQUIREMENT = f"nbpipe @ git+https://{MODULE_SOURCE}@v{__version__}"
-DAGGER_ENGINE = "v0.21.11"
+DAGGER_ENGINE = "v0.21.8"
 CI_KINDS = ("cli", "dagger")
 
 SPEC = """\
@@ -131,7 +131,31 @@ jobs:
     runs-on: ubuntu-latest
     steps:
       - uses: actions/checkout@v4
-{steps}"""
+{steps}
+  # On main: publish to GitHub's registry, signed. The signing key is a repository secret
+  # (NBPIPE_SIGN_KEY: the PEM of `nbpipe keygen`, NBPIPE_SIGN_PASSPHRASE: its passphrase);
+  # it reaches nbpipe through the environment, never a command line or a log. Verify with
+  # `nbpipe verify ghcr.io/OWNER/{name}@DIGEST --key {name}.pub`.
+  publish:
+    if: github.event_name == 'push'
+    needs: image
+    runs-on: ubuntu-latest
+    permissions:
+      contents: read
+      packages: write
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.11"
+      - run: pip install -r requirements.txt
+      - run: {publish} --registry ghcr.io/${{{{ github.repository_owner }}}} --sign-key env:NBPIPE_SIGN_KEY
+        env:
+          NBPIPE_REGISTRY_USER: ${{{{ github.actor }}}}
+          NBPIPE_REGISTRY_PASSWORD: ${{{{ secrets.GITHUB_TOKEN }}}}
+          NBPIPE_SIGN_KEY: ${{{{ secrets.NBPIPE_SIGN_KEY }}}}
+          NBPIPE_SIGN_PASSPHRASE: ${{{{ secrets.NBPIPE_SIGN_PASSPHRASE }}}}
+"""
 
 CLI_STEPS = """\
       - uses: actions/setup-python@v5
@@ -321,7 +345,8 @@ def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
             if ci == "dagger" else "with the nbpipe\n# CLI: the README's two commands "
             "(podman and buildah come with ubuntu-latest)."), steps=(
             DAGGER_STEPS.format(engine=DAGGER_ENGINE.lstrip("v")) if ci == "dagger"
-            else CLI_STEPS.format(check=check_line, build=build_line))),
+            else CLI_STEPS.format(check=check_line, build=build_line)).rstrip("\n"),
+            publish=" ".join(["nbpipe", "publish", *build[1:]])),
     }
     if not python:
         files |= {

@@ -3,7 +3,7 @@ descendants. The local pipeline, publish and the Dagger ``ci`` all run through i
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Sequence
+from typing import Awaitable, Callable, Collection, Sequence
 
 import anyio
 
@@ -15,9 +15,13 @@ Work = Callable[[str], Awaitable[bool]]  # does one image; True when it went wel
 async def run(catalog: Catalog, order: Sequence[str], work: Work, *, jobs: int | None = None,
               on_blocked: Callable[[str, str], None] = lambda name, by: None,
               on_error: Callable[[str, Exception], None] = lambda name, exc: None,
+              built: Collection[str] = (), never: Collection[str] = (),
               ) -> dict[str, bool]:
     """Run ``work`` for every name in ``order`` once its nearest scheduled ancestor went
     well; a name whose ancestor did not is never started (``on_blocked(name, ancestor)``).
+    A name in ``built`` (already there) looks past ancestors in ``never`` (they cannot be
+    built here, and it does not need them): an unbuildable grandparent does not block what
+    is already built, nor what is built on it; a failure at run time still blocks.
     An exception from ``work`` counts as a failure (``on_error``), never stops the rest."""
     names = list(order)
     done = {n: anyio.Event() for n in names}
@@ -26,7 +30,10 @@ async def run(catalog: Catalog, order: Sequence[str], work: Work, *, jobs: int |
 
     async def one(name: str) -> None:
         try:
-            parent = next((a for a in catalog.ancestors(name) if a in done), None)
+            ancestors = catalog.ancestors(name)
+            if name in built:
+                ancestors = [a for a in ancestors if a not in never]
+            parent = next((a for a in ancestors if a in done), None)
             if parent is not None:
                 await done[parent].wait()
                 if not ok[parent]:

@@ -41,7 +41,7 @@ REF = re.compile(r"[\w.-]+(:\d+)?(/[\w.-]+)+(:[\w.-]+)?@sha256:[0-9a-f]{64}", re
 MAX_FILE_BYTES = 64 << 20  # a file a spec copies into the image
 MAX_SPEC_BYTES = 256 << 20  # all the files one spec copies, together
 KEYS = ("name", "parent", "description", "apt", "pip", "npm", "env", "files", "init_scripts",
-        "services", "labels", "platforms", "probes")
+        "services", "labels", "platforms", "probes", "debian_snapshot")
 PROBE_KEYS = ("imports", "commands", "r_libraries", "distributions", "notebooks",
               "notebook_timeout")
 
@@ -149,10 +149,17 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
         except NbpipeError as exc:
             raise node.fail(str(exc)) from None
 
+    snapshot = None
+    if "debian_snapshot" in top:  # apt from Debian's snapshot of that time (README, "Locks")
+        snapshot = top["debian_snapshot"].scalar("a time like 20261126T000000Z")
+        try:
+            s.snapshot_sources(snapshot)
+        except NbpipeError as exc:
+            raise top["debian_snapshot"].fail(str(exc)) from None
     if "apt" in top:
         pkgs = top["apt"].strings()
         if pkgs:
-            add(top["apt"], lambda: s.Apt(packages=tuple(pkgs)))
+            add(top["apt"], lambda: s.Apt(packages=tuple(pkgs), snapshot=snapshot))
     if "pip" in top:
         node = top["pip"]
         if isinstance(node.node, yaml.MappingNode):

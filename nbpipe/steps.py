@@ -23,6 +23,8 @@ from .ops import SetUser, SetWorkdir, WriteFile, WriteTree
 
 JOVYAN = f"{contract.NB_UID}:{contract.NB_GID}"
 DEBIAN_ARCHIVE = "deb.debian.org"
+DEBIAN_SUITE = "bookworm"  # the family's release (rootfs.SUITE, the roots it is built on)
+SNAPSHOT_ARCHIVE = "snapshot.debian.org"
 PYPI_HOSTS = ("pypi.org", "files.pythonhosted.org")
 NPM_REGISTRY = "registry.npmjs.org"
 
@@ -35,12 +37,70 @@ APT_CLEANUP = (
 APT_ARCHIVES = CacheMount("/var/cache/apt/archives", "nbpipe-apt-archives")
 
 
-def apt_install(*packages: str) -> list[str]:
+def apt_install(*packages: str, snapshot: str | None = None) -> list[str]:
     """The one way a step installs Debian packages: fresh lists, no recommends, the .debs
-    kept in the APT_ARCHIVES cache mount (outside every layer)."""
-    return ["apt-get update -q",
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
+    kept in the APT_ARCHIVES cache mount (outside every layer). ``snapshot``: from
+    Debian's dated snapshot instead of the image's own sources (which stay as they are)."""
+    setup, opts = snapshot_sources(snapshot) if snapshot else ([], "")
+    return [*setup, f"apt-get update -q{opts}",
+            f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends{opts}"
             " -o APT::Keep-Downloaded-Packages=true " + " ".join(shlex.quote(p) for p in packages)]
+
+
+DEB_STORE = "/run/nbpipe/debs"  # options.DEBSTORE_TARGET: the package store, when mounted
+APT_PINS = "/tmp/nbpipe-apt.lock"
+
+# Each pin from the package store when it holds the .deb (checked by sha256: a file that
+# does not match stops the build), else from the archive by name=version.
+_FROM_STORE = """\
+set --
+while read -r pin sum; do
+  deb={store}/$sum.deb
+  if [ -f "$deb" ]; then
+    if [ "$(sha256sum < "$deb" | cut -d' ' -f1)" != "$sum" ]; then
+      echo "nbpipe: the package store's $sum.deb ($pin) does not match its sha256: refused" >&2
+      exit 1
+    fi
+    set -- "$@" "$deb"
+  else
+    set -- "$@" "$pin"
+  fi
+done < {pins}"""
+
+
+def apt_install_from_store(pins: list[str] | tuple[str, ...], *,
+                           snapshot: str | None = None) -> list[str]:
+    """apt_install for lock lines that carry their .deb's sha256 (name=version@sha256:H)."""
+    lines = "\n".join(p.replace("@sha256:", " ") if "@sha256:" in p else f"{p} -"
+                      for p in pins)
+    setup, opts = snapshot_sources(snapshot) if snapshot else ([], "")
+    return [f"cat > {APT_PINS} <<'NBPIPE_LOCK'\n{lines}\nNBPIPE_LOCK",
+            _FROM_STORE.format(store=DEB_STORE, pins=APT_PINS),
+            *setup, f"apt-get update -q{opts}",
+            f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends{opts}"
+            ' -o APT::Keep-Downloaded-Packages=true "$@"',
+            f"rm -f {APT_PINS}"]
+
+
+SNAPSHOT_LIST = "/tmp/nbpipe-snapshot.list"
+_SNAPSHOT = re.compile(r"[0-9]{8}T[0-9]{6}Z")
+
+
+def snapshot_sources(date: str) -> tuple[list[str], str]:
+    """Shell lines writing the snapshot's sources (main, updates, security as they were at
+    ``date``) and the apt options that read only them. Snapshots are frozen, so their
+    Release files are past Valid-Until by design: that check is off for them alone."""
+    if not _SNAPSHOT.fullmatch(date):
+        raise NbpipeError(f"apt snapshot {date!r}: give a time like 20261126T000000Z "
+                          "(snapshot.debian.org's form, UTC)")
+    base = f"http://{SNAPSHOT_ARCHIVE}/archive"
+    lines = [f"deb {base}/debian/{date}/ {DEBIAN_SUITE} main",
+             f"deb {base}/debian/{date}/ {DEBIAN_SUITE}-updates main",
+             f"deb {base}/debian-security/{date}/ {DEBIAN_SUITE}-security main"]
+    setup = [f"printf '%s\\n' {' '.join(shlex.quote(x) for x in lines)} > {SNAPSHOT_LIST}"]
+    opts = (f" -o Dir::Etc::SourceList={SNAPSHOT_LIST} -o Dir::Etc::SourceParts=-"
+            " -o Acquire::Check-Valid-Until=false")
+    return setup, opts
 
 # After npm has built native modules: the packages installed for the build go again,
 # except those holding a shared library some built *.node file links to.
@@ -59,6 +119,9 @@ rm -f /tmp/nbpipe-before /tmp/nbpipe-after /tmp/nbpipe-keep /tmp/nbpipe-purge"""
 # Every pattern is used with fullmatch: a regex `$` would accept a final newline.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _APT_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?")
+# A lock line: name=version, and (locks written since the package store) the .deb's
+# sha256 from the archive's index.
+_APT_PIN = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?=[A-Za-z0-9.+~:-]+(@sha256:[0-9a-f]{64})?")
 _NPM_NAME = re.compile(r"(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*(@[\w.^~<>=*|-]+)?", re.ASCII)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
@@ -162,31 +225,53 @@ class Apt(Step):
     after: str = ""  # shell commands for the same layer, after install and cleanup
     # A lock (see nbpipe/lock.py): every package this step installs, as name=version lines.
     locked: str | None = None
+    # Install from Debian's snapshot of this time (e.g. "20261126T000000Z") instead of the
+    # moving archive: every version stays there for good (README, "Locks").
+    snapshot: str | None = None
 
     def __post_init__(self) -> None:
         if not self.packages:
             raise NbpipeError("apt: give at least one package")
-        for p in (*self.packages, *(self.locked or "").split()):
+        for p in self.packages:
             if not isinstance(p, str) or not _APT_NAME.fullmatch(p):
                 raise NbpipeError(f"apt: {p!r} is not a Debian package name (name or name=version)")
+        for p in (self.locked or "").split():
+            if not _APT_PIN.fullmatch(p):
+                raise NbpipeError(f"apt: lock line {p!r} is not name=version[@sha256:<64 hex>]")
+        if self.snapshot is not None:
+            if not isinstance(self.snapshot, str):
+                raise NbpipeError(f"apt: snapshot {self.snapshot!r} is not a time like "
+                                  "20261126T000000Z")
+            snapshot_sources(self.snapshot)  # the format, checked when the step is made
 
     def lower(self) -> tuple[Op, ...]:
         wanted = self.locked.split() if self.locked else self.packages
+        stored = any("@sha256:" in p for p in wanted)
+        install = (apt_install_from_store(wanted, snapshot=self.snapshot) if stored
+                   else apt_install(*wanted, snapshot=self.snapshot))
         script = "\n".join([
             "set -eu",
-            *apt_install(*wanted),
+            *install,
             APT_CLEANUP,
+            *([f"rm -f {SNAPSHOT_LIST}"] if self.snapshot else []),
             *([f"rm -rf {' '.join(self.remove)}"] if self.remove else []),
             *([self.after] if self.after else []),
         ])
-        return (Exec(script, user="root", network=True, mounts=(APT_ARCHIVES,)),)
+        return (Exec(script, user="root", network=True, mounts=(APT_ARCHIVES,), apt=stored),)
+
+    def canonical(self) -> dict[str, Any]:
+        body = super().canonical()
+        if self.snapshot is None:  # added later: steps without one keep their digests
+            del body["snapshot"]
+        return body
 
     def sources(self) -> tuple[str, ...]:
-        return (DEBIAN_ARCHIVE,)
+        return (SNAPSHOT_ARCHIVE,) if self.snapshot else (DEBIAN_ARCHIVE,)
 
     def describe(self) -> str:
         lock = f" (locked: {len(self.locked.split())} pinned)" if self.locked else ""
-        return "apt " + " ".join(self.packages) + lock
+        snap = f" (snapshot {self.snapshot})" if self.snapshot else ""
+        return "apt " + " ".join(self.packages) + snap + lock
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -346,7 +431,11 @@ class File(Step):
     owner: str = "0:0"
 
     def __post_init__(self) -> None:
+        given = self.path
         object.__setattr__(self, "path", _abs(self.path, "file"))
+        if self.path == "/":  # '//' or '/.' too: COPY would drop the file *into* /
+            raise NbpipeError(f"file: path {given!r} is the root folder; name the file itself "
+                              "(e.g. /etc/team.cfg)")
         _mode(self.mode, f"file {self.path}")
         if not isinstance(self.owner, str) or not _OWNER.fullmatch(self.owner):
             raise NbpipeError(f"file {self.path}: owner {self.owner!r}: give uid:gid, e.g. 1000:0")

@@ -50,8 +50,12 @@ def recipe_labels(img: Image, platform: str) -> dict[str, str]:
 class Nbpipe:
     """Build, test and publish the Kubeflow notebook-server image family."""
 
+    root: Annotated[str, Doc(
+        "the Debian bookworm root to build on, NAME@sha256:DIGEST (default: the pinned "
+        "docker.io/library/debian:bookworm-slim); for a registry without Docker Hub")] = ""
+
     def _catalog(self) -> Catalog:
-        return family()
+        return lowering.rooted(family(), self.root)
 
     def _image(self, name: str) -> Image:
         return self._catalog().resolve(name)  # unknown names: an error listing valid ones

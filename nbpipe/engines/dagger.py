@@ -10,15 +10,39 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Collection
 
+import re
+
+from .. import platforms as plat
+from ..catalog import Catalog
 from ..errors import NbpipeError
-from ..image import Image
+from ..image import BaseRef, Image
 from ..ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd, SetEntrypoint
 from ..ops import SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile, WriteTree
 from ..naming import content_tag, stamp
-from ..options import BuildOptions
+from ..options import DEBSTORE_ID, BuildOptions
 
 if TYPE_CHECKING:
     import dagger
+
+
+_PINNED = re.compile(r"[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}")
+
+
+def root_ref(ref: str, what: str = "--root") -> BaseRef:
+    """A root given as ``name@sha256:digest`` (one digest for every platform: a manifest
+    list, or the one platform it was pushed for). Where Docker Hub cannot be reached (a
+    mirror, a local registry) the recipe is rebased onto it, as ``nbpipe base bootstrap``
+    does for Podman: same steps, another root, so other digests."""
+    if not _PINNED.fullmatch(ref):
+        raise NbpipeError(f"{what} {ref!r}: give a registry reference pinned by digest, "
+                          "NAME@sha256:<64 hex>")
+    name, digest = ref.split("@")
+    return BaseRef(name, {p: digest for p in plat.ALL})
+
+
+def rooted(catalog: Catalog, ref: str, what: str = "--root") -> Catalog:
+    """``catalog`` as is (``ref`` empty), or rebased onto the root ``ref`` names."""
+    return catalog.rebased(root_ref(ref, what)) if ref else catalog
 
 
 def root_container(image: Image, platform: str, client=None) -> "dagger.Container":
@@ -150,6 +174,9 @@ def _mount(ctr, m, options: BuildOptions, client):
         case SecretMount(target=t):
             secret = options.ca_secret or client.secret(f"file://{options.ca_bundle}")
             return ctr.with_mounted_secret(t, secret, mode=0o444)
+        case BindMount(target=t, id=i) if i == DEBSTORE_ID:
+            debs = options.deb_store_dir or client.host().directory(str(options.deb_store))
+            return ctr.with_mounted_directory(t, debs)
         case BindMount(target=t):
             wheels = options.wheelhouse_dir or client.host().directory(str(options.wheelhouse))
             return ctr.with_mounted_directory(t, wheels)

@@ -21,6 +21,11 @@ from ..report import ImageResult, Outcome
 from . import dagger as lowering
 
 
+# NAME@sha256:DIGEST of a Debian bookworm root to build on instead of the pinned
+# docker.io one (the `--root` of our Dagger module, for `nbpipe build --engine dagger`)
+ROOT_ENV = "NBPIPE_DAGGER_ROOT"
+
+
 def available() -> str | None:
     """Why Dagger can be used here (or None): a session, or a CLI on PATH."""
     if os.environ.get("DAGGER_SESSION_PORT"):
@@ -39,6 +44,8 @@ async def build(catalog: Catalog, names: list[str] | None, platform: str,
                           "no $DAGGER_SESSION_PORT); install Dagger or use --engine podman")
     if shutil.which("dagger") and not os.environ.get("_EXPERIMENTAL_DAGGER_CLI_BIN"):
         os.environ["_EXPERIMENTAL_DAGGER_CLI_BIN"] = shutil.which("dagger") or ""
+    # where Docker Hub is out of reach: the root from another registry, by digest
+    catalog = lowering.rooted(catalog, os.environ.get(ROOT_ENV, ""), f"${ROOT_ENV}")
     # Dagger keeps its own cache: nothing counts as built beforehand, the rest is the same
     states = {s.name: s for s in assess(catalog, platform, {}, names,
                                         wheelhouse=options.has_wheelhouse)}

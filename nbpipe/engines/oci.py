@@ -19,11 +19,12 @@ from typing import Sequence
 
 from .. import safe_io
 from ..errors import BuildError, NbpipeError
-from ..options import CA_ID, WHEELHOUSE_ID, BuildOptions
+from ..options import CA_ID, DEBSTORE_ID, WHEELHOUSE_ID, BuildOptions
 from .dockerfile import Rendered
 
 BUILD_TIMEOUT = 6 * 3600  # seconds for one image build (the slowest here take minutes)
 _STEP_BUILDAH = re.compile(r"^STEP (\d+)/(\d+):")
+_PINNED_DEB = re.compile(r"=[A-Za-z0-9.+~:-]+ ([0-9a-f]{64})")  # steps.Apt's lock lines
 _STEP_BUILDKIT = re.compile(r"^#\d+ \[(?:[\w-]+ )?\s*(\d+)/(\d+)\]")
 
 
@@ -78,9 +79,11 @@ class OciEngine:
     def images(self) -> dict[str, ImageInfo]:
         """Every tagged image in the store, by reference, from ONE engine call: what plans
         and no-op builds read instead of asking the engine once per image."""
-        if self.kind == "podman" and (indexed := _storage_index()) is not None:
+        # The fast paths read the machine's store; a store of its own is asked through podman.
+        own = self.graph_root is None
+        if self.kind == "podman" and own and (indexed := _storage_index()) is not None:
             return indexed
-        buildah = shutil.which("buildah") if self.kind == "podman" else None
+        buildah = shutil.which("buildah") if self.kind == "podman" and own else None
         if buildah:  # the same store, listed without podman's slower start (0.2 s, not 0.6)
             r = subprocess.run([buildah, "images", "--json", "--no-trunc"], capture_output=True,
                                text=True, timeout=120)
@@ -137,6 +140,9 @@ class OciEngine:
             rendered.write(ctx)
             if options.wheelhouse is not None:
                 _link_tree(options.wheelhouse, ctx / WHEELHOUSE_ID)
+            if options.deb_store is not None:  # only the .debs this Dockerfile pins
+                wanted = {f"{h}.deb" for h in _PINNED_DEB.findall(rendered.text)}
+                _link_tree(options.deb_store, ctx / DEBSTORE_ID, only=wanted)
             iidfile = ctx / ".iid"
             pull = "never" if rendered.from_ref.startswith("localhost/") else "missing"
             args = self._build_args(ctx, platform, options, iidfile, no_cache, pull)
@@ -145,8 +151,8 @@ class OciEngine:
                 out.write(f"$ {self.binary} {' '.join(args)}\n\n{rendered.text}\n")
                 out.flush()
                 try:  # a build runs someone else's steps (postBuild): bounded too
-                    proc = subprocess.run([self.binary, *args], stdout=out,
-                                          stderr=subprocess.STDOUT, env=env,
+                    proc = subprocess.run([self.binary, *self._store_flags(), *args],
+                                          stdout=out, stderr=subprocess.STDOUT, env=env,
                                           timeout=BUILD_TIMEOUT)
                 except subprocess.TimeoutExpired:
                     limit = (f"{BUILD_TIMEOUT / 3600:g} h" if BUILD_TIMEOUT >= 3600
@@ -187,6 +193,14 @@ class OciEngine:
         where = rendered.origin(step) if step else "before the first step"
         tail = "\n".join("    " + line for line in lines[-15:])
         return f"{ref}: step failed: {where}\n  log: {log}\n{tail}"
+
+    def cache_dir(self, cache_id: str) -> Path | None:
+        """The host folder of a build cache mount, where this engine keeps it there
+        (buildah: $TMPDIR or /var/tmp, `buildah-cache/<id>`); None where it does not."""
+        if self.kind != "podman":
+            return None
+        base = Path(os.environ.get("TMPDIR") or "/var/tmp") / "buildah-cache" / cache_id
+        return base if base.is_dir() else None
 
     # -- registries ------------------------------------------------------------------
     def push(self, ref: str, dest: str, flags: Sequence[str]) -> str:
@@ -399,11 +413,13 @@ def _find(kind: str) -> str | None:
     return shutil.which(kind)
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    """Give the build context a copy of a folder, by hard links where the disk allows."""
+def _link_tree(src: Path, dst: Path, only: set[str] | None = None) -> None:
+    """Give the build context a copy of a folder (or of the files named ``only`` in it),
+    by hard links where the disk allows."""
     dst.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        if f.is_file():
+    files = src.iterdir() if only is None else (src / n for n in sorted(only))
+    for f in files:
+        if f.is_file() and not f.is_symlink():
             try:
                 os.link(f, dst / f.name)
             except OSError:

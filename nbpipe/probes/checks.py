@@ -17,6 +17,7 @@ from typing import Callable
 
 from .. import contract
 from . import kernel, run_notebook
+from .csp import refusal as frame_ancestors_refusal
 from .http import Client, wait_ready
 from .result import ProbeFailure, ProbeResult, ProbeSkip, Status
 
@@ -144,10 +145,12 @@ def frameable(t: Target) -> str:
         raise ProbeFailure(f"GET {path} sends X-Frame-Options: {xfo}: the Kubeflow dashboard "
                            "cannot frame it")
     csp = r.headers.get("content-security-policy", "")
-    m = re.search(r"frame-ancestors([^;]*)", csp)
-    if m and "*" not in m.group(1).split():
-        raise ProbeFailure(f"GET {path} sends CSP frame-ancestors{m.group(1)}: only those "
-                           "origins may frame it; allow '*' (tornado_settings headers)")
+    sources = frame_ancestors_refusal(csp)
+    if sources is not None:
+        raise ProbeFailure(f"GET {path} sends CSP {' '.join(['frame-ancestors', *sources])}: "
+                           "only those origins may frame it, and the dashboard may be on any "
+                           "host and port, over http or https; allow '*' (tornado_settings "
+                           "headers)")
     return f"frameable (CSP: {csp or 'none'}; X-Frame-Options: {xfo or 'none'})"
 
 

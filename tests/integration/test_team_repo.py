@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 import nbpipe
 from nbpipe import scaffold
@@ -177,6 +178,13 @@ def test_workflow_is_valid_for_github_actions(tmp_path, ci) -> None:
         assert "dagger/dagger-for-github" in text and "args: test" in text
         engine = json.loads((REPO / "dagger.json").read_text())["engineVersion"]
         assert f'version: "{engine.lstrip("v")}"' in text
+    # the publish job signs with a key held as a CI secret, passed by environment only
+    publish = yaml.safe_load(text)["jobs"]["publish"]
+    step = publish["steps"][-1]
+    assert step["run"].startswith("nbpipe publish -f images/team-x.yaml --registry ghcr.io/")
+    assert step["run"].endswith("--sign-key env:NBPIPE_SIGN_KEY")
+    assert step["env"]["NBPIPE_SIGN_KEY"] == "${{ secrets.NBPIPE_SIGN_KEY }}"
+    assert publish["needs"] == "image" and publish["if"] == "github.event_name == 'push'"
     broken = tmp_path / "broken.yml"
     broken.write_text(text.replace("runs-on: ubuntu-latest", "runs_on: ubuntu-latest"))
     assert _validate_workflow(broken).returncode != 0  # the schema check can fail
@@ -243,17 +251,24 @@ def test_team_dagger_module_registers_with_daggers_own_code(tmp_path) -> None:
 
 
 @pytest.mark.dagger
-def test_team_dagger_module_calls_ours_on_a_live_engine(tmp_path) -> None:
+def test_team_dagger_module_calls_ours_on_a_live_engine(tmp_path, live_dagger) -> None:
     """What needs an engine: `dag.nbpipe()` exists only in the client `dagger develop`
     generates for the module's dependencies, so the queries the team module sends through
     it cannot be built offline (dagger-io has no codegen without an engine)."""
-    if shutil.which("dagger") is None:
-        pytest.skip("no dagger CLI on PATH: the team module's calls into ours (dag.nbpipe(), "
-                    "generated client code) can only be built and run by a Dagger engine")
     scaffold.write_repo("team-x", "jupyter", tmp_path)
     conf = json.loads((tmp_path / "dagger.json").read_text())
     conf["dependencies"][0]["source"] = str(REPO)  # this checkout, not the published tag
     (tmp_path / "dagger.json").write_text(json.dumps(conf))
+    root = os.environ.get("NBPIPE_DAGGER_ROOT", "")
+    if root:  # no Docker Hub here: our module builds on the root the engine's registry has
+        main = next((tmp_path / ".dagger").rglob("main.py"))
+        text = main.read_text()
+        assert text.count("dag.nbpipe()") == 2
+        main.write_text(text.replace("dag.nbpipe()", f"dag.nbpipe(root={root!r})"))
+    r = subprocess.run(["dagger", "develop"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=3600)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / ".dagger" / "sdk").is_dir(), "dagger develop vendors the SDK"
     r = subprocess.run(["dagger", "call", "build", "with-exec", "--args", "id", "stdout"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=3600)
     assert r.returncode == 0, r.stderr

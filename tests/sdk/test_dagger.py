@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +20,8 @@ from nbpipe.options import BuildOptions
 from tests.sdk.test_export import parsed
 
 dagger = pytest.importorskip("dagger")
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def selections(ctr) -> list:
@@ -209,6 +211,25 @@ def registered() -> dict:
     return functions
 
 
+def test_module_constructor_takes_a_root_off_docker_hub() -> None:
+    """`dagger call --root NAME@DIGEST ...` / `dag.nbpipe(root=...)`: optional, documented,
+    and every function builds on it (the live tests use it: no Docker Hub here)."""
+    env = {**os.environ, "DAGGER_MODULE": "nbpipe", "DAGGER_MAIN_OBJECT": "Nbpipe"}
+    r = subprocess.run([sys.executable, "-c", REGISTER], capture_output=True, text=True,
+                       env=env, timeout=120)
+    obj = [a["object"] for name, a in json.loads(r.stdout) if name == "withObject"][0]
+    ctor = [a["function"] for name, a in obj if name == "withConstructor"][0]
+    args = {x[1]["name"]: x[1] for x in ctor if x[0] == "withArg"}
+    assert set(args) == {"root"} and args["root"]["defaultValue"] == '""'
+    assert "NAME@sha256:DIGEST" in args["root"]["description"]
+    from nbpipe.pipelines.main import Nbpipe
+
+    digest = "sha256:" + "cd" * 32
+    img = Nbpipe(root=f"localhost:5000/nbpipe/root@{digest}")._image("jupyter")
+    assert img.root.pinned(plat.AMD64) == f"localhost:5000/nbpipe/root@{digest}"
+    assert Nbpipe()._image("jupyter").root.ref == "docker.io/library/debian:bookworm-slim"
+
+
 def test_module_registers_its_functions(registered) -> None:
     assert set(registered) == {"images", "graph", "build", "build_spec", "test",
                                "test_container", "publish", "ci"}
@@ -243,11 +264,11 @@ def test_module_function_signatures(registered) -> None:
 
 
 @pytest.mark.dagger
-def test_live_engine_builds_base_as_jovyan() -> None:
-    if shutil.which("dagger") is None:
-        pytest.skip("no dagger CLI on PATH: the live-engine tests run where Dagger is installed")
-    r = subprocess.run(["dagger", "call", "build", "--image", "base", "with-exec",
-                        "--args", "id", "stdout"], capture_output=True, text=True, timeout=3600)
+def test_live_engine_builds_base_as_jovyan(live_dagger) -> None:
+    root = os.environ.get("NBPIPE_DAGGER_ROOT", "")
+    r = subprocess.run(["dagger", "call", *(["--root", root] if root else []), "build",
+                        "--image", "base", "with-exec", "--args", "id", "stdout"],
+                       capture_output=True, text=True, timeout=3600, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert "uid=1000(jovyan) gid=0(root) groups=0(root),100(users)" in r.stdout
 

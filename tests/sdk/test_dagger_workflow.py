@@ -32,12 +32,13 @@ def check_jsonschema() -> str:
     return exe
 
 
+@pytest.mark.parametrize("workflow", ["images.yml", "lock-refresh.yml"])
 @pytest.mark.parametrize("broken", [None, ("runs-on:", "runs_on:"), ("steps:", "stepz:")])
-def test_workflow_matches_github_s_schema(tmp_path: Path, broken) -> None:
-    text = WORKFLOW.read_text()
+def test_workflow_matches_github_s_schema(tmp_path: Path, broken, workflow: str) -> None:
+    text = (WORKFLOW.parent / workflow).read_text()
     if broken:  # the check can fail: a misspelled key is refused
         text = text.replace(*broken, 1)
-    path = tmp_path / "images.yml"
+    path = tmp_path / workflow
     path.write_text(text)
     r = subprocess.run([check_jsonschema(), "--builtin-schema", "vendor.github-workflows",
                         str(path)], capture_output=True, text=True, timeout=120)

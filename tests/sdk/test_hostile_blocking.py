@@ -199,7 +199,7 @@ KIND = st.sampled_from(["file", "dir", "fifo", "link-in", "link-out", "link-dang
                         "link-fifo", "gitignore", "checkout"])
 
 
-@settings(max_examples=30, deadline=None, derandomize=True,
+@settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.lists(NAME, min_size=1, max_size=3), KIND), max_size=10))
 def test_any_tree_is_listed_or_refused_in_one_line_never_a_hang(entries) -> None:

@@ -136,7 +136,7 @@ def test_a_long_cycle_is_found_in_linear_time() -> None:
     assert time.monotonic() - start < 5
 
 
-@settings(max_examples=25, deadline=None, derandomize=True,
+@settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(st.one_of(st.from_regex(r"[a-z][a-z0-9_-]{0,8}(==[0-9]{1,3}(\.[0-9]{1,3}){0,2})?",
                                         fullmatch=True),

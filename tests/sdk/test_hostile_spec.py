@@ -137,6 +137,13 @@ def unquote(word: str) -> str:
     return re.sub(r'\\([\\"$])', r"\1", word)
 
 
+def image_path(path: str) -> str:
+    """A file's path as the image spells it: one spelling per file ('/a//b/./c' is '/a/b/c'),
+    so two spellings of one file give one digest. Written out here, not taken from steps.py,
+    and not posixpath.normpath, which keeps a leading '//' as POSIX allows."""
+    return "/" + "/".join(part for part in path.split("/") if part not in ("", "."))
+
+
 def check_dockerfile(text: str, sp: dict[str, Any], image_user_ok: set[str]) -> None:
     parser = dockerfile_parse.DockerfileParser(fileobj=__import__("io").BytesIO())
     parser.content = text
@@ -163,7 +170,7 @@ def check_dockerfile(text: str, sp: dict[str, Any], image_user_ok: set[str]) -> 
     for k, v in sp.get("labels", {}).items():
         assert labels[k] == v  # any printable text arrives as it was written
     assert envs == sp.get("env", {})
-    assert [f["path"] for f in sp.get("files", [])] == targets[:len(sp.get("files", []))]
+    assert [image_path(f["path"]) for f in sp.get("files", [])] == targets[:len(sp.get("files", []))]
     probes = sp.get("probes", {})
     if probes.get("commands"):
         assert json.loads(labels[contract.LABEL_COMMANDS]) == list(dict.fromkeys(probes["commands"]))
@@ -217,3 +224,24 @@ def test_the_property_can_fail_on_an_unquoted_value(monkeypatch) -> None:
         text = dockerfile.render(img, img.platforms[0]).text
     with pytest.raises(AssertionError):
         check_dockerfile(text, sp, {"root", "1000:0"})
+
+
+@pytest.mark.parametrize(("path", "target"), [
+    ("/etc/team.cfg", "/etc/team.cfg"), ("/etc//team.cfg", "/etc/team.cfg"),
+    ("//etc/team.cfg", "/etc/team.cfg"), ("/etc/./team.cfg/", "/etc/team.cfg"),
+    ("/", None), ("//", None), ("/.", None), ("///./", None)])
+def test_a_file_path_is_spelled_one_way_and_never_the_root_folder(tmp_path: Path, path: str,
+                                                                   target: str | None) -> None:
+    """The draw that once failed the property (``path: "//"``), written down: a file at the
+    root folder is refused, since COPY to '/' drops the file into / under its context name."""
+    sp = {"name": "team-x", "parent": PARENT, "files": [{"path": path, "content": "x"}]}
+    spec_file = tmp_path / "team.yaml"
+    spec_file.write_text(yaml.safe_dump(sp))
+    if target is None:
+        with pytest.raises(NbpipeError, match=r"^.*team\.yaml:\d+: .*is the root folder") as exc:
+            spec.load(spec_file)
+        assert "\n" not in str(exc.value)
+        return
+    img = spec.load(spec_file).register(Catalog()).resolve("team-x")
+    check_dockerfile(dockerfile.render(img, img.platforms[0]).text, sp, {"root", "1000:0"})
+    assert image_path(path) == target

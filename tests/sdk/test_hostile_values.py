@@ -138,7 +138,7 @@ SCALARS = st.one_of(st.integers(-10**6, 10**6), st.booleans(), st.none(),
 KEYS = st.sampled_from(["a", "b", "c", "d", "e"])
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
+@settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(bases=st.lists(st.dictionaries(KEYS, SCALARS, max_size=4), min_size=1, max_size=4),
        docs=st.lists(st.tuples(st.lists(st.integers(0, 3), min_size=1, max_size=3),

@@ -233,7 +233,7 @@ RELS = ["Dockerfile", "files", "trees", "trees/t1", "trees/t1/a", "trees/t1/sub"
         "trees/t1/sub/b"]
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(RELS) | NAMES, KINDS), max_size=8))
 def test_writing_a_context_over_any_planted_tree_stays_inside(entries) -> None:

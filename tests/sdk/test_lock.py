@@ -287,3 +287,52 @@ def test_refresh_builds_unlocked_resolves_each_step_keeps_other_platforms(tmp_pa
     assert [c[c.index("--entrypoint") + 2] for c in runs] == [
         ROOT.pinned(plat.AMD64), naming.local_ref(cat.resolve("t"), plat.AMD64)]
     assert ("v", "not locked: failed") in events
+
+
+def test_apt_refusals_are_read_from_a_build_log() -> None:
+    from nbpipe import archive
+
+    log = ("Reading package lists...\n"
+           "E: Version '1.0.11-1+deb12u3' for 'libde265-0' was not found\n"
+           "E: Version '2:1.0' for 'libfoo1:amd64' was not found\n"
+           "E: Unable to locate package nope\n")
+    assert archive.gone_in_log(log) == [archive.Pin("libde265-0", "1.0.11-1+deb12u3"),
+                                        archive.Pin("libfoo1", "2:1.0")]
+    assert archive.gone_in_log("E: Unable to locate package nope\n") == []
+
+
+def test_a_refresh_says_what_moved_first() -> None:
+    from nbpipe import archive
+
+    old = "a=1\nlibde265-0=1.0.11-1+deb12u3\nz=1\n"
+    new = "a=2\nlibde265-0=1.0.11-1+deb12u4\nnew=1\n"
+    moved = archive.changes(old, new)
+    assert moved == ["a 1 -> 2", "libde265-0 1.0.11-1+deb12u3 -> 1.0.11-1+deb12u4",
+                     "new (new) -> 1", "z 1 -> (dropped)"]
+    assert archive.summary(moved, first={"libde265-0"}) == (
+        "libde265-0 1.0.11-1+deb12u3 -> 1.0.11-1+deb12u4 (and 3 more)")
+    assert archive.summary(["a 1 -> 2"]) == "a 1 -> 2"
+
+
+def test_the_package_store_keeps_only_the_files_the_lock_names(tmp_path) -> None:
+    import hashlib
+
+    from nbpipe import archive
+
+    cache, store = tmp_path / "cache", tmp_path / "store"
+    cache.mkdir()
+    good = b"a .deb with an epoch in its version"
+    (cache / "git_1%3a2.39.5-0+deb12u3_amd64.deb").write_bytes(good)  # apt escapes ':'
+    (cache / "tzdata_2026f-0+deb12u1_all.deb").write_bytes(b"not the file the lock names")
+    (tmp_path / "elsewhere.deb").write_bytes(b"planted")
+    (cache / "curl_7.88.1_amd64.deb").symlink_to(tmp_path / "elsewhere.deb")
+    sha = hashlib.sha256(good).hexdigest()
+    pins = archive.pins(f"git=1:2.39.5-0+deb12u3@sha256:{sha}\n"
+                        f"tzdata=2026f-0+deb12u1@sha256:{'0' * 64}\n"
+                        f"curl=7.88.1@sha256:{hashlib.sha256(b'planted').hexdigest()}\n"
+                        "perl=5.36\n")
+    assert archive.keep(cache, store, pins, "amd64") == 1
+    assert [f.name for f in store.iterdir()] == [f"{sha}.deb"]
+    assert (store / f"{sha}.deb").read_bytes() == good
+    assert archive.keep(cache, store, pins, "amd64") == 0  # already there
+    assert pins[0].deb(store) == store / f"{sha}.deb" and pins[3].deb(store) is None

@@ -1,0 +1,360 @@
+#!/usr/bin/env bash
+# A Dagger engine and CLI on this machine from registries only (opt-in: .ci/setup and .ci/run
+# never call this). Dagger's release downloads and its engine image are not reachable here, so
+# the engine is built from its Go module and run as a privileged Podman container from a
+# debootstrap'd Debian root. Everything lands under $PREFIX (default /opt/nbpipe-dagger); the
+# `dagger` wrapper is $PREFIX/bin/dagger (put that folder on PATH yourself: nothing is installed
+# on the default PATH, so CI and other users see no dagger unless they ask for it).
+#
+#   bash .ci/setup-dagger.sh all       # sources, compile, root, sdk content, images, start
+#   bash .ci/setup-dagger.sh compile   # one stage (sources compile root content images start stop status)
+#
+# Facts this follows, read from dagger/dagger at the release commit (toolchains/engine-dev/build):
+# - go.mod replaces dagger.io/dagger and engine/distconsts with local folders, so
+#   `go install module@version` is refused: the module is downloaded, dagger.io/dagger comes from
+#   the proxy at the same version, engine/distconsts (a nested module the proxy does not serve:
+#   /@v/<commit>.info answers 403) is a 40-line file of constants kept in .ci/dagger/distconsts.
+# - binaries: ./cmd/engine, ./cmd/dagger (CLI), ./cmd/init, ./cmd/dialstdio, ./cmd/dnsname,
+#   ./cmd/codegen; tags dfexcludepatterns,dfparents; -X engine.Version / engine.Tag; no cgo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+
+PREFIX=${NBPIPE_DAGGER_PREFIX:-/opt/nbpipe-dagger}
+# dagger.json asks v0.21.11; the Go module proxy serves v0.21.7 and v0.21.8 of the v0.21 line
+# (v0.21.9..12 answer 403 "not available"), so the nearest release the proxy serves is built.
+VERSION=${NBPIPE_DAGGER_VERSION:-v0.21.8}
+SRC=$PREFIX/src/dagger-$VERSION
+BIN=$PREFIX/bin
+ENGINE_NAME=${NBPIPE_DAGGER_ENGINE:-nbpipe-dagger-engine}
+ENGINE_IMAGE=localhost/nbpipe/dagger-engine:$VERSION
+REGISTRY_PORT=${NBPIPE_DAGGER_MIRROR_PORT:-5111}
+# A git checkout of dagger/dagger for the nested modules the proxy does not serve
+# (sdk/python/runtime: the Python SDK's runtime module, content of the engine image).
+DAGGER_GIT=${NBPIPE_DAGGER_GIT:-/work/.mirror/dagger+dagger/repo}
+export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
+
+log() { printf 'setup-dagger: %s\n' "$*" >&2; }
+die() { printf 'setup-dagger: %s\n' "$*" >&2; exit 1; }
+stamp() { date +%s; }
+
+stage_sources() {
+    [[ -f $SRC/go.mod ]] && { log "sources: $SRC already there"; return; }
+    command -v go >/dev/null || die "sources: no go on PATH (the machine kind with Go is needed)"
+    log "sources: github.com/dagger/dagger@$VERSION and dagger.io/dagger@$VERSION from the Go proxy"
+    local dir sdk
+    dir=$(go mod download -json "github.com/dagger/dagger@$VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+    sdk=$(go mod download -json "dagger.io/dagger@$VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+    mkdir -p "$PREFIX/src"
+    rm -rf "$SRC.tmp" && cp -r "$dir" "$SRC.tmp" && chmod -R u+w "$SRC.tmp"
+    rm -rf "$SRC.tmp/sdk/go" && cp -r "$sdk" "$SRC.tmp/sdk/go" && chmod -R u+w "$SRC.tmp/sdk/go"
+    mkdir -p "$SRC.tmp/engine/distconsts"
+    cp .ci/dagger/distconsts/consts.go .ci/dagger/distconsts/go.mod "$SRC.tmp/engine/distconsts/"
+    (cd .ci/dagger/distconsts && sha256sum -c --quiet SHA256SUMS) || die "sources: distconsts differs from the release's"
+    mv "$SRC.tmp" "$SRC"
+    replace_unserved
+}
+
+# Modules go.mod requires at versions the proxy refuses (403 "This module version is not
+# available", seen 2026-12-07 for v0.21.8): each is taken from a git checkout of its public
+# repository at the exact commit the pseudo-version or tag names, and `replace`d by folder.
+# Format: module version repo-dir treeish subdir
+UNSERVED=(
+    "github.com/vito/midterm v0.2.5-0.20260312180916-3c2add750bea vito+midterm 3c2add750bea ."
+    "github.com/vito/tuist v0.0.6 vito+tuist v0.0.6 ."
+    "github.com/vito/tuist/teav1 v0.0.0-20260330150345-de388bf31342 vito+tuist de388bf31342 teav1"
+    "github.com/vito/dang/v2 v2.1.1 vito+dang v2.1.1 ."
+)
+MIRRORS=${NBPIPE_DAGGER_MIRRORS:-/work/.mirror}
+
+replace_unserved() {
+    local line mod ver repo tree sub dst
+    for line in "${UNSERVED[@]}"; do
+        read -r mod ver repo tree sub <<<"$line"
+        if go mod download "$mod@$ver" 2>/dev/null; then continue; fi  # served (now)
+        [[ -d $MIRRORS/$repo/repo ]] || die "sources: $mod@$ver is not served by the Go proxy and no git checkout at $MIRRORS/$repo/repo"
+        dst=$PREFIX/src/replace/${mod//\//+}@$ver
+        if [[ ! -f $dst/go.mod ]]; then
+            log "sources: $mod@$ver not served by the proxy: from $repo at $tree"
+            rm -rf "$dst.tmp" && mkdir -p "$dst.tmp"
+            git -C "$MIRRORS/$repo/repo" archive "$tree" "$sub" | tar -x -C "$dst.tmp"
+            if [[ $sub != . ]]; then mv "$dst.tmp/$sub" "$dst.tmp.sub" && rm -rf "$dst.tmp" && mv "$dst.tmp.sub" "$dst.tmp"; fi
+            mv "$dst.tmp" "$dst"
+        fi
+        (cd "$SRC" && go mod edit -replace "$mod=$dst")
+    done
+}
+
+stage_compile() {
+    local t0 ldflags out
+    t0=$(stamp)
+    out=$PREFIX/build
+    mkdir -p "$out"
+    ldflags="-s -w -X github.com/dagger/dagger/engine.Version=$VERSION -X github.com/dagger/dagger/engine.Tag=$VERSION"
+    cd "$SRC"
+    # one `go build` per binary, lowest priority: the machine's 2 cores are shared
+    local pkg name
+    for pkg in ./cmd/engine ./cmd/init ./cmd/dialstdio ./cmd/dnsname ./cmd/codegen ./cmd/dagger; do
+        name=${pkg##*/}
+        [[ -x $out/$name ]] && continue
+        log "compile: $pkg"
+        nice -n 19 go build -trimpath -tags dfexcludepatterns,dfparents -ldflags "$ldflags" -o "$out/$name.tmp" "$pkg"
+        mv "$out/$name.tmp" "$out/$name"
+    done
+    cd "$REPO"
+    log "compile: done in $(( $(stamp) - t0 )) s"
+    echo "compile_s=$(( $(stamp) - t0 ))" >> "$PREFIX/timings"
+}
+
+# The engine's root: our debootstrap'd Debian root (localhost/nbpipe/root, from `nbpipe base
+# bootstrap`) plus what the release's Wolfi image holds, from Debian's packages where Debian has
+# them (runc, CNI plugins, dnsmasq, iptables/nftables, git, ssh, tini, pigz, xz, e2fsprogs,
+# ripgrep, sqlite3) and our compiled binaries where it does not (dagger-engine, dagger-init,
+# dial-stdio linked as buildctl, dnsname). docker-registry serves the stand-in images as the
+# engine's docker.io mirror on the engine's own loopback (127.0.0.1:5000). The machine's CAs
+# go to /usr/local/share/ca-certificates: the engine runs update-ca-certificates at start and
+# installs those CAs into every container it runs (engine/engineutil/cacerts).
+stage_root() {
+    local t0 ctr base
+    t0=$(stamp)
+    base=localhost/nbpipe/root:bookworm-amd64
+    podman image exists "$base" || die "root: no $base (run: .venv/bin/nbpipe base bootstrap)"
+    ctr=$(buildah from --pull=never "$base")
+    buildah run "$ctr" -- sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends runc containernetworking-plugins \
+        dnsmasq-base iptables nftables git openssh-client ca-certificates openssl pigz \
+        xz-utils tini e2fsprogs ripgrep sqlite3 docker-registry procps \
+        && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin'
+    buildah copy "$ctr" /usr/local/share/ca-certificates/ /usr/local/share/ca-certificates/
+    buildah copy --chmod 0755 "$ctr" .ci/dagger/engine-entrypoint.sh /usr/local/bin/dagger-entrypoint.sh
+    buildah copy "$ctr" .ci/dagger/registries/mirror.yml /etc/nbpipe/registries/mirror.yml
+    buildah copy "$ctr" .ci/dagger/engine.json /etc/dagger/engine.json
+    buildah run "$ctr" -- sh -c 'set -e
+        mkdir -p /opt/cni/bin && ln -sf /usr/bin/dial-stdio /usr/bin/buildctl
+        ln -sf /usr/sbin/runc /usr/local/bin/runc
+        ln -sf /usr/bin/tini /usr/local/bin/tini
+        for p in bridge loopback firewall host-local; do ln -sf /usr/lib/cni/$p /opt/cni/bin/$p; done
+        mkdir -p /var/lib/dagger /usr/local/share/dagger/content /var/lib/nbpipe-mirror
+        : > /etc/dagger/engine.toml'
+    buildah config --entrypoint '["/usr/local/bin/dagger-entrypoint.sh"]' --cmd '[]' \
+        --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        --annotation "org.opencontainers.image.version=$VERSION" "$ctr"
+    buildah commit -q "$ctr" "$ENGINE_IMAGE.base" >/dev/null
+    buildah rm "$ctr" >/dev/null
+    log "root: $ENGINE_IMAGE.base in $(( $(stamp) - t0 )) s"
+    echo "root_s=$(( $(stamp) - t0 ))" >> "$PREFIX/timings"
+}
+
+# The SDKs the engine holds as content (toolchains/engine-dev/build/sdk.go): OCI blobs under
+# /usr/local/share/dagger/content, found by the manifest digests in DAGGER_GO_SDK_MANIFEST_DIGEST
+# and DAGGER_PYTHON_SDK_MANIFEST_DIGEST.
+# - Go SDK: upstream is golang:1.26-alpine + git/openssh/openssl + codegen + a warm
+#   /go/pkg/mod. Here: the Debian root + this machine's Go toolchain (the same 1.26 line) +
+#   our codegen + the modules of sdk/go and of the Python runtime module, downloaded here.
+# - Python SDK: a rootfs (no OS) holding sdk/python (pyproject, uv.lock, src, codegen),
+#   runtime/ (the Python runtime, itself a Go module the Go SDK compiles at first use; the
+#   proxy does not serve it, so it comes from the git checkout at the release commit), and
+#   dist/: uv + uvx (from the uv wheel on PyPI, at the version the runtime's uv image names)
+#   and the codegen zipapp (shiv), as upstream bundles them.
+RELEASE_COMMIT=7902e644beeba4468f1ea786015b4be1d6d5bbcd
+stage_content() {
+    local t0 ctr work gomod uvver
+    t0=$(stamp)
+    work=$PREFIX/work/content && rm -rf "$work" && mkdir -p "$work"
+    [[ -x $PREFIX/build/codegen ]] || die "content: no compiled codegen (run the compile stage)"
+    # Python runtime module from the git checkout (not served by the proxy)
+    [[ -d $DAGGER_GIT ]] || die "content: sdk/python/runtime is not served by the Go proxy; need a git checkout of dagger/dagger at $DAGGER_GIT (NBPIPE_DAGGER_GIT)"
+    mkdir -p "$work/py/runtime"
+    git -C "$DAGGER_GIT" archive "$RELEASE_COMMIT:sdk/python/runtime" | tar -x -C "$work/py/runtime"
+    # Go modules for the Go SDK's warm cache
+    gomod=$work/gomod && mkdir -p "$gomod"
+    (cd "$SRC/sdk/go" && GOMODCACHE=$gomod GOFLAGS=-mod=mod go mod download)
+    (cd "$work/py/runtime" && GOMODCACHE=$gomod GOFLAGS=-mod=mod go mod download)
+    chmod -R u+w "$gomod"
+    ctr=$(buildah from --pull=never localhost/nbpipe/root:bookworm-amd64)
+    buildah run "$ctr" -- sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends git openssh-client openssl ca-certificates \
+        && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin && mkdir -p /go/pkg /root/.cache/go-build'
+    buildah copy "$ctr" "$(go env GOROOT)" /usr/local/go
+    buildah copy --chmod 0755 "$ctr" "$PREFIX/build/codegen" /usr/local/bin/codegen
+    buildah copy "$ctr" "$gomod" /go/pkg/mod
+    buildah config --env PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        --env GOPATH=/go --env GOTOOLCHAIN=local --env CGO_ENABLED=0 --workingdir /go "$ctr"
+    buildah commit -q "$ctr" localhost/nbpipe/dagger-go-sdk:$VERSION >/dev/null
+    buildah rm "$ctr" >/dev/null
+    # Python SDK rootfs
+    local py=$work/py sdkpy=$SRC/sdk/python
+    cp -a "$sdkpy/pyproject.toml" "$sdkpy/uv.lock" "$sdkpy/LICENSE" "$sdkpy/README.md" "$sdkpy/codegen" "$py/"
+    (cd "$sdkpy" && find src \( -name '*.py' -o -name '*.typed' \) -not -path 'src/dagger/_engine/*' \
+        -not -path 'src/dagger/provisioning/*' -print0 | xargs -0 cp --parents -t "$py")
+    uvver=$(sed -n 's#^FROM ghcr.io/astral-sh/uv:\([0-9.]*\)@.*#\1#p' "$py/runtime/images/uv/Dockerfile")
+    [[ -n $uvver ]] || die "content: no uv version in runtime/images/uv/Dockerfile"
+    mkdir -p "$py/dist" "$work/uv"
+    python3 -m pip download -q --no-deps --only-binary :all: -d "$work/uv" "uv==$uvver"
+    (cd "$work/uv" && python3 -m zipfile -e uv-*.whl x)
+    cp "$work"/uv/x/uv-*.data/scripts/uv "$work"/uv/x/uv-*.data/scripts/uvx "$py/dist/" && chmod 0755 "$py"/dist/uv*
+    cp -a "$sdkpy/codegen" "$work/codegen"
+    (cd "$work/codegen" && UV_NATIVE_TLS=1 "$py/dist/uv" export -q --no-hashes --no-editable --package codegen -o "$work/req.txt" \
+        && UV_NATIVE_TLS=1 "$py/dist/uvx" -q shiv==1.0.8 --reproducible --compressed -e codegen.cli:main -o "$py/dist/codegen" -r "$work/req.txt")
+    ctr=$(buildah from scratch)
+    buildah copy "$ctr" "$py" /
+    buildah commit -q "$ctr" localhost/nbpipe/dagger-python-sdk:$VERSION >/dev/null
+    buildah rm "$ctr" >/dev/null
+    # both as OCI layouts, blobs merged into one content store
+    rm -rf "$PREFIX/content" && mkdir -p "$PREFIX/content/blobs/sha256"
+    local name
+    for name in go python; do
+        rm -rf "$work/oci-$name"
+        buildah push -q "localhost/nbpipe/dagger-$name-sdk:$VERSION" "oci:$work/oci-$name" >/dev/null
+        cp -n "$work/oci-$name"/blobs/sha256/* "$PREFIX/content/blobs/sha256/"
+        python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' \
+            "$work/oci-$name/index.json" > "$PREFIX/content/$name.digest"
+    done
+    log "content: go $(cat "$PREFIX/content/go.digest"), python $(cat "$PREFIX/content/python.digest") in $(( $(stamp) - t0 )) s"
+    echo "content_s=$(( $(stamp) - t0 ))" >> "$PREFIX/timings"
+}
+
+# Stand-ins for the images the Python runtime pulls from Docker Hub: python:<X.Y>-slim, the
+# tag the module's requires-python picks (">=3.11": 3.11, Debian bookworm's own Python), as
+# Debian's python3 with python-is-python3 and no EXTERNALLY-MANAGED marker (the runtime runs
+# `uv pip install` into the system Python). Pushed into $PREFIX/mirror, the storage the
+# engine's mirror serves, through a registry on loopback that runs only for the push.
+stage_images() {
+    local t0 ctr pyver port=$REGISTRY_PORT
+    t0=$(stamp)
+    pyver=${NBPIPE_DAGGER_PYTHON:-3.11}
+    ctr=$(buildah from --pull=never localhost/nbpipe/root:bookworm-amd64)
+    buildah run "$ctr" -- sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends python3 python3-venv python-is-python3 \
+        ca-certificates git && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
+        && rm -f /usr/lib/python3*/EXTERNALLY-MANAGED'
+    buildah config --env LANG=C.UTF-8 --cmd '["python3"]' "$ctr"
+    buildah commit -q "$ctr" "localhost/nbpipe/python:$pyver-slim" >/dev/null
+    buildah rm "$ctr" >/dev/null
+    bash .ci/setup-registry.sh start "$port" "$PREFIX/mirror"
+    skopeo copy -q --dest-tls-verify=false "containers-storage:localhost/nbpipe/python:$pyver-slim" \
+        "docker://127.0.0.1:$port/library/python:$pyver-slim"
+    skopeo copy -q --dest-tls-verify=false "containers-storage:localhost/nbpipe/root:bookworm-amd64" \
+        "docker://127.0.0.1:$port/nbpipe/root:bookworm-amd64"
+    skopeo inspect --tls-verify=false --format '{{.Digest}}' \
+        "docker://127.0.0.1:$port/nbpipe/root:bookworm-amd64" > "$PREFIX/mirror/root.digest"
+    bash .ci/setup-registry.sh stop "$PREFIX/mirror"
+    log "images: python:$pyver-slim and nbpipe/root ($(cat "$PREFIX/mirror/root.digest")) in $(( $(stamp) - t0 )) s"
+    echo "images_s=$(( $(stamp) - t0 ))" >> "$PREFIX/timings"
+}
+
+# The engine image: the root plus our binaries, the SDK content and the digests that find it.
+stage_image() {
+    local ctr
+    local b
+    for b in engine init dialstdio dnsname; do
+        [[ -x $PREFIX/build/$b ]] || die "image: no compiled $b (run the compile stage)"
+    done
+    ctr=$(buildah from --pull=never "$ENGINE_IMAGE.base")
+    buildah copy --chmod 0755 "$ctr" "$PREFIX/build/engine" /usr/local/bin/dagger-engine
+    buildah copy --chmod 0755 "$ctr" "$PREFIX/build/init" /usr/local/bin/dagger-init
+    buildah copy --chmod 0755 "$ctr" "$PREFIX/build/dialstdio" /usr/bin/dial-stdio
+    buildah copy --chmod 0755 "$ctr" "$PREFIX/build/dnsname" /opt/cni/bin/dnsname
+    buildah copy "$ctr" "$PREFIX/content/blobs" /usr/local/share/dagger/content/blobs
+    buildah config --env "DAGGER_GO_SDK_MANIFEST_DIGEST=$(cat "$PREFIX/content/go.digest")" \
+        --env "DAGGER_PYTHON_SDK_MANIFEST_DIGEST=$(cat "$PREFIX/content/python.digest")" "$ctr"
+    buildah commit -q "$ctr" "$ENGINE_IMAGE" >/dev/null
+    buildah rm "$ctr" >/dev/null
+    log "image: $ENGINE_IMAGE"
+}
+
+# The wrapper: `dagger` reaching our engine container with no further settings.
+stage_wrapper() {
+    mkdir -p "$BIN"
+    cat > "$BIN/dagger.tmp" <<WRAP
+#!/bin/sh
+# nbpipe's dagger $VERSION (built by .ci/setup-dagger.sh): the CLI, pointed at the engine
+# container $ENGINE_NAME (start it: bash .ci/setup-dagger.sh start).
+: "\${_EXPERIMENTAL_DAGGER_RUNNER_HOST:=container+podman://$ENGINE_NAME}"
+export _EXPERIMENTAL_DAGGER_RUNNER_HOST
+export DO_NOT_TRACK=1 DAGGER_NO_NAG=1
+exec $PREFIX/build/dagger "\$@"
+WRAP
+    chmod 0755 "$BIN/dagger.tmp" && mv "$BIN/dagger.tmp" "$BIN/dagger"
+    log "wrapper: $BIN/dagger (export PATH=$BIN:\$PATH)"
+}
+
+stage_start() {
+    local t0 i
+    t0=$(date +%s.%N)
+    if [[ $(podman container inspect -f '{{.State.Running}}' "$ENGINE_NAME" 2>/dev/null) == true ]]; then
+        log "start: $ENGINE_NAME already running"; return
+    fi
+    podman rm -f "$ENGINE_NAME" >/dev/null 2>&1 || true
+    mkdir -p "$PREFIX/state"
+    publish_registry
+    podman run -d --name "$ENGINE_NAME" --privileged \
+        -v "$PREFIX/state:/var/lib/dagger" -v "$PREFIX/mirror/data:/var/lib/nbpipe-mirror:ro" \
+        -v "$PREFIX/publish:$PREFIX/publish" -v "$PREFIX/publish/engine.yml:/etc/nbpipe/registries/publish.yml:ro" \
+        -p "127.0.0.1:$PUBLISH_PORT:$PUBLISH_PORT" \
+        "$ENGINE_IMAGE" --debug >/dev/null
+    write_env
+    for i in $(seq 1 120); do
+        if timeout 10 "$BIN/dagger" query <<<'{version}' >/dev/null 2>&1; then
+            log "start: engine answers after $(python3 -c "import time; print(round(time.time() - $t0, 1))") s"
+            echo "start_s=$(python3 -c "import time; print(round(time.time() - $t0, 1))")" >> "$PREFIX/timings"
+            return
+        fi
+        sleep 1
+    done
+    podman logs --tail 30 "$ENGINE_NAME" >&2 || true
+    die "start: the engine did not answer in 120 s (podman logs $ENGINE_NAME)"
+}
+
+# The publish tests' registry (htpasswd auth), served inside the engine container on
+# $PUBLISH_PORT and forwarded to the same port on this machine's loopback, so
+# localhost:$PUBLISH_PORT names it for the engine's pushes and for the tests' checks alike.
+# Its config and htpasswd are made by .ci/setup-registry.sh (started once, then stopped).
+PUBLISH_PORT=${NBPIPE_DAGGER_PUBLISH_PORT:-5112}
+publish_registry() {
+    local dir=$PREFIX/publish user=nbpipe pw
+    mkdir -p "$dir"
+    if [[ ! -s $dir/credentials ]]; then
+        pw=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+        (umask 077 && printf '%s:%s\n' "$user" "$pw" > "$dir/credentials")
+    fi
+    bash .ci/setup-registry.sh start "$PUBLISH_PORT" "$dir" --htpasswd "$(cat "$dir/credentials")" >/dev/null
+    bash .ci/setup-registry.sh stop "$dir" >/dev/null
+    sed -e "s/addr: 127.0.0.1:$PUBLISH_PORT/addr: :$PUBLISH_PORT/" "$dir/config.yml" > "$dir/engine.yml"
+    grep -q "addr: :$PUBLISH_PORT" "$dir/engine.yml" || die "start: no http addr to rewrite in $dir/config.yml"
+}
+
+# $PREFIX/env: what a shell sources to use this engine (README, "With Dagger").
+write_env() {
+    cat > "$PREFIX/env" <<ENV
+# source this: the dagger wrapper on PATH, and what the live tests need
+export PATH=$BIN:\$PATH
+export NBPIPE_DAGGER_ROOT=localhost:5000/nbpipe/root@$(cat "$PREFIX/mirror/root.digest")
+export NBPIPE_DAGGER_PUBLISH_REGISTRY=localhost:$PUBLISH_PORT
+export NBPIPE_DAGGER_PUBLISH_CREDENTIALS=$PREFIX/publish/credentials
+ENV
+}
+
+stage_stop() {
+    podman stop -t 10 "$ENGINE_NAME" >/dev/null 2>&1 || true
+    log "stop: $ENGINE_NAME stopped (state kept in $PREFIX/state; start again: $0 start)"
+}
+
+stage_status() {
+    podman ps -a --filter "name=^$ENGINE_NAME\$" --format '{{.Names}} {{.Status}} {{.Image}}'
+    [[ -x $BIN/dagger ]] && timeout 10 "$BIN/dagger" version || true
+}
+
+main() {
+    local stage
+    [[ $# -gt 0 ]] || set -- all
+    for stage in "$@"; do
+        case $stage in
+            all) main sources compile root content images image wrapper start ;;
+            sources|compile|root|content|images|image|wrapper|start|stop|status) "stage_$stage" ;;
+            replace) replace_unserved ;;
+            *) die "unknown stage '$stage' (sources compile root content images image wrapper start stop status all)" ;;
+        esac
+    done
+}
+main "$@"
