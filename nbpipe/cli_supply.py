@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from .errors import NbpipeError
 
-SignKeyOpt = typer.Option(None, "--sign-key", help="sign images, SBOMs and provenance with "
+SignKeyOpt = typer.Option(None, "--sign-key", metavar="FILE|env:NAME", help="sign images, SBOMs and provenance with "
                           "this cosign-format private key: a file path or env:NAME (a CI "
                           "secret); passphrase from $NBPIPE_SIGN_PASSPHRASE or $COSIGN_PASSWORD")
 FAIL_ON = ("none", "low", "medium", "high", "critical")
@@ -52,7 +52,7 @@ def register(app: typer.Typer, console, err, machine, catalog_of, opts: dict) ->
 
     @app.command()
     def verify(ref: str = typer.Argument(..., help="REGISTRY/NAME@sha256:DIGEST"),
-               key: Path = typer.Option(..., "--key", help="the signer's public key (PEM)"),
+               key: Path = typer.Option(..., "--key", metavar="PUB", help="the signer's public key (PEM)"),
                json_out: bool = typer.Option(False, "--json", help="print findings as JSON")) -> None:
         """Check a published image: signatures of the list and of every platform image,
         and each platform's signed SBOM and provenance. Exit 1 naming what failed."""
@@ -86,9 +86,9 @@ def register(app: typer.Typer, console, err, machine, catalog_of, opts: dict) ->
 
     @app.command()
     def audit(name: Optional[str] = typer.Argument(None, help="a built image of the catalog"),
-              sbom: Optional[Path] = typer.Option(None, "--sbom", help="audit this CycloneDX "
+              sbom: Optional[Path] = typer.Option(None, "--sbom", metavar="FILE", help="audit this CycloneDX "
                                                   "file instead (e.g. .nbpipe/sbom/*.cdx.json)"),
-              fail_on: str = typer.Option("none", "--fail-on", help="exit 1 when a finding is "
+              fail_on: str = typer.Option("none", "--fail-on", metavar="SEVERITY", help="exit 1 when a finding is "
                                           "at or above: none | low | medium | high | critical "
                                           "(PyPI gives no severity: such a finding counts at "
                                           "every level)"),

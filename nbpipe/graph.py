@@ -56,7 +56,16 @@ def dot(catalog: Catalog) -> str:
     return "\n".join(lines)
 
 
-FORMATS = {"text": text, "mermaid": mermaid, "dot": dot}
+def as_json(catalog: Catalog) -> str:
+    """{"images": [{"name", "parent"}]}, parents first; a root's parent is its ref."""
+    import json
+
+    rows = [{"name": n, "parent": catalog.parent_name(n) or catalog.entry(n).parent.ref}
+            for n in catalog.order()]
+    return json.dumps({"images": rows}, indent=2)
+
+
+FORMATS = {"text": text, "mermaid": mermaid, "dot": dot, "json": as_json}
 
 
 def render(catalog: Catalog, fmt: str = "text") -> str:

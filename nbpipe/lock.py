@@ -26,7 +26,7 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Collection
 
 from .catalog import Catalog, Entry
 from .errors import NbpipeError
@@ -260,11 +260,13 @@ def save_entry(path: Path, step_key: str, platform: str, lines: str) -> None:
         save(path, current)
 
 
-def unlocked(catalog: Catalog) -> Catalog:
-    """The catalog as its recipes resolve without any lock (what `lock` records)."""
+def unlocked(catalog: Catalog, only: "Collection[str] | None" = None) -> Catalog:
+    """The catalog as its recipes resolve without any lock (what `lock` records);
+    with ``only``, just those images (a team's), their parents kept as locked."""
     out = Catalog()
     for name, e in catalog.entries.items():
-        recipe = getattr(e.recipe, "__wrapped__", e.recipe)
+        keep = only is not None and name not in only
+        recipe = e.recipe if keep else getattr(e.recipe, "__wrapped__", e.recipe)
         out.entries[name] = Entry(e.name, e.parent, recipe, e.description)
     return out
 
@@ -354,44 +356,100 @@ def refresh_step(engine: "OciEngine", parent_ref: str, step: Apt, gone: set[str]
         return resolve_apt(engine, parent_ref, plain)
 
 
-def check(catalog: Catalog, locks: dict[str, dict[str, str]]) -> list[str]:
-    """Pip steps (image/step/platform) that the lock does not cover."""
+
+@dataclasses.dataclass(frozen=True)
+class Uncovered:
+    """One apt or pip step, on one platform, that the lock file does not pin."""
+
+    image: str
+    step: int
+    platform: str
+    text: str  # the step as written (`pip install a==1 b==2`), whole
+
+    def __str__(self) -> str:
+        return f"{self.image} step {self.step} ({brief(self.text)}) for {self.platform}"
+
+    def to_dict(self) -> dict[str, str | int]:
+        return dataclasses.asdict(self)
+
+
+def brief(text: str, width: int = 60) -> str:
+    """``text`` cut at a word boundary, never inside a requirement (`torchaudio==`)."""
+    if len(text) <= width:
+        return text
+    cut = text.rfind(" ", 0, width)
+    return (text[:cut] if cut > 0 else text.split(" ", 1)[0]) + " ..."
+
+
+def uncovered(catalog: Catalog, locks: dict[str, dict[str, str]],
+              names: list[str] | None = None, *, ancestors: bool = True) -> list[Uncovered]:
+    """Steps of ``names`` (default: all; with ``ancestors``, and what they are built on)
+    that the lock does not cover. An unknown name is an error."""
     plain = unlocked(catalog)
+    wanted = plain.order(names) if ancestors or not names else [
+        n for n in plain.order(names) if n in names]
     missing = []
-    for name in plain.order():
+    for name in wanted:
         img = plain.resolve(name)
         for i, st in enumerate(img.steps):
             if isinstance(st, LOCKABLE):
                 entry = locks.get(key(name, i, st), {})
-                for p in st.platforms or img.platforms:
-                    if p not in entry:
-                        missing.append(f"{name} step {i} ({st.describe()[:50]}) for {p}")
+                missing += [Uncovered(name, i, p, st.describe())
+                            for p in st.platforms or img.platforms if p not in entry]
     return missing
 
 
+def check(catalog: Catalog, locks: dict[str, dict[str, str]],
+          names: list[str] | None = None) -> list[str]:
+    """Steps (image/step/platform) that the lock does not cover, one line each."""
+    return [str(u) for u in uncovered(catalog, locks, names)]
+
+
+def spec_lock(spec: Path) -> Path:
+    """A team spec's own lock file: team.yaml -> team.lock.json next to it."""
+    spec = Path(spec)
+    return spec.with_name(f"{spec.stem}.lock.json")
+
+
+def apply_to(catalog: Catalog, name: str, path: Path) -> Catalog:
+    """Wrap one image's recipe (a team spec's) so its steps use ``path``'s entries."""
+    if not Path(path).exists():
+        return catalog
+    e = catalog.entries[name]
+    catalog.entries[name] = dataclasses.replace(e, recipe=_wrap(e.recipe, name, load(path), path))
+    catalog._resolved.clear()
+    return catalog
+
+
 def refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
-            options: "BuildOptions", on_event=lambda name, what: None) -> dict[str, dict[str, str]]:
+            options: "BuildOptions", on_event=lambda name, what: None, *,
+            only: "Collection[str] | None" = None) -> dict[str, dict[str, str]]:
     """`nbpipe lock`: build each image as its recipe resolves today (unlocked), resolve
     every apt and pip step in it, and save the lock file after each image. Two runs in
-    one folder take turns (the state folder's lock), so neither loses the other's entries."""
+    one folder take turns (the state folder's lock), so neither loses the other's entries.
+    ``only``: lock just these images (a team's spec), built on their parents as locked."""
     from . import safe_io
 
     with safe_io.locked(STATE_DIR, on_wait=lambda m: on_event("nbpipe", m)):
-        return _refresh(machine, names, lock_file, options, on_event)
+        return _refresh(machine, names, lock_file, options, on_event, only)
 
 
 def _refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
-             options: "BuildOptions", on_event) -> dict[str, dict[str, str]]:
+             options: "BuildOptions", on_event,
+             only: "Collection[str] | None" = None) -> dict[str, dict[str, str]]:
     import anyio
 
     from . import archive, naming
     from .pipeline import Pipeline
 
     eng, platform = machine.need_engine(), machine.platform
-    plain = unlocked(machine.catalog)
+    plain = unlocked(machine.catalog, only)
     current = load(lock_file)  # read under the lock: a run before this one may have saved
     wanted = [n for n in plain.order(names or None) if platform in plain.resolve(n).platforms
-              and any(isinstance(s, LOCKABLE) for s in plain.resolve(n).steps)]
+              and any(isinstance(s, LOCKABLE) for s in plain.resolve(n).steps)
+              and (only is None or n in only)]
+    if not wanted:  # nothing to lock: build nothing (None would mean every image)
+        return current
     pipe = Pipeline(plain, eng, platform, options, probe=False, on_event=on_event)
     built = {r.name: r for r in anyio.run(pipe.run, wanted or None)}
     for name in wanted:
@@ -402,7 +460,7 @@ def _refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
         for i, st in enumerate(img.steps):
             if not isinstance(st, LOCKABLE) or not st.applies_to(platform):
                 continue
-            on_event(name, f"resolving step {i}: {st.describe()[:60]}")
+            on_event(name, f"resolving step {i}: {brief(st.describe())}")
             if isinstance(st, Pip):
                 lines = resolve(eng, naming.local_ref(img, platform), st, options.ca_bundle)
             else:  # what apt installs on the parent, as it is built

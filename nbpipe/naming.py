@@ -33,8 +33,15 @@ def parent_ref(image: Image, platform: str) -> str:
 
 
 def stamp(image: Image, platform: str, options: BuildOptions = BuildOptions()) -> tuple[Op, ...]:
-    """Labels every engine adds so a built image says what it is (and how it was built)."""
+    """Labels every engine adds so a built image says what it is (and how it was built).
+    A team image (``options.origins``) names its own source, revision and parent, not
+    the ones it inherits from our base image."""
+    own = [p for p in options.origins if p.name == image.name]
     return (SetLabel(contract.LABEL_NAME, image.name or "custom"),
             SetLabel(contract.LABEL_DIGEST, image.digest(platform)),
             SetLabel("org.opencontainers.image.version", content_tag(image)),
-            *(SetLabel(k, v) for k, v in options.labels))
+            *(SetLabel(k, v) for k, v in options.labels),
+            *(op for p in own for op in (
+                SetLabel("org.opencontainers.image.source", p.source),
+                SetLabel("org.opencontainers.image.revision", p.revision),
+                SetLabel("org.opencontainers.image.base.name", parent_ref(image, platform)))))

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import NbpipeError
 from .ops import BindMount, Exec, SecretMount
+
+if TYPE_CHECKING:
+    from .origin import Origin
 
 CA_ID = "nbpipe-ca"
 CA_TARGET = "/run/secrets/nbpipe-ca.crt"
@@ -46,6 +49,9 @@ class BuildOptions:
     # Metadata labels every engine adds (org.opencontainers.image.*): they describe the
     # build, not the recipe, so they stay out of the digest.
     labels: tuple[tuple[str, str], ...] = ()
+    # A team image's own origin: its source, revision and parent replace what it inherits
+    # from our family's labels (naming.stamp), for the images named there.
+    origins: tuple["Origin", ...] = ()
 
     @property
     def has_ca(self) -> bool:

@@ -50,6 +50,9 @@ class Pipeline:
     jobs: int = 2
     probe: bool = True  # run the contract probes after each build
     force_probe: bool = False  # probe even when a passing record exists
+    # `nbpipe test NAMES`: only these are probed afresh; an ancestor already built is
+    # not probed at all (one built in this run is, as `build` would). None: every image.
+    targets: frozenset[str] | None = None
     tags: set[str] | None = None  # runner tags; None = detect
     no_cache: bool = False
     ready_timeout: float = 90.0  # seconds a server gets to answer HTTP 200 when probed
@@ -95,6 +98,7 @@ class Pipeline:
 
         def blocked(name: str, by: str) -> None:
             results[name].status = Outcome.BLOCKED
+            results[name].blocked_by = results[by].blocked_by or by
             results[name].message = f"not built: its parent {by} {results[by].status}"
             self.on_event(name, "blocked")
 
@@ -138,7 +142,8 @@ class Pipeline:
                 res.status, res.size, image_id = Outcome.BUILT, info.size, info.id
                 self.on_event(res.name, f"built in {time.monotonic() - started:.0f}s")
                 self._keep_debs(st.name)
-            if self.probe:
+            if self.probe and (self.targets is None or st.name in self.targets
+                               or st.state is not State.BUILT):
                 self._probe(res, image_id)
         except NbpipeError as exc:
             res.status = Outcome.FAILED
@@ -209,7 +214,8 @@ class Pipeline:
     def _probe(self, res: ImageResult, image_id: str) -> None:
         mode = f"-{self.pod}" if self.pod else ""
         record = self.state_dir / "probes" / f"{image_id.split(':')[-1]}{mode}.json"
-        data = None if self.force_probe else safe_io.read_record(
+        fresh = self.force_probe and (self.targets is None or res.name in self.targets)
+        data = None if fresh else safe_io.read_record(
             record, _probe_record, lambda why: self.on_event(res.name, f"warning: {why}"))
         if data is not None:
             res.probes = [ProbeResult(p["name"], Status(p["status"]), p["message"], p["seconds"])
@@ -272,7 +278,8 @@ def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
     pipe = Pipeline(machine.catalog, machine.need_engine(), machine.platform, options,
                     state_dir=state_dir, jobs=jobs, probe=probe, force_probe=force_probe,
                     no_cache=no_cache, on_event=on_event, store=machine.store, pod=pod,
-                    locked=locked)
+                    locked=locked,
+                    targets=frozenset(names) if force_probe and names else None)
     results = anyio.run(pipe.run, names or None)
     if audit:
         from . import audit as audits

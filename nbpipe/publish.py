@@ -229,35 +229,9 @@ def _sign(registry: Registry, auth, res: Published, img: Image, ctag: str,
     return (f"signed with {key.source}" if new else f"already signed with {key.source}")
 
 
-def spawner_options(catalog: Catalog, registry: Registry) -> str:
-    """The spawner_ui_config.yaml fragment for Kubeflow's notebook spawner dropdowns."""
-    from . import contract
+def spawner_options(catalog: Catalog, registry: Registry, defaults: tuple[str, ...] = ()) -> str:
+    """The spawner_ui_config.yaml dropdown blocks for Kubeflow's notebook spawner
+    (nbpipe/spawner.py: refs as repo:tag@sha256:digest, blocks to merge)."""
+    from . import spawner
 
-    groups: dict[str, list[str]] = {"image": [], "imageGroupOne": [], "imageGroupTwo": []}
-    missing = []
-    key = {"jupyter": "image", "codeserver": "imageGroupOne", "rstudio": "imageGroupTwo"}
-    with registry.authfile() as auth:
-        for name in catalog.order():
-            img = catalog.resolve(name)
-            server = img.config().label_dict().get(contract.LABEL_SERVER)
-            if server not in key:
-                continue
-            digest = registry.digest(f"{registry.repo(name)}:{content_tag(img)}", auth)
-            if digest is None:
-                missing.append(name)
-                continue
-            groups[key[server]].append(f"{registry.repo(name)}@{digest}")
-    lines = ["# spawner_ui_config.yaml: nbpipe images, pinned by digest",
-             f"# generated {time.strftime('%Y-%m-%d', time.gmtime())} from {registry.address}"]
-    if missing:
-        lines.append(f"# not published (left out): {', '.join(missing)}")
-    lines.append("spawnerFormDefaults:")
-    for group, refs in groups.items():
-        if not refs:
-            continue
-        lines += [f"  {group}:", f"    value: {refs[0]}", "    options:"]
-        lines += [f"      - {r}" for r in refs]
-    if not any(groups.values()):
-        raise NbpipeError(f"no image of the family is published in {registry.address}: "
-                          "run nbpipe publish first")
-    return "\n".join(lines) + "\n"
+    return spawner.blocks(spawner.published(catalog, registry, defaults))

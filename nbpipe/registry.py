@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from contextlib import contextmanager
@@ -19,6 +20,11 @@ from .errors import NbpipeError
 
 USER_ENV, PASSWORD_ENV = "NBPIPE_REGISTRY_USER", "NBPIPE_REGISTRY_PASSWORD"
 LOOKUP_TIMEOUT = 60.0  # seconds for one manifest look-up (skopeo inspect)
+# host[:port][/namespace...], as image references spell them (namespaces lowercase).
+ADDRESS = re.compile(r"(\[::1\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?"
+                     r"(/[a-z0-9]+([._-][a-z0-9]+)*)*", re.ASCII)
+# skopeo's (logrus) error line: time="..." level=fatal msg="...": only msg is news.
+FATAL = re.compile(r'level=(?:fatal|error) msg="((?:[^"\\]|\\.)*)"')
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,10 @@ class Registry:
         address = address.rstrip("/")
         if "://" in address:
             raise NbpipeError(f"--registry {address}: give host[:port][/namespace], no scheme")
+        if not ADDRESS.fullmatch(address):
+            raise NbpipeError(f"--registry {address!r}: give host[:port][/namespace] "
+                              "(e.g. ghcr.io/acme or 127.0.0.1:5000): lowercase letters, "
+                              "digits, '.', '_', '-', no spaces")
         host = address.split("/")[0]
         local = host.split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
         return cls(address, tls_verify=not local)  # loopback registries speak plain HTTP
@@ -88,8 +98,10 @@ class Registry:
         err = r.stderr.decode(errors="replace").lower()
         if "manifest unknown" in err or "not found" in err or "name unknown" in err:
             return None
-        raise NbpipeError(f"registry {self.host}: cannot inspect {ref}: "
-                          f"{_clean(r.stderr.decode(errors='replace'))}")
+        why = _clean(r.stderr.decode(errors="replace"))
+        if why.startswith("not reachable: "):
+            raise NbpipeError(f"registry {self.host} is {why}")
+        raise NbpipeError(f"registry {self.host}: cannot inspect {ref}: {why}")
 
     def digest(self, ref: str, auth: Path | None) -> str | None:
         """The manifest digest at ``ref`` (sha256 of its exact bytes), or None."""
@@ -97,14 +109,32 @@ class Registry:
         return None if raw is None else "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+# What a refused connection, an unknown host, ... means, in one sentence each.
+UNREACHABLE = (("connection refused", "nothing answers at that address (is the registry "
+                "running, and the port right?)"),
+               ("no such host", "that host name does not resolve"),
+               ("i/o timeout", "the connection timed out"),
+               ("server gave http response to https client", "it speaks plain HTTP, not "
+                "HTTPS"),
+               ("x509:", "its TLS certificate is not trusted here"))
+
+
 def _clean(stderr: str) -> str:
-    """The last line of a tool's error, without anything that looks like a credential."""
+    """One sentence from a tool's error: skopeo's `level=fatal msg="..."` reduced to its
+    message (and, for an unreachable registry, to what that means), never a credential."""
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else "failed"
+    fatal = FATAL.search(last)
+    if fatal:
+        last = fatal.group(1).replace('\\"', '"')
     for secret in (os.environ.get(PASSWORD_ENV),):
         if secret:
             last = last.replace(secret, "***")
-    if "unauthorized" in last.lower() or "authentication required" in last.lower():
+    low = last.lower()
+    for needle, meaning in UNREACHABLE:
+        if needle in low:
+            return f"not reachable: {meaning}"
+    if "unauthorized" in low or "authentication required" in low:
         return (f"{last} (check {USER_ENV}/{PASSWORD_ENV}, $REGISTRY_AUTH_FILE or "
                 "~/.docker/config.json)")
     return last

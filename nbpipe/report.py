@@ -38,6 +38,7 @@ class ImageResult:
     message: str = ""
     probes: list[ProbeResult] = field(default_factory=list)
     log: str = ""
+    blocked_by: str | None = None  # blocked: the ancestor at the root of it (failed or unbuildable)
     # Lock steps re-resolved in this run because Debian's archive had moved (one line each).
     refreshed: list[str] = field(default_factory=list)
     audit: dict | None = None  # `build --audit`: audit.Report.to_dict() (+ "summary")
@@ -59,6 +60,38 @@ class ImageResult:
         d["probes"] = [p.to_dict() for p in self.probes]
         d["ok"] = self.ok
         return d
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a run's exit code stands on. ``failed``: built or probed and it went wrong (or
+    blocked by such a failure). ``skipped``: not built or probed because a source is out
+    of reach here (unbuildable, or blocked by an unbuildable ancestor)."""
+
+    failed: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]  # (image, why)
+
+    def skipped_line(self) -> str:
+        return (f"{len(self.skipped)} image(s) skipped, not built or probed: "
+                + "; ".join(f"{n} ({why})" for n, why in self.skipped))
+
+
+def verdict(results: list[ImageResult]) -> Verdict:
+    """Sort the images a run did not deliver into failed and skipped."""
+    by_name = {r.name: r for r in results}
+    failed, skipped = [], []
+    for r in results:
+        if r.status is Outcome.UNBUILDABLE:
+            skipped.append((r.name, f"unbuildable here: {r.message}" if r.message else "unbuildable here"))
+        elif r.status is Outcome.BLOCKED:
+            cause = by_name.get(r.blocked_by or "")
+            if cause is not None and cause.status is Outcome.UNBUILDABLE:
+                skipped.append((r.name, f"blocked by {cause.name}, unbuildable here"))
+            else:
+                failed.append(r.name)
+        elif not r.ok:
+            failed.append(r.name)
+    return Verdict(tuple(failed), tuple(skipped))
 
 
 def _size(n: int | None) -> str:

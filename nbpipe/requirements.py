@@ -25,7 +25,12 @@ def check_pip(line: str) -> None:
 
 def pip(file: Path) -> list[str]:
     """Requirements like ``name==1.2``; pip options (``-r``, ``--index-url``) are refused."""
-    return _lines(file, check_pip)
+    return [line for _, line in pip_lines(file)]
+
+
+def pip_lines(file: Path) -> list[tuple[int, str]]:
+    """The same requirements with the line each is on (for warnings that point at it)."""
+    return _numbered(file, check_pip)
 
 
 def apt(file: Path) -> list[str]:
@@ -34,6 +39,10 @@ def apt(file: Path) -> list[str]:
 
 
 def _lines(file: Path, check: Callable[[str], object]) -> list[str]:
+    return [line for _, line in _numbered(file, check)]
+
+
+def _numbered(file: Path, check: Callable[[str], object]) -> list[tuple[int, str]]:
     text = safe_io.read_text(Path(file), error=SpecError)  # bounded, UTF-8 or a clear line
     text = text.removeprefix("\ufeff")  # a UTF-8 BOM, which pip (and Notepad) accept
     out = []
@@ -45,5 +54,5 @@ def _lines(file: Path, check: Callable[[str], object]) -> list[str]:
             check(line)
         except NbpipeError as exc:
             raise SpecError(f"{file}:{n}: {exc}") from None
-        out.append(line)
+        out.append((n, line))
     return out

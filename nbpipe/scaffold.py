@@ -36,6 +36,22 @@ probes:
   imports: [{module}]  # must import in the built image, checked with the contract
 """
 
+# A parent without our Python environment (/opt/venv: jupyter and what is built on it)
+# takes Debian packages; a pip step would have nowhere to install.
+SPEC_APT = """\
+# {name}: our {parent} image plus this team's packages.
+# Check: nbpipe spec validate {spec_path}   Build + probe: nbpipe build -f {spec_path}
+# {parent} has no Python environment to install into: add Debian packages (python3-*
+# too) with apt, or build on jupyter for pip.
+name: {name}
+parent: {parent}
+apt: [{apt}]             # Debian packages, e.g. [libcfitsio10]
+env:
+  {env}: /home/jovyan/data
+probes:
+  commands: ["{command}"]  # must succeed in the built image, checked with the contract
+"""
+
 MODULE = '''\
 """{name}: our {parent} image plus this team's packages (the Python API).
 
@@ -47,9 +63,9 @@ from nbpipe import Catalog, Image
 
 
 def {func}(parent: Image) -> Image:
-    return (parent.with_pip("{pip}")
+    return (parent.{install}
                   .with_env("{env}", "/home/jovyan/data")
-                  .with_probes(imports=("{module}",)))
+                  .with_probes({probes}))
 
 
 def catalog() -> Catalog:
@@ -58,8 +74,10 @@ def catalog() -> Catalog:
     return cat
 '''
 
-# The example package: small and pure Python, so a first build is quick.
+# The example package: small and pure Python, so a first build is quick; on a parent
+# without /opt/venv, a small Debian tool and a command that proves it is there.
 PIP, PIP_MODULE = "tabulate==0.9.0", "tabulate"
+APT, APT_COMMAND = "jq", "jq --version"
 
 README = """\
 # {name}
@@ -110,7 +128,7 @@ def test_image_builds_and_passes_the_contract(tmp_path):
     failed = {{p["name"]: p["message"] for p in mine["probes"] if p["status"] == "failed"}}
     assert r.returncode == 0 and mine["ok"], (mine["status"], mine["message"], failed, r.stderr[-2000:])
     assert mine["status"] in ("built", "cached") and not failed
-    assert any(p["name"] == "imports" and p["status"] == "passed" for p in mine["probes"])
+    assert any(p["name"] == "{probe}" and p["status"] == "passed" for p in mine["probes"])
 '''
 
 # GitHub Actions: the same trigger and checkout, then the nbpipe CLI or Dagger.
@@ -180,7 +198,7 @@ DAGGER_STEPS = """\
 """
 
 DAGGER_MAIN = '''\
-"""{name} as a Dagger module: nbpipe's module builds our spec and tests the result.
+"""{name} as a Dagger module: nbpipe's module builds our image and tests the result.
 
     dagger call build export --path {name}.tar
     dagger call test
@@ -194,7 +212,7 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, dag, function, object_type
 
-SPEC = "{spec_path}"
+{where}
 Source = Annotated[dagger.Directory, DefaultPath("/"), Doc("this repository (default: its root)")]
 
 
@@ -204,8 +222,8 @@ class {cls}:
 
     @function
     def build(self, source: Source) -> dagger.Container:
-        """{name} as a Container: nbpipe's parent image plus the spec's steps."""
-        return dag.nbpipe().build_spec(source=source, path=SPEC)
+        """{name} as a Container: nbpipe's parent image plus {what}."""
+        return {build_call}
 
     @function
     async def test(self, source: Source) -> str:
@@ -254,18 +272,24 @@ def identifiers(name: str) -> tuple[str, str]:
 
 
 def _image_files(name: str, parent: str, folder: Path, *, spec: bool, python: bool,
-                 package: str = "") -> dict[Path, str]:
-    """The team image as a YAML spec and/or a Python module under ``folder``."""
+                 package: str = "", venv: bool = True) -> dict[Path, str]:
+    """The team image as a YAML spec and/or a Python module under ``folder``; ``venv``:
+    the parent has our Python environment (else the example installs with apt)."""
     module, _ = identifiers(name)
     env = module.upper() + "_DATA"
     files: dict[Path, str] = {}
     if spec:
         path = folder / f"{name}.yaml"
-        files[path] = SPEC.format(name=name, parent=parent, env=env, pip=PIP, module=PIP_MODULE,
-                                  spec_path=f"{package}/{name}.yaml" if package else path.name)
+        spec_path = f"{package}/{name}.yaml" if package else path.name
+        files[path] = (SPEC.format(name=name, parent=parent, env=env, pip=PIP, module=PIP_MODULE,
+                                   spec_path=spec_path) if venv else
+                       SPEC_APT.format(name=name, parent=parent, env=env, apt=APT,
+                                       command=APT_COMMAND, spec_path=spec_path))
     if python:
+        install = f'with_pip("{PIP}")' if venv else f'with_apt("{APT}")'
+        probes = f'imports=("{PIP_MODULE}",)' if venv else f'commands=("{APT_COMMAND}",)'
         files[folder / f"{module}.py"] = MODULE.format(
-            name=name, parent=parent, env=env, func=module, pip=PIP, module=PIP_MODULE,
+            name=name, parent=parent, env=env, func=module, install=install, probes=probes,
             catalog=f"{package + '.' if package else ''}{module}:catalog")
     return files
 
@@ -297,24 +321,24 @@ def _write_all(files: dict[Path, str], root: Path) -> list[Path]:
     return written
 
 
-def write(name: str, parent: str, out: Path, *, python: bool = False) -> list[Path]:
+def write(name: str, parent: str, out: Path, *, python: bool = False,
+          venv: bool = True) -> list[Path]:
     """A spec (and with ``python`` the same image as a module) to start from."""
-    return _write_all(_image_files(name, parent, out, spec=True, python=python), out)
+    return _write_all(_image_files(name, parent, out, spec=True, python=python, venv=venv),
+                      out)
 
 
 def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
-               ci: str = "cli") -> list[Path]:
+               ci: str = "cli", venv: bool = True) -> list[Path]:
     """A team repository: the image under images/ (YAML, or Python with ``python``), a README
     with its two commands, a test that builds and probes it, a CI workflow (the nbpipe CLI or
     Dagger) and a Dagger module whose dependency is ours."""
     if ci not in CI_KINDS:
         raise NbpipeError(f"--ci {ci!r}: use one of {', '.join(CI_KINDS)}")
-    if python and ci == "dagger":
-        raise NbpipeError("--python with --ci dagger: nbpipe's Dagger module builds YAML specs "
-                          "(build_spec); drop --python, or use --ci cli")
     module, cls = identifiers(name)
     images = repo / "images"
-    files = _image_files(name, parent, images, spec=not python, python=python, package="images")
+    files = _image_files(name, parent, images, spec=not python, python=python, package="images",
+                         venv=venv)
     if python:
         image = f"images/{module}.py"
         files[images / "__init__.py"] = f'"""{name}\'s images, written with the nbpipe SDK."""\n'
@@ -327,9 +351,9 @@ def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
         build = ["build", "-f", image]
     check_line, build_line = (" ".join(["nbpipe", *argv]) for argv in (check, build))
     width = max(len(check_line), len(build_line), len("pip install -r requirements.txt"))
-    dagger = "" if python else (
+    dagger = (
         "- `dagger.json` + `.dagger/`: this repository as a Dagger module that depends on nbpipe's\n"
-        "  module and builds the spec with it:\n"
+        f"  module and builds the {'Python recipe' if python else 'spec'} with it:\n"
         f"  `dagger call build export --path {name}.tar`, `dagger call test`.\n")
     how = " with Dagger (`dagger call test`)" if ci == "dagger" else " with the nbpipe CLI"
     files |= {
@@ -339,7 +363,8 @@ def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
                                           dagger=dagger),
         repo / "requirements.txt": f"{REQUIREMENT}\npytest>=8\n",
         repo / ".gitignore": "/reports/\n/.nbpipe/\n__pycache__/\n.venv/\n",
-        repo / "tests" / "test_image.py": TEST.format(name=name, argv=build),
+        repo / "tests" / "test_image.py": TEST.format(name=name, argv=build,
+                                                      probe="imports" if venv else "commands"),
         repo / ".github" / "workflows" / "image.yml": WORKFLOW.format(name=name, how=(
             "with Dagger:\n# this repository's module (dagger.json) calls nbpipe's module."
             if ci == "dagger" else "with the nbpipe\n# CLI: the README's two commands "
@@ -348,19 +373,27 @@ def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
             else CLI_STEPS.format(check=check_line, build=build_line)).rstrip("\n"),
             publish=" ".join(["nbpipe", "publish", *build[1:]])),
     }
-    if not python:
-        files |= {
-            repo / "dagger.json": json.dumps({
-                "name": name, "engineVersion": DAGGER_ENGINE, "sdk": {"source": "python"},
-                "source": ".dagger",
-                "dependencies": [{"name": "nbpipe", "source": f"{MODULE_SOURCE}@v{__version__}"}],
-            }, indent=2) + "\n",
-            repo / ".dagger" / "pyproject.toml": DAGGER_PYPROJECT.format(name=name, module=module,
-                                                                        cls=cls),
-            repo / ".dagger" / ".gitignore": "/sdk/\n/.venv/\n",
-            repo / ".dagger" / "src" / module / "__init__.py": (
-                f'"""{name} as a Dagger module."""\n\nfrom .main import {cls}\n\n__all__ = ["{cls}"]\n'),
-            repo / ".dagger" / "src" / module / "main.py": DAGGER_MAIN.format(
-                name=name, cls=cls, spec_path=image),
-        }
+    if python:  # nbpipe's module imports the recipe from this repository (build_catalog)
+        catalog_ref = where[1]
+        main = DAGGER_MAIN.format(
+            name=name, cls=cls, what="the Python recipe's steps",
+            where=f'CATALOG, IMAGE = "{catalog_ref}", "{name}"',
+            build_call="dag.nbpipe().build_catalog(source=source, catalog=CATALOG, image=IMAGE)")
+    else:
+        main = DAGGER_MAIN.format(
+            name=name, cls=cls, what="the spec's steps", where=f'SPEC = "{image}"',
+            build_call="dag.nbpipe().build_spec(source=source, path=SPEC)")
+    files |= {
+        repo / "dagger.json": json.dumps({
+            "name": name, "engineVersion": DAGGER_ENGINE, "sdk": {"source": "python"},
+            "source": ".dagger",
+            "dependencies": [{"name": "nbpipe", "source": f"{MODULE_SOURCE}@v{__version__}"}],
+        }, indent=2) + "\n",
+        repo / ".dagger" / "pyproject.toml": DAGGER_PYPROJECT.format(name=name, module=module,
+                                                                    cls=cls),
+        repo / ".dagger" / ".gitignore": "/sdk/\n/.venv/\n",
+        repo / ".dagger" / "src" / module / "__init__.py": (
+            f'"""{name} as a Dagger module."""\n\nfrom .main import {cls}\n\n__all__ = ["{cls}"]\n'),
+        repo / ".dagger" / "src" / module / "main.py": main,
+    }
     return _write_all(files, repo)

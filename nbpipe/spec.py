@@ -26,6 +26,7 @@ from typing import Callable
 
 import yaml
 
+from . import contract
 from . import platforms as plat
 from . import requirements
 from . import safe_io
@@ -55,11 +56,18 @@ class Spec:
     parent: str | BaseRef
     recipe: Callable[[Image], Image]
     description: str = ""
+    # Not errors, but a user should hear them: "file:line: pip[0]: 'numpy' is not pinned ..."
+    warnings: tuple[str, ...] = ()
+    name_line: int = 1  # where `name:` is, for an error about the name itself
 
     def register(self, catalog: Catalog) -> Catalog:
         if isinstance(self.parent, str) and self.parent not in catalog.entries:
             raise SpecError(f"{self.path}: parent: unknown image {self.parent!r}; use one of "
                             f"{', '.join(catalog.names)} or a ref pinned as name@sha256:<digest>")
+        if self.name in catalog.entries:
+            raise SpecError(f"{self.path}:{self.name_line}: name: {self.name!r} is already an "
+                            "image of the catalog (or of another spec); give this image its "
+                            f"own name, e.g. team-{self.name}")
         catalog.add(self.name, self.parent, self.recipe, self.description)
         return catalog
 
@@ -120,9 +128,11 @@ def load(path: Path) -> Spec:
         raise top["name"].fail(f"{name!r} is not an image name (lowercase letters, digits, "
                                "'-', '_', '.')")
     parent = _parent(top["parent"])
-    build = _recipe(top, path)
+    warnings: list[str] = []
+    build = _recipe(top, path, warnings, ours=parent if isinstance(parent, str) else None)
     desc = top["description"].scalar() if "description" in top else f"from {path.name}"
-    return Spec(path, name, parent, build, desc)
+    return Spec(path, name, parent, build, desc, tuple(warnings),
+                top["name"].node.start_mark.line + 1)
 
 
 def _parent(node: _Node) -> str | BaseRef:
@@ -137,17 +147,37 @@ def _parent(node: _Node) -> str | BaseRef:
     return value
 
 
-def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
-    """Check every field now; return the function that layers them onto the parent."""
+# A step's own errors start with its kind ("apt: ..."); the field already says it.
+STEP_KINDS = ("apt", "pip", "npm", "env", "label", "init script", "service", "port")
+PINNED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]*\])?\s*===?\s*[A-Za-z0-9.+!_-]+"
+                    r"(\s*;.*)?")
+
+
+def _unpinned(path: Path, spec: Path, where: list[tuple[int, str, str]]) -> list[str]:
+    """Warnings for requirements that do not name one exact version: each build may
+    install another (a lock, `nbpipe lock -f SPEC`, pins them with hashes)."""
+    return [f"{path}:{line}: {field}: {req!r} is not pinned to one version (name==version): "
+            f"builds are not reproducible; pin it, or run `nbpipe lock -f {spec}`"
+            for line, field, req in where if not PINNED.fullmatch(req.strip())]
+
+
+def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
+            ours: str | None = None) -> Callable[[Image], Image]:
+    """Check every field now; return the function that layers them onto the parent
+    (``ours``: a catalog image's name, whose Python environment is known; a pinned ref's
+    is not)."""
     steps: list[s.Step] = []
     platforms: tuple[str, ...] | None = None
     budget = safe_io.Budget(MAX_SPEC_BYTES, "the spec", error=SpecError)
+    pip_node: _Node | None = None
 
     def add(node: _Node, make: Callable[[], s.Step]) -> None:
         try:
             steps.append(make())
         except NbpipeError as exc:
-            raise node.fail(str(exc)) from None
+            message = str(exc)
+            kind, sep, rest = message.partition(": ")
+            raise node.fail(rest if sep and kind in STEP_KINDS else message) from None
 
     snapshot = None
     if "debian_snapshot" in top:  # apt from Debian's snapshot of that time (README, "Locks")
@@ -167,11 +197,17 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
             file = _inside(path, req)
             if not file.is_file():
                 raise req.fail(f"no such file {req.scalar()!r} next to the spec")
-            reqs = requirements.pip(file)
+            numbered = requirements.pip_lines(file)
+            reqs = [r for _, r in numbered]
+            warnings += _unpinned(file, path, [(n, "requirements", r) for n, r in numbered])
         else:
-            reqs = node.strings()
+            items = node.seq()
+            reqs = [n.scalar() for n in items]
+            warnings += _unpinned(path, path, [(n.node.start_mark.line + 1, n.field, r)
+                                         for n, r in zip(items, reqs)])
         if reqs:
             add(node, lambda: s.Pip(packages=tuple(reqs)))
+            pip_node = node
     if "npm" in top:
         pkgs = top["npm"].strings()
         if pkgs:
@@ -254,6 +290,13 @@ def _recipe(top: dict[str, _Node], path: Path) -> Callable[[Image], Image]:
                 raise SpecError(f"{path}: platforms: {', '.join(missing)} not offered by the "
                                 f"parent (it has {', '.join(parent.platforms)})")
             img = img.with_platforms(*platforms)
+        venv = parent.config().env_dict().get("VIRTUAL_ENV")
+        if ours and pip_node is not None and any(isinstance(st, s.Pip) and st.python.startswith(
+                contract.VENV + "/") for st in steps) and venv != contract.VENV:
+            raise pip_node.fail(f"the parent {ours} has no Python "
+                                f"environment at {contract.VENV} to install into (jupyter "
+                                "and the images built on it have one); build on one of "
+                                "those, or install Debian's python3-* packages with apt")
         return img.with_step(*steps).with_probes(**probes)
 
     return recipe

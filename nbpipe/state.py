@@ -153,8 +153,11 @@ class Plan:
         return out
 
 
-def previous_digests(path: Path) -> dict[str, str]:
-    """The digests of a plan file (`nbpipe plan --json`), read bounded, its shape checked."""
+def previous_digests(path: Path, platform: str | None = None,
+                     root: str | None = None) -> dict[str, str]:
+    """The digests of a plan file (`nbpipe plan --json`), read bounded, its shape checked.
+    Given the ``platform`` and ``root`` of this plan, a file made for others is refused:
+    every digest would differ, and "everything changed" would be a wrong answer."""
     from . import safe_io
 
     what = f"--since {path}"
@@ -164,6 +167,15 @@ def previous_digests(path: Path) -> dict[str, str]:
             isinstance(k, str) and isinstance(v, str) for k, v in digests.items()):
         raise NbpipeError(f"{what}: not a plan file written by `nbpipe plan --json` "
                           "(it needs \"digests\": {name: digest})")
+    was = {k: data.get(k) for k in ("platform", "root")}
+    now = {"platform": platform, "root": root}
+    differ = [k for k in was if isinstance(was[k], str) and now[k] and was[k] != now[k]]
+    if differ:
+        raise NbpipeError(
+            f"{what} was made for {was['platform']} on the {was['root']} root, this plan is "
+            f"for {platform} on the {root} root: every digest differs, so nothing can be "
+            f"compared; run again with --platform {was['platform']} --root {was['root']}, "
+            "or compare with a plan made here")
     return digests
 
 
@@ -175,7 +187,8 @@ def plan(machine: "Machine", names: list[str] | None = None, *, since: Path | No
     cat, platform = machine.catalog, machine.platform
     states = assess(cat, platform, machine.store, names, wheelhouse=wheelhouse)
     if since is not None:
-        changed = set(cat.affected(previous_digests(since), platform))
+        previous = previous_digests(since, platform, machine.root_name)
+        changed = set(cat.affected(previous, platform))
         states = [s for s in states if s.name in changed]
     if registry is not None:
         with registry.authfile() as auth:

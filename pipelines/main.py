@@ -46,6 +46,29 @@ def recipe_labels(img: Image, platform: str) -> dict[str, str]:
     return img.config(platform).label_dict() | {op.key: op.value for op in stamp(img, platform)}
 
 
+def _import_catalog(root: Path, spec: str) -> Catalog:
+    """``module:function`` imported from ``root`` first: a team's `images` package must
+    not resolve to another one already imported (or on the path), nor stay imported."""
+    import sys
+
+    from nbpipe import loader
+
+    top = spec.partition(":")[0].split(".")[0]
+
+    def taken() -> dict:
+        return {k: sys.modules.pop(k) for k in list(sys.modules)
+                if k == top or k.startswith(top + ".")}
+
+    saved = taken()
+    sys.path.insert(0, str(root))
+    try:
+        return loader.load(spec)
+    finally:
+        sys.path.remove(str(root))
+        taken()
+        sys.modules.update(saved)
+
+
 @object_type
 class Nbpipe:
     """Build, test and publish the Kubeflow notebook-server image family."""
@@ -108,6 +131,23 @@ class Nbpipe:
                                              error=specs.SpecError))
             catalog = spec.register(self._catalog())
             img = catalog.resolve(spec.name)  # reads nothing more: files were read at load
+        return await self._lower(img, platform, ca_bundle, wheelhouse, reproducible)
+
+    @function
+    async def build_catalog(self, source: Annotated[dagger.Directory, Doc(
+                                "a team's repository holding its Python recipes")],
+                            catalog: Annotated[str, Doc("module:function in source giving the "
+                                                        "Catalog, e.g. images.team_x:catalog")],
+                            image: Annotated[str, Doc("the image to build, e.g. team-x")],
+                            platform: PlatformArg = None, ca_bundle: CaArg = None,
+                            wheelhouse: WheelsArg = None,
+                            reproducible: ReproArg = False) -> dagger.Container:
+        """A team's image written with the Python API (`nbpipe new --python`) as a
+        Container. The module is imported from ``source`` (the team's own code, run in
+        this function as `nbpipe build --catalog` runs it on a machine)."""
+        with tempfile.TemporaryDirectory(prefix="nbpipe-catalog-") as tmp:
+            await source.export(tmp)
+            img = _import_catalog(Path(tmp), catalog).resolve(image)  # files read here
         return await self._lower(img, platform, ca_bundle, wheelhouse, reproducible)
 
     @function

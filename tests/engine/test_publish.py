@@ -15,6 +15,7 @@ from nbpipe import family as images
 from nbpipe import platforms as plat
 from nbpipe import rootfs
 from nbpipe.errors import NbpipeError
+from nbpipe.naming import content_tag
 from nbpipe.publish import publish, spawner_options
 from nbpipe.registry import PASSWORD_ENV, USER_ENV, Registry
 
@@ -83,7 +84,9 @@ def test_publish_jupyter_then_again_uploads_nothing(local_family, engine, platfo
     assert not again.uploaded and again.digest == first.digest
     assert "nothing uploaded" in again.message
     fragment = spawner_options(local_family, registry)
-    assert f"image:\n    value: {registry.repo('jupyter')}@{first.digest}" in fragment
+    # a block to paste under spawnerFormDefaults, the ref as repo:tag@digest (issue 25)
+    assert (f"  image:\n    value: {registry.repo('jupyter')}:"
+            f"{content_tag(local_family.resolve('jupyter'))}@{first.digest}") in fragment
     assert "not published (left out):" in fragment and "jupyter-scipy" in fragment
 
 

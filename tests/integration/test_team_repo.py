@@ -153,7 +153,10 @@ def test_python_scaffold_in_a_folder_named_images_exports(venv, tmp_path) -> Non
     run([nb, "new", "team-y", "--repo", "team-y", "--python", "--parent", "jupyter-scipy"],
         cwd=tmp_path)
     repo = tmp_path / "team-y"
-    assert (repo / "images" / "team_y.py").exists() and not (repo / "dagger.json").exists()
+    assert (repo / "images" / "team_y.py").exists() and (repo / "dagger.json").exists()
+    main = (repo / ".dagger" / "src" / "team_y" / "main.py").read_text()
+    assert 'dag.nbpipe().build_catalog(source=source, catalog=CATALOG, image=IMAGE)' in main
+    assert 'CATALOG, IMAGE = "images.team_y:catalog", "team-y"' in main
     text = run([nb, "export", "team-y", "--catalog", "images.team_y:catalog"], cwd=repo).stdout
     assert re.search(r"^FROM localhost/nbpipe/jupyter-scipy:", text, re.M)
     assert "nbpipe export team-y --catalog images.team_y:catalog" in (repo / "README.md").read_text()
@@ -204,8 +207,7 @@ def test_dagger_json_depends_on_our_module(tmp_path) -> None:
 
 
 def test_scaffold_refuses_bad_input_and_writes_nothing(tmp_path) -> None:
-    for kw, msg in (({"ci": "jenkins"}, "--ci 'jenkins'"),
-                    ({"python": True, "ci": "dagger"}, "--python with --ci dagger")):
+    for kw, msg in (({"ci": "jenkins"}, "--ci 'jenkins'"),):
         with pytest.raises(NbpipeError, match=re.escape(msg)):
             scaffold.write_repo("team-x", "jupyter", tmp_path / "a", **kw)
     with pytest.raises(NbpipeError, match="start it with a letter"):
@@ -231,9 +233,10 @@ TEAM_REGISTER = textwrap.dedent("""
 """) + REGISTER
 
 
-def test_team_dagger_module_registers_with_daggers_own_code(tmp_path) -> None:
+@pytest.mark.parametrize("python", [False, True], ids=["spec", "python"])
+def test_team_dagger_module_registers_with_daggers_own_code(tmp_path, python) -> None:
     pytest.importorskip("dagger")
-    scaffold.write_repo("team-x", "jupyter", tmp_path)
+    scaffold.write_repo("team-x", "jupyter", tmp_path, python=python)
     env = {"PYTHONPATH": str(tmp_path / ".dagger" / "src"), "DAGGER_MODULE": "team-x",
            "DAGGER_MAIN_OBJECT": "TeamX"}
     out = run([sys.executable, "-c", TEAM_REGISTER, "team_x:TeamX"], cwd=tmp_path, env=env).stdout
@@ -309,13 +312,14 @@ def _calls_into_ours(source: str) -> dict[str, set[str]]:
     return calls
 
 
-def test_team_module_calls_only_what_our_module_registers(registered, tmp_path) -> None:
+@pytest.mark.parametrize("python", [False, True], ids=["spec", "python"])
+def test_team_module_calls_only_what_our_module_registers(registered, tmp_path, python) -> None:
     """What can be checked offline of the team module's calls into ours: each function it
     calls through `dag.nbpipe()` is registered by our module, with those argument names
     and every required one given (the query itself: test_..._on_a_live_engine)."""
-    scaffold.write_repo("team-x", "jupyter", tmp_path)
+    scaffold.write_repo("team-x", "jupyter", tmp_path, python=python)
     calls = _calls_into_ours((tmp_path / ".dagger/src/team_x/main.py").read_text())
-    assert set(calls) == {"build_spec", "test_container"}
+    assert set(calls) == {"build_catalog" if python else "build_spec", "test_container"}
     for fn, kwargs in calls.items():
         assert fn in registered, f"our module has no function {fn}"
         args = registered[fn]["args"]
@@ -324,6 +328,7 @@ def test_team_module_calls_only_what_our_module_registers(registered, tmp_path) 
                     and "defaultPath" not in a and '"optional": true' not in json.dumps(a)}
         assert required <= kwargs, f"{fn}: required argument(s) {required - kwargs} not given"
     assert "Container" in json.dumps(registered["build_spec"]["returns"])
+    assert "Container" in json.dumps(registered["build_catalog"]["returns"])
     assert "Container" in json.dumps(registered["test_container"]["args"]["container"]["typeDef"])
 
 

@@ -24,12 +24,16 @@ class Run:
     seconds: float
 
     def one_line_error(self, *fragments: str) -> str:
-        """The run failed (exit 1) with exactly one line on stderr holding each fragment,
-        no traceback, no internal error and no raw control character."""
+        """The run failed (exit 1) with exactly one error line on stderr, the last one,
+        holding each fragment: no traceback, no internal error, no raw control character
+        (a line before it may say what is being done, e.g. export's digest line)."""
         assert self.rc == 1, (self.rc, self.err[-2000:])
         lines = self.err.strip().splitlines()
-        assert len(lines) == 1, self.err[-2000:]
-        line = lines[0]
+        errors = [x for x in lines if x.startswith("nbpipe: error: ")]
+        assert len(errors) == 1 and lines[-1] == errors[0], self.err[-2000:]
+        assert "Traceback" not in self.err and all(c.isprintable() or c == "\n"
+                                                   for c in self.err), repr(self.err[-2000:])
+        line = errors[0]
         assert line.startswith("nbpipe: error: ") and "internal error" not in line, line
         assert all(c.isprintable() for c in line), repr(line)
         for f in fragments:

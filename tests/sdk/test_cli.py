@@ -41,7 +41,7 @@ def test_graph_mermaid_has_every_family_edge() -> None:
 def test_graph_dot_and_bad_format() -> None:
     assert '"jupyter" -> "jupyter-scipy";' in nbpipe("graph", "--format", "dot").stdout
     r = nbpipe("graph", "--format", "svg")
-    assert r.returncode == 1 and "use one of text, mermaid, dot" in r.stderr
+    assert r.returncode == 2 and "'svg': use one of text, mermaid, dot, json" in r.stderr
 
 
 def test_plan_orders_the_chain() -> None:

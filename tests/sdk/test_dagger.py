@@ -231,8 +231,8 @@ def test_module_constructor_takes_a_root_off_docker_hub() -> None:
 
 
 def test_module_registers_its_functions(registered) -> None:
-    assert set(registered) == {"images", "graph", "build", "build_spec", "test",
-                               "test_container", "publish", "ci"}
+    assert set(registered) == {"images", "graph", "build", "build_spec", "build_catalog",
+                               "test", "test_container", "publish", "ci"}
     for fn in registered.values():
         assert fn["doc"], "every function says what it does"
 

@@ -245,3 +245,28 @@ def test_a_failing_step_names_the_image_command_and_stderr(monkeypatch, family) 
     assert msg.splitlines()[-1] == "E: Unable to locate package nope"
     assert "line 10\n" not in msg, "only the tail of stderr"
     assert not session.errors
+
+
+def test_build_catalog_imports_a_python_team_repository(tmp_path: Path, monkeypatch) -> None:
+    """`nbpipe new --repo --python`'s Dagger module calls build_catalog: the team's
+    `images` package is imported from its Directory, never from an `images` already
+    imported here, and is gone afterwards."""
+    import sys
+    import types
+
+    from nbpipe import scaffold
+    from nbpipe.pipelines.main import _import_catalog
+
+    scaffold.write_repo("team-y", "jupyter", tmp_path / "repo", python=True)
+    stale = types.ModuleType("images")
+    monkeypatch.setitem(sys.modules, "images", stale)
+    s = fake.FakeSession(answers())
+    ctr = run(s, Nbpipe().build_catalog, dag.host().directory(str(tmp_path / "repo")),
+              "images.team_y:catalog", "team-y")
+    assert isinstance(ctr, dagger.Container) and not s.errors
+    assert sys.modules["images"] is stale and "images.team_y" not in sys.modules
+    img = _import_catalog(tmp_path / "repo", "images.team_y:catalog").resolve("team-y")
+    assert "tabulate==0.9.0" in img.steps[0].describe()
+    with pytest.raises(Exception, match="cannot import"):
+        run(s, Nbpipe().build_catalog, dag.host().directory(str(tmp_path / "repo")),
+            "images.nope:catalog", "team-y")

@@ -179,13 +179,14 @@ def test_spawner_options_list_published_images_by_digest(fake) -> None:
     registry_has(fake, {f"127.0.0.1:5000/team/t:{content_tag(cat.resolve('t'))}": j})
     text = spawner_options(cat, REG)
     lines = text.splitlines()
-    assert lines[0] == "# spawner_ui_config.yaml: nbpipe images, pinned by digest"
-    assert lines[1] == f"# generated {time.strftime('%Y-%m-%d', time.gmtime())} from " \
-                       "127.0.0.1:5000/team"
+    assert lines[0] == ("# nbpipe images published in 127.0.0.1:5000/team, as "
+                        "repo:tag@sha256:digest.")
     digest = "sha256:" + hashlib.sha256(j).hexdigest()
-    assert lines[2:] == ["# not published (left out): c, u", "spawnerFormDefaults:", "  image:",
-                         f"    value: 127.0.0.1:5000/team/t@{digest}", "    options:",
-                         f"      - 127.0.0.1:5000/team/t@{digest}"]
+    ref = f"127.0.0.1:5000/team/t:{content_tag(cat.resolve('t'))}@{digest}"
+    # blocks to paste under the user's own spawnerFormDefaults (never a second one of it)
+    assert lines[3:] == ["# not published (left out): c, u", "  image:",
+                         f"    value: {ref}", "    options:", f"      - {ref}"]
+    assert "spawnerFormDefaults" not in "".join(x for x in lines if not x.startswith("#"))
     assert text.endswith("\n")
 
 
@@ -253,7 +254,12 @@ def test_manifest_lookups_through_skopeo(fake, monkeypatch) -> None:
             stderr="Error: reading manifest gone: manifest unknown\n")
     fake.on("inspect", has=("docker://127.0.0.1:5000/team/t:locked",), rc=1,
             stderr="time=x\nError: unauthorized: authentication required for team:s3cret-pw\n")
-    fake.on("inspect", rc=1, stderr="Error: connection refused\n")
+    fake.on("inspect", has=("docker://127.0.0.1:5000/team/t:down",), rc=1, stderr=(
+        'time="2026-12-06T23:00:00Z" level=fatal msg="Error parsing image name \\"docker://'
+        '127.0.0.1:5000/team/t:down\\": pinging container registry 127.0.0.1:5000: Get '
+        '\\"https://127.0.0.1:5000/v2/\\": dial tcp 127.0.0.1:5000: connect: connection '
+        'refused"\n'))
+    fake.on("inspect", rc=1, stderr="Error: something else\n")
     monkeypatch.setenv(PASSWORD_ENV, "s3cret-pw")
     assert REG.manifest("127.0.0.1:5000/team/t:there", None) == b'{"x": 1}'
     assert REG.digest("127.0.0.1:5000/team/t:there", None) == \
@@ -271,7 +277,11 @@ def test_manifest_lookups_through_skopeo(fake, monkeypatch) -> None:
     with pytest.raises(NbpipeError) as exc:
         REG.manifest("127.0.0.1:5000/team/t:other", None)
     assert str(exc.value) == ("registry 127.0.0.1:5000: cannot inspect 127.0.0.1:5000/team/t:"
-                              "other: Error: connection refused")
+                              "other: Error: something else")
+    with pytest.raises(NbpipeError) as exc:  # skopeo's raw fatal line, as one sentence
+        REG.manifest("127.0.0.1:5000/team/t:down", None)
+    assert str(exc.value) == ("registry 127.0.0.1:5000 is not reachable: nothing answers at "
+                              "that address (is the registry running, and the port right?)")
 
 
 def test_without_skopeo_the_error_says_how_to_get_it(monkeypatch, tmp_path) -> None:
