@@ -7,6 +7,7 @@ built, and everything else (plans, affected sets, graphs) is derived from digest
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
@@ -14,6 +15,7 @@ from .errors import CatalogError
 from .image import BaseRef, Image
 
 Recipe = Callable[[Image], Image]
+MAX_CHAIN = 2_000  # ancestors of one image: a longer chain of specs is refused in one line
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class Catalog:
 
     entries: dict[str, Entry] = field(default_factory=dict)
     _resolved: dict[str, Image] = field(default_factory=dict, repr=False)
+    _valid: tuple[Entry, ...] = field(default=(), repr=False)  # the entries last validated
+    _depth: dict[str, int] = field(default_factory=dict, repr=False)  # ... their ancestor counts
 
     # -- registration ------------------------------------------------------------------
     def add(self, name: str, parent: str | BaseRef, recipe: Recipe, description: str = "") -> None:
@@ -66,29 +70,45 @@ class Catalog:
         return self.entries[name]
 
     def validate(self) -> None:
-        """Raise on the first unknown parent or cycle, naming the image at fault."""
-        for e in self.entries.values():
-            if isinstance(e.parent, str) and e.parent not in self.entries:
-                raise CatalogError(f"image {e.name!r} has unknown parent {e.parent!r}; "
-                                   f"known images: {', '.join(self.entries)}")
-        for e in self.entries.values():
-            seen = [e.name]
-            node = e.parent
-            while isinstance(node, str):
-                if node in seen:
-                    loop = " -> ".join([*seen[seen.index(node):], node])
+        """Raise on the first unknown parent or cycle, naming the image at fault.
+
+        Linear in the number of images (each parent chain is walked once, then known
+        good), and remembered until the entries change: resolving a chain of N images
+        used to validate N times over N^2 steps."""
+        now = tuple(self.entries.values())
+        if len(now) == len(self._valid) and all(map(operator.is_, now, self._valid)):
+            return
+        depth: dict[str, int] = {}  # known good: how many ancestors it has in the catalog
+        for e in now:
+            path: list[str] = []
+            on_path: set[str] = set()
+            node: str | BaseRef = e.name
+            while isinstance(node, str) and node not in depth:
+                if node in on_path:
+                    loop = " -> ".join([*path[path.index(node):], node])
                     raise CatalogError(f"image {e.name!r} is in a parent cycle: {loop}")
-                seen.append(node)
+                if node not in self.entries:
+                    raise CatalogError(f"image {path[-1]!r} has unknown parent {node!r}; "
+                                       f"known images: {', '.join(self.entries)}")
+                path.append(node)
+                on_path.add(node)
                 node = self.entries[node].parent
+            below = depth[node] if isinstance(node, str) else -1
+            for n in reversed(path):
+                below += 1
+                depth[n] = below
+                if below > MAX_CHAIN:
+                    raise CatalogError(f"image {n!r} has more than {MAX_CHAIN:,} ancestors; "
+                                       "nbpipe builds chains of parents up to that length")
+        self._valid, self._depth = now, depth
 
     def order(self, names: Iterable[str] | None = None) -> list[str]:
         """Parents before children; siblings in definition order. With ``names``: only the
         images those need (themselves and their ancestors)."""
         self.validate()
         wanted = self.closure(names) if names is not None else set(self.entries)
-        depth = {n: len(self.ancestors(n)) for n in wanted}
         index = {n: i for i, n in enumerate(self.entries)}
-        return sorted(wanted, key=lambda n: (depth[n], index[n]))
+        return sorted(wanted, key=lambda n: (self._depth[n], index[n]))
 
     def ancestors(self, name: str) -> list[str]:
         """Parent first, then grandparent..."""
@@ -103,7 +123,10 @@ class Catalog:
         out: set[str] = set()
         for n in names:
             self.entry(n)
-            out |= {n, *self.ancestors(n)}
+            node: str | None = n
+            while node is not None and node not in out:  # stop at what is in already
+                out.add(node)
+                node = self.parent_name(node)
         return out
 
     def descendants(self, name: str) -> set[str]:
@@ -114,9 +137,17 @@ class Catalog:
         if name in self._resolved:
             return self._resolved[name]
         self.validate()
-        e = self.entry(name)
+        chain = [self.entry(name)]  # this image, then its ancestors not resolved yet
+        while isinstance(chain[-1].parent, str) and chain[-1].parent not in self._resolved:
+            chain.append(self.entries[chain[-1].parent])
+        for e in reversed(chain):  # root-most first: no recursion, however long the chain
+            self._resolved[e.name] = self._resolve_one(e)
+        return self._resolved[name]
+
+    def _resolve_one(self, e: Entry) -> Image:
+        name = e.name
         if isinstance(e.parent, str):
-            start = self.resolve(e.parent).child(name)
+            start = self._resolved[e.parent].child(name)
         else:
             start = Image.from_base(e.parent, name)
         img = e.recipe(start)
@@ -126,9 +157,7 @@ class Catalog:
         if img.parent is not start.parent:
             raise CatalogError(f"image {name!r}: its recipe must build on the parent it is "
                                "given (return parent.with_...(...))")
-        img = img.named(name)
-        self._resolved[name] = img
-        return img
+        return img.named(name)
 
     def digests(self, platform: str | None = None) -> dict[str, str]:
         """name -> digest: what a plan file stores, to compare against later."""

@@ -17,7 +17,7 @@ from . import graph as graphs
 from . import output
 from . import platforms as plat
 from .catalog import Catalog
-from .errors import NbpipeError
+from .errors import NbpipeError, printable
 from .image import short
 from .kubeflow import FLAVORS
 from .loader import load
@@ -296,7 +296,7 @@ def export(name: Optional[str] = typer.Argument(None, metavar="IMAGE",
         sys.stdout.write(rendered.text)
     else:
         path = rendered.write(out)
-        err.print(f"wrote {path} and {len(rendered.files)} file(s) under {out / 'files'}")
+        err.print(printable(f"wrote {path} and {len(rendered.files)} file(s) under {out}"))
 
 
 # -- building and testing ----------------------------------------------------------------
@@ -728,8 +728,8 @@ def spec_validate(files: list[Path] = typer.Argument(..., metavar="SPEC...", hel
             for w in row["warnings"]:
                 _fail(w, "warning")
             if row["ok"]:
-                print(f"{row['file']}: ok: {row['name']} on {row['parent']}, {row['steps']} "
-                      f"step(s), digest {short(row['digest'], 16)}")
+                print(printable(f"{row['file']}: ok: {row['name']} on {row['parent']}, "
+                                f"{row['steps']} step(s), digest {short(row['digest'], 16)}"))
             else:
                 _fail(row["error"])
         if any(row["ok"] for row in rows):
@@ -774,14 +774,13 @@ def new(name: str = typer.Argument(..., metavar="NAME", help="the new image's na
     else:
         written = scaffold.write(name, parent, out, python=python, venv=venv)
     for path in written:
-        print(f"wrote {path}")
+        print(printable(f"wrote {path}"))
 
 
 def _fail(message: str, kind: str = "error") -> None:
     """One line on stderr, printed as plain text (a '[...]' in it is not rich markup),
     with any control character shown escaped so the message stays one line."""
-    line = "".join(c if c.isprintable() else c.encode("unicode_escape").decode()
-                   for c in message)
+    line = printable(message)
     err.print(Text.assemble((f"nbpipe: {kind}: ", "red" if kind == "error" else "yellow"),
                             line), soft_wrap=True)
 

@@ -78,7 +78,9 @@ def save(path: Path, locks: dict[str, dict[str, str]]) -> None:
     body = {"version": 1, "locks": {k: dict(sorted(v.items())) for k, v in sorted(locks.items())}}
     from . import safe_io
 
-    safe_io.atomic_write(path, json.dumps(body, indent=1) + "\n")
+    path = Path(path)  # its folder as named (nbpipe.family is a link we ship); the file
+    safe_io.atomic_write(path.parent.resolve() / path.name,  # itself is replaced, not followed
+                         json.dumps(body, indent=1) + "\n")
 
 
 def locked_image(name: str, image: Image, locks: dict[str, dict[str, str]]) -> Image:

@@ -113,7 +113,7 @@ class BuildOptions:
                                  cwd=Path(__file__).parent, timeout=10)
             if rev.returncode == 0:
                 labels.append(("org.opencontainers.image.revision", rev.stdout.strip()))
-        except OSError:
+        except (OSError, subprocess.TimeoutExpired):  # no revision label: never a hang
             pass
         return replace(self, labels=(*self.labels, *labels))
 

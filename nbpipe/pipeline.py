@@ -240,7 +240,8 @@ class Pipeline:
             res.log = log
             self.on_event(res.name, f"{len(failed)} probe(s) failed")
             return
-        safe_io.atomic_write(record, json.dumps([p.to_dict() for p in res.probes], indent=1))
+        safe_io.atomic_write(record, json.dumps([p.to_dict() for p in res.probes], indent=1),
+                             root=self.state_dir)
         self.on_event(res.name, "probes passed")
 
 

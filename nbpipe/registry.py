@@ -19,6 +19,7 @@ from . import safe_io
 from .errors import NbpipeError
 
 USER_ENV, PASSWORD_ENV = "NBPIPE_REGISTRY_USER", "NBPIPE_REGISTRY_PASSWORD"
+LOOKUP_TIMEOUT = 60.0  # seconds for one manifest look-up (skopeo inspect)
 # host[:port][/namespace...], as image references spell them (namespaces lowercase).
 ADDRESS = re.compile(r"(\[::1\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?"
                      r"(/[a-z0-9]+([._-][a-z0-9]+)*)*", re.ASCII)
@@ -85,7 +86,13 @@ class Registry:
         if skopeo is None:
             raise NbpipeError("skopeo is not installed: apt-get install skopeo")
         args = [skopeo, "inspect", "--raw", *self.flags(auth), f"docker://{ref}"]
-        r = subprocess.run(args, capture_output=True, timeout=60)
+        try:
+            r = subprocess.run(args, capture_output=True, timeout=LOOKUP_TIMEOUT,
+                               stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise NbpipeError(f"registry {self.host}: no answer within {LOOKUP_TIMEOUT:g} s "
+                              f"for {ref}; "
+                              "check the address and the network") from None
         if r.returncode == 0:
             return r.stdout
         err = r.stderr.decode(errors="replace").lower()

@@ -14,10 +14,12 @@ import re
 import shlex
 from pathlib import Path
 
-from . import contract, repofiles, requirements
+import yaml
+
+from . import contract, repofiles, requirements, yamldata
 from . import safe_io
 from . import steps as s
-from .errors import SpecError
+from .errors import NbpipeError, SpecError
 from .image import Image
 from .spec import NAME, Spec
 
@@ -132,7 +134,7 @@ def _inside(top: Path, conf: Path, name: str) -> Path:
 def _runtime(path: Path) -> Python:
     """runtime.txt: only ``python-X.Y`` (or X.Y.Z, of which X.Y counts) is buildable here."""
     text = safe_io.read_text(path, error=SpecError).strip()
-    m = re.fullmatch(r"python-(\d+)\.(\d+)(\.\d+)?", text)
+    m = re.fullmatch(r"python-(\d+)\.(\d+)(\.\d+)?", text, re.ASCII)
     if m:
         return path, text, f"{m.group(1)}.{m.group(2)}"
     if text.startswith("r-"):
@@ -143,32 +145,62 @@ def _runtime(path: Path) -> Python:
 
 def _environment(path: Path) -> tuple[list[str], list[Python]]:
     """The pip section of an environment.yml, read bounded (an alias bomb is refused), and
-    its python=X.Y pin (checked like runtime.txt)."""
-    env = safe_io.load_yaml(path, error=SpecError) or {}
-    deps = env.get("dependencies") if isinstance(env, dict) else None
-    if not isinstance(deps, list | None):
-        raise SpecError(f"{path}: dependencies: must be a list")
+    its python=X.Y pin (checked like runtime.txt). Read as nodes, so every refusal names
+    environment.yml, the line and the entry."""
+    where = str(path)
+    root = safe_io.compose_yaml(safe_io.read_text(path, error=SpecError), where,
+                                error=SpecError)
+    deps = None
+    if isinstance(root, yaml.MappingNode):
+        for k, v in yamldata.pairs(root, where, error=SpecError):
+            if isinstance(k, yaml.ScalarNode) and k.value == "dependencies":
+                deps = v
+    if deps is None or (isinstance(deps, yaml.ScalarNode) and deps.tag == yamldata.TAG + "null"):
+        return [], []
+    if not isinstance(deps, yaml.SequenceNode):
+        raise SpecError(f"{where}:{deps.start_mark.line + 1}: dependencies: must be a list")
     pip: list[str] = []
     conda_only: list[str] = []
     python: list[Python] = []
-    for dep in deps or []:
-        if isinstance(dep, dict) and "pip" in dep:
-            if not isinstance(dep["pip"], list) or not all(
-                    isinstance(x, (str, int, float)) for x in dep["pip"]):
-                raise SpecError(f"{path}: dependencies: pip: must be a list of requirements")
-            pip += [str(x) for x in dep["pip"]]
-        elif isinstance(dep, str):
-            base = re.split(r"[=<>! ]", dep, maxsplit=1)[0]
-            m = re.fullmatch(r"python\s*==?\s*(\d+)\.(\d+)(\.[\d*]+)?", dep.strip())
+    for i, dep in enumerate(deps.value):
+        field = f"dependencies[{i}]"
+        if isinstance(dep, yaml.MappingNode):
+            for k, v in yamldata.pairs(dep, where, field, error=SpecError):
+                if isinstance(k, yaml.ScalarNode) and k.value == "pip":
+                    pip += _pip_section(where, f"{field}.pip", v)
+        elif isinstance(dep, yaml.ScalarNode) and dep.tag == yamldata.TAG + "str":
+            text = dep.value
+            base = re.split(r"[=<>! ]", text, maxsplit=1)[0]
+            m = re.fullmatch(r"python\s*==?\s*(\d+)\.(\d+)(\.[\d*]+)?", text.strip(), re.ASCII)
             if m:
-                python.append((path, dep.strip(), f"{m.group(1)}.{m.group(2)}"))
+                python.append((path, text.strip(), f"{m.group(1)}.{m.group(2)}"))
             elif base not in CONDA_IMPLICIT:
-                conda_only.append(dep)
+                conda_only.append(text)
     if conda_only:
-        raise SpecError(f"{path}: dependencies: conda-only packages {', '.join(conda_only)}: "
+        shown = ", ".join(yamldata.shown(c) for c in conda_only[:20])
+        more = f" and {len(conda_only) - 20:,} more" if len(conda_only) > 20 else ""
+        raise SpecError(f"{path}: dependencies: conda-only packages {shown}{more}: "
                         "nbpipe images have no conda; move them to the pip: section (or to "
                         "apt.txt for system libraries)")
     return pip, python
+
+
+def _pip_section(where: str, field: str, node: yaml.Node) -> list[str]:
+    """environment.yml's ``- pip: [...]``: each entry checked as a requirements.txt line."""
+    if not isinstance(node, yaml.SequenceNode) or not all(
+            isinstance(x, yaml.ScalarNode) for x in node.value):
+        raise SpecError(f"{where}:{node.start_mark.line + 1}: {field}: must be a list of "
+                        "requirements")
+    out = []
+    for j, item in enumerate(node.value):
+        text = item.value.strip()
+        try:
+            requirements.check_pip(text)
+        except NbpipeError as exc:
+            raise SpecError(f"{where}:{item.start_mark.line + 1}: {field}[{j}]: "
+                            f"{exc}") from None
+        out.append(text)
+    return out
 
 
 def _post_build(rel: str) -> str:
@@ -206,11 +238,11 @@ def _probes(top: Path, conf: Path, pip: list[str],
             files: tuple[repofiles.File, ...]) -> dict:
     """What the repository is probed with: its requirements import, its notebooks run
     (all of them, unless its nbpipe.yaml says ``probes: {notebooks: false}`` or a list)."""
-    dists = []
+    dists: dict[str, None] = {}  # in order, each once: linear in the requirements
     for req in pip:
         m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
-        if m and m.group(0) not in dists:
-            dists.append(m.group(0))
+        if m:
+            dists.setdefault(m.group(0))
     notebooks: list[str] | bool = [rel for rel, _, _ in files if rel.endswith(".ipynb")
                                    and ".ipynb_checkpoints" not in rel.split("/")]
     timeout = None

@@ -14,6 +14,15 @@ from . import steps as s
 from .errors import NbpipeError, SpecError
 
 
+def check_pip(line: str) -> None:
+    """One requirement like ``name==1.2``; pip options (``-r``, ``--index-url``) are
+    refused. Shared by requirements.txt and environment.yml's pip section."""
+    if line.startswith("-"):
+        raise NbpipeError(f"pip options like {line.split()[0]} are not supported; "
+                          "list one requirement per line")
+    s.Pip(packages=(line,))
+
+
 def pip(file: Path) -> list[str]:
     """Requirements like ``name==1.2``; pip options (``-r``, ``--index-url``) are refused."""
     return [line for _, line in pip_lines(file)]
@@ -21,12 +30,7 @@ def pip(file: Path) -> list[str]:
 
 def pip_lines(file: Path) -> list[tuple[int, str]]:
     """The same requirements with the line each is on (for warnings that point at it)."""
-    def check(line: str) -> None:
-        if line.startswith("-"):
-            raise NbpipeError(f"pip options like {line.split()[0]} are not supported; "
-                              "list one requirement per line")
-        s.Pip(packages=(line,))
-    return _numbered(file, check)
+    return _numbered(file, check_pip)
 
 
 def apt(file: Path) -> list[str]:
@@ -40,6 +44,7 @@ def _lines(file: Path, check: Callable[[str], object]) -> list[str]:
 
 def _numbered(file: Path, check: Callable[[str], object]) -> list[tuple[int, str]]:
     text = safe_io.read_text(Path(file), error=SpecError)  # bounded, UTF-8 or a clear line
+    text = text.removeprefix("\ufeff")  # a UTF-8 BOM, which pip (and Notepad) accept
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()

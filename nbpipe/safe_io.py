@@ -24,18 +24,23 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import yaml
 
+from . import yamldata
 from .errors import NbpipeError
 
 MAX_BYTES = 1 << 20  # a spec, a requirements file, a postBuild: 1 MiB is generous
 MAX_JSON_BYTES = 64 << 20  # lock files and plans of a large family
 MAX_DEPTH = 64  # nesting of YAML/JSON collections
 MAX_NODES = 100_000  # YAML nodes after alias expansion (what a consumer would walk)
+MAX_EXPANDED = 8 << 20  # bytes of YAML text after alias expansion (8x the biggest file)
 
 Error = type[NbpipeError]
+# libyaml's parser when PyYAML has it (Debian's and PyPI's wheels do): a 1 MiB YAML file
+# parses in about a second instead of fifteen. Same events, nodes, marks and errors.
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def read_bytes(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
@@ -78,6 +83,22 @@ def read_text(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
         raise error(f"{what or path}:{line}: not UTF-8 text; save the file as UTF-8") from None
 
 
+class Budget:
+    """Bytes one input may make nbpipe read in all: a spec and every file it names (a
+    file named twice counts twice), so 60 entries copying one 60 MiB file are refused
+    instead of filling memory."""
+
+    def __init__(self, limit: int, what: str, *, error: Error = NbpipeError) -> None:
+        self.limit, self.what, self.error, self.used = limit, what, error, 0
+
+    def take(self, size: int, where: str) -> None:
+        self.used += size
+        if self.used > self.limit:
+            raise self.error(f"{where}: {self.what} names more than {self.limit >> 20} MiB of "
+                             "files in all (a file named twice counts twice); nbpipe refuses "
+                             "more")
+
+
 def inside(root: Path, rel: str, what: str, *, error: Error = NbpipeError) -> Path:
     """``root/rel`` with symlinks resolved, refused unless it stays inside ``root``.
 
@@ -106,7 +127,7 @@ def compose_yaml(text: str, where: str, *, error: Error = NbpipeError) -> yaml.N
     more than MAX_NODES nodes (an alias bomb)."""
     try:
         depth = 0
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # streaming: no recursion
+        for event in yaml.parse(text, Loader=Loader):  # streaming: no recursion
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -115,12 +136,14 @@ def compose_yaml(text: str, where: str, *, error: Error = NbpipeError) -> yaml.N
                                 "levels)")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         at = f"{where}:{mark.line + 1}" if mark else where
         context = f"{exc.context}, " if getattr(exc, "context", None) else ""
         problem = getattr(exc, "problem", None) or "cannot parse"
+        if "nesting depth" in problem:  # libyaml's own cap, met before ours in flow style
+            raise error(f"{at}: nested too deeply (more than {MAX_DEPTH} levels)") from None
         raise error(f"{at}: not valid YAML: {context}{problem}") from None
     except RecursionError:
         raise error(f"{where}: nested too deeply (more than {MAX_DEPTH} levels)") from None
@@ -130,44 +153,53 @@ def compose_yaml(text: str, where: str, *, error: Error = NbpipeError) -> yaml.N
 
 
 def check_yaml(root: yaml.Node, where: str, *, error: Error = NbpipeError) -> None:
-    """Depth and expanded size of a composed tree (shared nodes counted once per use)."""
-    sizes: dict[int, int] = {}
+    """Depth and expanded size of a composed tree (shared nodes counted once per use):
+    at most MAX_NODES nodes and MAX_EXPANDED bytes of text once every alias is written
+    out, so a few hundred kB anchor used thousands of times is refused, not copied."""
+    sizes: dict[int, tuple[int, int]] = {}
+    over = (MAX_NODES + 1, MAX_EXPANDED + 1)
 
-    def size(node: yaml.Node, depth: int) -> int:
+    def size(node: yaml.Node, depth: int) -> tuple[int, int]:
         if depth > MAX_DEPTH:
             line = node.start_mark.line + 1
             raise error(f"{where}:{line}: nested too deeply (more than {MAX_DEPTH} levels)")
         if id(node) in sizes:
             return sizes[id(node)]
-        sizes[id(node)] = MAX_NODES + 1  # a node inside itself (a recursive alias)
+        sizes[id(node)] = over  # a node inside itself (a recursive alias)
+        n, b = 1, 0
         if isinstance(node, yaml.SequenceNode):
-            n = 1 + sum(size(c, depth + 1) for c in node.value)
+            children = node.value
         elif isinstance(node, yaml.MappingNode):
-            n = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+            children = [c for kv in node.value for c in kv]
         else:
-            n = 1
-        sizes[id(node)] = min(n, MAX_NODES + 1)
-        return sizes[id(node)]
+            children, b = [], len(node.value)
+        for child in children:
+            cn, cb = size(child, depth + 1)
+            n, b = min(n + cn, over[0]), min(b + cb, over[1])
+        sizes[id(node)] = (n, b)
+        return n, b
 
-    if size(root, 0) > MAX_NODES:
+    nodes, text = size(root, 0)
+    if nodes > MAX_NODES:
         raise error(f"{where}: too large once its aliases (*name) are expanded "
                     f"(more than {MAX_NODES:,} nodes); write the values out")
+    if text > MAX_EXPANDED:
+        raise error(f"{where}: too large once its aliases (*name) are expanded (more than "
+                    f"{MAX_EXPANDED >> 20} MiB of text); write the values out once")
 
 
 def load_yaml(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
               error: Error = NbpipeError) -> Any:
     """Plain data (dicts, lists, strings, numbers) from a YAML file, bounded as above."""
     where = what or str(path)
-    root = compose_yaml(read_text(path, where, limit=limit, error=error), where, error=error)
-    if root is None:
-        return None
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_document(root)
-    except yaml.YAMLError as exc:
-        raise error(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    finally:
-        loader.dispose()
+    return load_yaml_text(read_text(path, where, limit=limit, error=error), where, error=error)
+
+
+def load_yaml_text(text: str, where: str, *, error: Error = NbpipeError) -> Any:
+    """Plain data from YAML text, bounded as above; every conversion guarded and merge
+    keys merged (nbpipe.yamldata)."""
+    root = compose_yaml(text, where, error=error)
+    return None if root is None else yamldata.plain(root, where, error=error)
 
 
 def load_json(path: Path, what: str | None = None, *, limit: int = MAX_JSON_BYTES,
@@ -199,26 +231,175 @@ def _json_depth(data: Any, where: str, error: Error) -> None:
 
 # -- state we write ---------------------------------------------------------------------
 
-def atomic_write(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
-    """Write ``path`` so that readers see the old file or the whole new one, never part:
-    a temporary file in the same folder, flushed, then renamed over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+_NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def out_dir(folder: Path, what: str = "") -> Path:
+    """A folder nbpipe writes into, made if missing. Refused in one line when it is a
+    symbolic link (dangling or not: a link in an output path may have been planted by
+    the input, e.g. a committed ``build`` link in a repository), not a folder, or
+    cannot be made or written (a read-only parent)."""
+    folder = Path(folder)
+    label = f"{what} {folder}" if what else str(folder)
+    if folder.is_symlink():
+        where = os.readlink(folder)
+        gone = "" if folder.exists() else ", which does not exist"
+        raise NbpipeError(f"{label}: is a symbolic link (to {where!r}{gone}); nbpipe writes "
+                          "only into a real folder: remove the link or give another folder")
+    if folder.exists() and not folder.is_dir():
+        raise NbpipeError(f"{label}: exists and is not a folder; give a folder")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NbpipeError(f"{label}: cannot make this folder: {exc.strerror or exc}"
+                          f"{_at(exc, folder)}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise NbpipeError(f"{label}: cannot write into this folder (permission denied)")
+    return folder
+
+
+def _at(exc: OSError, folder: Path) -> str:
+    name = exc.filename
+    return f" ({name})" if name and str(name) != str(folder) else ""
+
+
+class OutDir:
+    """Writes under one output folder that never follow a symbolic link below it.
+
+    Every folder on the way is opened with O_NOFOLLOW (a link where nbpipe puts a folder
+    is refused, naming it); every file is written whole to a temporary name and renamed
+    into place, so a link where a file goes is replaced, never written through. The
+    folder itself is held open, so swapping it for a link midway changes nothing."""
+
+    def __init__(self, folder: Path, what: str = "") -> None:
+        self.folder = out_dir(folder, what)
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            self.fd = os.open(self.folder, _NOFOLLOW_DIR)
+        except OSError as exc:
+            raise NbpipeError(f"{self.folder}: cannot open this folder: "
+                              f"{exc.strerror or exc}") from None
+
+    def __enter__(self) -> "OutDir":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _parent(self, rel: str) -> tuple[int, str]:
+        """An fd of rel's folder (made as needed, links refused) and rel's last name."""
+        parts = rel.split("/")
+        if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise NbpipeError(f"{self.folder}: {rel!r} is not a plain relative path")
+        fd = os.dup(self.fd)
+        try:
+            for i, part in enumerate(parts[:-1]):
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                try:
+                    nfd = os.open(part, _NOFOLLOW_DIR, dir_fd=fd)
+                except OSError as exc:
+                    sub = self.folder.joinpath(*parts[:i + 1])
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        kind = "a symbolic link" if sub.is_symlink() else "a file"
+                        raise NbpipeError(f"{sub}: is {kind} where nbpipe writes a folder, and "
+                                          "nbpipe did not make it: remove it or write "
+                                          "elsewhere") from None
+                    raise NbpipeError(f"{sub}: cannot open: {exc.strerror or exc}") from None
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, parts[-1]
+
+    def write(self, rel: str, data: str | bytes, mode: int = 0o644) -> Path:
+        """``folder/rel`` written whole: old or new content, never part, never through a
+        link."""
+        blob = data.encode() if isinstance(data, str) else data
+        fd, name = self._parent(rel)
+        tmp = f".{name}.{os.urandom(6).hex()}.tmp"
+        try:
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                          | getattr(os, "O_CLOEXEC", 0), 0o600, dir_fd=fd)
+            try:
+                with os.fdopen(out, "wb") as f:
+                    f.write(blob)
+                    f.flush()
+                    os.fsync(f.fileno())
+                    os.fchmod(f.fileno(), mode)
+                os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)  # replaces a link
+            except BaseException:
+                try:
+                    os.unlink(tmp, dir_fd=fd)
+                except OSError:
+                    pass
+                raise
+        except IsADirectoryError:
+            raise NbpipeError(f"{self.folder / rel}: is a folder where nbpipe writes a file; "
+                              "remove it or write elsewhere") from None
+        finally:
+            os.close(fd)
+        return self.folder / rel
+
+    def open(self, rel: str) -> IO[str]:
+        """A new text file at ``folder/rel`` for streaming (a log): whatever was there,
+        a link included, is removed first, never opened."""
+        fd, name = self._parent(rel)
+        try:
+            try:
+                os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                          | getattr(os, "O_CLOEXEC", 0), 0o644, dir_fd=fd)
+        except OSError as exc:
+            raise NbpipeError(f"{self.folder / rel}: cannot write: {exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
+        return os.fdopen(out, "w")
+
+    def chmod(self, rel: str, mode: int) -> None:
+        """The mode of a file or folder this writer made (a link there is refused)."""
+        fd, name = self._parent(rel)
+        try:
+            target = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                             | getattr(os, "O_CLOEXEC", 0), dir_fd=fd)
+        except OSError as exc:
+            raise NbpipeError(f"{self.folder / rel}: cannot set its mode: "
+                              f"{exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
+        try:
+            os.fchmod(target, mode)
+        finally:
+            os.close(target)
+
+
+def new_file(path: Path) -> IO[str]:
+    """A fresh text file to stream into (a build log), in a real folder, never opened
+    through a link (see OutDir.open)."""
+    path = Path(path)
+    with OutDir(path.parent) as out:
+        return out.open(path.name)
+
+
+def atomic_write(path: Path, data: str | bytes, mode: int = 0o644, *,
+                 root: Path | None = None) -> Path:
+    """Write ``path`` so that readers see the old file or the whole new one, never part
+    (a temporary file in the same folder, flushed, then renamed over it), and never
+    through a symbolic link: ``root`` (default: the file's folder) must be a real folder
+    and nothing below it is followed (see OutDir)."""
+    path = Path(path)
+    base = Path(root) if root is not None else path.parent
+    with OutDir(base) as out:
+        out.write(path.relative_to(base).as_posix(), data, mode)
     return path
 
 
@@ -250,9 +431,8 @@ def locked(folder: Path, *, wait: float = 3600.0,
 
     A second run waits (``on_wait`` hears which process holds it) and gives up after
     ``wait`` seconds naming that process. Reentrant within one process."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = (folder / "lock").resolve()
+    folder = out_dir(Path(folder))  # a state folder that is a link is refused
+    lock = folder.resolve() / "lock"
     with _held_guard:
         if _held.get(lock):
             _held[lock] += 1
@@ -266,7 +446,15 @@ def locked(folder: Path, *, wait: float = 3600.0,
             with _held_guard:
                 _held[lock] -= 1
         return
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:  # O_NOFOLLOW: a planted `lock` link must not make us truncate what it points at
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        raise NbpipeError(f"{lock}: cannot open the lock file: {exc.strerror or exc} (a "
+                          "symbolic link or a special file there? remove it)") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NbpipeError(f"{lock}: not a regular file; remove it")
     try:
         deadline = time.monotonic() + wait
         told = False

@@ -5,6 +5,7 @@ builds and probes it, a CI workflow, and a Dagger module that depends on ours.""
 from __future__ import annotations
 
 import json
+import os
 import keyword
 from pathlib import Path
 
@@ -103,6 +104,7 @@ TEST = '''\
 """{name} is built and held to the notebook-server contract: the build CI runs."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -292,28 +294,38 @@ def _image_files(name: str, parent: str, folder: Path, *, spec: bool, python: bo
     return files
 
 
-def _write_all(files: dict[Path, str]) -> list[Path]:
-    """Write every file or none: nothing is overwritten, nothing half-written stays."""
+def _write_all(files: dict[Path, str], root: Path) -> list[Path]:
+    """Write every file or none: nothing is overwritten, nothing half-written stays, and
+    nothing is written through a symbolic link under ``root`` (a link is not overwritten
+    either: it counts as a file that exists)."""
     for path in files:
-        if path.exists():
+        if os.path.lexists(path):
             raise NbpipeError(f"{path} exists; not overwriting it")
+        for folder in path.relative_to(root).parents:  # checked first: all or nothing
+            if (root / folder).is_symlink():
+                raise NbpipeError(f"{root / folder}: is a symbolic link where nbpipe writes a "
+                                  "folder, and nbpipe did not make it: remove it or write "
+                                  "elsewhere")
     written: list[Path] = []
     try:
-        for path, text in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            safe_io.atomic_write(path, text)
-            written.append(path)
-    except OSError as exc:
+        with safe_io.OutDir(root) as out:
+            for path, text in files.items():
+                out.write(path.relative_to(root).as_posix(), text)
+                written.append(path)
+    except (OSError, NbpipeError) as exc:
         for path in written:
             path.unlink(missing_ok=True)
-        raise NbpipeError(f"cannot write {exc.filename}: {exc.strerror}") from None
+        if isinstance(exc, NbpipeError):
+            raise
+        raise NbpipeError(f"cannot write {exc.filename or root}: {exc.strerror}") from None
     return written
 
 
 def write(name: str, parent: str, out: Path, *, python: bool = False,
           venv: bool = True) -> list[Path]:
     """A spec (and with ``python`` the same image as a module) to start from."""
-    return _write_all(_image_files(name, parent, out, spec=True, python=python, venv=venv))
+    return _write_all(_image_files(name, parent, out, spec=True, python=python, venv=venv),
+                      out)
 
 
 def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
@@ -384,4 +396,4 @@ def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
             f'"""{name} as a Dagger module."""\n\nfrom .main import {cls}\n\n__all__ = ["{cls}"]\n'),
         repo / ".dagger" / "src" / module / "main.py": main,
     }
-    return _write_all(files)
+    return _write_all(files, repo)

@@ -30,6 +30,7 @@ from . import contract
 from . import platforms as plat
 from . import requirements
 from . import safe_io
+from . import yamldata
 from . import steps as s
 from .catalog import Catalog
 from .errors import NbpipeError, SpecError
@@ -39,6 +40,7 @@ from .image import BaseRef, Image, check_probes
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 REF = re.compile(r"[\w.-]+(:\d+)?(/[\w.-]+)+(:[\w.-]+)?@sha256:[0-9a-f]{64}", re.ASCII)
 MAX_FILE_BYTES = 64 << 20  # a file a spec copies into the image
+MAX_SPEC_BYTES = 256 << 20  # all the files one spec copies, together
 KEYS = ("name", "parent", "description", "apt", "pip", "npm", "env", "files", "init_scripts",
         "services", "labels", "platforms", "probes", "debian_snapshot")
 PROBE_KEYS = ("imports", "commands", "r_libraries", "distributions", "notebooks",
@@ -97,7 +99,7 @@ class _Node:
         if not isinstance(self.node, yaml.MappingNode):
             raise self.fail("must be a mapping (key: value)")
         out: dict[str, _Node] = {}
-        for k, v in self.node.value:
+        for k, v in yamldata.pairs(self.node, str(self.path), self.field, error=SpecError):
             key = _Node(k, self.path, self.field).scalar("a plain key")
             shown = key if key.isprintable() and key else repr(key)  # errors stay one line
             field = f"{self.field}.{shown}" if self.field else shown
@@ -166,6 +168,7 @@ def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
     is not)."""
     steps: list[s.Step] = []
     platforms: tuple[str, ...] | None = None
+    budget = safe_io.Budget(MAX_SPEC_BYTES, "the spec", error=SpecError)
     pip_node: _Node | None = None
 
     def add(node: _Node, make: Callable[[], s.Step]) -> None:
@@ -211,9 +214,9 @@ def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
             add(top["npm"], lambda: s.Npm(packages=tuple(pkgs)))
     if "env" in top:
         for key, node in top["env"].mapping().items():
+            value = node.scalar()  # first: a list or mapping is refused in words
             if node.node.tag != "tag:yaml.org,2002:str":
-                raise node.fail(f"{node.node.value!r} is not a string: quote it, e.g. \"{node.node.value}\"")
-            value = node.scalar()
+                raise node.fail(f"{value!r} is not a string: quote it, e.g. \"{value}\"")
             add(node, lambda key=key, value=value: s.Env(name=key, value=value))
     if "files" in top:
         for item in top["files"].seq():
@@ -228,8 +231,9 @@ def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
                 if not src.is_file():
                     raise f["source"].fail(f"no such file {f['source'].scalar()!r} next to "
                                            "the spec")
-                data = safe_io.read_bytes(src, f"{path}: {f['source'].field}",
-                                          limit=MAX_FILE_BYTES, error=SpecError)
+                where = f"{path}:{f['source'].node.start_mark.line + 1}: {f['source'].field}"
+                budget.take(src.stat().st_size, where)  # before reading: sparse files too
+                data = safe_io.read_bytes(src, where, limit=MAX_FILE_BYTES, error=SpecError)
             else:
                 data = f["content"].scalar().encode()
             mode = _mode(f["mode"]) if "mode" in f else 0o644
@@ -267,8 +271,9 @@ def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
         for key, node in top["probes"].mapping(PROBE_KEYS).items():
             if key == "notebook_timeout":
                 text = node.scalar("a number of seconds")
-                if not text.isdigit():
-                    raise node.fail(f"{text!r} is not a number of seconds")
+                if not re.fullmatch(r"[0-9]{1,9}", text):  # ASCII only: '²'.isdigit() is True
+                    raise node.fail(f"{text[:60]!r} is not a number of seconds "
+                                    "(1 to 86400)")
                 probes[key] = int(text)
             else:
                 probes[key] = tuple(node.strings())
@@ -306,10 +311,9 @@ def _inside(spec: Path, node: _Node) -> Path:
 
 def _mode(node: _Node) -> int:
     text = node.scalar('an octal string such as "0644"')
-    try:
-        mode = int(text, 8)
-    except ValueError:
-        raise node.fail(f"{text!r} is not an octal mode such as \"0644\"") from None
+    if not re.fullmatch(r"[0-7]{1,5}", text):  # ASCII octal digits, a mode's length
+        raise node.fail(f"{text[:60]!r} is not an octal mode such as \"0644\"")
+    mode = int(text, 8)
     if not 0 <= mode <= 0o7777:
         raise node.fail(f"{text!r} is not a file mode")
     return mode

@@ -12,6 +12,7 @@ from ..image import Image
 from ..naming import parent_ref, stamp
 from ..ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd
 from ..ops import SetEntrypoint, SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile, WriteTree
+from .. import safe_io
 from ..errors import NbpipeError
 from ..options import BuildOptions
 
@@ -35,16 +36,15 @@ class Rendered:
         return self.origins[instruction - 2]
 
     def write(self, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        for rel, data in self.files.items():
-            path = folder / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        for rel, mode in self.modes.items():
-            (folder / rel).chmod(mode)
-        out = folder / "Dockerfile"
-        out.write_text(self.text)
-        return out
+        """The Dockerfile and its context under ``folder``, never through a symbolic
+        link found there (safe_io.OutDir): `export --out` may point into a repository
+        that committed links where the context goes."""
+        with safe_io.OutDir(folder, "--out") as out:
+            for rel, data in self.files.items():
+                out.write(rel, data)
+            for rel, mode in self.modes.items():
+                out.chmod(rel, mode)
+            return out.write("Dockerfile", self.text)
 
 
 def _quote(value: str) -> str:

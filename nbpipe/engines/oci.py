@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .. import safe_io
 from ..errors import BuildError, NbpipeError
 from ..options import CA_ID, DEBSTORE_ID, WHEELHOUSE_ID, BuildOptions
 from .dockerfile import Rendered
 
+BUILD_TIMEOUT = 6 * 3600  # seconds for one image build (the slowest here take minutes)
 _STEP_BUILDAH = re.compile(r"^STEP (\d+)/(\d+):")
 _PINNED_DEB = re.compile(r"=[A-Za-z0-9.+~:-]+ ([0-9a-f]{64})")  # steps.Apt's lock lines
 _STEP_BUILDKIT = re.compile(r"^#\d+ \[(?:[\w-]+ )?\s*(\d+)/(\d+)\]")
@@ -133,7 +135,6 @@ class OciEngine:
               log: Path, *, no_cache: bool = False) -> ImageInfo:
         """Build, then tag ``ref`` only if the build succeeded; raise BuildError naming
         the failed step and the last lines of its log otherwise."""
-        log.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="nbpipe-ctx-") as tmp:
             ctx = Path(tmp)
             rendered.write(ctx)
@@ -146,11 +147,18 @@ class OciEngine:
             pull = "never" if rendered.from_ref.startswith("localhost/") else "missing"
             args = self._build_args(ctx, platform, options, iidfile, no_cache, pull)
             env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDAH_LAYERS": "true"}
-            with log.open("w") as out:
+            with safe_io.new_file(log) as out:  # a link left at the log's name: replaced
                 out.write(f"$ {self.binary} {' '.join(args)}\n\n{rendered.text}\n")
                 out.flush()
-                proc = subprocess.run([self.binary, *self._store_flags(), *args], stdout=out,
-                                      stderr=subprocess.STDOUT, env=env)
+                try:  # a build runs someone else's steps (postBuild): bounded too
+                    proc = subprocess.run([self.binary, *self._store_flags(), *args],
+                                          stdout=out, stderr=subprocess.STDOUT, env=env,
+                                          timeout=BUILD_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    limit = (f"{BUILD_TIMEOUT / 3600:g} h" if BUILD_TIMEOUT >= 3600
+                             else f"{BUILD_TIMEOUT:g} s")
+                    raise BuildError(f"{ref}: the build ran longer than {limit} and was "
+                                     f"stopped; its log: {log}") from None
             if proc.returncode != 0 or not iidfile.exists():
                 raise BuildError(self._failure(rendered, log, ref))
             image_id = iidfile.read_text().strip()

@@ -137,5 +137,5 @@ def test_a_source_file_over_64_mib_is_refused(tmp_path) -> None:
         f.truncate((64 << 20) + 1)  # sparse: no 64 MiB written
     with pytest.raises(SpecError) as exc:
         spec.load(write(tmp_path, GOOD + "files:\n  - {path: /a, source: big.bin}\n"))
-    assert str(exc.value) == (f"{tmp_path / 'team.yaml'}: files[0].source: larger than "
+    assert str(exc.value) == (f"{tmp_path / 'team.yaml'}:7: files[0].source: larger than "
                               "67,108,864 bytes; nbpipe refuses bigger files")
