@@ -131,6 +131,10 @@ stage_root() {
     buildah copy "$ctr" .ci/dagger/engine.json /etc/dagger/engine.json
     buildah run "$ctr" -- sh -c 'set -e
         mkdir -p /opt/cni/bin && ln -sf /usr/bin/dial-stdio /usr/bin/buildctl
+        # the engine points iptables at /usr/bin/xtables-{legacy,nft}-multi (Wolfi paths;
+        # network/netinst/iptables.go): Debian has them in /usr/sbin
+        ln -sf /usr/sbin/xtables-legacy-multi /usr/bin/xtables-legacy-multi
+        ln -sf /usr/sbin/xtables-nft-multi /usr/bin/xtables-nft-multi
         ln -sf /usr/sbin/runc /usr/local/bin/runc
         ln -sf /usr/bin/tini /usr/local/bin/tini
         for p in bridge loopback firewall host-local; do ln -sf /usr/lib/cni/$p /opt/cni/bin/$p; done
@@ -170,6 +174,16 @@ stage_content() {
     gomod=$work/gomod && mkdir -p "$gomod"
     (cd "$SRC/sdk/go" && GOMODCACHE=$gomod GOFLAGS=-mod=mod go mod download)
     (cd "$work/py/runtime" && GOMODCACHE=$gomod GOFLAGS=-mod=mod go mod download)
+    # The Go SDK's codegen runs `go get dagger.io/dagger@<commit>` (core/sdk/go_sdk.go
+    # goSDKLibVersion, "v0.21.8" by its comment) and `go get github.com/dagger/querybuilder`
+    # (@upgrade): the proxy refuses both queries here (403 on /@v/<commit>.info and /@v/list).
+    # The warm cache answers them instead: a file:// GOPROXY in front of the real one, with
+    # the commit's .info naming the release it is.
+    local libver
+    libver=$(sed -n 's/^[[:space:]]*goSDKLibVersion = "\([0-9a-f]*\)" \/\/ \(v[0-9.]*\)$/\1 \2/p' "$SRC/core/sdk/go_sdk.go")
+    [[ ${libver#* } == "$VERSION" ]] || die "content: goSDKLibVersion in core/sdk/go_sdk.go is not marked $VERSION: '$libver'"
+    GOMODCACHE=$gomod GOFLAGS=-mod=mod go mod download "dagger.io/dagger@$VERSION"
+    cp "$gomod/cache/download/dagger.io/dagger/@v/$VERSION.info" "$gomod/cache/download/dagger.io/dagger/@v/${libver% *}.info"
     chmod -R u+w "$gomod"
     ctr=$(buildah from --pull=never localhost/nbpipe/root:bookworm-amd64)
     buildah run "$ctr" -- sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive \
@@ -179,7 +193,8 @@ stage_content() {
     buildah copy --chmod 0755 "$ctr" "$PREFIX/build/codegen" /usr/local/bin/codegen
     buildah copy "$ctr" "$gomod" /go/pkg/mod
     buildah config --env PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        --env GOPATH=/go --env GOTOOLCHAIN=local --env CGO_ENABLED=0 --workingdir /go "$ctr"
+        --env GOPATH=/go --env GOTOOLCHAIN=local --env CGO_ENABLED=0 --workingdir /go \
+        --env GOPROXY=file:///go/pkg/mod/cache/download,https://proxy.golang.org,direct "$ctr"
     buildah commit -q "$ctr" localhost/nbpipe/dagger-go-sdk:$VERSION >/dev/null
     buildah rm "$ctr" >/dev/null
     # Python SDK rootfs
@@ -295,7 +310,7 @@ stage_start() {
         "$ENGINE_IMAGE" --debug >/dev/null
     write_env
     for i in $(seq 1 120); do
-        if timeout 10 "$BIN/dagger" query <<<'{version}' >/dev/null 2>&1; then
+        if timeout 10 "$BIN/dagger" query -M <<<'{version}' >/dev/null 2>&1; then
             log "start: engine answers after $(python3 -c "import time; print(round(time.time() - $t0, 1))") s"
             echo "start_s=$(python3 -c "import time; print(round(time.time() - $t0, 1))")" >> "$PREFIX/timings"
             return
