@@ -208,9 +208,11 @@ stage_content() {
     python3 -m pip download -q --no-deps --only-binary :all: -d "$work/uv" "uv==$uvver"
     (cd "$work/uv" && python3 -m zipfile -e uv-*.whl x)
     cp "$work"/uv/x/uv-*.data/scripts/uv "$work"/uv/x/uv-*.data/scripts/uvx "$py/dist/" && chmod 0755 "$py"/dist/uv*
-    cp -a "$sdkpy/codegen" "$work/codegen"
-    (cd "$work/codegen" && UV_NATIVE_TLS=1 "$py/dist/uv" export -q --no-hashes --no-editable --package codegen -o "$work/req.txt" \
+    # codegen's requirements as sdk/python's uv.lock pins them (--frozen: graphql-core 3.2.x;
+    # a fresh resolve takes 3.3, whose FieldDefinitionNode codegen cannot build)
+    (cd "$py" && UV_NATIVE_TLS=1 "$py/dist/uv" export -q --frozen --no-hashes --no-editable --package codegen -o "$work/req.txt" \
         && UV_NATIVE_TLS=1 "$py/dist/uvx" -q shiv==1.0.8 --reproducible --compressed -e codegen.cli:main -o "$py/dist/codegen" -r "$work/req.txt")
+    grep -q '^graphql-core==3\.2\.' "$work/req.txt" || die "content: codegen's graphql-core is not the 3.2 line uv.lock pins"
     ctr=$(buildah from scratch)
     buildah copy "$ctr" "$py" /
     buildah commit -q "$ctr" localhost/nbpipe/dagger-python-sdk:$VERSION >/dev/null
