@@ -362,8 +362,19 @@ stage_status() {
     [[ -x $BIN/dagger ]] && timeout 10 "$BIN/dagger" version || true
 }
 
+need_tools() {
+    local t missing=()
+    for t in go git podman buildah skopeo python3 curl; do
+        command -v "$t" >/dev/null || missing+=("$t")
+    done
+    [[ -x /usr/bin/docker-registry ]] || missing+=("docker-registry (bash .ci/setup-registry.sh install)")
+    ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (run bash .ci/setup first)"
+}
+
 main() {
     local stage
+    [[ $(id -u) -eq 0 ]] || die "run as root (it runs a privileged engine container)"
+    need_tools
     [[ $# -gt 0 ]] || set -- all
     for stage in "$@"; do
         case $stage in
