@@ -131,6 +131,10 @@ stage_root() {
     buildah copy "$ctr" .ci/dagger/engine.json /etc/dagger/engine.json
     buildah run "$ctr" -- sh -c 'set -e
         mkdir -p /opt/cni/bin && ln -sf /usr/bin/dial-stdio /usr/bin/buildctl
+        # the engine points iptables at /usr/bin/xtables-{legacy,nft}-multi (Wolfi paths;
+        # network/netinst/iptables.go): Debian has them in /usr/sbin
+        ln -sf /usr/sbin/xtables-legacy-multi /usr/bin/xtables-legacy-multi
+        ln -sf /usr/sbin/xtables-nft-multi /usr/bin/xtables-nft-multi
         ln -sf /usr/sbin/runc /usr/local/bin/runc
         ln -sf /usr/bin/tini /usr/local/bin/tini
         for p in bridge loopback firewall host-local; do ln -sf /usr/lib/cni/$p /opt/cni/bin/$p; done
@@ -170,6 +174,16 @@ stage_content() {
     gomod=$work/gomod && mkdir -p "$gomod"
     (cd "$SRC/sdk/go" && GOMODCACHE=$gomod GOFLAGS=-mod=mod go mod download)
     (cd "$work/py/runtime" && GOMODCACHE=$gomod GOFLAGS=-mod=mod go mod download)
+    # The Go SDK's codegen runs `go get dagger.io/dagger@<commit>` (core/sdk/go_sdk.go
+    # goSDKLibVersion, "v0.21.8" by its comment) and `go get github.com/dagger/querybuilder`
+    # (@upgrade): the proxy refuses both queries here (403 on /@v/<commit>.info and /@v/list).
+    # The warm cache answers them instead: a file:// GOPROXY in front of the real one, with
+    # the commit's .info naming the release it is.
+    local libver
+    libver=$(sed -n 's/^[[:space:]]*goSDKLibVersion = "\([0-9a-f]*\)" \/\/ \(v[0-9.]*\)$/\1 \2/p' "$SRC/core/sdk/go_sdk.go")
+    [[ ${libver#* } == "$VERSION" ]] || die "content: goSDKLibVersion in core/sdk/go_sdk.go is not marked $VERSION: '$libver'"
+    GOMODCACHE=$gomod GOFLAGS=-mod=mod go mod download "dagger.io/dagger@$VERSION"
+    cp "$gomod/cache/download/dagger.io/dagger/@v/$VERSION.info" "$gomod/cache/download/dagger.io/dagger/@v/${libver% *}.info"
     chmod -R u+w "$gomod"
     ctr=$(buildah from --pull=never localhost/nbpipe/root:bookworm-amd64)
     buildah run "$ctr" -- sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive \
@@ -179,7 +193,8 @@ stage_content() {
     buildah copy --chmod 0755 "$ctr" "$PREFIX/build/codegen" /usr/local/bin/codegen
     buildah copy "$ctr" "$gomod" /go/pkg/mod
     buildah config --env PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        --env GOPATH=/go --env GOTOOLCHAIN=local --env CGO_ENABLED=0 --workingdir /go "$ctr"
+        --env GOPATH=/go --env GOTOOLCHAIN=local --env CGO_ENABLED=0 --workingdir /go \
+        --env GOPROXY=file:///go/pkg/mod/cache/download,https://proxy.golang.org,direct "$ctr"
     buildah commit -q "$ctr" localhost/nbpipe/dagger-go-sdk:$VERSION >/dev/null
     buildah rm "$ctr" >/dev/null
     # Python SDK rootfs
@@ -193,9 +208,11 @@ stage_content() {
     python3 -m pip download -q --no-deps --only-binary :all: -d "$work/uv" "uv==$uvver"
     (cd "$work/uv" && python3 -m zipfile -e uv-*.whl x)
     cp "$work"/uv/x/uv-*.data/scripts/uv "$work"/uv/x/uv-*.data/scripts/uvx "$py/dist/" && chmod 0755 "$py"/dist/uv*
-    cp -a "$sdkpy/codegen" "$work/codegen"
-    (cd "$work/codegen" && UV_NATIVE_TLS=1 "$py/dist/uv" export -q --no-hashes --no-editable --package codegen -o "$work/req.txt" \
+    # codegen's requirements as sdk/python's uv.lock pins them (--frozen: graphql-core 3.2.x;
+    # a fresh resolve takes 3.3, whose FieldDefinitionNode codegen cannot build)
+    (cd "$py" && UV_NATIVE_TLS=1 "$py/dist/uv" export -q --frozen --no-hashes --no-editable --package codegen -o "$work/req.txt" \
         && UV_NATIVE_TLS=1 "$py/dist/uvx" -q shiv==1.0.8 --reproducible --compressed -e codegen.cli:main -o "$py/dist/codegen" -r "$work/req.txt")
+    grep -q '^graphql-core==3\.2\.' "$work/req.txt" || die "content: codegen's graphql-core is not the 3.2 line uv.lock pins"
     ctr=$(buildah from scratch)
     buildah copy "$ctr" "$py" /
     buildah commit -q "$ctr" localhost/nbpipe/dagger-python-sdk:$VERSION >/dev/null
@@ -295,7 +312,7 @@ stage_start() {
         "$ENGINE_IMAGE" --debug >/dev/null
     write_env
     for i in $(seq 1 120); do
-        if timeout 10 "$BIN/dagger" query <<<'{version}' >/dev/null 2>&1; then
+        if timeout 10 "$BIN/dagger" query -M <<<'{version}' >/dev/null 2>&1; then
             log "start: engine answers after $(python3 -c "import time; print(round(time.time() - $t0, 1))") s"
             echo "start_s=$(python3 -c "import time; print(round(time.time() - $t0, 1))")" >> "$PREFIX/timings"
             return
@@ -345,8 +362,19 @@ stage_status() {
     [[ -x $BIN/dagger ]] && timeout 10 "$BIN/dagger" version || true
 }
 
+need_tools() {
+    local t missing=()
+    for t in go git podman buildah skopeo python3 curl; do
+        command -v "$t" >/dev/null || missing+=("$t")
+    done
+    [[ -x /usr/bin/docker-registry ]] || missing+=("docker-registry (bash .ci/setup-registry.sh install)")
+    ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (run bash .ci/setup first)"
+}
+
 main() {
     local stage
+    [[ $(id -u) -eq 0 ]] || die "run as root (it runs a privileged engine container)"
+    need_tools
     [[ $# -gt 0 ]] || set -- all
     for stage in "$@"; do
         case $stage in

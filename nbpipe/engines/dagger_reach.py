@@ -38,7 +38,7 @@ def reach(cli: str | None = None, timeout: float = TIMEOUT_S) -> Reach:
         return Reach(None, None, "no dagger CLI on PATH")
     env = {**os.environ, "DO_NOT_TRACK": "1", "DAGGER_NO_NAG": "1"}
     try:
-        proc = subprocess.Popen([cli, "query", "--progress", "plain"], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([cli, "query", "-M", "--progress", "plain"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=env, start_new_session=True)
     except OSError as exc:

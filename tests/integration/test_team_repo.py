@@ -258,16 +258,24 @@ def test_team_dagger_module_calls_ours_on_a_live_engine(tmp_path, live_dagger) -
     """What needs an engine: `dag.nbpipe()` exists only in the client `dagger develop`
     generates for the module's dependencies, so the queries the team module sends through
     it cannot be built offline (dagger-io has no codegen without an engine)."""
+    if not os.environ.get("NBPIPE_TEAM_DEP_SOURCE"):
+        # Seen on engine v0.21.8 (README, "With Dagger"): a local dependency is refused by
+        # absolute path ("local module dep source path ... is absolute"), and a team module
+        # made inside this checkout takes the checkout as its `source` (DefaultPath "/" is
+        # the git root), so its spec is not there. The dependency has to come by address.
+        pytest.skip("the team module needs our module by a git address it can fetch "
+                    "(set NBPIPE_TEAM_DEP_SOURCE, e.g. github.com/nbpipe/nbpipe@<ref>); "
+                    "a local checkout cannot stand in for it")
     scaffold.write_repo("team-x", "jupyter", tmp_path)
     conf = json.loads((tmp_path / "dagger.json").read_text())
-    conf["dependencies"][0]["source"] = str(REPO)  # this checkout, not the published tag
+    conf["dependencies"][0]["source"] = os.environ["NBPIPE_TEAM_DEP_SOURCE"]
     (tmp_path / "dagger.json").write_text(json.dumps(conf))
     root = os.environ.get("NBPIPE_DAGGER_ROOT", "")
     if root:  # no Docker Hub here: our module builds on the root the engine's registry has
         main = next((tmp_path / ".dagger").rglob("main.py"))
         text = main.read_text()
-        assert text.count("dag.nbpipe()") == 2
-        main.write_text(text.replace("dag.nbpipe()", f"dag.nbpipe(root={root!r})"))
+        assert text.count("dag.nbpipe().") == 2  # the two calls (the docstring names it too)
+        main.write_text(text.replace("dag.nbpipe().", f"dag.nbpipe(root={root!r})."))
     r = subprocess.run(["dagger", "develop"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=3600)
     assert r.returncode == 0, r.stderr

@@ -28,7 +28,7 @@ def fake_cli(tmp_path: Path, body: str) -> str:
 
 
 def test_an_engine_that_answers_gives_its_version(tmp_path) -> None:
-    cli = fake_cli(tmp_path, 'read q; [ "$1 $2 $3" = "query --progress plain" ] && '
+    cli = fake_cli(tmp_path, 'read q; [ "$1 $2 $3 $4" = "query -M --progress plain" ] && '
                              '[ "$q" = "{version}" ] && echo \'{"version": "v0.21.8"}\'')
     r = reach(cli)
     assert (r.ok, r.version, r.cli) == (True, "v0.21.8", cli)
