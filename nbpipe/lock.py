@@ -180,6 +180,14 @@ def pinned_steps(catalog: Catalog, name: str, platform: str,
     return out
 
 
+def root_ref(catalog: Catalog, platform: str, names: list[str] | None = None) -> str:
+    """The root ``names`` are built on (their first ancestor's parent): where the archive
+    is asked, with the same apt sources every image of the family sees."""
+    from .naming import parent_ref
+
+    return parent_ref(catalog.resolve(catalog.order(names)[0]), platform)
+
+
 def keep_debs(engine: "OciEngine", options: "BuildOptions", pins, platform: str) -> int:
     """Put the pinned .debs a build just fetched into the package store (if one is set and
     the engine keeps its apt cache where nbpipe can read it)."""
@@ -199,16 +207,13 @@ def vanished(engine: "OciEngine", catalog: Catalog, locks: dict[str, dict[str, s
     and the package store ``store`` does not hold either (the archive asked once, in the
     root the catalog builds on)."""
     from . import archive
-    from .naming import parent_ref
 
     order = catalog.order(names)
     steps = [ps for n in order if platform in catalog.resolve(n).platforms
              for ps in pinned_steps(catalog, n, platform, locks)]
     if not steps:
         return []
-    root = next(parent_ref(catalog.resolve(n), platform) for n in order
-                if catalog.parent_name(n) is None)
-    gone = archive.gone(engine, root, platform, {p for ps in steps for p in archive.pins(ps.lines)})
+    gone = archive.gone(engine, root_ref(catalog, platform, names), platform, {p for ps in steps for p in archive.pins(ps.lines)})
     gone = {p for p in gone if store is None or p.deb(store) is None}
     out = []
     for ps in steps:
@@ -224,19 +229,15 @@ def add_hashes(engine: "OciEngine", catalog: Catalog, path: Path, platforms: lis
     their .debs' sha256 (from the archive's index, asked in the root for each platform);
     nothing is re-resolved. Returns how many lines gained one."""
     from . import archive
-    from .naming import parent_ref
-
     from . import platforms as plat
 
     locks = load(path)
     added = 0
-    order = catalog.order()
-    first = next(n for n in order if catalog.parent_name(n) is None)
     native = plat.host()
     for platform in platforms:
         # apt reads another architecture's lists in the native root (no emulation needed)
-        root = parent_ref(catalog.resolve(first), native if native in
-                          catalog.resolve(first).platforms else platform)
+        root = root_ref(catalog, native if native in catalog.resolve(
+            catalog.order()[0]).platforms else platform)
         for k, entry in locks.items():
             lines = entry.get(platform)
             if lines and all(_APT_LINE.fullmatch(x) for x in lines.split()):

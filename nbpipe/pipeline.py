@@ -196,10 +196,7 @@ class Pipeline:
         steps = [ps for n in to_build for ps in lock.pinned_steps(self.catalog, n, self.platform)]
         if not steps:
             return
-        roots = {naming.parent_ref(self.catalog.resolve(n), self.platform) for n in to_build
-                 if self.catalog.parent_name(n) is None}
-        root = next(iter(roots), None) or naming.parent_ref(
-            self.catalog.resolve(self.catalog.order(to_build)[0]), self.platform)
+        root = lock.root_ref(self.catalog, self.platform, to_build)
         pins = {p for ps in steps for p in archive.pins(ps.lines)}
         self.on_event("nbpipe", f"--locked: asking the archive for {len(pins)} pinned versions")
         gone = archive.gone(self.engine, root, self.platform, pins)

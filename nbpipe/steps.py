@@ -37,14 +37,16 @@ APT_CLEANUP = (
 APT_ARCHIVES = CacheMount("/var/cache/apt/archives", "nbpipe-apt-archives")
 
 
-def apt_install(*packages: str, snapshot: str | None = None) -> list[str]:
+def apt_install(*packages: str, snapshot: str | None = None, args: str | None = None) -> list[str]:
     """The one way a step installs Debian packages: fresh lists, no recommends, the .debs
     kept in the APT_ARCHIVES cache mount (outside every layer). ``snapshot``: from
-    Debian's dated snapshot instead of the image's own sources (which stay as they are)."""
+    Debian's dated snapshot instead of the image's own sources (which stay as they are).
+    ``args``: shell words standing for the packages (the package store's "$@")."""
     setup, opts = snapshot_sources(snapshot) if snapshot else ([], "")
+    what = args if args is not None else " ".join(shlex.quote(p) for p in packages)
     return [*setup, f"apt-get update -q{opts}",
             f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends{opts}"
-            " -o APT::Keep-Downloaded-Packages=true " + " ".join(shlex.quote(p) for p in packages)]
+            " -o APT::Keep-Downloaded-Packages=true " + what]
 
 
 DEB_STORE = "/run/nbpipe/debs"  # options.DEBSTORE_TARGET: the package store, when mounted
@@ -73,12 +75,9 @@ def apt_install_from_store(pins: list[str] | tuple[str, ...], *,
     """apt_install for lock lines that carry their .deb's sha256 (name=version@sha256:H)."""
     lines = "\n".join(p.replace("@sha256:", " ") if "@sha256:" in p else f"{p} -"
                       for p in pins)
-    setup, opts = snapshot_sources(snapshot) if snapshot else ([], "")
     return [f"cat > {APT_PINS} <<'NBPIPE_LOCK'\n{lines}\nNBPIPE_LOCK",
             _FROM_STORE.format(store=DEB_STORE, pins=APT_PINS),
-            *setup, f"apt-get update -q{opts}",
-            f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends{opts}"
-            ' -o APT::Keep-Downloaded-Packages=true "$@"',
+            *apt_install(snapshot=snapshot, args='"$@"'),
             f"rm -f {APT_PINS}"]
 
 
