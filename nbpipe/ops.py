@@ -31,7 +31,7 @@ class SecretMount:
 
 @dataclass(frozen=True)
 class BindMount:
-    """A read-only directory from the build context (the wheelhouse)."""
+    """A read-only directory from the build context (the wheelhouse, the package store)."""
 
     target: str
     id: str
