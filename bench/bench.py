@@ -26,13 +26,13 @@ sys.path.insert(0, str(ROOT_DIR))
 
 from nbpipe import family as images  # noqa: E402
 from nbpipe.family import pins  # noqa: E402
-from nbpipe import platforms as plat  # noqa: E402
-from nbpipe import rootfs  # noqa: E402
-from nbpipe.naming import local_ref  # noqa: E402
+from nbpipe.recipe import platforms as plat
+from nbpipe.engines import rootfs
+from nbpipe.recipe.naming import local_ref  # noqa: E402
 from nbpipe.engines.oci import OciEngine  # noqa: E402
-from nbpipe.options import BuildOptions  # noqa: E402
-from nbpipe.pipeline import Pipeline  # noqa: E402
-from nbpipe.prober import probe  # noqa: E402
+from nbpipe.recipe.options import BuildOptions  # noqa: E402
+from nbpipe.run.pipeline import Pipeline  # noqa: E402
+from nbpipe.probing.prober import probe  # noqa: E402
 
 CA = Path("/etc/ssl/certs/ca-certificates.crt")
 CHAIN = ["base", "jupyter", "jupyter-scipy"]
@@ -160,9 +160,9 @@ def plan_against_registry(family, engine, platform) -> None:
     import shutil
     import socket
 
-    from nbpipe.naming import content_tag
-    from nbpipe.publish import publish
-    from nbpipe.registry import Registry
+    from nbpipe.recipe.naming import content_tag
+    from nbpipe.run.publish import publish
+    from nbpipe.engines.registry import Registry
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

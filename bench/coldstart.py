@@ -7,7 +7,7 @@ For jupyter, jupyter-scipy and the naive hand-written image of jupyter-scipy's p
 (bench/handwritten.Dockerfile, built in the same run): push to a local registry with gzip
 and with zstd layers (compressed sizes from the manifests), then on a "cold node" (a
 podman store of its own, empty: nothing shared with this machine's store) pull, and play
-Kubeflow's pod (nbpipe.kubeflow, its default limits: cpu 0.6) until the culler's GET of
+Kubeflow's pod (nbpipe.probing.kubeflow, its default limits: cpu 0.6) until the culler's GET of
 <prefix>/api/kernels answers 200; also without limits. Layer sharing: jupyter-scipy is
 pushed after jupyter, and the registry's own blob store says what that second push added.
 """
@@ -30,14 +30,14 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 
 from nbpipe.family import family  # noqa: E402
-from nbpipe.machine import detect  # noqa: E402
-from nbpipe.options import BuildOptions  # noqa: E402
-from nbpipe.pipeline import build  # noqa: E402
-from nbpipe.podprober import notebook_pod  # noqa: E402
+from nbpipe.run.machine import detect  # noqa: E402
+from nbpipe.recipe.options import BuildOptions  # noqa: E402
+from nbpipe.run.pipeline import build  # noqa: E402
+from nbpipe.probing.podprober import notebook_pod  # noqa: E402
 from nbpipe.probes.http import Client, wait_ready  # noqa: E402
 from nbpipe.probes.checks import Target  # noqa: E402
 from nbpipe.probes.kubeflow import cpu_seconds  # noqa: E402
-from nbpipe.publish import COMPRESSIONS  # noqa: E402
+from nbpipe.run.publish import COMPRESSIONS  # noqa: E402
 
 REGISTRY = ROOT_DIR / ".ci/setup-registry.sh"
 NAIVE = "localhost/bench/handwritten:latest"

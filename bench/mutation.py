@@ -3,7 +3,7 @@ offline tests (tests/sdk) notice. Not part of CI: it takes minutes.
 
     .venv/bin/python bench/mutation.py                  # the reported run: 169 mutants, ~7 min
     .venv/bin/python bench/mutation.py --sample 0       # all ~1,250 mutants (about an hour)
-    .venv/bin/python bench/mutation.py nbpipe/lock.py --sample 0   # every mutant of one module
+    .venv/bin/python bench/mutation.py nbpipe/locks/lock.py --sample 0   # every mutant of one module
     .venv/bin/python bench/mutation.py --list           # the mutants, not run
     .venv/bin/python bench/mutation.py --report         # mutation.md again from mutation.json
 
@@ -46,22 +46,22 @@ SCRATCH = Path(os.environ.get("NBPIPE_MUTATION_DIR", "/tmp/nbpipe-mutation"))
 # module -> the offline tests that cover it (fastest, most direct first: -x stops early)
 T = "tests/sdk/"
 TARGETS: dict[str, list[str]] = {
-    "nbpipe/image.py": [T + "test_image.py", T + "test_digest.py", T + "test_catalog.py",
+    "nbpipe/recipe/image.py": [T + "test_image.py", T + "test_digest.py", T + "test_catalog.py",
                         T + "test_export.py",
                         T + "test_identity.py"],
-    "nbpipe/steps.py": [T + "test_steps.py", T + "test_digest.py", T + "test_export.py",
+    "nbpipe/recipe/steps.py": [T + "test_steps.py", T + "test_digest.py", T + "test_export.py",
                         T + "test_golden.py",
                         T + "test_hostile_spec.py", T + "test_spec.py"],
-    "nbpipe/catalog.py": [T + "test_catalog.py", T + "test_identity.py", T + "test_digest.py"],
-    "nbpipe/lock.py": [T + "test_lock.py", T + "test_golden.py"],
-    "nbpipe/publish.py": [T + "test_publish.py"],
+    "nbpipe/recipe/catalog.py": [T + "test_catalog.py", T + "test_identity.py", T + "test_digest.py"],
+    "nbpipe/locks/lock.py": [T + "test_lock.py", T + "test_golden.py"],
+    "nbpipe/run/publish.py": [T + "test_publish.py"],
     "nbpipe/engines/dockerfile.py": [T + "test_export.py", T + "test_golden.py",
                                      T + "test_oci.py", T + "test_hostile_spec.py"],
     "nbpipe/engines/dagger.py": [T + "test_golden.py", T + "test_dagger.py"],
     "nbpipe/engines/oci.py": [T + "test_oci.py", T + "test_publish.py"],
-    "nbpipe/engines/dagger_client.py": [T + "test_oci.py", T + "test_dagger_schema.py"],
+    "nbpipe/run/dagger_run.py": [T + "test_oci.py", T + "test_dagger_schema.py"],
     "nbpipe/probes/checks.py": [T + "test_checks.py"],
-    "nbpipe/spec.py": [T + "test_spec.py", T + "test_hostile_spec.py", T + "test_golden.py"],
+    "nbpipe/inputs/spec.py": [T + "test_spec.py", T + "test_hostile_spec.py", T + "test_golden.py"],
 }
 
 SWAP = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.GtE: ast.Lt,

@@ -10,30 +10,30 @@ NOW = "now killed by "
 
 NOTES: dict[str, str] = {
     # image.py
-    "nbpipe/image.py:40:False -> True": HARMLESS + "BaseRef.digests' field(hash=False) -> True: "
+    "nbpipe/recipe/image.py:40:False -> True": HARMLESS + "BaseRef.digests' field(hash=False) -> True: "
     "BaseRef defines __hash__ itself, so dataclass's per-field hash flag is never used",
     # steps.py
-    "nbpipe/steps.py:308:True -> False": NOW + "test_digest.py::"
+    "nbpipe/recipe/steps.py:308:True -> False": NOW + "test_digest.py::"
     "test_steps_are_frozen_keyword_only_values (User made positional)",
-    "nbpipe/steps.py:338:True -> False": NOW + "test_digest.py::"
+    "nbpipe/recipe/steps.py:338:True -> False": NOW + "test_digest.py::"
     "test_steps_are_frozen_keyword_only_values (File made positional)",
-    "nbpipe/steps.py:551:True -> False": NOW + "test_digest.py::"
+    "nbpipe/recipe/steps.py:551:True -> False": NOW + "test_digest.py::"
     "test_steps_are_frozen_keyword_only_values (Service made positional)",
-    "nbpipe/steps.py:407:return x -> return None": NOW + "test_digest.py::"
+    "nbpipe/recipe/steps.py:407:return x -> return None": NOW + "test_digest.py::"
     "test_step_defaults_and_one_spelling_per_path (Download.describe)",
     # catalog.py
-    "nbpipe/catalog.py:32:False -> True": HARMLESS + "Catalog._resolved field(repr=False) -> "
+    "nbpipe/recipe/catalog.py:32:False -> True": HARMLESS + "Catalog._resolved field(repr=False) -> "
     "True only changes what repr() prints of a cache",
-    "nbpipe/catalog.py:110:return x -> return None": NOW + "test_catalog.py::"
+    "nbpipe/recipe/catalog.py:110:return x -> return None": NOW + "test_catalog.py::"
     "test_order_subgraph_and_affected (Catalog.descendants)",
-    "nbpipe/catalog.py:138:In -> NotIn": NOW + "test_catalog.py::"
+    "nbpipe/recipe/catalog.py:138:In -> NotIn": NOW + "test_catalog.py::"
     "test_digests_per_platform_leave_out_what_is_not_built_there",
     # publish.py
-    "nbpipe/publish.py:124:return x -> return None": NOW + "test_publish.py::"
+    "nbpipe/run/publish.py:124:return x -> return None": NOW + "test_publish.py::"
     "test_layer_compression_is_read_from_the_manifest",
-    "nbpipe/publish.py:147:0 -> 1": NOW + "test_publish.py::"
+    "nbpipe/run/publish.py:147:0 -> 1": NOW + "test_publish.py::"
     "test_versions_come_from_the_native_platform_else_the_first",
-    "nbpipe/publish.py:180:Or -> And": NOW + "test_publish.py::"
+    "nbpipe/run/publish.py:180:Or -> And": NOW + "test_publish.py::"
     "test_images_there_without_their_list_get_the_list_and_count_as_published",
     # engines/
     "nbpipe/engines/dockerfile.py:41:True -> False": HARMLESS + "parents=True -> False in "
@@ -58,12 +58,12 @@ NOTES: dict[str, str] = {
     "test_the_storage_index_is_read_from_containers_storage_files",
     "nbpipe/engines/oci.py:390:return x -> return None": NOW + "test_oci.py::"
     "test_docker_is_found_where_debian_puts_it_else_on_path",
-    "nbpipe/engines/dagger_client.py:29:return x -> return None": NOW + "test_oci.py::"
+    "nbpipe/run/dagger_run.py:29:return x -> return None": NOW + "test_oci.py::"
     "test_dagger_is_available_through_a_session_or_a_cli",
-    "nbpipe/engines/dagger_client.py:40:And -> Or": "not killable offline: it sets "
+    "nbpipe/run/dagger_run.py:40:And -> Or": "not killable offline: it sets "
     "_EXPERIMENTAL_DAGGER_CLI_BIN for dagger.Connection, a line reached only once a Dagger "
     "engine was found; the live-engine tests (marked dagger, skipped here) run past it",
-    "nbpipe/engines/dagger_client.py:52:return x -> return None": HARMLESS + "an unbuildable "
+    "nbpipe/run/dagger_run.py:52:return x -> return None": HARMLESS + "an unbuildable "
     "image's work() returning None instead of False: the scheduler only asks whether the "
     "result is true, and both block its children the same way",
     # probes/checks.py
@@ -72,7 +72,7 @@ NOTES: dict[str, str] = {
     "a setgid program, and the contract's server is started by s6 without one",
     "nbpipe/probes/checks.py:197:1 -> 2": NOW + "test_checks.py (the fake's environment now holds "
     "a value with '=' in it, as JUPYTER_ARGS does; split('=', 2) then fails home-env)",
-    "nbpipe/engines/dagger_client.py:78:300 -> 301": HARMLESS + "where a failed command's text "
+    "nbpipe/run/dagger_run.py:78:300 -> 301": HARMLESS + "where a failed command's text "
     "is cut in an error message (300 or 301 characters), like the slice bounds left out",
 }
 

@@ -55,7 +55,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     runs = ap.parse_args().runs
-    from nbpipe import requirements, spec
+    from nbpipe.inputs import requirements, spec
     from nbpipe.family import family
 
     rows: list[tuple[str, str, str]] = []

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+if __name__ != "nbpipe.family":  # one module object per file: never a second copy as `images`
+    raise ImportError("images/ is installed as nbpipe.family: import nbpipe.family "
+                      "(`pip install -e .` in the checkout installs it)")
+
 from pathlib import Path
 
-from nbpipe import lock
-from nbpipe.catalog import Catalog
+from nbpipe.locks import lock
+from nbpipe.recipe.catalog import Catalog
 
 from . import base, codeserver, jupyter, pytorch, rstudio, tensorflow
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nbpipe import contract
-from nbpipe.catalog import Catalog
-from nbpipe.image import Image
+from nbpipe.recipe import contract
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.recipe.image import Image
 
 from . import pins
 

@@ -4,9 +4,9 @@ native modules built against that Node's own headers, the compilers gone afterwa
 
 from __future__ import annotations
 
-from nbpipe import contract
-from nbpipe.catalog import Catalog
-from nbpipe.image import Image
+from nbpipe.recipe import contract
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.recipe.image import Image
 
 from . import pins
 from .base import FILES, PATH

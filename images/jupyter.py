@@ -3,9 +3,9 @@ that jovyan owns (so `pip install` works at run time, as with Kubeflow's conda).
 
 from __future__ import annotations
 
-from nbpipe import contract
-from nbpipe.catalog import Catalog
-from nbpipe.image import Image
+from nbpipe.recipe import contract
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.recipe.image import Image
 
 from . import pins
 from .base import FILES, PATH

@@ -6,14 +6,14 @@ digest: that is the whole "what does this change affect" story.
 
 from __future__ import annotations
 
-from nbpipe import platforms as plat
-from nbpipe.image import BaseRef
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.image import BaseRef
 
 # The root every image builds on: Debian bookworm-slim, pinned per platform by manifest
 # digest (index sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251,
 # the bookworm-20260918-slim build). Without registry access, `nbpipe base bootstrap`
 # makes an equivalent local root with debootstrap and the same recipe is built on top
-# of it (see nbpipe/rootfs.py).
+# of it (see nbpipe/engines/rootfs.py).
 DEBIAN_ROOT = BaseRef(
     ref="docker.io/library/debian:bookworm-slim",
     digests={

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from nbpipe import platforms as plat
-from nbpipe.catalog import Catalog
-from nbpipe.image import Image
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.recipe.image import Image
 
 from . import pins
 from .jupyter import full

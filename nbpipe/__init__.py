@@ -12,14 +12,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from . import contract, platforms
-from .catalog import Catalog
-from .errors import NbpipeError
-from .image import BaseRef, Image
-from .options import BuildOptions
+from nbpipe.recipe import contract, platforms
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.errors import NbpipeError
+from nbpipe.recipe.image import BaseRef, Image
+from nbpipe.recipe.options import BuildOptions
 
 if TYPE_CHECKING:
-    from . import family, probes, spec
+    from nbpipe import family, probes
+    from nbpipe.inputs import spec
 
 __version__ = "0.1.0"
 
@@ -36,11 +37,12 @@ __all__ = [
     "spec",          # YAML specs: spec.load(path) -> Spec, Spec.register(catalog)
 ]
 
-_LAZY = {"family", "probes", "spec"}
+# public name -> the module it is, loaded on first use
+_LAZY = {"family": "nbpipe.family", "probes": "nbpipe.probes", "spec": "nbpipe.inputs.spec"}
 
 
 def __getattr__(name: str):
     """``nbpipe.family`` and friends on first use, so ``import nbpipe`` stays light."""
     if name in _LAZY:
-        return importlib.import_module(f"{__name__}.{name}")
+        return importlib.import_module(_LAZY[name])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

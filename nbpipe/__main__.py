@@ -1,3 +1,3 @@
-from .cli import main
+from nbpipe.cli.commands import main
 
 main()

@@ -13,16 +13,17 @@ import dagger
 from dagger import Doc, dag, function, object_type
 
 from nbpipe.family import family
-from nbpipe import contract, safe_io
-from nbpipe import spec as specs
-from nbpipe import graph as graphs
-from nbpipe import schedule
-from nbpipe.catalog import Catalog
+from nbpipe.recipe import contract
+from nbpipe.inputs import safe_io
+from nbpipe.inputs import spec as specs
+from nbpipe.recipe import graph as graphs
+from nbpipe.run import schedule
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines import dagger as lowering
-from nbpipe.naming import content_tag, stamp
-from nbpipe.steps import apt_install
-from nbpipe.image import Image
-from nbpipe.options import BuildOptions
+from nbpipe.recipe.naming import content_tag, stamp
+from nbpipe.recipe.steps import apt_install
+from nbpipe.recipe.image import Image
+from nbpipe.recipe.options import BuildOptions
 from nbpipe.probes.smoke import SCRIPTS, SKIP
 
 ImageName = Annotated[str, Doc("an image of the family, e.g. jupyter-scipy (see `images`)")]
@@ -51,7 +52,7 @@ def _import_catalog(root: Path, spec: str) -> Catalog:
     not resolve to another one already imported (or on the path), nor stay imported."""
     import sys
 
-    from nbpipe import loader
+    from nbpipe.inputs import loader
 
     top = spec.partition(":")[0].split(".")[0]
 

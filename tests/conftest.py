@@ -21,7 +21,7 @@ import pytest
 from hypothesis import settings
 
 from nbpipe import family as images
-from nbpipe.catalog import Catalog
+from nbpipe.recipe.catalog import Catalog
 
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -54,9 +54,9 @@ def family() -> Catalog:
 @pytest.fixture(scope="session")
 def live_dagger():
     """A `dagger` CLI that really reaches a running engine, asked once per session with a
-    bounded query (nbpipe.engines.dagger_reach); otherwise every live Dagger test is
+    bounded query (nbpipe.engines.dagger_session); otherwise every live Dagger test is
     SKIPPED with the reason (no CLI, no engine behind it, no answer in time)."""
-    from nbpipe.engines.dagger_reach import reach
+    from nbpipe.engines.dagger_session import reach
 
     found = reach()
     if not found.ok:

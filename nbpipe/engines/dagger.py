@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Collection
 
 import re
 
-from .. import platforms as plat
-from ..catalog import Catalog
-from ..errors import NbpipeError
-from ..image import BaseRef, Image
-from ..ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd, SetEntrypoint
-from ..ops import SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile, WriteTree
-from ..naming import content_tag, stamp
-from ..options import DEBSTORE_ID, BuildOptions
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.errors import NbpipeError
+from nbpipe.recipe.image import BaseRef, Image
+from nbpipe.recipe.ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd, SetEntrypoint
+from nbpipe.recipe.ops import SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile, WriteTree
+from nbpipe.recipe.naming import content_tag, stamp
+from nbpipe.recipe.options import DEBSTORE_ID, BuildOptions
 
 if TYPE_CHECKING:
     import dagger

@@ -8,13 +8,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..image import Image
-from ..naming import parent_ref, stamp
-from ..ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd
-from ..ops import SetEntrypoint, SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile, WriteTree
-from .. import safe_io
-from ..errors import NbpipeError
-from ..options import BuildOptions
+from nbpipe.recipe.image import Image
+from nbpipe.recipe.naming import parent_ref, stamp
+from nbpipe.recipe.ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd
+from nbpipe.recipe.ops import SetEntrypoint, SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile, WriteTree
+from nbpipe.inputs import safe_io
+from nbpipe.errors import NbpipeError
+from nbpipe.recipe.options import BuildOptions
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .. import safe_io
-from ..errors import BuildError, NbpipeError
-from ..options import CA_ID, DEBSTORE_ID, WHEELHOUSE_ID, BuildOptions
-from .dockerfile import Rendered
+from nbpipe.inputs import safe_io
+from nbpipe.errors import BuildError, NbpipeError
+from nbpipe.recipe.options import CA_ID, DEBSTORE_ID, WHEELHOUSE_ID, BuildOptions
+from nbpipe.engines.dockerfile import Rendered
 
 BUILD_TIMEOUT = 6 * 3600  # seconds for one image build (the slowest here take minutes)
 _STEP_BUILDAH = re.compile(r"^STEP (\d+)/(\d+):")

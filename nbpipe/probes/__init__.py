@@ -5,6 +5,6 @@ inside a Dagger probe container, or on a GPU runner. Each check returns a ProbeR
 whose message tells a user what is wrong, not just that something is.
 """
 
-from .result import ProbeResult, Status
+from nbpipe.probes.result import ProbeResult, Status
 
 __all__ = ["ProbeResult", "Status"]

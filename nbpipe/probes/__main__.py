@@ -15,9 +15,9 @@ import json
 import subprocess
 import sys
 
-from .checks import Target, run_all
-from .result import Status
-from .smoke import runner_tags
+from nbpipe.probes.checks import Target, run_all
+from nbpipe.probes.result import Status
+from nbpipe.probes.smoke import runner_tags
 
 
 def main(argv: list[str] | None = None) -> int:

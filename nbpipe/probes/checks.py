@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .. import contract
-from . import kernel, run_notebook
-from .csp import refusal as frame_ancestors_refusal
-from .http import Client, wait_ready
-from .result import ProbeFailure, ProbeResult, ProbeSkip, Status
+from nbpipe.recipe import contract
+from nbpipe.probes import kernel, run_notebook
+from nbpipe.probes.csp import refusal as frame_ancestors_refusal
+from nbpipe.probes.http import Client, wait_ready
+from nbpipe.probes.result import ProbeFailure, ProbeResult, ProbeSkip, Status
 
 # runs argv in the container: (exit code, output); takes timeout= (seconds) when given
 Exec = Callable[..., "tuple[int, str]"]
@@ -224,8 +224,8 @@ def home_text(home: Path, rel: str) -> str | None:
     """A file the container wrote into the home volume, or None if there is none. The
     image is not ours to trust: a symlink it leaves there is never followed out of the
     volume (it could name a file of this machine), and the read is bounded."""
-    from ..errors import NbpipeError
-    from ..safe_io import inside, read_text
+    from nbpipe.errors import NbpipeError
+    from nbpipe.inputs.safe_io import inside, read_text
 
     if not (home / rel).exists() and not (home / rel).is_symlink():
         return None

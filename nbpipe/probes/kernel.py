@@ -12,8 +12,8 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
-from .http import Client
-from .result import ProbeFailure
+from nbpipe.probes.http import Client
+from nbpipe.probes.result import ProbeFailure
 
 
 class WebSocket:

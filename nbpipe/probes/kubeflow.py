@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from . import kernel
-from .checks import Target, _need_jupyter, _need_server
-from .http import Client, wait_ready
-from .result import ProbeFailure, ProbeSkip
+from nbpipe.probes import kernel
+from nbpipe.probes.checks import Target, _need_jupyter, _need_server
+from nbpipe.probes.http import Client, wait_ready
+from nbpipe.probes.result import ProbeFailure, ProbeSkip
 
 GATEWAY_HOST = "kubeflow.example.org"
 GATEWAY_HEADERS = {"Host": GATEWAY_HOST, "Origin": f"https://{GATEWAY_HOST}",

@@ -14,14 +14,14 @@ import anyio
 import pytest
 
 from nbpipe import family as images
-from nbpipe import platforms as plat
-from nbpipe import rootfs
-from nbpipe.catalog import Catalog
+from nbpipe.recipe import platforms as plat
+from nbpipe.engines import rootfs
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines.oci import OciEngine
 from nbpipe.errors import NbpipeError
-from nbpipe.options import BuildOptions
-from nbpipe.pipeline import Pipeline
-from nbpipe.report import ImageResult
+from nbpipe.recipe.options import BuildOptions
+from nbpipe.run.pipeline import Pipeline
+from nbpipe.run.report import ImageResult
 
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 

@@ -21,14 +21,15 @@ from pathlib import Path
 import anyio
 import pytest
 
-from nbpipe import lock, naming
-from nbpipe.catalog import Catalog
+from nbpipe.locks import lock
+from nbpipe.recipe import naming
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines.oci import OciEngine
 from nbpipe.errors import NbpipeError
-from nbpipe.image import BaseRef, Image
-from nbpipe.options import BuildOptions
-from nbpipe.pipeline import Pipeline
-from nbpipe.rootfs import local_ref as root_ref
+from nbpipe.recipe.image import BaseRef, Image
+from nbpipe.recipe.options import BuildOptions
+from nbpipe.run.pipeline import Pipeline
+from nbpipe.engines.rootfs import local_ref as root_ref
 
 pytestmark = pytest.mark.engine
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe import contract, repo2docker
+from nbpipe.recipe import contract
+from nbpipe.inputs import binder as repo2docker
 from nbpipe.probes.result import Status
 
 from .conftest import run_pipeline

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from nbpipe.family.base import FILES
-from nbpipe.catalog import Catalog
-from nbpipe import naming
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.recipe import naming
 from nbpipe.probes.result import Status
 
 from .conftest import run_pipeline

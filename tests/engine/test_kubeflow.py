@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
-from nbpipe import naming
+from nbpipe.recipe import naming
 from nbpipe.family.base import FILES
-from nbpipe.podprober import probe_pod
+from nbpipe.probing.podprober import probe_pod
 from nbpipe.probes.result import Status
 
 from .conftest import run_pipeline

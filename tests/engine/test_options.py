@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe import naming
-from nbpipe.options import BuildOptions
+from nbpipe.recipe import naming
+from nbpipe.recipe.options import BuildOptions
 
 from .conftest import HOST_CA, run_pipeline
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe.image import short
+from nbpipe.recipe.image import short
 
 pytestmark = pytest.mark.engine
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from nbpipe import family as images
-from nbpipe import platforms as plat
-from nbpipe import rootfs
+from nbpipe.recipe import platforms as plat
+from nbpipe.engines import rootfs
 from nbpipe.errors import NbpipeError
-from nbpipe.naming import content_tag
-from nbpipe.publish import publish, spawner_options
-from nbpipe.registry import PASSWORD_ENV, USER_ENV, Registry
+from nbpipe.recipe.naming import content_tag
+from nbpipe.run.publish import publish, spawner_options
+from nbpipe.engines.registry import PASSWORD_ENV, USER_ENV, Registry
 
 pytestmark = pytest.mark.engine
 

@@ -18,12 +18,12 @@ import anyio
 import httpx
 import pytest
 
-from nbpipe import audit, sbom, signing
+from nbpipe.supply import audit, sbom, signing
 from nbpipe.family.jupyter import python_venv
-from nbpipe.pipeline import Pipeline
-from nbpipe.publish import publish
-from nbpipe.registry import Registry
-from nbpipe.sigstore import verify
+from nbpipe.run.pipeline import Pipeline
+from nbpipe.run.publish import publish
+from nbpipe.engines.registry import Registry
+from nbpipe.supply.sigstore import verify
 
 from .test_publish import SCRIPT, _start
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe import spec
+from nbpipe.inputs import spec
 from nbpipe.probes.result import Status
 
 from .conftest import run_pipeline

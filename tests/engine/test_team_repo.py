@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from nbpipe import scaffold
+from nbpipe.cli import scaffold
 
 from tests.integration.test_team_repo import venv, wheel  # noqa: F401  (the wheel, installed)
 

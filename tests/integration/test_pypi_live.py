@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from nbpipe import audit
+from nbpipe.supply import audit
 
 
 def _get(path: str) -> httpx.Response:

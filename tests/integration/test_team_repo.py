@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 import nbpipe
-from nbpipe import scaffold
+from nbpipe.cli import scaffold
 from nbpipe.errors import NbpipeError
 from tests.sdk.test_dagger import REGISTER, registered  # noqa: F401  (our module, registered offline)
 
@@ -300,10 +300,10 @@ def test_stable_api_is_listed_once_and_documented() -> None:
 
 def test_import_nbpipe_needs_only_the_standard_library() -> None:
     code = ("import sys, nbpipe; heavy = {'yaml', 'typer', 'rich', 'dagger', 'httpx', "
-            "'nbpipe.family', 'nbpipe.spec'} & set(sys.modules); print(sorted(heavy))")
+            "'nbpipe.family', 'nbpipe.inputs.spec'} & set(sys.modules); print(sorted(heavy))")
     assert run([sys.executable, "-c", code], cwd=REPO).stdout.strip() == "[]"
     lazy = "import nbpipe; print(nbpipe.spec.load.__module__, nbpipe.family.family.__module__)"
-    assert run([sys.executable, "-c", lazy], cwd=REPO).stdout.split() == ["nbpipe.spec", "nbpipe.family"]
+    assert run([sys.executable, "-c", lazy], cwd=REPO).stdout.split() == ["nbpipe.inputs.spec", "nbpipe.family"]
 
 
 def _calls_into_ours(source: str) -> dict[str, set[str]]:
@@ -351,8 +351,8 @@ def test_our_module_builds_and_tests_the_scaffolded_spec_with_valid_queries(tmp_
     from tests.sdk.test_dagger_schema import answers, run
 
     from dagger import dag
-    from nbpipe import platforms as plat
-    from nbpipe import spec as specs
+    from nbpipe.recipe import platforms as plat
+    from nbpipe.inputs import spec as specs
     from nbpipe.family import family
     from nbpipe.pipelines import Nbpipe
     from nbpipe.pipelines.main import recipe_labels

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from nbpipe import contract
+from nbpipe.recipe import contract
 from nbpipe.probes import checks, run_notebook
 
 RUN_NOTEBOOK = Path(run_notebook.__file__).read_text()

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe import contract, repo2docker
+from nbpipe.recipe import contract
+from nbpipe.inputs import binder as repo2docker
 from nbpipe import family as images
-from nbpipe import platforms as plat
-from nbpipe import steps as s
-from nbpipe.catalog import Catalog
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe import steps as s
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines import dockerfile
 from nbpipe.errors import NbpipeError, SpecError
 
@@ -228,7 +229,7 @@ def test_home_tree_paths_stay_in_home() -> None:
 
 
 def test_yaml_specs_and_recipes_declare_notebooks_too(tmp_path: Path, family: Catalog) -> None:
-    from nbpipe import spec
+    from nbpipe.inputs import spec
 
     (tmp_path / "t.yaml").write_text(
         "name: t\nparent: jupyter\nprobes:\n  notebooks: [/opt/team/check.ipynb]\n"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nbpipe import platforms as plat
-from nbpipe.catalog import Catalog
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.errors import CatalogError, NbpipeError
-from nbpipe.image import BaseRef, Image
+from nbpipe.recipe.image import BaseRef, Image
 
 ROOT = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64})
 

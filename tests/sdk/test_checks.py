@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe import contract
+from nbpipe.recipe import contract
 from nbpipe.probes import checks
 from nbpipe.probes.checks import INIT_MARKER, PROBE_INIT_SCRIPTS, Target, run_all
 from nbpipe.probes.result import ProbeResult, Status
@@ -351,7 +351,7 @@ def test_the_prober_starts_the_image_as_kubernetes_would_and_cleans_up(tmp_path,
     import subprocess
     from types import SimpleNamespace
 
-    from nbpipe import prober
+    from nbpipe.probing import prober
 
     monkeypatch.setenv("NBPIPE_WORKDIR", str(tmp_path / "work"))
     seen: dict = {}

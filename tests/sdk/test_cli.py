@@ -72,7 +72,7 @@ def test_unknown_image_is_one_line_error() -> None:
 
 def test_bad_catalog_is_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "badcat.py").write_text(textwrap.dedent("""
-        from nbpipe.catalog import Catalog
+        from nbpipe.recipe.catalog import Catalog
         from nbpipe.family.pins import DEBIAN_ROOT
         def family():
             c = Catalog()

@@ -1,7 +1,7 @@
 """The CLI as a platform engineer runs it (issue 25): help that never crashes, exit codes
 CI can trust, one identity per image in every command, output that pipes and pastes.
 
-Most cases run in-process through nbpipe.cli.main (the entry point); the ones about
+Most cases run in-process through nbpipe.cli.commands.main (the entry point); the ones about
 what a pipe receives run `python -m nbpipe` as a real process with COLUMNS=80."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nbpipe import cli
-from nbpipe import platforms as plat
-from nbpipe.report import ImageResult, Outcome
+from nbpipe.cli import commands as cli
+from nbpipe.recipe import platforms as plat
+from nbpipe.run.report import ImageResult, Outcome
 from nbpipe.probes.result import ProbeResult, Status
 from tests.sdk.test_publish import fake  # noqa: F401  (a fake skopeo/podman on PATH)
 
@@ -31,7 +31,7 @@ USAGE, ERROR = 2, 1
 def _reachability_not_kept():
     """In-process commands ask which hosts are reachable; the answers are cached for the
     process, and must not leak into later tests (some assume every host reachable)."""
-    from nbpipe import sources
+    from nbpipe.engines import sources
 
     sources.reachable.cache_clear()
     yield
@@ -119,7 +119,7 @@ class _Machine:
 @pytest.fixture()
 def fake_run(monkeypatch, tmp_path):
     """`build`/`test` with the pipeline replaced: the results given are what it returns."""
-    from nbpipe import pipeline
+    from nbpipe.run import pipeline
 
     monkeypatch.chdir(tmp_path)
     got: dict = {}
@@ -176,8 +176,8 @@ def test_the_pipeline_names_the_root_of_a_block(tmp_path) -> None:
     """blocked_by is the unbuildable (or failed) ancestor at the top, not the parent."""
     import anyio
 
-    from nbpipe.catalog import Catalog
-    from nbpipe.pipeline import Pipeline
+    from nbpipe.recipe.catalog import Catalog
+    from nbpipe.run.pipeline import Pipeline
     from tests.sdk.test_pipeline import ROOT, Engine
 
     cat = Catalog()
@@ -187,7 +187,7 @@ def test_the_pipeline_names_the_root_of_a_block(tmp_path) -> None:
     pipe = Pipeline(cat, Engine(cat), plat.AMD64, state_dir=tmp_path, probe=False)
     got = {r.name: r for r in anyio.run(pipe.run, None)}
     assert [got[n].blocked_by for n in ("pin", "kid", "grandkid")] == [None, "pin", "pin"]
-    from nbpipe.report import verdict
+    from nbpipe.run.report import verdict
 
     v = verdict(list(got.values()))
     assert v.failed == () and [n for n, _ in v.skipped] == ["pin", "kid", "grandkid"]
@@ -197,8 +197,8 @@ def test_test_probes_only_the_images_named(tmp_path, monkeypatch) -> None:
     """`test b` with a built: only b is probed (a has no record and is not asked for)."""
     import anyio
 
-    from nbpipe import prober
-    from nbpipe.pipeline import Pipeline
+    from nbpipe.probing import prober
+    from nbpipe.run.pipeline import Pipeline
     from tests.sdk.test_pipeline import Engine, family
 
     cat = family()
@@ -224,11 +224,12 @@ def test_cli_test_passes_its_targets_to_the_pipeline(fake_run, capsys, monkeypat
 
 
 def test_pipeline_build_probes_afresh_only_what_test_names(tmp_path, monkeypatch) -> None:
-    """nbpipe.pipeline.build, as `nbpipe test b` calls it, on a machine with a and b built."""
+    """nbpipe.run.pipeline.build, as `nbpipe test b` calls it, on a machine with a and b built."""
     from types import SimpleNamespace
 
-    from nbpipe import pipeline, prober
-    from nbpipe.options import BuildOptions
+    from nbpipe.run import pipeline
+    from nbpipe.probing import prober
+    from nbpipe.recipe.options import BuildOptions
     from tests.sdk.test_pipeline import Engine, family
 
     cat = family()
@@ -342,7 +343,7 @@ def test_lock_check_refuses(argv, fragment, capsys, monkeypatch) -> None:
 
 
 def test_step_text_is_cut_between_words() -> None:
-    from nbpipe.lock import brief
+    from nbpipe.locks.lock import brief
 
     text = "pip torch==2.12.0 torchvision==0.27.0 torchaudio==2.11.0 numpy==2.4.0"
     assert brief(text, 50) == "pip torch==2.12.0 torchvision==0.27.0 ..."
@@ -360,7 +361,8 @@ def test_a_team_spec_has_its_own_lock(tmp_path, capsys, monkeypatch) -> None:
     data = json.loads(out)
     assert data["lock_file"] == str(tmp_path / "team.lock.json")
     assert {m["image"] for m in data["missing"]} == {"team-l"}  # its own steps, no family's
-    from nbpipe import lock, spec as specs
+    from nbpipe.locks import lock
+    from nbpipe.inputs import spec as specs
     from nbpipe.family import family
 
     cat = specs.load(spec).register(family())
@@ -430,7 +432,7 @@ spawnerFormDefaults:
 def published(fake):
     from tests.sdk.test_publish import registry_has, small
 
-    from nbpipe.naming import content_tag
+    from nbpipe.recipe.naming import content_tag
 
     cat = small()
     raw = {"t": b'{"t": 1}', "u": b'{"u": 1}', "c": b'{"c": 1}'}
@@ -442,14 +444,14 @@ def published(fake):
 def _ref(cat, name: str, raw: bytes) -> str:
     import hashlib
 
-    from nbpipe.naming import content_tag
+    from nbpipe.recipe.naming import content_tag
 
     return (f"127.0.0.1:5000/team/{name}:{content_tag(cat.resolve(name))}"
             f"@sha256:{hashlib.sha256(raw).hexdigest()}")
 
 
 def test_spawner_merge_keeps_the_users_defaults(published, tmp_path) -> None:
-    from nbpipe import spawner
+    from nbpipe.run import spawner
     from tests.sdk.test_publish import REG
 
     cfg = write(tmp_path / "spawner_ui_config.yaml", KUBEFLOW)
@@ -467,7 +469,7 @@ def test_spawner_merge_keeps_the_users_defaults(published, tmp_path) -> None:
 def test_spawner_blocks_never_replace_the_users_defaults(published) -> None:
     """The old output began with its own `spawnerFormDefaults:`: appended to a real file,
     YAML kept only that second key, and cpu/memory defaults were gone."""
-    from nbpipe import spawner
+    from nbpipe.run import spawner
     from tests.sdk.test_publish import REG
 
     text = spawner.blocks(spawner.published(published, REG))
@@ -482,7 +484,7 @@ def test_spawner_blocks_never_replace_the_users_defaults(published) -> None:
                                                (("t", "u"), "t and u are in the same dropdown"),
                                                (("nope",), "unknown image 'nope'")])
 def test_spawner_default_is_checked(published, defaults, fragment) -> None:
-    from nbpipe import spawner
+    from nbpipe.run import spawner
     from nbpipe.errors import NbpipeError
     from tests.sdk.test_publish import REG
 
@@ -534,10 +536,11 @@ def test_ci_without_repo_is_a_usage_error(tmp_path, capsys, monkeypatch) -> None
 
 
 def test_team_image_labels_name_the_team_repo_and_parent(tmp_path) -> None:
-    from nbpipe import origin, spec as specs
+    from nbpipe.run import origin
+    from nbpipe.inputs import spec as specs
     from nbpipe.engines import dockerfile
     from nbpipe.family import family
-    from nbpipe.options import BuildOptions
+    from nbpipe.recipe.options import BuildOptions
 
     repo = tmp_path / "team"
     spec = write(repo / "team.yaml", "name: team-p\nparent: jupyter\n")
@@ -571,7 +574,7 @@ def test_team_image_labels_name_the_team_repo_and_parent(tmp_path) -> None:
     ("ssh://git@host.example/acme/team", "ssh://host.example/acme/team"),
 ])
 def test_remotes_become_label_urls_without_credentials(remote, url) -> None:
-    from nbpipe.origin import public_url
+    from nbpipe.run.origin import public_url
 
     assert public_url(remote) == url
 

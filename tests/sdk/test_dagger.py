@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe import platforms as plat
-from nbpipe.catalog import Catalog
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines import dagger as lowering
 from nbpipe.engines import dockerfile
-from nbpipe.options import BuildOptions
+from nbpipe.recipe.options import BuildOptions
 from tests.sdk.test_export import parsed
 
 dagger = pytest.importorskip("dagger")
@@ -321,7 +321,7 @@ def test_reproducible_build_is_flattened_with_clamped_times(family: Catalog, nam
 
 
 def test_ci_jobs_pull_the_nearest_unchanged_ancestor_by_content_tag(family: Catalog) -> None:
-    from nbpipe.naming import content_tag
+    from nbpipe.recipe.naming import content_tag
 
     image = family.resolve("jupyter-pytorch-full")
     sels = selections(lowering.lower(image, plat.AMD64, registry="ghcr.io/acme/",

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe import platforms as plat
+from nbpipe.recipe import platforms as plat
 from nbpipe.engines import dagger as lowering
-from nbpipe.engines import dagger_client
-from nbpipe.engines.dagger_reach import parse, reach
+from nbpipe.run import dagger_run as dagger_client
+from nbpipe.engines.dagger_session import parse, reach
 from nbpipe.errors import NbpipeError
 
 DIGEST = "sha256:" + "ab" * 32
@@ -123,7 +123,7 @@ def test_engine_dagger_takes_its_root_from_the_environment(family, monkeypatch) 
     monkeypatch.setenv(dagger_client.ROOT_ENV, f"localhost:5000/nbpipe/root@{DIGEST}")
     monkeypatch.setattr(dagger_client.lowering, "lower", fake_lower)
     monkeypatch.setattr("dagger.connection", _NoConnection)
-    from nbpipe.options import BuildOptions
+    from nbpipe.recipe.options import BuildOptions
 
     results = anyio.run(dagger_client.build, family, ["base"], plat.AMD64, BuildOptions())
     assert [(r.name, r.status.value) for r in results] == [("base", "built")]

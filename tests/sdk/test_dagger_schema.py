@@ -15,10 +15,10 @@ import anyio
 import graphql
 import pytest
 
-from nbpipe import platforms as plat
-from nbpipe.catalog import Catalog
-from nbpipe.naming import content_tag
-from nbpipe.options import BuildOptions
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.recipe.naming import content_tag
+from nbpipe.recipe.options import BuildOptions
 from tests.sdk import dagger_fake as fake
 
 dagger = pytest.importorskip("dagger")
@@ -166,7 +166,7 @@ def client_queries() -> fake.FakeSession:
     """`nbpipe build --engine dagger` for the whole family, on both platforms."""
     from contextlib import asynccontextmanager
 
-    from nbpipe.engines import dagger_client
+    from nbpipe.run import dagger_run as dagger_client
 
     session = fake.FakeSession(answers())
     session.built = 0
@@ -218,7 +218,7 @@ def test_a_failing_step_names_the_image_command_and_stderr(monkeypatch, family) 
     """An EXEC_ERROR, shaped as the engine sends it, is that image failed, not a crash."""
     from contextlib import asynccontextmanager
 
-    from nbpipe.engines import dagger_client
+    from nbpipe.run import dagger_run as dagger_client
 
     stderr = "".join(f"line {i}\n" for i in range(100)) + "E: Unable to locate package nope\n"
     cmd = ["sh", "-c", "apt-get install -y nope"]
@@ -254,7 +254,7 @@ def test_build_catalog_imports_a_python_team_repository(tmp_path: Path, monkeypa
     import sys
     import types
 
-    from nbpipe import scaffold
+    from nbpipe.cli import scaffold
     from nbpipe.pipelines.main import _import_catalog
 
     scaffold.write_repo("team-y", "jupyter", tmp_path / "repo", python=True)

@@ -13,11 +13,11 @@ import pytest
 
 from nbpipe import family as images
 from nbpipe.family import pins
-from nbpipe import platforms as plat
-from nbpipe import steps as s
-from nbpipe.catalog import Catalog
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe import steps as s
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.errors import NbpipeError
-from nbpipe.image import BaseRef, Image
+from nbpipe.recipe.image import BaseRef, Image
 
 PRINT_DIGESTS = "import json; from nbpipe.family import family; print(json.dumps(family().digests()))"
 

@@ -11,14 +11,14 @@ import re
 
 import pytest
 
-from nbpipe import platforms as plat
-from nbpipe.catalog import Catalog
-from nbpipe import naming
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.recipe import naming
 from nbpipe.engines import dockerfile
-from nbpipe.image import Image
-from nbpipe.ops import Exec, Expose, SetCmd, SetEntrypoint, SetEnv, SetLabel, SetUser
-from nbpipe.ops import SetWorkdir, WriteFile
-from nbpipe.options import BuildOptions
+from nbpipe.recipe.image import Image
+from nbpipe.recipe.ops import Exec, Expose, SetCmd, SetEntrypoint, SetEnv, SetLabel, SetUser
+from nbpipe.recipe.ops import SetWorkdir, WriteFile
+from nbpipe.recipe.options import BuildOptions
 
 
 def _unquote(word: str) -> str:
@@ -204,7 +204,7 @@ def test_the_lowering_refuses_a_value_that_would_end_its_line() -> None:
     any other way still cannot start an instruction of its own."""
     from dataclasses import dataclass
 
-    from nbpipe import steps as s
+    from nbpipe.recipe import steps as s
     from nbpipe.errors import NbpipeError
     from tests.sdk.test_digest import ROOT
 

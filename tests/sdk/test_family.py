@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from nbpipe import contract
-from nbpipe import platforms as plat
-from nbpipe.catalog import Catalog
+from nbpipe.recipe import contract
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.catalog import Catalog
 
 EDGES = {
     "base": None,

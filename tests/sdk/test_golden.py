@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from nbpipe import family as images
-from nbpipe import platforms as plat
-from nbpipe import spec
-from nbpipe.catalog import Catalog
+from nbpipe.recipe import platforms as plat
+from nbpipe.inputs import spec
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines import dockerfile
-from nbpipe.options import BuildOptions
+from nbpipe.recipe.options import BuildOptions
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 TEAM_SPEC = Path(__file__).parents[2] / "examples" / "team-astro" / "team-astro.yaml"
@@ -104,7 +104,7 @@ def test_the_dagger_lowering_refuses_binary_files() -> None:
     pytest.importorskip("dagger")
     from nbpipe.engines import dagger as lowering
     from nbpipe.errors import NbpipeError
-    from nbpipe.image import BaseRef, Image
+    from nbpipe.recipe.image import BaseRef, Image
 
     root = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64})
     img = Image.from_base(root, "bin").with_file("/usr/bin/x", b"\x7fELF\xff\xfe")

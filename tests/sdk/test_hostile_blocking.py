@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbpipe import repofiles
+from nbpipe.inputs import repofiles
 from nbpipe.errors import SpecError
 from tests.sdk import bounded
 
@@ -266,7 +266,7 @@ def test_any_tree_is_listed_or_refused_in_one_line_never_a_hang(entries) -> None
 
 def test_a_registry_that_never_answers_is_one_line(tmp_path: Path, monkeypatch) -> None:
     """`--registry` is input too: a host that accepts and never answers is stopped."""
-    from nbpipe import registry
+    from nbpipe.engines import registry
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -284,11 +284,11 @@ def test_a_registry_that_never_answers_is_one_line(tmp_path: Path, monkeypatch) 
 
 def test_a_build_that_never_ends_is_stopped_naming_its_log(tmp_path: Path, monkeypatch) -> None:
     """A build runs the repository's postBuild: bounded too (a fake podman that hangs)."""
-    from nbpipe import platforms as plat
+    from nbpipe.recipe import platforms as plat
     from nbpipe.engines import dockerfile, oci
     from nbpipe.errors import BuildError
-    from nbpipe.image import BaseRef, Image
-    from nbpipe.options import BuildOptions
+    from nbpipe.recipe.image import BaseRef, Image
+    from nbpipe.recipe.options import BuildOptions
 
     podman = tmp_path / "podman"
     podman.write_text("#!/bin/sh\nexec sleep 60\n")

@@ -1,5 +1,5 @@
 """Bad input through the command line: each case gets its exit code, one clear line and
-never a traceback (issue 11). Cases run in-process through nbpipe.cli.main (the entry
+never a traceback (issue 11). Cases run in-process through nbpipe.cli.commands.main (the entry
 point itself), a few also as a real `python -m nbpipe` subprocess."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe import cli
+from nbpipe.cli import commands as cli
 from tests.sdk.test_hostile_io import BOMB
 
 USAGE, ERROR = 2, 1

@@ -1,4 +1,4 @@
-"""nbpipe.safe_io: bounded reads, files kept inside their folder, atomic state, the lock."""
+"""nbpipe.inputs.safe_io: bounded reads, files kept inside their folder, atomic state, the lock."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe import safe_io
+from nbpipe.inputs import safe_io
 from nbpipe.errors import NbpipeError, SpecError
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
@@ -112,7 +112,7 @@ def test_damaged_record_is_a_warning(tmp_path: Path) -> None:
 def test_second_run_waits_then_names_the_holder(tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from nbpipe.safe_io import locked\n"
+         "from nbpipe.inputs.safe_io import locked\n"
          "with locked(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(30)",
          str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
@@ -132,8 +132,8 @@ def test_second_run_waits_then_names_the_holder(tmp_path: Path) -> None:
 
 AUTH_HOLDER = """
 import sys, threading, time
-from nbpipe.registry import Registry
-from nbpipe.safe_io import exit_on_signals
+from nbpipe.engines.registry import Registry
+from nbpipe.inputs.safe_io import exit_on_signals
 
 def hold():
     with Registry.parse("127.0.0.1:5000").authfile() as auth:
@@ -141,7 +141,7 @@ def hold():
         time.sleep(60)
 
 if sys.argv[1] == "thread":  # as publish does: the file is held by a worker thread
-    exit_on_signals()  # what nbpipe.cli.main does first
+    exit_on_signals()  # what nbpipe.cli.commands.main does first
     t = threading.Thread(target=hold, daemon=True)
     t.start()
     t.join()

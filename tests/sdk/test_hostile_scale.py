@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbpipe import catalog as catalogs
-from nbpipe import requirements, safe_io, spec
-from nbpipe.catalog import Catalog
+from nbpipe.recipe import catalog as catalogs
+from nbpipe.inputs import requirements, safe_io, spec
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.errors import CatalogError, NbpipeError, SpecError
-from nbpipe.image import BaseRef
+from nbpipe.recipe.image import BaseRef
 from tests.sdk import bounded
 
 ROOT = BaseRef("ghcr.io/acme/base", {"linux/amd64": "sha256:" + "a" * 64})

@@ -16,11 +16,12 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from nbpipe import contract, spec
-from nbpipe.catalog import Catalog
+from nbpipe.recipe import contract
+from nbpipe.inputs import spec
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines import dockerfile
 from nbpipe.errors import NbpipeError
-from nbpipe.options import BuildOptions
+from nbpipe.recipe.options import BuildOptions
 
 dockerfile_parse = pytest.importorskip("dockerfile_parse", reason="dockerfile-parse is in the "
                                        "test extra: pip install -e '.[test]'")

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe import lock as locks
-from nbpipe import prober, report
-from nbpipe.catalog import Catalog
+from nbpipe.locks import lock as locks
+from nbpipe.probing import prober
+from nbpipe.run import report
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.errors import NbpipeError
-from nbpipe.pipeline import Pipeline
+from nbpipe.run.pipeline import Pipeline
 from nbpipe.probes.result import ProbeResult, Status
-from nbpipe.report import ImageResult
+from nbpipe.run.report import ImageResult
 
 IMAGE_ID = "sha256:" + "b" * 64
 GOOD = [ProbeResult("http", Status.PASSED, "200", 0.5)]

@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbpipe import repo2docker, requirements, safe_io, spec
+from nbpipe.inputs import binder as repo2docker, requirements, safe_io, spec
 from nbpipe.engines import dockerfile
 from nbpipe.errors import NbpipeError, SpecError
 from nbpipe.family import family

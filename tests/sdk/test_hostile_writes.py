@@ -15,11 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbpipe import lock as locks
-from nbpipe import report, safe_io, scaffold
+from nbpipe.locks import lock as locks
+from nbpipe.run import report
+from nbpipe.inputs import safe_io
+from nbpipe.cli import scaffold
 from nbpipe.engines.dockerfile import Rendered
 from nbpipe.errors import NbpipeError
-from nbpipe.report import ImageResult
+from nbpipe.run.report import ImageResult
 from tests.sdk import bounded
 
 

@@ -9,12 +9,12 @@ from dataclasses import replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbpipe import platforms as plat
-from nbpipe import steps as s
-from nbpipe.catalog import Catalog
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe import steps as s
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines import dockerfile
-from nbpipe.image import BaseRef, Image, sha256_json
-from nbpipe.naming import content_tag
+from nbpipe.recipe.image import BaseRef, Image, sha256_json
+from nbpipe.recipe.naming import content_tag
 
 ROOT = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64,
                                     plat.ARM64: "sha256:" + "2" * 64})

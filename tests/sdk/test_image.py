@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from nbpipe import contract
-from nbpipe import platforms as plat
-from nbpipe import steps as s
+from nbpipe.recipe import contract
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe import steps as s
 from nbpipe.errors import NbpipeError
-from nbpipe.image import BaseRef, Image, ImageConfig
+from nbpipe.recipe.image import BaseRef, Image, ImageConfig
 
 ROOT = BaseRef("example.org/root", {plat.ARM64: "sha256:" + "2" * 64,
                                     plat.AMD64: "sha256:" + "1" * 64})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nbpipe import kubeflow
+from nbpipe.probing import kubeflow
 from nbpipe.probes.kubeflow import decode_kernels, rfc3339
 from nbpipe.probes.result import ProbeFailure
 
@@ -111,8 +111,8 @@ def test_rfc3339_offsets_and_fractions() -> None:
 def test_publish_refuses_an_unknown_compression_before_building() -> None:
     from nbpipe.errors import NbpipeError
     from nbpipe.family import family
-    from nbpipe.publish import publish
-    from nbpipe.registry import Registry
+    from nbpipe.run.publish import publish
+    from nbpipe.engines.registry import Registry
 
     with pytest.raises(NbpipeError, match="--compression lz4: use one of gzip, zstd"):
         publish(family(), ["jupyter"], None, Registry.parse("127.0.0.1:1"),  # type: ignore[arg-type]
@@ -127,7 +127,7 @@ def test_publish_refuses_an_unknown_compression_before_building() -> None:
      "mixed"),
 ])
 def test_layer_compression_from_a_manifest(types: list[str], want: str) -> None:
-    from nbpipe.publish import layer_compression
+    from nbpipe.run.publish import layer_compression
 
     raw = json.dumps({"layers": [{"mediaType": t} for t in types]}).encode()
     assert layer_compression(raw) == want

@@ -10,13 +10,13 @@ from dataclasses import replace
 import pytest
 
 from nbpipe import family as images
-from nbpipe import lock
-from nbpipe import platforms as plat
-from nbpipe.catalog import Catalog
+from nbpipe.locks import lock
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.errors import NbpipeError
-from nbpipe.image import BaseRef
-from nbpipe.options import BuildOptions
-from nbpipe.steps import Apt, Pip
+from nbpipe.recipe.image import BaseRef
+from nbpipe.recipe.options import BuildOptions
+from nbpipe.recipe.steps import Apt, Pip
 
 LINES = "numpy==2.4.6 --hash=sha256:" + "a" * 64 + "\n"
 
@@ -79,7 +79,7 @@ def test_the_family_lock_covers_the_ci_chain_on_amd64() -> None:
 
 
 def test_locked_apt_step_installs_the_pinned_closure() -> None:
-    from nbpipe.steps import Apt
+    from nbpipe.recipe.steps import Apt
 
     st = Apt(packages=("python3",), locked="python3=3.11.2-1+b1\npython3.11=3.11.2-6+deb12u9\n")
     script = st.lower()[0].script
@@ -253,7 +253,7 @@ def test_refresh_builds_unlocked_resolves_each_step_keeps_other_platforms(tmp_pa
     platform survive; the file is saved."""
     from types import SimpleNamespace
 
-    from nbpipe import naming
+    from nbpipe.recipe import naming
     from nbpipe.engines.oci import ImageInfo, OciEngine
 
     from .fakecli import Fake
@@ -290,7 +290,7 @@ def test_refresh_builds_unlocked_resolves_each_step_keeps_other_platforms(tmp_pa
 
 
 def test_apt_refusals_are_read_from_a_build_log() -> None:
-    from nbpipe import archive
+    from nbpipe.locks import archive
 
     log = ("Reading package lists...\n"
            "E: Version '1.0.11-1+deb12u3' for 'libde265-0' was not found\n"
@@ -302,7 +302,7 @@ def test_apt_refusals_are_read_from_a_build_log() -> None:
 
 
 def test_a_refresh_says_what_moved_first() -> None:
-    from nbpipe import archive
+    from nbpipe.locks import archive
 
     old = "a=1\nlibde265-0=1.0.11-1+deb12u3\nz=1\n"
     new = "a=2\nlibde265-0=1.0.11-1+deb12u4\nnew=1\n"
@@ -317,7 +317,7 @@ def test_a_refresh_says_what_moved_first() -> None:
 def test_the_package_store_keeps_only_the_files_the_lock_names(tmp_path) -> None:
     import hashlib
 
-    from nbpipe import archive
+    from nbpipe.locks import archive
 
     cache, store = tmp_path / "cache", tmp_path / "store"
     cache.mkdir()

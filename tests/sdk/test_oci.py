@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe import platforms as plat
+from nbpipe.recipe import platforms as plat
 from nbpipe.engines import dockerfile, oci
 from nbpipe.engines.oci import ImageInfo, OciEngine
 from nbpipe.errors import BuildError, NbpipeError
-from nbpipe.image import BaseRef, Image
-from nbpipe.options import BuildOptions
+from nbpipe.recipe.image import BaseRef, Image
+from nbpipe.recipe.options import BuildOptions
 
 from .fakecli import Fake
 
@@ -290,7 +290,7 @@ def test_a_gone_container_is_not_an_error_when_removed_or_asked_about(fake) -> N
 
 
 def test_dagger_is_available_through_a_session_or_a_cli(tmp_path, monkeypatch) -> None:
-    from nbpipe.engines import dagger_client
+    from nbpipe.run import dagger_run as dagger_client
 
     monkeypatch.delenv("DAGGER_SESSION_PORT", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -362,8 +362,8 @@ def _tar(files: dict[str, bytes]) -> str:
 @pytest.mark.parametrize("same", [True, False])
 def test_verify_reproducible_builds_twice_and_names_the_differing_files(fake, tmp_path,
                                                                         same) -> None:
-    from nbpipe import reproducible
-    from nbpipe.catalog import Catalog
+    from nbpipe.run import reproducible
+    from nbpipe.recipe.catalog import Catalog
 
     cat = Catalog()
     cat.add("t", ROOT, lambda img: img.with_env("A", "1"))

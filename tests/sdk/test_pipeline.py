@@ -6,14 +6,14 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from nbpipe import platforms as plat
-from nbpipe import prober
-from nbpipe.catalog import Catalog
+from nbpipe.recipe import platforms as plat
+from nbpipe.probing import prober
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines.oci import ImageInfo
 from nbpipe.errors import BuildError
-from nbpipe.image import BaseRef
-from nbpipe.naming import local_ref
-from nbpipe.pipeline import Pipeline
+from nbpipe.recipe.image import BaseRef
+from nbpipe.recipe.naming import local_ref
+from nbpipe.run.pipeline import Pipeline
 from nbpipe.probes.result import ProbeResult, Status
 
 ROOT = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64})

@@ -8,12 +8,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from nbpipe import machine, rootfs, sources, state
-from nbpipe import platforms as plat
-from nbpipe.catalog import Catalog
+from nbpipe.run import machine, state
+from nbpipe.engines import rootfs, sources
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines.oci import ImageInfo
-from nbpipe.image import short
-from nbpipe.pipeline import Pipeline
+from nbpipe.recipe.image import short
+from nbpipe.run.pipeline import Pipeline
 
 P = plat.AMD64
 LOCAL_ROOT = {rootfs.local_ref(P): ImageInfo(rootfs.local_ref(P), "sha256:" + "ab" * 32, 1, {}, "")}

@@ -12,18 +12,18 @@ import time
 
 import pytest
 
-from nbpipe import contract
-from nbpipe import platforms as plat
-from nbpipe import prober
-from nbpipe.catalog import Catalog
+from nbpipe.recipe import contract
+from nbpipe.recipe import platforms as plat
+from nbpipe.probing import prober
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines.oci import ImageInfo, OciEngine
 from nbpipe.errors import NbpipeError
-from nbpipe.image import BaseRef
-from nbpipe.naming import content_tag, local_ref
-from nbpipe.options import BuildOptions
+from nbpipe.recipe.image import BaseRef
+from nbpipe.recipe.naming import content_tag, local_ref
+from nbpipe.recipe.options import BuildOptions
 from nbpipe.probes.result import ProbeResult, Status
-from nbpipe.publish import publish, spawner_options, version_tags
-from nbpipe.registry import PASSWORD_ENV, USER_ENV, Registry
+from nbpipe.run.publish import publish, spawner_options, version_tags
+from nbpipe.engines.registry import PASSWORD_ENV, USER_ENV, Registry
 
 from .fakecli import Fake
 
@@ -293,7 +293,7 @@ def test_without_skopeo_the_error_says_how_to_get_it(monkeypatch, tmp_path) -> N
 
 
 def test_layer_compression_is_read_from_the_manifest() -> None:
-    from nbpipe.publish import layer_compression
+    from nbpipe.run.publish import layer_compression
 
     def manifest(*types: str) -> bytes:
         return json.dumps({"layers": [{"mediaType": t} for t in types]}).encode()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nbpipe import family as images
-from nbpipe import repo2docker, requirements, spec
+from nbpipe.inputs import binder as repo2docker, requirements, spec
 from nbpipe.errors import SpecError
 
 

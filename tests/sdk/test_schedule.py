@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import anyio
 
-from nbpipe import schedule
-from nbpipe.catalog import Catalog
+from nbpipe.run import schedule
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.family.pins import DEBIAN_ROOT
 
 

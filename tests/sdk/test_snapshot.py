@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe import archive, state
+from nbpipe.locks import archive
+from nbpipe.run import state
 from nbpipe import family as images
-from nbpipe import platforms as plat
-from nbpipe import spec
+from nbpipe.recipe import platforms as plat
+from nbpipe.inputs import spec
 from nbpipe.engines import dockerfile
 from nbpipe.errors import NbpipeError, SpecError
-from nbpipe.options import BuildOptions
-from nbpipe.steps import Apt
+from nbpipe.recipe.options import BuildOptions
+from nbpipe.recipe.steps import Apt
 
 DATE = "20261126T000000Z"
 SOURCES = [f"deb http://snapshot.debian.org/archive/debian/{DATE}/ bookworm main",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nbpipe import family as images
-from nbpipe import repo2docker, spec
+from nbpipe.inputs import binder as repo2docker, spec
 from nbpipe.errors import SpecError
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "team-astro"

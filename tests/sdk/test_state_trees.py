@@ -17,15 +17,16 @@ from typing import Iterator
 import anyio
 import pytest
 
-from nbpipe import machine, sources, state
-from nbpipe import platforms as plat
-from nbpipe.catalog import Catalog
+from nbpipe.run import machine, state
+from nbpipe.engines import sources
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines.oci import ImageInfo
 from nbpipe.errors import BuildError
-from nbpipe.image import BaseRef
-from nbpipe.naming import content_tag, local_ref
-from nbpipe.pipeline import Pipeline
-from nbpipe.state import State
+from nbpipe.recipe.image import BaseRef
+from nbpipe.recipe.naming import content_tag, local_ref
+from nbpipe.run.pipeline import Pipeline
+from nbpipe.run.state import State
 
 P = plat.AMD64
 ROOT = BaseRef("example.org/root", {P: "sha256:" + "1" * 64})
@@ -137,8 +138,8 @@ def test_images_shows_every_generation_blocked(tmp_path: Path) -> None:
     """`nbpipe images`, as a user runs it, on a catalog module of its own (no host is asked:
     the unbuildable image is the one without a sha256)."""
     (tmp_path / "treecat.py").write_text(textwrap.dedent(f"""
-        from nbpipe.catalog import Catalog
-        from nbpipe.image import BaseRef
+        from nbpipe.recipe.catalog import Catalog
+        from nbpipe.recipe.image import BaseRef
 
         def family():
             cat = Catalog()
@@ -233,7 +234,7 @@ def test_a_failed_build_blocks_every_generation_below_it_and_nothing_else(asked,
 
 def test_a_failed_probe_blocks_every_generation_below_it(asked, tmp_path: Path,
                                                          monkeypatch) -> None:
-    from nbpipe import prober
+    from nbpipe.probing import prober
     from nbpipe.probes.result import ProbeResult, Status
 
     def probe(engine, ref, **kw):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from nbpipe import steps as s
+from nbpipe.recipe import steps as s
 from nbpipe.errors import NbpipeError
-from nbpipe.ops import CacheMount, Exec, SetCmd, SetEntrypoint, WriteFile
+from nbpipe.recipe.ops import CacheMount, Exec, SetCmd, SetEntrypoint, WriteFile
 
 SHA = "a" * 64
 
@@ -149,7 +149,7 @@ def test_a_home_tree_takes_plain_relative_paths_once(files, message) -> None:
 
 
 def test_a_home_tree_is_one_layer_owned_by_jovyan() -> None:
-    from nbpipe.ops import WriteTree
+    from nbpipe.recipe.ops import WriteTree
 
     files = (("a/b.txt", b"xy", 0o777), ("c", b"z", 0))
     tree = s.HomeTree(files=files)

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from nbpipe import attach, audit, provenance, signing, sigstore
+from nbpipe.supply import attach, audit, provenance, signing, sigstore
 from nbpipe import family as images
 from nbpipe.errors import NbpipeError
-from nbpipe.registry import Registry
+from nbpipe.engines.registry import Registry
 
 DATA = Path(__file__).parent / "data" / "pypi"
 REG = Registry.parse("127.0.0.1:5999")
@@ -221,7 +221,7 @@ def test_artifact_tag() -> None:
 # -- provenance -------------------------------------------------------------------------
 
 def test_provenance_names_recipe_root_locks_and_source() -> None:
-    from nbpipe.options import BuildOptions
+    from nbpipe.recipe.options import BuildOptions
 
     cat = images.family()
     img = cat.resolve("jupyter")
@@ -311,7 +311,7 @@ def test_pypi_unreachable_is_not_checked_never_clean() -> None:
 
 
 def test_cli_audit_fail_on(tmp_path, monkeypatch) -> None:
-    from nbpipe import cli
+    from nbpipe.cli import commands as cli
 
     monkeypatch.setattr(audit, "default_sources",
                         lambda: [audit.PyPI(transport=_recorded()), audit.DEBIAN_TRACKER])
@@ -347,8 +347,9 @@ def test_cli_errors_are_one_line(tmp_path, keys) -> None:
 
 
 def test_build_report_carries_each_images_audit(monkeypatch) -> None:
-    from nbpipe import report, sbom as sboms
-    from nbpipe.report import ImageResult, Outcome
+    from nbpipe.run import report
+    from nbpipe.supply import sbom as sboms
+    from nbpipe.run.report import ImageResult, Outcome
 
     ok = ImageResult("team", "linux/amd64", D1, ref="localhost/nbpipe/team:1", status=Outcome.BUILT)
     failed = ImageResult("broken", "linux/amd64", D2, ref="localhost/nbpipe/broken:2",
@@ -372,7 +373,7 @@ def test_the_sbom_nbpipe_attaches_is_valid_cyclonedx_1_5(tmp_path) -> None:
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
 
-    from nbpipe import sbom as sboms
+    from nbpipe.supply import sbom as sboms
 
     class Engine:  # what sbom.write asks of an engine: the image id and one command's output
         def inspect(self, ref):

@@ -1,0 +1,1 @@
+"""One run path: what each image is here (state), the scheduler, the pipeline that builds, probes and publishes, and the report."""

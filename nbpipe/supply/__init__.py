@@ -1,0 +1,1 @@
+"""What travels beside an image: SBOMs, signatures, provenance and vulnerability reports."""
