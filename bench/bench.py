@@ -25,14 +25,14 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 
 from nbpipe import family as images  # noqa: E402
-from nbpipe.family import pins  # noqa: E402
-from nbpipe.recipe import platforms as plat
 from nbpipe.engines import rootfs
-from nbpipe.recipe.naming import local_ref  # noqa: E402
 from nbpipe.engines.oci import OciEngine  # noqa: E402
+from nbpipe.family import pins  # noqa: E402
+from nbpipe.probing.prober import probe  # noqa: E402
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.naming import local_ref  # noqa: E402
 from nbpipe.recipe.options import BuildOptions  # noqa: E402
 from nbpipe.run.pipeline import Pipeline  # noqa: E402
-from nbpipe.probing.prober import probe  # noqa: E402
 
 CA = Path("/etc/ssl/certs/ca-certificates.crt")
 CHAIN = ["base", "jupyter", "jupyter-scipy"]
@@ -53,12 +53,23 @@ def main() -> None:
     ap.add_argument("--only", choices=("noop", "registry"), help="just one measurement")
     ap.add_argument("--startups", type=int, default=5)
     ap.add_argument("--noop-runs", type=int, default=7)
-    ap.add_argument("--noop-names", nargs="*", default=[], help="images the no-op builds "
-                    "(default: all; the first run builds whatever is missing)")
-    ap.add_argument("--arm64", action="store_true", help="also time an emulated arm64 "
-                    "build of base -> jupyter (needs .ci/setup-emulation.sh and its root)")
-    ap.add_argument("--registry", action="store_true", help="also time `plan --registry` "
-                    "against a local registry holding every image built here")
+    ap.add_argument(
+        "--noop-names",
+        nargs="*",
+        default=[],
+        help="images the no-op builds (default: all; the first run builds whatever is missing)",
+    )
+    ap.add_argument(
+        "--arm64",
+        action="store_true",
+        help="also time an emulated arm64 "
+        "build of base -> jupyter (needs .ci/setup-emulation.sh and its root)",
+    )
+    ap.add_argument(
+        "--registry",
+        action="store_true",
+        help="also time `plan --registry` against a local registry holding every image built here",
+    )
     args = ap.parse_args()
     engine = OciEngine.detect()
     platform = plat.host()
@@ -75,9 +86,20 @@ def main() -> None:
         assert all(r.status == "built" for r in res), [(r.name, r.message) for r in res]
         row("cold build base -> jupyter -> jupyter-scipy (nbpipe)", f"{cold:.0f} s")
         t = time.monotonic()
-        cmd = [engine.binary, "build", "--no-cache", "--network", "host", "-q",
-               "-f", str(ROOT_DIR / "bench/handwritten.Dockerfile"),
-               "--build-arg", f"ROOT={root.pinned(platform)}", "-t", "localhost/bench/handwritten"]
+        cmd = [
+            engine.binary,
+            "build",
+            "--no-cache",
+            "--network",
+            "host",
+            "-q",
+            "-f",
+            str(ROOT_DIR / "bench/handwritten.Dockerfile"),
+            "--build-arg",
+            f"ROOT={root.pinned(platform)}",
+            "-t",
+            "localhost/bench/handwritten",
+        ]
         if CA.exists():
             cmd += ["--secret", f"id=ca,src={CA}"]
         subprocess.run([*cmd, str(ROOT_DIR)], check=True, stdout=subprocess.DEVNULL)
@@ -98,8 +120,10 @@ def main() -> None:
         t = time.monotonic()
         res = anyio.run(pipeline(changed, engine, platform, probe=False).run, CHAIN)
         built = [r.name for r in res if r.status == "built"]
-        row("rebuild after changing one package in jupyter-scipy",
-            f"{len(built)} image(s) rebuilt ({', '.join(built)}) in {time.monotonic() - t:.0f} s")
+        row(
+            "rebuild after changing one package in jupyter-scipy",
+            f"{len(built)} image(s) rebuilt ({', '.join(built)}) in {time.monotonic() - t:.0f} s",
+        )
     finally:
         pins.SCIPY_EXTRA = old
 
@@ -113,8 +137,10 @@ def main() -> None:
         results, _ = probe(engine, ref, tags=set())
         ready = [p for p in results if p.name == "http-ready"][0]
         times.append(float(ready.message.split(" after ")[1].split("s")[0]))
-    row(f"jupyter: container start -> HTTP 200, empty home (n={len(times)})",
-        f"median {statistics.median(times):.2f} s, min {min(times):.2f}, max {max(times):.2f}")
+    row(
+        f"jupyter: container start -> HTTP 200, empty home (n={len(times)})",
+        f"median {statistics.median(times):.2f} s, min {min(times):.2f}, max {max(times):.2f}",
+    )
 
     if args.arm64:
         both = rootfs.local_root(engine)
@@ -123,11 +149,14 @@ def main() -> None:
         else:
             arm = images.family().rebased(both)
             t = time.monotonic()
-            res = anyio.run(pipeline(arm, engine, plat.ARM64, probe=False, no_cache=True).run,
-                            ["jupyter"])
+            res = anyio.run(
+                pipeline(arm, engine, plat.ARM64, probe=False, no_cache=True).run, ["jupyter"]
+            )
             status = ", ".join(f"{r.name} {r.status}" for r in res)
-            row("arm64 (emulated, qemu) cold build of base -> jupyter",
-                f"{time.monotonic() - t:.0f} s ({status})")
+            row(
+                "arm64 (emulated, qemu) cold build of base -> jupyter",
+                f"{time.monotonic() - t:.0f} s ({status})",
+            )
 
     if args.registry:
         plan_against_registry(family, engine, platform)
@@ -138,7 +167,9 @@ def noop_as_a_process(runs: int, names: list[str]) -> None:
     real command, a fresh process each time (imports, the engine query, the plan)."""
     reports = tempfile.mkdtemp(prefix="bench-noop-")
     cmd = [sys.executable, "-m", "nbpipe", "build", *names, "--no-probe", "--report-dir", reports]
-    first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT_DIR)  # builds what is missing
+    first = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=ROOT_DIR
+    )  # builds what is missing
     times, cpu = [], []
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -149,10 +180,12 @@ def noop_as_a_process(runs: int, names: list[str]) -> None:
         cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     states = [x["status"] for x in json.loads((Path(reports) / "nbpipe-report.json").read_text())]
     counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
-    row(f"no-op `nbpipe build {' '.join(names) or '(all 17)'}`, as a process",
+    row(
+        f"no-op `nbpipe build {' '.join(names) or '(all 17)'}`, as a process",
         f"median {statistics.median(times):.2f} s (min {min(times):.2f}, n={runs}; CPU "
         f"{statistics.median(cpu):.2f} s; load {os.getloadavg()[0]:.1f}; {counts}; "
-        f"exit {r.returncode}, first run exit {first.returncode})")
+        f"exit {r.returncode}, first run exit {first.returncode})",
+    )
 
 
 def plan_against_registry(family, engine, platform) -> None:
@@ -160,29 +193,43 @@ def plan_against_registry(family, engine, platform) -> None:
     import shutil
     import socket
 
+    from nbpipe.engines.registry import Registry
     from nbpipe.recipe.naming import content_tag
     from nbpipe.run.publish import publish
-    from nbpipe.engines.registry import Registry
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     folder = Path(tempfile.mkdtemp(prefix="bench-registry-"))
     script = ROOT_DIR / ".ci/setup-registry.sh"
-    subprocess.run(["bash", str(script), "start", str(port), str(folder)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["bash", str(script), "start", str(port), str(folder)], check=True, capture_output=True
+    )
     try:
         reg = Registry.parse(f"127.0.0.1:{port}")
         built = CHAIN  # the chain the bench built; plan then looks up all 17
         options = BuildOptions(ca_bundle=CA if CA.exists() else None)
-        publish(family, built, engine, reg, platforms=(platform,), options=options,
-                state_dir=Path(tempfile.mkdtemp()), native=platform)
+        publish(
+            family,
+            built,
+            engine,
+            reg,
+            platforms=(platform,),
+            options=options,
+            state_dir=Path(tempfile.mkdtemp()),
+            native=platform,
+        )
         t = time.monotonic()
         with reg.authfile() as auth:
-            have = [n for n in family.order()
-                    if reg.digest(f"{reg.repo(n)}:{content_tag(family.resolve(n))}", auth)]
-        row(f"plan against a registry ({len(have)} of 17 published, 17 looked up)",
-            f"{time.monotonic() - t:.2f} s")
+            have = [
+                n
+                for n in family.order()
+                if reg.digest(f"{reg.repo(n)}:{content_tag(family.resolve(n))}", auth)
+            ]
+        row(
+            f"plan against a registry ({len(have)} of 17 published, 17 looked up)",
+            f"{time.monotonic() - t:.2f} s",
+        )
     finally:
         subprocess.run(["bash", str(script), "stop", str(folder)], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)

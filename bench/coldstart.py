@@ -30,13 +30,13 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 
 from nbpipe.family import family  # noqa: E402
-from nbpipe.run.machine import detect  # noqa: E402
-from nbpipe.recipe.options import BuildOptions  # noqa: E402
-from nbpipe.run.pipeline import build  # noqa: E402
-from nbpipe.probing.podprober import notebook_pod  # noqa: E402
-from nbpipe.probes.http import Client, wait_ready  # noqa: E402
 from nbpipe.probes.checks import Target  # noqa: E402
+from nbpipe.probes.http import Client, wait_ready  # noqa: E402
 from nbpipe.probes.kubeflow import cpu_seconds  # noqa: E402
+from nbpipe.probing.podprober import notebook_pod  # noqa: E402
+from nbpipe.recipe.options import BuildOptions  # noqa: E402
+from nbpipe.run.machine import detect  # noqa: E402
+from nbpipe.run.pipeline import build  # noqa: E402
 from nbpipe.run.publish import COMPRESSIONS  # noqa: E402
 
 REGISTRY = ROOT_DIR / ".ci/setup-registry.sh"
@@ -60,17 +60,32 @@ def blobs(data: Path) -> set[str]:
 
 
 def manifest(ref: str) -> dict:
-    r = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
-                       capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(r.stdout)
 
 
 def build_naive(engine, root_ref: str) -> float:
     """The hand-written Dockerfile, as a person would build it (layer cache allowed)."""
     start = time.monotonic()
-    cmd = [engine.binary, "build", "--network", "host", "-q", "--layers",
-           "-f", str(ROOT_DIR / "bench/handwritten.Dockerfile"),
-           "--build-arg", f"ROOT={root_ref}", "-t", NAIVE]
+    cmd = [
+        engine.binary,
+        "build",
+        "--network",
+        "host",
+        "-q",
+        "--layers",
+        "-f",
+        str(ROOT_DIR / "bench/handwritten.Dockerfile"),
+        "--build-arg",
+        f"ROOT={root_ref}",
+        "-t",
+        NAIVE,
+    ]
     if CA.exists():
         cmd += ["--secret", f"id=ca,src={CA}"]
     subprocess.run([*cmd, str(ROOT_DIR)], check=True, stdout=subprocess.DEVNULL)
@@ -99,13 +114,18 @@ def ready_seconds(node, ref: str, limits: bool) -> tuple[float, float | None]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ready-runs", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="jupyter alone (a check of the "
-                    "script, no table for the README)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="jupyter alone (a check of the script, no table for the README)",
+    )
     args = ap.parse_args()
     m = detect(family(), engine="podman")
     engine = m.engine
     assert engine is not None and m.local_root is not None, "needs podman and the local root"
-    print(f"podman, {m.platform}, root {m.local_root.pinned(m.platform)}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(
+        f"podman, {m.platform}, root {m.local_root.pinned(m.platform)}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
     top = "jupyter" if args.quick else "jupyter-scipy"
     res = {r.name: r for r in build(m, [top], BuildOptions.from_flags(), probe=False)}
     refs = {"jupyter": res["jupyter"].ref}
@@ -121,8 +141,11 @@ def main() -> None:
     regs = {}
     for comp in COMPRESSIONS:
         port = free_port()
-        subprocess.run(["bash", str(REGISTRY), "start", str(port), str(work / comp)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["bash", str(REGISTRY), "start", str(port), str(work / comp)],
+            check=True,
+            capture_output=True,
+        )
         regs[comp] = f"127.0.0.1:{port}"
     node = replace(engine, graph_root=str(work / "node"))  # a store that has pulled nothing
     sizes: dict[tuple[str, str], int] = {}
@@ -136,8 +159,9 @@ def main() -> None:
                 reg = regs[comp]
                 repo = f"{reg}/{name.split()[0]}:bench"
                 before = blobs(work / comp / "data")
-                engine.push(ref, f"docker://{repo}", ["--tls-verify=false",
-                                                      "--compression-format", comp])
+                engine.push(
+                    ref, f"docker://{repo}", ["--tls-verify=false", "--compression-format", comp]
+                )
                 added = blobs(work / comp / "data") - before
                 layers = manifest(repo)["layers"]
                 sizes[name, comp] = sum(x["size"] for x in layers)
@@ -145,11 +169,13 @@ def main() -> None:
                     parent = {x["digest"] for x in manifest(f"{reg}/jupyter:bench")["layers"]}
                     own = [x for x in layers if x["digest"] not in parent]
                     sent = [x for x in layers if x["digest"].split(":")[1] in added]
-                    sharing = (f"jupyter-scipy pushed after jupyter: {len(layers)} layers, "
-                               f"{len(layers) - len(own)} of them jupyter's; the registry "
-                               f"received {len(sent)} layer(s), "
-                               f"{sum(x['size'] for x in sent) / 1e6:,.0f} MB "
-                               f"(its own: {len(own)}, {sum(x['size'] for x in own) / 1e6:,.0f} MB)")
+                    sharing = (
+                        f"jupyter-scipy pushed after jupyter: {len(layers)} layers, "
+                        f"{len(layers) - len(own)} of them jupyter's; the registry "
+                        f"received {len(sent)} layer(s), "
+                        f"{sum(x['size'] for x in sent) / 1e6:,.0f} MB "
+                        f"(its own: {len(own)}, {sum(x['size'] for x in own) / 1e6:,.0f} MB)"
+                    )
                 for old in pulled:  # the node holds nothing of ours before each pull
                     node.remove(old)
                 pulls[name, comp] = node.pull(repo, ["--tls-verify=false"])
@@ -158,10 +184,14 @@ def main() -> None:
                     if not ready:  # the node's first pod also makes podman's pause image
                         ready_seconds(node, repo, True)
                     for limits in (True, False):
-                        ready[name, limits] = [ready_seconds(node, repo, limits)
-                                               for _ in range(args.ready_runs)]
-                print(f"  {name} {comp}: {sizes[name, comp] / 1e6:,.0f} MB, pull "
-                      f"{pulls[name, comp]:.1f} s", flush=True)
+                        ready[name, limits] = [
+                            ready_seconds(node, repo, limits) for _ in range(args.ready_runs)
+                        ]
+                print(
+                    f"  {name} {comp}: {sizes[name, comp] / 1e6:,.0f} MB, pull "
+                    f"{pulls[name, comp]:.1f} s",
+                    flush=True,
+                )
     finally:
         for old in pulled:
             node.remove(old)
@@ -170,27 +200,43 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     print()
-    row("image", "uncompressed", "gzip", "zstd", "pull gzip", "pull zstd",
-        f"ready at cpu 0.6 (median of {args.ready_runs}; cpu-s used)", "ready, no limits",
-        "cold total (zstd pull + ready at 0.6)")
+    row(
+        "image",
+        "uncompressed",
+        "gzip",
+        "zstd",
+        "pull gzip",
+        "pull zstd",
+        f"ready at cpu 0.6 (median of {args.ready_runs}; cpu-s used)",
+        "ready, no limits",
+        "cold total (zstd pull + ready at 0.6)",
+    )
     row(*["---"] * 9)
     for name, ref in refs.items():
         limited = [w for w, _ in ready[name, True]]
         free = [w for w, _ in ready[name, False]]
         cpu = [c for _, c in ready[name, True] if c is not None]
-        row(name, f"{engine.inspect(ref).size / 1e6:,.0f} MB",
-            f"{sizes[name, 'gzip'] / 1e6:,.0f} MB", f"{sizes[name, 'zstd'] / 1e6:,.0f} MB",
-            f"{pulls[name, 'gzip']:.1f} s", f"{pulls[name, 'zstd']:.1f} s",
+        row(
+            name,
+            f"{engine.inspect(ref).size / 1e6:,.0f} MB",
+            f"{sizes[name, 'gzip'] / 1e6:,.0f} MB",
+            f"{sizes[name, 'zstd'] / 1e6:,.0f} MB",
+            f"{pulls[name, 'gzip']:.1f} s",
+            f"{pulls[name, 'zstd']:.1f} s",
             f"{statistics.median(limited):.2f} s ({min(limited):.2f}-{max(limited):.2f}; "
             f"{statistics.median(cpu) if cpu else float('nan'):.2f} cpu-s)",
             f"{statistics.median(free):.2f} s ({min(free):.2f}-{max(free):.2f})",
-            f"{pulls[name, 'zstd'] + statistics.median(limited):.1f} s")
+            f"{pulls[name, 'zstd'] + statistics.median(limited):.1f} s",
+        )
     naive = "naive (hand-written)"
     if naive not in refs:
         return
     for comp in COMPRESSIONS:
-        print(f"\njupyter-scipy / naive, {comp}: "
-              f"{sizes['jupyter-scipy', comp] / sizes[naive, comp]:.2f}", end="")
+        print(
+            f"\njupyter-scipy / naive, {comp}: "
+            f"{sizes['jupyter-scipy', comp] / sizes[naive, comp]:.2f}",
+            end="",
+        )
     print(f"\n{sharing}")
 
 

@@ -50,18 +50,40 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     if not args.skip_start:
         subprocess.run(["bash", ".ci/setup-dagger.sh", "stop"], cwd=REPO, check=True)
-        rows.append(timed("engine start-up (stopped -> answers)",
-                          ["bash", ".ci/setup-dagger.sh", "start"], args.log))
-    rows.append(timed("dagger: prune the engine's cache",
-                      ["sh", "-c", "echo '{ engine { localCache { prune } } }' | "
-                       "dagger query --progress plain"], args.log))
+        rows.append(
+            timed(
+                "engine start-up (stopped -> answers)",
+                ["bash", ".ci/setup-dagger.sh", "start"],
+                args.log,
+            )
+        )
+    rows.append(
+        timed(
+            "dagger: prune the engine's cache",
+            [
+                "sh",
+                "-c",
+                "echo '{ engine { localCache { prune } } }' | dagger query --progress plain",
+            ],
+            args.log,
+        )
+    )
     build = [*dagger, "build", "--image", args.image, *ca, "sync"]
     rows.append(timed(f"dagger call build --image {args.image} (cold)", build, args.log))
     rows.append(timed(f"dagger call build --image {args.image} (warm)", build, args.log))
-    nbpipe = [str(REPO / ".venv/bin/nbpipe"), "build", args.image, "--engine", "podman",
-              "--no-probe", "--report-dir", "/tmp/dagger_figures-reports"]
-    rows.append(timed(f"nbpipe build {args.image} --no-cache (cold)", [*nbpipe, "--no-cache"],
-                      args.log))
+    nbpipe = [
+        str(REPO / ".venv/bin/nbpipe"),
+        "build",
+        args.image,
+        "--engine",
+        "podman",
+        "--no-probe",
+        "--report-dir",
+        "/tmp/dagger_figures-reports",
+    ]
+    rows.append(
+        timed(f"nbpipe build {args.image} --no-cache (cold)", [*nbpipe, "--no-cache"], args.log)
+    )
     rows.append(timed(f"nbpipe build {args.image} (warm)", nbpipe, args.log))
     timings = {}
     if (PREFIX / "timings").exists():

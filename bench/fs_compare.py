@@ -33,9 +33,16 @@ class Entry:
     content: str  # sha256 of a file, a link's target, "" otherwise
 
 
-KINDS = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
-         tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink", tarfile.CHRTYPE: "char",
-         tarfile.BLKTYPE: "block", tarfile.FIFOTYPE: "fifo"}
+KINDS = {
+    tarfile.REGTYPE: "file",
+    tarfile.AREGTYPE: "file",
+    tarfile.DIRTYPE: "dir",
+    tarfile.SYMTYPE: "symlink",
+    tarfile.LNKTYPE: "hardlink",
+    tarfile.CHRTYPE: "char",
+    tarfile.BLKTYPE: "block",
+    tarfile.FIFOTYPE: "fifo",
+}
 
 
 def listing(tar: Path) -> dict[str, Entry]:
@@ -57,8 +64,9 @@ def listing(tar: Path) -> dict[str, Entry]:
                 content = h.hexdigest()
             elif m.issym() or m.islnk():
                 content = _rel(m.linkname) if m.islnk() else m.linkname
-            out[path] = Entry(kind, m.mode & 0o7777, m.uid, m.gid,
-                              m.size if m.isfile() else 0, content)
+            out[path] = Entry(
+                kind, m.mode & 0o7777, m.uid, m.gid, m.size if m.isfile() else 0, content
+            )
     return out
 
 
@@ -87,8 +95,11 @@ def compare(a: dict[str, Entry], b: dict[str, Entry]) -> list[Difference]:
         elif eb is None:
             diffs.append(Difference(path, "only in A", ea, None))
         elif ea != eb:
-            fields = [f for f in ("kind", "mode", "uid", "gid", "size", "content")
-                      if getattr(ea, f) != getattr(eb, f)]
+            fields = [
+                f
+                for f in ("kind", "mode", "uid", "gid", "size", "content")
+                if getattr(ea, f) != getattr(eb, f)
+            ]
             diffs.append(Difference(path, ",".join(fields), ea, eb))
     return diffs
 
@@ -111,11 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     a, b = listing(args.a), listing(args.b)
     diffs = compare(a, b)
-    print(f"A {args.a}: {len(a)} entries; B {args.b}: {len(b)} entries; "
-          f"{len(diffs)} differ")
+    print(f"A {args.a}: {len(a)} entries; B {args.b}: {len(b)} entries; {len(diffs)} differ")
     for (folder, what), n in sorted(summary(diffs, args.depth).items()):
         print(f"  {n:6}  {what:24} {folder}")
-    for d in diffs[:args.show]:
+    for d in diffs[: args.show]:
         print(f"  {d.path}: {d.what}: A={d.a} B={d.b}")
     return 0 if not diffs else 1
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import json
 import os
 import shutil
@@ -46,17 +45,34 @@ SCRATCH = Path(os.environ.get("NBPIPE_MUTATION_DIR", "/tmp/nbpipe-mutation"))
 # module -> the offline tests that cover it (fastest, most direct first: -x stops early)
 T = "tests/sdk/"
 TARGETS: dict[str, list[str]] = {
-    "nbpipe/recipe/image.py": [T + "test_image.py", T + "test_digest.py", T + "test_catalog.py",
-                        T + "test_export.py",
-                        T + "test_identity.py"],
-    "nbpipe/recipe/steps.py": [T + "test_steps.py", T + "test_digest.py", T + "test_export.py",
-                        T + "test_golden.py",
-                        T + "test_hostile_spec.py", T + "test_spec.py"],
-    "nbpipe/recipe/catalog.py": [T + "test_catalog.py", T + "test_identity.py", T + "test_digest.py"],
+    "nbpipe/recipe/image.py": [
+        T + "test_image.py",
+        T + "test_digest.py",
+        T + "test_catalog.py",
+        T + "test_export.py",
+        T + "test_identity.py",
+    ],
+    "nbpipe/recipe/steps.py": [
+        T + "test_steps.py",
+        T + "test_digest.py",
+        T + "test_export.py",
+        T + "test_golden.py",
+        T + "test_hostile_spec.py",
+        T + "test_spec.py",
+    ],
+    "nbpipe/recipe/catalog.py": [
+        T + "test_catalog.py",
+        T + "test_identity.py",
+        T + "test_digest.py",
+    ],
     "nbpipe/locks/lock.py": [T + "test_lock.py", T + "test_golden.py"],
     "nbpipe/run/publish.py": [T + "test_publish.py"],
-    "nbpipe/engines/dockerfile.py": [T + "test_export.py", T + "test_golden.py",
-                                     T + "test_oci.py", T + "test_hostile_spec.py"],
+    "nbpipe/engines/dockerfile.py": [
+        T + "test_export.py",
+        T + "test_golden.py",
+        T + "test_oci.py",
+        T + "test_hostile_spec.py",
+    ],
     "nbpipe/engines/dagger.py": [T + "test_golden.py", T + "test_dagger.py"],
     "nbpipe/engines/oci.py": [T + "test_oci.py", T + "test_publish.py"],
     "nbpipe/run/dagger_run.py": [T + "test_oci.py", T + "test_dagger_schema.py"],
@@ -64,12 +80,29 @@ TARGETS: dict[str, list[str]] = {
     "nbpipe/inputs/spec.py": [T + "test_spec.py", T + "test_hostile_spec.py", T + "test_golden.py"],
 }
 
-SWAP = {ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.GtE: ast.Lt,
-        ast.Gt: ast.LtE, ast.LtE: ast.Gt, ast.In: ast.NotIn, ast.NotIn: ast.In,
-        ast.Is: ast.IsNot, ast.IsNot: ast.Is}
+SWAP = {
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.Lt: ast.GtE,
+    ast.GtE: ast.Lt,
+    ast.Gt: ast.LtE,
+    ast.LtE: ast.Gt,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+}
 QUIET_CALLS = {"on_event", "log", "print", "write"}  # progress output, not behaviour
-PROSE = {"NbpipeError", "CatalogError", "SpecError", "BuildError", "ProbeFailure",
-         "ProbeSkip", "ValueError", "TypeError"}
+PROSE = {
+    "NbpipeError",
+    "CatalogError",
+    "SpecError",
+    "BuildError",
+    "ProbeFailure",
+    "ProbeSkip",
+    "ValueError",
+    "TypeError",
+}
 
 
 @dataclass
@@ -101,9 +134,12 @@ class Mutator(ast.NodeTransformer):
 
     # -- things never mutated ----------------------------------------------------------
     def _body(self, node):
-        if (node.body and isinstance(node.body[0], ast.Expr)
-                and isinstance(node.body[0].value, ast.Constant)
-                and isinstance(node.body[0].value.value, str)):
+        if (
+            node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+            and isinstance(node.body[0].value.value, str)
+        ):
             node.body = node.body[:1] + [self.visit(x) for x in node.body[1:]]
             node.body = [x for x in node.body if x is not None]
         else:
@@ -131,7 +167,7 @@ class Mutator(ast.NodeTransformer):
         return node
 
     def visit_If(self, node):
-        if (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+        if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
             return node
         if not isinstance(node.test, (ast.Compare, ast.BoolOp, ast.UnaryOp)):
             if self._site(node, f"if {ast.unparse(node.test)[:40]} -> if not ..."):
@@ -150,8 +186,11 @@ class Mutator(ast.NodeTransformer):
         return node
 
     def visit_Call(self, node):
-        name = node.func.id if isinstance(node.func, ast.Name) else (
-            node.func.attr if isinstance(node.func, ast.Attribute) else "")
+        name = (
+            node.func.id
+            if isinstance(node.func, ast.Name)
+            else (node.func.attr if isinstance(node.func, ast.Attribute) else "")
+        )
         if name in PROSE:  # the message text: visit nothing inside
             return node
         self.generic_visit(node)
@@ -185,8 +224,11 @@ class Mutator(ast.NodeTransformer):
     def visit_BinOp(self, node):
         self.generic_visit(node)
         new = {ast.Add: ast.Sub, ast.Sub: ast.Add}.get(type(node.op))
-        if new and not isinstance(node.left, (ast.Constant, ast.JoinedStr, ast.List)) and \
-                self._site(node, f"{type(node.op).__name__} -> {new.__name__}"):
+        if (
+            new
+            and not isinstance(node.left, (ast.Constant, ast.JoinedStr, ast.List))
+            and self._site(node, f"{type(node.op).__name__} -> {new.__name__}")
+        ):
             node.op = new()
         return node
 
@@ -202,8 +244,9 @@ class Mutator(ast.NodeTransformer):
 
     def visit_Return(self, node):
         self.generic_visit(node)
-        if node.value is not None and not (isinstance(node.value, ast.Constant)
-                                           and node.value.value is None):
+        if node.value is not None and not (
+            isinstance(node.value, ast.Constant) and node.value.value is None
+        ):
             if self._site(node, "return x -> return None"):
                 node.value = ast.Constant(None)
         return node
@@ -216,8 +259,11 @@ class Mutator(ast.NodeTransformer):
     def visit_Expr(self, node):
         if isinstance(node.value, ast.Call):
             f = node.value.func
-            name = f.id if isinstance(f, ast.Name) else (f.attr if isinstance(f, ast.Attribute)
-                                                         else "")
+            name = (
+                f.id
+                if isinstance(f, ast.Name)
+                else (f.attr if isinstance(f, ast.Attribute) else "")
+            )
             if name not in QUIET_CALLS and self._site(node, f"{name}(...) -> pass"):
                 return ast.copy_location(ast.Pass(), node)
         self.generic_visit(node)
@@ -248,8 +294,11 @@ def prepare_scratch() -> None:
     """A copy of the tracked tree (nbpipe/family and nbpipe/pipelines stay symlinks)."""
     if SCRATCH.exists():
         shutil.rmtree(SCRATCH)
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
-                           check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
     files += [str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("*.py")]  # uncommitted
     for rel in dict.fromkeys(f for f in files if f):
         src, dst = ROOT / rel, SCRATCH / rel
@@ -293,9 +342,22 @@ def run_one(mutant: Mutant, source: str, tests: list[str], timeout: float) -> No
                 if report.failed and not First.failed:
                     First.failed = report.nodeid
 
-        rc = pytest.main(["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                          "-o", "addopts=", "--timeout", str(int(timeout)), *tests],
-                         plugins=[First()])
+        rc = pytest.main(
+            [
+                "-x",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:randomly",
+                "-o",
+                "addopts=",
+                "--timeout",
+                str(int(timeout)),
+                *tests,
+            ],
+            plugins=[First()],
+        )
         report.write_text(json.dumps({"rc": int(rc), "failed": First.failed}))
         os._exit(0)
     while True:
@@ -329,8 +391,18 @@ def run_one(mutant: Mutant, source: str, tests: list[str], timeout: float) -> No
 def preload() -> None:
     """Heavy imports paid once, in the parent (the children inherit them)."""
     import pytest  # noqa: F401
-    for mod in ("dagger", "yaml", "typer", "rich", "anyio", "httpx", "hypothesis",
-                "pytest_timeout", "websockets"):
+
+    for mod in (
+        "dagger",
+        "yaml",
+        "typer",
+        "rich",
+        "anyio",
+        "httpx",
+        "hypothesis",
+        "pytest_timeout",
+        "websockets",
+    ):
         try:
             __import__(mod)
         except ImportError:
@@ -338,8 +410,9 @@ def preload() -> None:
 
 
 def git_head() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def markdown(results: list[Mutant], meta: dict) -> str:
@@ -347,14 +420,19 @@ def markdown(results: list[Mutant], meta: dict) -> str:
 
     killed = [m for m in results if m.status in ("killed", "timeout")]
     timeouts = [m for m in results if m.status == "timeout"]
-    lines = ["# Mutation run", "",
-             f"Ran {meta['date']} on commit `{meta['commit']}` ({meta['seconds']:.0f} s, "
-             f"{meta['cpus']} CPUs): **{len(killed)} of {len(results)} mutants killed "
-             f"({meta['score']:.1f}%)**" + (f", a seeded random draw of {meta['sampled']} "
-                                             "mutants" if meta.get("sampled") else "")
-             + f". {len(timeouts)} of the kills are time-outs (listed below). "
-             "`python bench/mutation.py` regenerates this file (see its docstring).", "",
-             "| module | mutants | killed | survived | score |", "|---|---|---|---|---|"]
+    lines = [
+        "# Mutation run",
+        "",
+        f"Ran {meta['date']} on commit `{meta['commit']}` ({meta['seconds']:.0f} s, "
+        f"{meta['cpus']} CPUs): **{len(killed)} of {len(results)} mutants killed "
+        f"({meta['score']:.1f}%)**"
+        + (f", a seeded random draw of {meta['sampled']} mutants" if meta.get("sampled") else "")
+        + f". {len(timeouts)} of the kills are time-outs (listed below). "
+        "`python bench/mutation.py` regenerates this file (see its docstring).",
+        "",
+        "| module | mutants | killed | survived | score |",
+        "|---|---|---|---|---|",
+    ]
     for mod in dict.fromkeys(m.module for m in results):
         ms = [m for m in results if m.module == mod]
         k = sum(m.status in ("killed", "timeout") for m in ms)
@@ -380,18 +458,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=90, help="seconds per mutant")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "mutation.json")
     ap.add_argument("--only", type=str, default="", help="module:index,... to (re)run")
-    ap.add_argument("--sample", type=int, default=160,
-                    help="run about this many mutants, drawn per module in proportion "
-                         "(seeded: the same draw for the same code); 0: all")
+    ap.add_argument(
+        "--sample",
+        type=int,
+        default=160,
+        help="run about this many mutants, drawn per module in proportion "
+        "(seeded: the same draw for the same code); 0: all",
+    )
     ap.add_argument("--seed", type=int, default=15)
-    ap.add_argument("--report", action="store_true",
-                    help="rewrite mutation.md from mutation.json and the notes; run nothing")
+    ap.add_argument(
+        "--report",
+        action="store_true",
+        help="rewrite mutation.md from mutation.json and the notes; run nothing",
+    )
     args = ap.parse_args(argv)
     if args.report:
         data = json.loads(args.out.read_text())
         sys.path.insert(0, str(ROOT / "bench"))
         args.out.with_suffix(".md").write_text(
-            markdown([Mutant(**m) for m in data["mutants"]], data["meta"]))
+            markdown([Mutant(**m) for m in data["mutants"]], data["meta"])
+        )
         return 0
     modules = args.modules or list(TARGETS)
     commit = git_head()
@@ -422,21 +508,34 @@ def main(argv: list[str] | None = None) -> int:
     for n, m in enumerate(todo, 1):
         tests = [t for t in TARGETS[m.module] if (ROOT / t).exists()]
         run_one(m, mutated_source(m.module, m.index), tests, args.timeout)
-        print(f"[{n}/{len(todo)}] {m.status:8} {m.seconds:5.1f}s {m.module}:{m.line} {m.what}"
-              + (f"  <- {m.killed_by}" if m.killed_by else ""), flush=True)
+        print(
+            f"[{n}/{len(todo)}] {m.status:8} {m.seconds:5.1f}s {m.module}:{m.line} {m.what}"
+            + (f"  <- {m.killed_by}" if m.killed_by else ""),
+            flush=True,
+        )
     killed = sum(m.status in ("killed", "timeout") for m in todo)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() - (
-        time.monotonic() - started))) + " (start)", "commit": commit,
-            "sampled": f"{len(todo)} of {total} (seed {args.seed})" if len(todo) < total else "",
-            "seconds": round(time.monotonic() - started), "cpus": os.cpu_count(),
-            "score": round(100 * killed / max(len(todo), 1), 1), "killed": killed,
-            "total": len(todo)}
-    args.out.write_text(json.dumps({"meta": meta, "mutants": [asdict(m) for m in todo]},
-                                   indent=1) + "\n")
+    meta = {
+        "date": time.strftime(
+            "%Y-%m-%d %H:%M UTC", time.gmtime(time.time() - (time.monotonic() - started))
+        )
+        + " (start)",
+        "commit": commit,
+        "sampled": f"{len(todo)} of {total} (seed {args.seed})" if len(todo) < total else "",
+        "seconds": round(time.monotonic() - started),
+        "cpus": os.cpu_count(),
+        "score": round(100 * killed / max(len(todo), 1), 1),
+        "killed": killed,
+        "total": len(todo),
+    }
+    args.out.write_text(
+        json.dumps({"meta": meta, "mutants": [asdict(m) for m in todo]}, indent=1) + "\n"
+    )
     sys.path.insert(0, str(ROOT / "bench"))
     (args.out.with_suffix(".md")).write_text(markdown(todo, meta))
-    print(f"{killed}/{len(todo)} killed ({meta['score']}%) in {meta['seconds']} s; "
-          f"see {args.out.with_suffix('.md')}")
+    print(
+        f"{killed}/{len(todo)} killed ({meta['score']}%) in {meta['seconds']} s; "
+        f"see {args.out.with_suffix('.md')}"
+    )
     return 0
 
 

@@ -10,7 +10,8 @@ NOW = "now killed by "
 
 NOTES: dict[str, str] = {
     # image.py
-    "nbpipe/recipe/image.py:40:False -> True": HARMLESS + "BaseRef.digests' field(hash=False) -> True: "
+    "nbpipe/recipe/image.py:40:False -> True": HARMLESS
+    + "BaseRef.digests' field(hash=False) -> True: "
     "BaseRef defines __hash__ itself, so dataclass's per-field hash flag is never used",
     # steps.py
     "nbpipe/recipe/steps.py:308:True -> False": NOW + "test_digest.py::"
@@ -22,7 +23,8 @@ NOTES: dict[str, str] = {
     "nbpipe/recipe/steps.py:407:return x -> return None": NOW + "test_digest.py::"
     "test_step_defaults_and_one_spelling_per_path (Download.describe)",
     # catalog.py
-    "nbpipe/recipe/catalog.py:32:False -> True": HARMLESS + "Catalog._resolved field(repr=False) -> "
+    "nbpipe/recipe/catalog.py:32:False -> True": HARMLESS
+    + "Catalog._resolved field(repr=False) -> "
     "True only changes what repr() prints of a cache",
     "nbpipe/recipe/catalog.py:110:return x -> return None": NOW + "test_catalog.py::"
     "test_order_subgraph_and_affected (Catalog.descendants)",
@@ -46,8 +48,10 @@ NOTES: dict[str, str] = {
     "test_detect_gives_the_engine_and_a_readable_store_needs_no_command",
     "nbpipe/engines/oci.py:80:return x -> return None": NOW + "test_oci.py::"
     "test_detect_gives_the_engine_and_a_readable_store_needs_no_command",
-    "nbpipe/engines/oci.py:102:Eq -> NotEq": NOW + "test_oci.py::test_exists_asks_each_engine_its_own_way",
-    "nbpipe/engines/oci.py:104:Eq -> NotEq": NOW + "test_oci.py::test_exists_asks_each_engine_its_own_way",
+    "nbpipe/engines/oci.py:102:Eq -> NotEq": NOW
+    + "test_oci.py::test_exists_asks_each_engine_its_own_way",
+    "nbpipe/engines/oci.py:104:Eq -> NotEq": NOW
+    + "test_oci.py::test_exists_asks_each_engine_its_own_way",
     "nbpipe/engines/oci.py:272:False -> True": NOW + "test_oci.py::"
     "test_a_gone_container_is_not_an_error_when_removed_or_asked_about",
     "nbpipe/engines/oci.py:275:False -> True": NOW + "test_oci.py::"

@@ -38,8 +38,9 @@ def lines_up_to(fmt: str, limit: int = LIMIT) -> tuple[str, int]:
 def run_cli(args: list[str], cwd: Path) -> tuple[float, int]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "nbpipe", *args], cwd=cwd, capture_output=True,
-                       text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "nbpipe", *args], cwd=cwd, capture_output=True, text=True
+    )
     seconds = time.monotonic() - start
     if p.returncode != 0:
         raise SystemExit(f"nbpipe {' '.join(args[:4])} ... failed: {p.stderr.strip()[-300:]}")
@@ -55,8 +56,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     runs = ap.parse_args().runs
-    from nbpipe.inputs import requirements, spec
     from nbpipe.family import family
+    from nbpipe.inputs import requirements, spec
 
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="nbpipe-bench-") as tmp:
@@ -68,20 +69,35 @@ def main() -> None:
         start = time.monotonic()
         for _ in range(runs):
             requirements.pip(reqs / "requirements.txt")
-        rows.append((f"requirements.pip, {n:,} lines ({len(text):,} B), in-process",
-                     f"{(time.monotonic() - start) / runs:.2f} s", "-"))
+        rows.append(
+            (
+                f"requirements.pip, {n:,} lines ({len(text):,} B), in-process",
+                f"{(time.monotonic() - start) / runs:.2f} s",
+                "-",
+            )
+        )
         for verb in ("plan", "export"):
             s, rss = median(runs, lambda: run_cli([verb, "--from-repo", str(reqs)], work))
-            rows.append((f"nbpipe {verb} --from-repo (1 MiB requirements.txt)", f"{s:.2f} s",
-                         f"{rss / 1024:.0f} MiB"))
+            rows.append(
+                (
+                    f"nbpipe {verb} --from-repo (1 MiB requirements.txt)",
+                    f"{s:.2f} s",
+                    f"{rss / 1024:.0f} MiB",
+                )
+            )
 
         env = work / "env"
         env.mkdir()
         body, n = lines_up_to("    - p{i}", LIMIT - 40)
         (env / "environment.yml").write_text("dependencies:\n  - pip:\n" + body)
         s, rss = median(runs, lambda: run_cli(["export", "--from-repo", str(env)], work))
-        rows.append((f"nbpipe export --from-repo (1 MiB environment.yml, {n:,} pip entries)",
-                     f"{s:.2f} s", f"{rss / 1024:.0f} MiB"))
+        rows.append(
+            (
+                f"nbpipe export --from-repo (1 MiB environment.yml, {n:,} pip entries)",
+                f"{s:.2f} s",
+                f"{rss / 1024:.0f} MiB",
+            )
+        )
 
         chain = work / "chain"
         chain.mkdir()
@@ -95,13 +111,19 @@ def main() -> None:
                 spec.load(chain / f"s{i}.yaml").register(cat)
             cat.resolve("s999").digest()
             cat.digests()
-        rows.append(("1,000-spec chain: load, register, resolve, every digest, in-process",
-                     f"{(time.monotonic() - start) / runs:.2f} s", "-"))
+        rows.append(
+            (
+                "1,000-spec chain: load, register, resolve, every digest, in-process",
+                f"{(time.monotonic() - start) / runs:.2f} s",
+                "-",
+            )
+        )
         files = [a for i in range(1000) for a in ("-f", f"s{i}.yaml")]
         for verb, extra in (("plan", []), ("export", ["s999"])):
             s, rss = median(runs, lambda: run_cli([verb, *files, *extra], chain))
-            rows.append((f"nbpipe {verb} with 1,000 chained specs", f"{s:.2f} s",
-                         f"{rss / 1024:.0f} MiB"))
+            rows.append(
+                (f"nbpipe {verb} with 1,000 chained specs", f"{s:.2f} s", f"{rss / 1024:.0f} MiB")
+            )
 
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}}  {'median':>8}  {'peak RSS':>9}")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 if __name__ != "nbpipe.family":  # one module object per file: never a second copy as `images`
-    raise ImportError("images/ is installed as nbpipe.family: import nbpipe.family "
-                      "(`pip install -e .` in the checkout installs it)")
+    raise ImportError(
+        "images/ is installed as nbpipe.family: import nbpipe.family "
+        "(`pip install -e .` in the checkout installs it)"
+    )
 
 from pathlib import Path
 

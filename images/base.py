@@ -30,8 +30,7 @@ install -d -m 0755 {contract.CONT_INIT_DIR} {contract.SERVICES_DIR}
 def base(image: Image) -> Image:
     """Debian bookworm with the notebook-server contract: jovyan, /init, s6 supervision."""
     return (
-        image
-        .with_env("LANG", "C.UTF-8")
+        image.with_env("LANG", "C.UTF-8")
         .with_env("LC_ALL", "C.UTF-8")
         .with_env("PATH", PATH)
         .with_env("SHELL", "/bin/bash")

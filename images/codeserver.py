@@ -25,19 +25,21 @@ install -d -o {contract.NB_UID} -g {contract.NB_GID} -m 2775 {EXTENSIONS}
 
 # Open VSX (VS Code Marketplace terms forbid other clients). Unreachable from where this
 # was written: no sha256 recorded yet, so the step refuses to build until one is.
-PYTHON_EXTENSION = ("https://open-vsx.org/api/ms-python/python/2025.0.0/file/"
-                    "ms-python.python-2025.0.0.vsix", None)
+PYTHON_EXTENSION = (
+    "https://open-vsx.org/api/ms-python/python/2025.0.0/file/ms-python.python-2025.0.0.vsix",
+    None,
+)
 
 
 def codeserver(image: Image) -> Image:
     """code-server on 8888 (--auth none, trusted origins *), supervised by s6."""
     img = image
     for platform, (url, sha256) in pins.NODE.items():
-        img = img.with_download(url, sha256, NODE_HOME, extract=True, strip_components=1,
-                                platforms=(platform,))
+        img = img.with_download(
+            url, sha256, NODE_HOME, extract=True, strip_components=1, platforms=(platform,)
+        )
     return (
-        img
-        .with_download(pins.NPM[0], pins.NPM[1], NPM_HOME, extract=True, strip_components=1)
+        img.with_download(pins.NPM[0], pins.NPM[1], NPM_HOME, extract=True, strip_components=1)
         .with_run(LINK_NPM, user="root")
         .with_env("PATH", f"{NODE_HOME}/bin:{PATH}")
         .with_npm(pins.CODE_SERVER, nodedir=NODE_HOME, build_deps=pins.CODE_SERVER_BUILD_DEPS)
@@ -52,13 +54,14 @@ def codeserver_python(image: Image) -> Image:
     """code-server with a Python venv, ipykernel, kfp and the Python extension."""
     url, sha256 = PYTHON_EXTENSION
     return (
-        image
-        .with_(python_venv(f"{NODE_HOME}/bin:{PATH}"))
+        image.with_(python_venv(f"{NODE_HOME}/bin:{PATH}"))
         .with_pip("ipykernel==7.4.0", "kfp==2.17.3", "kubeflow==0.5.0")
         .with_download(url, sha256, "/tmp/nbpipe-ms-python.vsix")
-        .with_run(f"code-server --extensions-dir {EXTENSIONS} --install-extension "
-                  "/tmp/nbpipe-ms-python.vsix && rm -f /tmp/nbpipe-ms-python.vsix",
-                  user=str(contract.NB_UID))
+        .with_run(
+            f"code-server --extensions-dir {EXTENSIONS} --install-extension "
+            "/tmp/nbpipe-ms-python.vsix && rm -f /tmp/nbpipe-ms-python.vsix",
+            user=str(contract.NB_UID),
+        )
         .with_probes(imports=("ipykernel", "kfp", "kubeflow"))
         .with_label(contract.LABEL_PYTHON, pins.PYTHON)
     )

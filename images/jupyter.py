@@ -22,30 +22,32 @@ runuser -u {contract.NB_USER} -- python3 -m venv {contract.VENV}
 
 def python_venv(path: str = PATH):
     """Debian's Python with a venv jovyan owns, first on PATH (a recipe fragment)."""
+
     def fragment(image: Image) -> Image:
         return (
-            image
-            .with_apt("python3", "python3-venv")
+            image.with_apt("python3", "python3-venv")
             .with_run(MAKE_VENV, user="root")
             .with_env("PATH", f"{contract.VENV}/bin:{path}")
             .with_env("VIRTUAL_ENV", contract.VENV)
         )
+
     return fragment
+
 
 # jupyter-events asks for jsonschema[format-nongpl], which brings rfc3987-syntax: it builds
 # a Lark (Earley) grammar when imported, and Jupyter Server imports it at every start.
 # Measured in jupyter: 1.05 of the 1.9 cpu-s a start takes (1.75 s of a start at Kubeflow's
 # default cpu limit, 0.6). Without it jsonschema only skips the "iri" formats, which no
 # schema shipped in these images uses. Run after each pip step that may bring it back.
-NO_IRI_GRAMMAR = (f"{contract.VENV}/bin/pip uninstall --disable-pip-version-check -y -q "
-                  "rfc3987-syntax lark")
+NO_IRI_GRAMMAR = (
+    f"{contract.VENV}/bin/pip uninstall --disable-pip-version-check -y -q rfc3987-syntax lark"
+)
 
 
 def jupyter(image: Image) -> Image:
     """JupyterLab and Notebook, served on 8888 under NB_PREFIX, supervised by s6."""
     return (
-        image
-        .with_(python_venv())
+        image.with_(python_venv())
         .with_pip(*pins.JUPYTER)
         .with_run(NO_IRI_GRAMMAR)
         .with_file(JUPYTER_CONFIG, FILES / "jupyter_server_config.py")
@@ -60,30 +62,57 @@ def jupyter(image: Image) -> Image:
 def full(image: Image, *, xgboost: str = pins.XGBOOST_CPU) -> Image:
     """Kubeflow's "full" package set (data science + kfp + jupyterlab-git)."""
     return (
-        image
-        .with_pip(*pins.FULL_COMMON, xgboost)
+        image.with_pip(*pins.FULL_COMMON, xgboost)
         .with_run(NO_IRI_GRAMMAR)
-        .with_probes(imports=("bokeh", "cloudpickle", "dill", "ipympl", "matplotlib", "numpy",
-                              "pandas", "skimage", "sklearn", "scipy", "seaborn", "xgboost",
-                              "kfp", "jupyterlab_git"))
+        .with_probes(
+            imports=(
+                "bokeh",
+                "cloudpickle",
+                "dill",
+                "ipympl",
+                "matplotlib",
+                "numpy",
+                "pandas",
+                "skimage",
+                "sklearn",
+                "scipy",
+                "seaborn",
+                "xgboost",
+                "kfp",
+                "jupyterlab_git",
+            )
+        )
     )
 
 
 def scipy(image: Image) -> Image:
     """The full set plus Kubeflow's scipy extras (LaTeX fonts, ffmpeg, dask, numba, ...)."""
     return (
-        image
-        .with_apt(*pins.SCIPY_APT, remove=pins.SCIPY_APT_REMOVE, after=pins.SCIPY_APT_AFTER)
+        image.with_apt(*pins.SCIPY_APT, remove=pins.SCIPY_APT_REMOVE, after=pins.SCIPY_APT_AFTER)
         .with_(full)
         .with_pip(*pins.SCIPY_EXTRA)
-        .with_probes(imports=("dask", "numba", "h5py", "statsmodels", "sympy", "sqlalchemy",
-                              "tables", "bs4", "altair"),
-                     commands=("ffmpeg -version", "dvipng --version",
-                               # LaTeX works for jovyan (its format made on first use)
-                               "cd /tmp && printf '%s\\n' '\\documentclass{article}' "
-                               "'\\begin{document}$x^2$\\end{document}' > t.tex && "
-                               "latex -interaction=nonstopmode t.tex >/dev/null && "
-                               "dvipng -q -o t.png t.dvi && test -s t.png"))
+        .with_probes(
+            imports=(
+                "dask",
+                "numba",
+                "h5py",
+                "statsmodels",
+                "sympy",
+                "sqlalchemy",
+                "tables",
+                "bs4",
+                "altair",
+            ),
+            commands=(
+                "ffmpeg -version",
+                "dvipng --version",
+                # LaTeX works for jovyan (its format made on first use)
+                "cd /tmp && printf '%s\\n' '\\documentclass{article}' "
+                "'\\begin{document}$x^2$\\end{document}' > t.tex && "
+                "latex -interaction=nonstopmode t.tex >/dev/null && "
+                "dvipng -q -o t.png t.dvi && test -s t.png",
+            ),
+        )
     )
 
 

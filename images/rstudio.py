@@ -20,8 +20,7 @@ def rstudio(image: Image) -> Image:
     for platform, (url, sha256) in pins.RSTUDIO.items():
         img = img.with_deb(url, sha256, platforms=(platform,))
     return (
-        img
-        .with_file("/etc/rstudio/database.conf", DATABASE_CONF)
+        img.with_file("/etc/rstudio/database.conf", DATABASE_CONF)
         .with_file("/etc/rstudio/file-locks", FILE_LOCKS)
         .with_env("RS_LOGGER_TYPE", "stderr")
         .with_service("rstudio", (FILES / "rstudio.run").read_text())

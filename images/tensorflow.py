@@ -14,18 +14,13 @@ from .pytorch import full_cuda, nvidia
 
 def tensorflow(image: Image) -> Image:
     """TensorFlow, CPU."""
-    return (
-        image
-        .with_pip(pins.TENSORFLOW_CPU)
-        .with_probes(imports=("tensorflow",))
-    )
+    return image.with_pip(pins.TENSORFLOW_CPU).with_probes(imports=("tensorflow",))
 
 
 def tensorflow_cuda(image: Image) -> Image:
     """TensorFlow with CUDA from PyPI's wheels; amd64 only (no CUDA wheels for arm64)."""
     return (
-        image
-        .with_platforms(plat.AMD64)
+        image.with_platforms(plat.AMD64)
         .with_(nvidia("cuda>=12.5"))
         .with_pip(pins.TENSORFLOW_CUDA)
         .with_probes(imports=("tensorflow",))

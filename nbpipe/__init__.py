@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from nbpipe.errors import NbpipeError
 from nbpipe.recipe import contract, platforms
 from nbpipe.recipe.catalog import Catalog
-from nbpipe.errors import NbpipeError
 from nbpipe.recipe.image import BaseRef, Image
 from nbpipe.recipe.options import BuildOptions
 
@@ -25,16 +25,16 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "BaseRef",       # a digest-pinned root image (a parent that is not ours)
+    "BaseRef",  # a digest-pinned root image (a parent that is not ours)
     "BuildOptions",  # how to build (CA bundle, wheelhouse, epoch, labels), never what
-    "Catalog",       # named images and their DAG: add yours to ours
-    "Image",         # an immutable recipe with a content digest; with_* adds a step
-    "NbpipeError",   # every error nbpipe raises on bad input: one line, no traceback
-    "contract",      # the notebook-server contract as constants (uid, port, paths, labels)
-    "family",        # our images: nbpipe.family.family() -> Catalog
-    "platforms",     # linux/amd64, linux/arm64 and the host's
-    "probes",        # probe results (ProbeResult, Status), standard library only
-    "spec",          # YAML specs: spec.load(path) -> Spec, Spec.register(catalog)
+    "Catalog",  # named images and their DAG: add yours to ours
+    "Image",  # an immutable recipe with a content digest; with_* adds a step
+    "NbpipeError",  # every error nbpipe raises on bad input: one line, no traceback
+    "contract",  # the notebook-server contract as constants (uid, port, paths, labels)
+    "family",  # our images: nbpipe.family.family() -> Catalog
+    "platforms",  # linux/amd64, linux/arm64 and the host's
+    "probes",  # probe results (ProbeResult, Status), standard library only
+    "spec",  # YAML specs: spec.load(path) -> Spec, Spec.register(catalog)
 ]
 
 # public name -> the module it is, loaded on first use

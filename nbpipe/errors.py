@@ -28,5 +28,4 @@ def printable(text: object) -> str:
     """Text safe to print on one terminal line: control characters (a newline, an ESC
     that starts a terminal escape sequence) shown escaped, never sent raw. File names
     come from someone else's repository or spec."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode()
-                   for c in str(text))
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(text))

@@ -7,8 +7,10 @@ chain: `build --image jupyter-scipy export --path x.tar`,
 """
 
 if __name__ != "nbpipe.pipelines":  # one module object per file: never a second copy as `pipelines`
-    raise ImportError("pipelines/ is installed as nbpipe.pipelines: import nbpipe.pipelines "
-                      "(`pip install -e .` in the checkout installs it)")
+    raise ImportError(
+        "pipelines/ is installed as nbpipe.pipelines: import nbpipe.pipelines "
+        "(`pip install -e .` in the checkout installs it)"
+    )
 
 from .main import Nbpipe
 

@@ -12,31 +12,45 @@ from typing import Annotated
 import dagger
 from dagger import Doc, dag, function, object_type
 
+from nbpipe.engines import dagger as lowering
 from nbpipe.family import family
-from nbpipe.recipe import contract
 from nbpipe.inputs import safe_io
 from nbpipe.inputs import spec as specs
-from nbpipe.recipe import graph as graphs
-from nbpipe.run import schedule
-from nbpipe.recipe.catalog import Catalog
-from nbpipe.engines import dagger as lowering
-from nbpipe.recipe.naming import content_tag, stamp
-from nbpipe.recipe.steps import apt_install
-from nbpipe.recipe.image import Image
-from nbpipe.recipe.options import BuildOptions
 from nbpipe.probes.smoke import SCRIPTS, SKIP
+from nbpipe.recipe import contract
+from nbpipe.recipe import graph as graphs
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.recipe.image import Image
+from nbpipe.recipe.naming import content_tag, stamp
+from nbpipe.recipe.options import BuildOptions
+from nbpipe.recipe.steps import apt_install
+from nbpipe.run import schedule
 
 ImageName = Annotated[str, Doc("an image of the family, e.g. jupyter-scipy (see `images`)")]
-PlatformArg = Annotated[dagger.Platform | None, Doc("linux/amd64 or linux/arm64 (default: the engine's)")]
-CaArg = Annotated[dagger.Secret | None, Doc("PEM bundle trusted during the build only "
-                                             "(TLS-intercepting proxies); never in the image")]
+PlatformArg = Annotated[
+    dagger.Platform | None, Doc("linux/amd64 or linux/arm64 (default: the engine's)")
+]
+CaArg = Annotated[
+    dagger.Secret | None,
+    Doc("PEM bundle trusted during the build only (TLS-intercepting proxies); never in the image"),
+]
 WheelsArg = Annotated[dagger.Directory | None, Doc("folder of wheels pip may use (find-links)")]
 TagsArg = Annotated[str, Doc("runner tags this runner carries, comma-separated: cuda, gaudi")]
-ReproArg = Annotated[bool, Doc("flatten to one layer with file times clamped to the epoch "
-                               "(Dagger has no layer-timestamp option)")]
-RegistryArg = Annotated[str, Doc("registry prefix the family is published under, e.g. "
-                                 "ghcr.io/acme: ancestors the change leaves alone come from "
-                                 "there by content tag instead of being built")]
+ReproArg = Annotated[
+    bool,
+    Doc(
+        "flatten to one layer with file times clamped to the epoch "
+        "(Dagger has no layer-timestamp option)"
+    ),
+]
+RegistryArg = Annotated[
+    str,
+    Doc(
+        "registry prefix the family is published under, e.g. "
+        "ghcr.io/acme: ancestors the change leaves alone come from "
+        "there by content tag instead of being built"
+    ),
+]
 
 PROBE_SOURCE = "/opt/nbpipe-src"
 DAGGER_DEVICES = {"cuda"}  # experimentalWithAllGPUs is NVIDIA only; Dagger has no HPU
@@ -57,8 +71,9 @@ def _import_catalog(root: Path, spec: str) -> Catalog:
     top = spec.partition(":")[0].split(".")[0]
 
     def taken() -> dict:
-        return {k: sys.modules.pop(k) for k in list(sys.modules)
-                if k == top or k.startswith(top + ".")}
+        return {
+            k: sys.modules.pop(k) for k in list(sys.modules) if k == top or k.startswith(top + ".")
+        }
 
     saved = taken()
     sys.path.insert(0, str(root))
@@ -74,9 +89,13 @@ def _import_catalog(root: Path, spec: str) -> Catalog:
 class Nbpipe:
     """Build, test and publish the Kubeflow notebook-server image family."""
 
-    root: Annotated[str, Doc(
-        "the Debian bookworm root to build on, NAME@sha256:DIGEST (default: the pinned "
-        "docker.io/library/debian:bookworm-slim); for a registry without Docker Hub")] = ""
+    root: Annotated[
+        str,
+        Doc(
+            "the Debian bookworm root to build on, NAME@sha256:DIGEST (default: the pinned "
+            "docker.io/library/debian:bookworm-slim); for a registry without Docker Hub"
+        ),
+    ] = ""
 
     def _catalog(self) -> Catalog:
         return lowering.rooted(family(), self.root)
@@ -98,51 +117,70 @@ class Nbpipe:
         return graphs.render(self._catalog(), format) + "\n"
 
     @function
-    async def build(self, image: ImageName, platform: PlatformArg = None,
-                    ca_bundle: CaArg = None, wheelhouse: WheelsArg = None,
-                    reproducible: ReproArg = False) -> dagger.Container:
+    async def build(
+        self,
+        image: ImageName,
+        platform: PlatformArg = None,
+        ca_bundle: CaArg = None,
+        wheelhouse: WheelsArg = None,
+        reproducible: ReproArg = False,
+    ) -> dagger.Container:
         """The image as a Container: the pinned root plus every step of its chain."""
-        return await self._lower(self._image(image), platform, ca_bundle, wheelhouse,
-                                 reproducible)
+        return await self._lower(self._image(image), platform, ca_bundle, wheelhouse, reproducible)
 
-    async def _lower(self, img: Image, platform: dagger.Platform | None, ca_bundle,
-                     wheelhouse, reproducible: bool = False, registry: str = "",
-                     published: frozenset[str] = frozenset()) -> dagger.Container:
+    async def _lower(
+        self,
+        img: Image,
+        platform: dagger.Platform | None,
+        ca_bundle,
+        wheelhouse,
+        reproducible: bool = False,
+        registry: str = "",
+        published: frozenset[str] = frozenset(),
+    ) -> dagger.Container:
         p = await self._platform(platform)
         if p not in img.platforms:
             raise ValueError(f"{img.name} is built for {', '.join(img.platforms)}, not {p}")
         options = BuildOptions(ca_secret=ca_bundle, wheelhouse_dir=wheelhouse)
-        return lowering.lower(img, p, options, reproducible=reproducible, registry=registry,
-                              published=published)
+        return lowering.lower(
+            img, p, options, reproducible=reproducible, registry=registry, published=published
+        )
 
     @function
-    async def build_spec(self, source: Annotated[dagger.Directory, Doc(
-                             "a folder holding the team's YAML spec and the files it names")],
-                         path: Annotated[str, Doc("the spec, relative to source, e.g. "
-                                                  "team-astro.yaml")],
-                         platform: PlatformArg = None, ca_bundle: CaArg = None,
-                         wheelhouse: WheelsArg = None,
-                         reproducible: ReproArg = False) -> dagger.Container:
+    async def build_spec(
+        self,
+        source: Annotated[
+            dagger.Directory, Doc("a folder holding the team's YAML spec and the files it names")
+        ],
+        path: Annotated[str, Doc("the spec, relative to source, e.g. team-astro.yaml")],
+        platform: PlatformArg = None,
+        ca_bundle: CaArg = None,
+        wheelhouse: WheelsArg = None,
+        reproducible: ReproArg = False,
+    ) -> dagger.Container:
         """A team's YAML spec (on one of our images) as a Container. The spec and every file
         it names are read from ``source`` only."""
         with tempfile.TemporaryDirectory(prefix="nbpipe-spec-") as tmp:
             root = Path(tmp)
             await source.export(str(root))
-            spec = specs.load(safe_io.inside(root, path, f"--path {path}",
-                                             error=specs.SpecError))
+            spec = specs.load(safe_io.inside(root, path, f"--path {path}", error=specs.SpecError))
             catalog = spec.register(self._catalog())
             img = catalog.resolve(spec.name)  # reads nothing more: files were read at load
         return await self._lower(img, platform, ca_bundle, wheelhouse, reproducible)
 
     @function
-    async def build_catalog(self, source: Annotated[dagger.Directory, Doc(
-                                "a team's repository holding its Python recipes")],
-                            catalog: Annotated[str, Doc("module:function in source giving the "
-                                                        "Catalog, e.g. images.team_x:catalog")],
-                            image: Annotated[str, Doc("the image to build, e.g. team-x")],
-                            platform: PlatformArg = None, ca_bundle: CaArg = None,
-                            wheelhouse: WheelsArg = None,
-                            reproducible: ReproArg = False) -> dagger.Container:
+    async def build_catalog(
+        self,
+        source: Annotated[dagger.Directory, Doc("a team's repository holding its Python recipes")],
+        catalog: Annotated[
+            str, Doc("module:function in source giving the Catalog, e.g. images.team_x:catalog")
+        ],
+        image: Annotated[str, Doc("the image to build, e.g. team-x")],
+        platform: PlatformArg = None,
+        ca_bundle: CaArg = None,
+        wheelhouse: WheelsArg = None,
+        reproducible: ReproArg = False,
+    ) -> dagger.Container:
         """A team's image written with the Python API (`nbpipe new --python`) as a
         Container. The module is imported from ``source`` (the team's own code, run in
         this function as `nbpipe build --catalog` runs it on a machine)."""
@@ -152,8 +190,13 @@ class Nbpipe:
         return await self._lower(img, platform, ca_bundle, wheelhouse, reproducible)
 
     @function
-    async def test(self, image: ImageName, platform: PlatformArg = None,
-                   runner_tags: TagsArg = "", ca_bundle: CaArg = None) -> str:
+    async def test(
+        self,
+        image: ImageName,
+        platform: PlatformArg = None,
+        runner_tags: TagsArg = "",
+        ca_bundle: CaArg = None,
+    ) -> str:
         """Build the image and run the contract probes on it (see test-container)."""
         img = self._image(image)
         p = await self._platform(platform)
@@ -161,59 +204,81 @@ class Nbpipe:
         return await self._probe(ctr, p, recipe_labels(img, p), runner_tags)
 
     @function
-    async def test_container(self, container: Annotated[dagger.Container, Doc(
-                                 "an image built on ours (its labels say what to probe)")],
-                             runner_tags: TagsArg = "") -> str:
+    async def test_container(
+        self,
+        container: Annotated[
+            dagger.Container, Doc("an image built on ours (its labels say what to probe)")
+        ],
+        runner_tags: TagsArg = "",
+    ) -> str:
         """Run the contract probes on any Container: over HTTP from a second container
         bound to it as a service (as Kubeflow reaches it), and inside it for processes and
         files. What to probe comes from the image's own labels."""
         labels = {}
         for label in await container.labels():
             labels[await label.name()] = await label.value()
-        return await self._probe(container, str(await container.platform()), labels,
-                                 runner_tags)
+        return await self._probe(container, str(await container.platform()), labels, runner_tags)
 
-    async def _probe(self, container: dagger.Container, p: str, labels: dict[str, str],
-                     runner_tags: str) -> str:
+    async def _probe(
+        self, container: dagger.Container, p: str, labels: dict[str, str], runner_tags: str
+    ) -> str:
         name = labels.get(contract.LABEL_NAME, "container")
         prefix = f"/notebook/nbpipe-probe/{secrets.token_hex(4)}"
         src = dag.current_module().source().directory("nbpipe")
-        nb = (container.with_env_variable("NB_PREFIX", prefix)
-              .with_mounted_directory(contract.HOME, dag.directory(),
-                                      owner=f"{contract.NB_UID}:{contract.USERS_GID}"))
+        nb = container.with_env_variable("NB_PREFIX", prefix).with_mounted_directory(
+            contract.HOME, dag.directory(), owner=f"{contract.NB_UID}:{contract.USERS_GID}"
+        )
         tags = {t for t in runner_tags.split(",") if t}
         needed = set(contract.listed(labels, contract.LABEL_RUNNER_TAGS))
         if needed & tags & {"cuda"}:
             nb = nb.experimental_with_all_gp_us()
         args = ["--prefix", prefix, "--labels", json.dumps(labels)]
-        outside = (lowering.root_container(self._image("base"), p)
-                   .with_exec(["sh", "-c", " && ".join(apt_install("python3"))])
-                   .with_directory(f"{PROBE_SOURCE}/nbpipe", src)
-                   .with_env_variable("PYTHONPATH", PROBE_SOURCE)
-                   .with_service_binding("nb", nb.with_exposed_port(contract.PORT)
-                                         .as_service(use_entrypoint=True))
-                   .with_exec(["python3", "-m", "nbpipe.probes", "--url", "http://nb:8888", *args],
-                              expect=dagger.ReturnType.ANY))
-        report = [f"== {name} ({p}): from a probe container, over HTTP",
-                  await outside.stdout()]
+        outside = (
+            lowering.root_container(self._image("base"), p)
+            .with_exec(["sh", "-c", " && ".join(apt_install("python3"))])
+            .with_directory(f"{PROBE_SOURCE}/nbpipe", src)
+            .with_env_variable("PYTHONPATH", PROBE_SOURCE)
+            .with_service_binding(
+                "nb", nb.with_exposed_port(contract.PORT).as_service(use_entrypoint=True)
+            )
+            .with_exec(
+                ["python3", "-m", "nbpipe.probes", "--url", "http://nb:8888", *args],
+                expect=dagger.ReturnType.ANY,
+            )
+        )
+        report = [f"== {name} ({p}): from a probe container, over HTTP", await outside.stdout()]
         code = await outside.exit_code()
-        inside = (nb.with_directory(f"{PROBE_SOURCE}/nbpipe", src)
-                  .with_env_variable("PYTHONPATH", PROBE_SOURCE)
-                  .with_env_variable("NBPIPE_RUNNER_TAGS", runner_tags)
-                  .with_exec(["sh", "-c", "if ! command -v python3 >/dev/null; then echo "
-                              "'SKIPPED inside: the image has no python3 to run the probes'; "
-                              "exit 0; fi; /init >/tmp/nbpipe-init.log 2>&1 & exec python3 -m "
-                              "nbpipe.probes --url http://127.0.0.1:8888 --inside \"$@\"",
-                              "probe", *args], expect=dagger.ReturnType.ANY))
+        inside = (
+            nb.with_directory(f"{PROBE_SOURCE}/nbpipe", src)
+            .with_env_variable("PYTHONPATH", PROBE_SOURCE)
+            .with_env_variable("NBPIPE_RUNNER_TAGS", runner_tags)
+            .with_exec(
+                [
+                    "sh",
+                    "-c",
+                    "if ! command -v python3 >/dev/null; then echo "
+                    "'SKIPPED inside: the image has no python3 to run the probes'; "
+                    "exit 0; fi; /init >/tmp/nbpipe-init.log 2>&1 & exec python3 -m "
+                    'nbpipe.probes --url http://127.0.0.1:8888 --inside "$@"',
+                    "probe",
+                    *args,
+                ],
+                expect=dagger.ReturnType.ANY,
+            )
+        )
         report += [f"== {name} ({p}): inside the container", await inside.stdout()]
         code = code or await inside.exit_code()
         for tag in sorted(needed):
             if tag not in tags:
-                report.append(f"SKIPPED smoke-{tag}: this runner has no '{tag}' tag "
-                              f"(pass --runner-tags {tag} on a runner with that accelerator)")
+                report.append(
+                    f"SKIPPED smoke-{tag}: this runner has no '{tag}' tag "
+                    f"(pass --runner-tags {tag} on a runner with that accelerator)"
+                )
             elif tag not in DAGGER_DEVICES:
-                report.append(f"SKIPPED smoke-{tag}: Dagger passes no {tag} device into "
-                              "containers; run `nbpipe test` with Podman on that runner")
+                report.append(
+                    f"SKIPPED smoke-{tag}: Dagger passes no {tag} device into "
+                    "containers; run `nbpipe test` with Podman on that runner"
+                )
             else:
                 smoke = nb.with_exec(["python3", "-c", SCRIPTS[tag]], expect=dagger.ReturnType.ANY)
                 out, rc = (await smoke.stdout()).strip(), await smoke.exit_code()
@@ -228,25 +293,33 @@ class Nbpipe:
         return text
 
     @function
-    async def publish(self, image: ImageName, address: Annotated[str, Doc(
-                          "registry repository, e.g. ghcr.io/acme/jupyter-scipy")],
-                      platforms: Annotated[list[dagger.Platform] | None, Doc(
-                          "default: every platform the image is built for")] = None,
-                      tags: Annotated[list[str] | None, Doc("extra tags, e.g. latest")] = None,
-                      ca_bundle: CaArg = None,
-                      username: Annotated[str, Doc("registry user (with --password)")] = "",
-                      password: Annotated[dagger.Secret | None, Doc(
-                          "registry password or token, e.g. env:REGISTRY_PASSWORD")] = None,
-                      ) -> str:
+    async def publish(
+        self,
+        image: ImageName,
+        address: Annotated[str, Doc("registry repository, e.g. ghcr.io/acme/jupyter-scipy")],
+        platforms: Annotated[
+            list[dagger.Platform] | None, Doc("default: every platform the image is built for")
+        ] = None,
+        tags: Annotated[list[str] | None, Doc("extra tags, e.g. latest")] = None,
+        ca_bundle: CaArg = None,
+        username: Annotated[str, Doc("registry user (with --password)")] = "",
+        password: Annotated[
+            dagger.Secret | None, Doc("registry password or token, e.g. env:REGISTRY_PASSWORD")
+        ] = None,
+    ) -> str:
         """Push one multi-arch manifest list per tag; the content tag comes from the digest."""
         img = self._image(image)
         if bool(username) != (password is not None):
-            raise ValueError("give --username and --password together (or neither, for a "
-                             "registry that needs no login)")
+            raise ValueError(
+                "give --username and --password together (or neither, for a "
+                "registry that needs no login)"
+            )
         wanted = [str(p) for p in platforms] if platforms else list(img.platforms)
         for p in wanted:
             if p not in img.platforms:
-                raise ValueError(f"{image} is not built for {p} (it has {', '.join(img.platforms)})")
+                raise ValueError(
+                    f"{image} is not built for {p} (it has {', '.join(img.platforms)})"
+                )
         variants = [await self.build(image, dagger.Platform(p), ca_bundle) for p in wanted]
         pusher = dag.container()
         if password is not None:
@@ -257,12 +330,19 @@ class Nbpipe:
         return "\n".join(refs)
 
     @function
-    async def ci(self, since: Annotated[dagger.File | None, Doc(
-                     "the plan JSON of the last run (`nbpipe plan --json`); default: all")] = None,
-                 runner_tags: TagsArg = "", ca_bundle: CaArg = None,
-                 images: Annotated[list[str] | None, Doc(
-                     "only these images (one CI job each, or a subtree); default: all")] = None,
-                 registry: RegistryArg = "") -> str:
+    async def ci(
+        self,
+        since: Annotated[
+            dagger.File | None,
+            Doc("the plan JSON of the last run (`nbpipe plan --json`); default: all"),
+        ] = None,
+        runner_tags: TagsArg = "",
+        ca_bundle: CaArg = None,
+        images: Annotated[
+            list[str] | None, Doc("only these images (one CI job each, or a subtree); default: all")
+        ] = None,
+        registry: RegistryArg = "",
+    ) -> str:
         """Build and test every image a change affects, parents first, siblings at once."""
         cat = self._catalog()
         platform = await self._platform(None)
@@ -279,8 +359,14 @@ class Nbpipe:
         async def one(name: str) -> bool:
             try:
                 img = cat.resolve(name)
-                ctr = await self._lower(img, dagger.Platform(platform), ca_bundle, None,
-                                        registry=registry, published=published)
+                ctr = await self._lower(
+                    img,
+                    dagger.Platform(platform),
+                    ca_bundle,
+                    None,
+                    registry=registry,
+                    published=published,
+                )
                 await self._probe(ctr, platform, recipe_labels(img, platform), runner_tags)
             except Exception as exc:  # report, keep the unrelated branches going
                 results[name] = f"failed: {str(exc).splitlines()[0]}"

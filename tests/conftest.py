@@ -31,8 +31,9 @@ _FALSE = {"", "0", "false", "no", "off"}
 # No deadline in either: a per-example time limit fails on a busy machine, not on a bug.
 # (database=None is what Hypothesis makes of derandomize=True anyway; written for the reader.)
 _DEFAULTS = settings.get_profile("default")
-settings.register_profile("ci", _DEFAULTS, derandomize=True, database=None, deadline=None,
-                          print_blob=True)
+settings.register_profile(
+    "ci", _DEFAULTS, derandomize=True, database=None, deadline=None, print_blob=True
+)
 # Locally: a fresh random draw each run, failures replayed from the checkout's .hypothesis/
 # until they pass (Hypothesis' default database).
 settings.register_profile("dev", _DEFAULTS, derandomize=False, deadline=None, print_blob=True)

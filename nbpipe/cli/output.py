@@ -23,8 +23,14 @@ def console(*, stderr: bool = False, markup: bool = True) -> Console:
     """A console for stdout or stderr: rich on a terminal, plain and unwrapped in a pipe."""
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
-    return Console(stderr=stderr, width=None if tty else PIPED_WIDTH, soft_wrap=not tty,
-                   no_color=not tty, markup=markup, highlight=False)
+    return Console(
+        stderr=stderr,
+        width=None if tty else PIPED_WIDTH,
+        soft_wrap=not tty,
+        no_color=not tty,
+        markup=markup,
+        highlight=False,
+    )
 
 
 def emit_json(data: Any) -> None:

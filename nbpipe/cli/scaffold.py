@@ -5,13 +5,13 @@ builds and probes it, a CI workflow, and a Dagger module that depends on ours.""
 from __future__ import annotations
 
 import json
-import os
 import keyword
+import os
 from pathlib import Path
 
 from nbpipe import __version__
-from nbpipe.inputs import safe_io
 from nbpipe.errors import NbpipeError
+from nbpipe.inputs import safe_io
 from nbpipe.inputs.spec import NAME
 
 # Where our Dagger module lives (the same address as the images' source label), and the
@@ -256,12 +256,16 @@ def _check(name: str) -> None:
     """A name that makes a valid spec (an image name, a NAME_DATA env key) and a module
     (a Python identifier that is not a keyword), or an error saying what to change."""
     if not NAME.fullmatch(name) or not name[0].isalpha():
-        raise NbpipeError(f"{name!r} is not an image name nbpipe new can use: start it with a letter "
-                          "(a-z), then lowercase letters, digits, '-', '_', '.' (e.g. team-astro)")
+        raise NbpipeError(
+            f"{name!r} is not an image name nbpipe new can use: start it with a letter "
+            "(a-z), then lowercase letters, digits, '-', '_', '.' (e.g. team-astro)"
+        )
     module = name.replace("-", "_").replace(".", "_")
     if keyword.iskeyword(module) or not module.isidentifier():
-        raise NbpipeError(f"{name!r} would make a Python module named {module!r}, which "
-                          "Python cannot import; choose another name")
+        raise NbpipeError(
+            f"{name!r} would make a Python module named {module!r}, which "
+            "Python cannot import; choose another name"
+        )
 
 
 def identifiers(name: str) -> tuple[str, str]:
@@ -271,8 +275,16 @@ def identifiers(name: str) -> tuple[str, str]:
     return module, "".join(part.capitalize() for part in module.split("_"))
 
 
-def _image_files(name: str, parent: str, folder: Path, *, spec: bool, python: bool,
-                 package: str = "", venv: bool = True) -> dict[Path, str]:
+def _image_files(
+    name: str,
+    parent: str,
+    folder: Path,
+    *,
+    spec: bool,
+    python: bool,
+    package: str = "",
+    venv: bool = True,
+) -> dict[Path, str]:
     """The team image as a YAML spec and/or a Python module under ``folder``; ``venv``:
     the parent has our Python environment (else the example installs with apt)."""
     module, _ = identifiers(name)
@@ -281,16 +293,27 @@ def _image_files(name: str, parent: str, folder: Path, *, spec: bool, python: bo
     if spec:
         path = folder / f"{name}.yaml"
         spec_path = f"{package}/{name}.yaml" if package else path.name
-        files[path] = (SPEC.format(name=name, parent=parent, env=env, pip=PIP, module=PIP_MODULE,
-                                   spec_path=spec_path) if venv else
-                       SPEC_APT.format(name=name, parent=parent, env=env, apt=APT,
-                                       command=APT_COMMAND, spec_path=spec_path))
+        files[path] = (
+            SPEC.format(
+                name=name, parent=parent, env=env, pip=PIP, module=PIP_MODULE, spec_path=spec_path
+            )
+            if venv
+            else SPEC_APT.format(
+                name=name, parent=parent, env=env, apt=APT, command=APT_COMMAND, spec_path=spec_path
+            )
+        )
     if python:
         install = f'with_pip("{PIP}")' if venv else f'with_apt("{APT}")'
         probes = f'imports=("{PIP_MODULE}",)' if venv else f'commands=("{APT_COMMAND}",)'
         files[folder / f"{module}.py"] = MODULE.format(
-            name=name, parent=parent, env=env, func=module, install=install, probes=probes,
-            catalog=f"{package + '.' if package else ''}{module}:catalog")
+            name=name,
+            parent=parent,
+            env=env,
+            func=module,
+            install=install,
+            probes=probes,
+            catalog=f"{package + '.' if package else ''}{module}:catalog",
+        )
     return files
 
 
@@ -303,9 +326,11 @@ def _write_all(files: dict[Path, str], root: Path) -> list[Path]:
             raise NbpipeError(f"{path} exists; not overwriting it")
         for folder in path.relative_to(root).parents:  # checked first: all or nothing
             if (root / folder).is_symlink():
-                raise NbpipeError(f"{root / folder}: is a symbolic link where nbpipe writes a "
-                                  "folder, and nbpipe did not make it: remove it or write "
-                                  "elsewhere")
+                raise NbpipeError(
+                    f"{root / folder}: is a symbolic link where nbpipe writes a "
+                    "folder, and nbpipe did not make it: remove it or write "
+                    "elsewhere"
+                )
     written: list[Path] = []
     try:
         with safe_io.OutDir(root) as out:
@@ -321,15 +346,16 @@ def _write_all(files: dict[Path, str], root: Path) -> list[Path]:
     return written
 
 
-def write(name: str, parent: str, out: Path, *, python: bool = False,
-          venv: bool = True) -> list[Path]:
+def write(
+    name: str, parent: str, out: Path, *, python: bool = False, venv: bool = True
+) -> list[Path]:
     """A spec (and with ``python`` the same image as a module) to start from."""
-    return _write_all(_image_files(name, parent, out, spec=True, python=python, venv=venv),
-                      out)
+    return _write_all(_image_files(name, parent, out, spec=True, python=python, venv=venv), out)
 
 
-def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
-               ci: str = "cli", venv: bool = True) -> list[Path]:
+def write_repo(
+    name: str, parent: str, repo: Path, *, python: bool = False, ci: str = "cli", venv: bool = True
+) -> list[Path]:
     """A team repository: the image under images/ (YAML, or Python with ``python``), a README
     with its two commands, a test that builds and probes it, a CI workflow (the nbpipe CLI or
     Dagger) and a Dagger module whose dependency is ours."""
@@ -337,8 +363,9 @@ def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
         raise NbpipeError(f"--ci {ci!r}: use one of {', '.join(CI_KINDS)}")
     module, cls = identifiers(name)
     images = repo / "images"
-    files = _image_files(name, parent, images, spec=not python, python=python, package="images",
-                         venv=venv)
+    files = _image_files(
+        name, parent, images, spec=not python, python=python, package="images", venv=venv
+    )
     if python:
         image = f"images/{module}.py"
         files[images / "__init__.py"] = f'"""{name}\'s images, written with the nbpipe SDK."""\n'
@@ -354,46 +381,77 @@ def write_repo(name: str, parent: str, repo: Path, *, python: bool = False,
     dagger = (
         "- `dagger.json` + `.dagger/`: this repository as a Dagger module that depends on nbpipe's\n"
         f"  module and builds the {'Python recipe' if python else 'spec'} with it:\n"
-        f"  `dagger call build export --path {name}.tar`, `dagger call test`.\n")
+        f"  `dagger call build export --path {name}.tar`, `dagger call test`.\n"
+    )
     how = " with Dagger (`dagger call test`)" if ci == "dagger" else " with the nbpipe CLI"
     files |= {
-        repo / "README.md": README.format(name=name, parent=parent, check=check_line.ljust(width),
-                                          build=build_line.ljust(width), image=image, ci_how=how,
-                                          pip="pip install -r requirements.txt".ljust(width),
-                                          dagger=dagger),
+        repo / "README.md": README.format(
+            name=name,
+            parent=parent,
+            check=check_line.ljust(width),
+            build=build_line.ljust(width),
+            image=image,
+            ci_how=how,
+            pip="pip install -r requirements.txt".ljust(width),
+            dagger=dagger,
+        ),
         repo / "requirements.txt": f"{REQUIREMENT}\npytest>=8\n",
         repo / ".gitignore": "/reports/\n/.nbpipe/\n__pycache__/\n.venv/\n",
-        repo / "tests" / "test_image.py": TEST.format(name=name, argv=build,
-                                                      probe="imports" if venv else "commands"),
-        repo / ".github" / "workflows" / "image.yml": WORKFLOW.format(name=name, how=(
-            "with Dagger:\n# this repository's module (dagger.json) calls nbpipe's module."
-            if ci == "dagger" else "with the nbpipe\n# CLI: the README's two commands "
-            "(podman and buildah come with ubuntu-latest)."), steps=(
-            DAGGER_STEPS.format(engine=DAGGER_ENGINE.lstrip("v")) if ci == "dagger"
-            else CLI_STEPS.format(check=check_line, build=build_line)).rstrip("\n"),
-            publish=" ".join(["nbpipe", "publish", *build[1:]])),
+        repo / "tests" / "test_image.py": TEST.format(
+            name=name, argv=build, probe="imports" if venv else "commands"
+        ),
+        repo / ".github" / "workflows" / "image.yml": WORKFLOW.format(
+            name=name,
+            how=(
+                "with Dagger:\n# this repository's module (dagger.json) calls nbpipe's module."
+                if ci == "dagger"
+                else "with the nbpipe\n# CLI: the README's two commands "
+                "(podman and buildah come with ubuntu-latest)."
+            ),
+            steps=(
+                DAGGER_STEPS.format(engine=DAGGER_ENGINE.lstrip("v"))
+                if ci == "dagger"
+                else CLI_STEPS.format(check=check_line, build=build_line)
+            ).rstrip("\n"),
+            publish=" ".join(["nbpipe", "publish", *build[1:]]),
+        ),
     }
     if python:  # nbpipe's module imports the recipe from this repository (build_catalog)
         catalog_ref = where[1]
         main = DAGGER_MAIN.format(
-            name=name, cls=cls, what="the Python recipe's steps",
+            name=name,
+            cls=cls,
+            what="the Python recipe's steps",
             where=f'CATALOG, IMAGE = "{catalog_ref}", "{name}"',
-            build_call="dag.nbpipe().build_catalog(source=source, catalog=CATALOG, image=IMAGE)")
+            build_call="dag.nbpipe().build_catalog(source=source, catalog=CATALOG, image=IMAGE)",
+        )
     else:
         main = DAGGER_MAIN.format(
-            name=name, cls=cls, what="the spec's steps", where=f'SPEC = "{image}"',
-            build_call="dag.nbpipe().build_spec(source=source, path=SPEC)")
+            name=name,
+            cls=cls,
+            what="the spec's steps",
+            where=f'SPEC = "{image}"',
+            build_call="dag.nbpipe().build_spec(source=source, path=SPEC)",
+        )
     files |= {
-        repo / "dagger.json": json.dumps({
-            "name": name, "engineVersion": DAGGER_ENGINE, "sdk": {"source": "python"},
-            "source": ".dagger",
-            "dependencies": [{"name": "nbpipe", "source": f"{MODULE_SOURCE}@v{__version__}"}],
-        }, indent=2) + "\n",
-        repo / ".dagger" / "pyproject.toml": DAGGER_PYPROJECT.format(name=name, module=module,
-                                                                    cls=cls),
+        repo / "dagger.json": json.dumps(
+            {
+                "name": name,
+                "engineVersion": DAGGER_ENGINE,
+                "sdk": {"source": "python"},
+                "source": ".dagger",
+                "dependencies": [{"name": "nbpipe", "source": f"{MODULE_SOURCE}@v{__version__}"}],
+            },
+            indent=2,
+        )
+        + "\n",
+        repo / ".dagger" / "pyproject.toml": DAGGER_PYPROJECT.format(
+            name=name, module=module, cls=cls
+        ),
         repo / ".dagger" / ".gitignore": "/sdk/\n/.venv/\n",
         repo / ".dagger" / "src" / module / "__init__.py": (
-            f'"""{name} as a Dagger module."""\n\nfrom .main import {cls}\n\n__all__ = ["{cls}"]\n'),
+            f'"""{name} as a Dagger module."""\n\nfrom .main import {cls}\n\n__all__ = ["{cls}"]\n'
+        ),
         repo / ".dagger" / "src" / module / "main.py": main,
     }
     return _write_all(files, repo)

@@ -14,9 +14,14 @@ from rich.markup import escape
 
 from nbpipe.errors import NbpipeError
 
-SignKeyOpt = typer.Option(None, "--sign-key", metavar="FILE|env:NAME", help="sign images, SBOMs and provenance with "
-                          "this cosign-format private key: a file path or env:NAME (a CI "
-                          "secret); passphrase from $NBPIPE_SIGN_PASSPHRASE or $COSIGN_PASSWORD")
+SignKeyOpt = typer.Option(
+    None,
+    "--sign-key",
+    metavar="FILE|env:NAME",
+    help="sign images, SBOMs and provenance with "
+    "this cosign-format private key: a file path or env:NAME (a CI "
+    "secret); passphrase from $NBPIPE_SIGN_PASSPHRASE or $COSIGN_PASSWORD",
+)
 FAIL_ON = ("none", "low", "medium", "high", "critical")
 
 
@@ -34,11 +39,15 @@ def register(app: typer.Typer, console, err, machine, catalog_of, opts: dict) ->
     """Add the commands to ``app``; ``machine``/``catalog_of`` are cli.py's helpers."""
 
     @app.command()
-    def keygen(prefix: Path = typer.Argument(..., help="writes PREFIX.key (encrypted, 0600) "
-                                             "and PREFIX.pub")) -> None:
+    def keygen(
+        prefix: Path = typer.Argument(
+            ..., help="writes PREFIX.key (encrypted, 0600) and PREFIX.pub"
+        ),
+    ) -> None:
         """A cosign-format key pair for `publish --sign-key` (cosign generate-key-pair's format)."""
-        from nbpipe.supply.signing import PASSPHRASE_ENV, generate
         import os
+
+        from nbpipe.supply.signing import PASSPHRASE_ENV, generate
 
         if PASSPHRASE_ENV in os.environ:
             password = os.environ[PASSPHRASE_ENV].encode()
@@ -51,9 +60,11 @@ def register(app: typer.Typer, console, err, machine, catalog_of, opts: dict) ->
         print(f"public key {pub} (give it to verifiers and admission policies)")
 
     @app.command()
-    def verify(ref: str = typer.Argument(..., help="REGISTRY/NAME@sha256:DIGEST"),
-               key: Path = typer.Option(..., "--key", metavar="PUB", help="the signer's public key (PEM)"),
-               json_out: bool = typer.Option(False, "--json", help="print findings as JSON")) -> None:
+    def verify(
+        ref: str = typer.Argument(..., help="REGISTRY/NAME@sha256:DIGEST"),
+        key: Path = typer.Option(..., "--key", metavar="PUB", help="the signer's public key (PEM)"),
+        json_out: bool = typer.Option(False, "--json", help="print findings as JSON"),
+    ) -> None:
         """Check a published image: signatures of the list and of every platform image,
         and each platform's signed SBOM and provenance. Exit 1 naming what failed."""
         from nbpipe.engines.registry import Registry
@@ -65,9 +76,19 @@ def register(app: typer.Typer, console, err, machine, catalog_of, opts: dict) ->
         with registry.authfile() as auth:
             v = do_verify(ref, pub, registry=registry, auth=auth)
         if json_out:
-            print(json.dumps({"ref": v.ref, "ok": v.ok, "findings": [
-                {"subject": f.subject, "what": f.what, "ok": f.ok, "line": f.line}
-                for f in v.findings]}, indent=1))
+            print(
+                json.dumps(
+                    {
+                        "ref": v.ref,
+                        "ok": v.ok,
+                        "findings": [
+                            {"subject": f.subject, "what": f.what, "ok": f.ok, "line": f.line}
+                            for f in v.findings
+                        ],
+                    },
+                    indent=1,
+                )
+            )
         else:
             for f in v.findings:
                 console.print(("ok     " if f.ok else "FAILED ") + escape(f.line), soft_wrap=True)
@@ -76,32 +97,48 @@ def register(app: typer.Typer, console, err, machine, catalog_of, opts: dict) ->
                     console.print(escape(line), soft_wrap=True)
             for doc in v.sboms:
                 comps = doc.get("components") or []
-                n = {k: sum(str(c.get("purl", "")).startswith(f"pkg:{k}/") for c in comps)
-                     for k in ("deb", "pypi")}
-                console.print(f"sbom: CycloneDX {escape(str(doc.get('specVersion', '?')))}, "
-                              f"{n['deb']} Debian and {n['pypi']} Python packages")
+                n = {
+                    k: sum(str(c.get("purl", "")).startswith(f"pkg:{k}/") for c in comps)
+                    for k in ("deb", "pypi")
+                }
+                console.print(
+                    f"sbom: CycloneDX {escape(str(doc.get('specVersion', '?')))}, "
+                    f"{n['deb']} Debian and {n['pypi']} Python packages"
+                )
         if not v.ok:
             err.print(f"nbpipe: verify failed: {v.first_failure}", soft_wrap=True)
             raise typer.Exit(1)
 
     @app.command()
-    def audit(name: Optional[str] = typer.Argument(None, help="a built image of the catalog"),
-              sbom: Optional[Path] = typer.Option(None, "--sbom", metavar="FILE", help="audit this CycloneDX "
-                                                  "file instead (e.g. .nbpipe/sbom/*.cdx.json)"),
-              fail_on: str = typer.Option("none", "--fail-on", metavar="SEVERITY", help="exit 1 when a finding is "
-                                          "at or above: none | low | medium | high | critical "
-                                          "(PyPI gives no severity: such a finding counts at "
-                                          "every level)"),
-              json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
-              engine: str = opts["engine"], root: str = opts["root"],
-              platform: Optional[str] = opts["platform"],
-              catalog: Optional[str] = opts["catalog"]) -> None:
+    def audit(
+        name: Optional[str] = typer.Argument(None, help="a built image of the catalog"),
+        sbom: Optional[Path] = typer.Option(
+            None,
+            "--sbom",
+            metavar="FILE",
+            help="audit this CycloneDX file instead (e.g. .nbpipe/sbom/*.cdx.json)",
+        ),
+        fail_on: str = typer.Option(
+            "none",
+            "--fail-on",
+            metavar="SEVERITY",
+            help="exit 1 when a finding is "
+            "at or above: none | low | medium | high | critical "
+            "(PyPI gives no severity: such a finding counts at "
+            "every level)",
+        ),
+        json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+        engine: str = opts["engine"],
+        root: str = opts["root"],
+        platform: Optional[str] = opts["platform"],
+        catalog: Optional[str] = opts["catalog"],
+    ) -> None:
         """Known vulnerabilities of an image's Python packages (PyPI's advisory data), from
         its SBOM; Debian packages: not reachable from here, said in the report."""
-        from nbpipe.supply import audit as audits
         from nbpipe.inputs import safe_io
-        from nbpipe.supply import sbom as sboms
         from nbpipe.recipe.naming import local_ref
+        from nbpipe.supply import audit as audits
+        from nbpipe.supply import sbom as sboms
 
         if fail_on not in FAIL_ON:
             raise NbpipeError(f"--fail-on {fail_on}: use one of {', '.join(FAIL_ON)}")
@@ -119,8 +156,10 @@ def register(app: typer.Typer, console, err, machine, catalog_of, opts: dict) ->
             ref = local_ref(img, m.platform)
             eng = m.need_engine()
             if not eng.exists(ref):
-                raise NbpipeError(f"{name} is not built here for {m.platform} "
-                                  f"(nbpipe build {name}), or give --sbom FILE")
+                raise NbpipeError(
+                    f"{name} is not built here for {m.platform} "
+                    f"(nbpipe build {name}), or give --sbom FILE"
+                )
             doc = {"components": sboms.components(eng, ref)}
             label = f"{name} ({m.platform})"
         report = audits.audit(label, doc)
@@ -140,9 +179,14 @@ def print_report(console, report) -> None:
 
     table = Table("package", "version", "advisory", "aliases", "fixed in", "source")
     for f in report.findings:
-        table.add_row(escape(f.package.name), escape(f.package.version), escape(f.advisory.id),
-                      escape(" ".join(f.advisory.aliases)),
-                      escape(" ".join(f.advisory.fixed_in) or "no fix"), f.source)
+        table.add_row(
+            escape(f.package.name),
+            escape(f.package.version),
+            escape(f.advisory.id),
+            escape(" ".join(f.advisory.aliases)),
+            escape(" ".join(f.advisory.fixed_in) or "no fix"),
+            f.source,
+        )
     if report.findings:
         console.print(table)
     for r in report.results:

@@ -8,17 +8,29 @@ query builder is lazy, so the exact query can be checked offline.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Collection
 
-import re
-
+from nbpipe.errors import NbpipeError
 from nbpipe.recipe import platforms as plat
 from nbpipe.recipe.catalog import Catalog
-from nbpipe.errors import NbpipeError
 from nbpipe.recipe.image import BaseRef, Image
-from nbpipe.recipe.ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd, SetEntrypoint
-from nbpipe.recipe.ops import SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile, WriteTree
 from nbpipe.recipe.naming import content_tag, stamp
+from nbpipe.recipe.ops import (
+    BindMount,
+    CacheMount,
+    Exec,
+    Expose,
+    SecretMount,
+    SetCmd,
+    SetEntrypoint,
+    SetEnv,
+    SetLabel,
+    SetUser,
+    SetWorkdir,
+    WriteFile,
+    WriteTree,
+)
 from nbpipe.recipe.options import DEBSTORE_ID, BuildOptions
 
 if TYPE_CHECKING:
@@ -34,8 +46,9 @@ def root_ref(ref: str, what: str = "--root") -> BaseRef:
     mirror, a local registry) the recipe is rebased onto it, as ``nbpipe base bootstrap``
     does for Podman: same steps, another root, so other digests."""
     if not _PINNED.fullmatch(ref):
-        raise NbpipeError(f"{what} {ref!r}: give a registry reference pinned by digest, "
-                          "NAME@sha256:<64 hex>")
+        raise NbpipeError(
+            f"{what} {ref!r}: give a registry reference pinned by digest, NAME@sha256:<64 hex>"
+        )
     name, digest = ref.split("@")
     return BaseRef(name, {p: digest for p in plat.ALL})
 
@@ -53,9 +66,17 @@ def root_container(image: Image, platform: str, client=None) -> "dagger.Containe
     return client.container(platform=dagger.Platform(platform)).from_(image.root.pinned(platform))
 
 
-def lower(image: Image, platform: str, options: BuildOptions = BuildOptions(),
-          client=None, *, gpu: bool = False, reproducible: bool = False,
-          registry: str = "", published: Collection[str] = ()) -> "dagger.Container":
+def lower(
+    image: Image,
+    platform: str,
+    options: BuildOptions = BuildOptions(),
+    client=None,
+    *,
+    gpu: bool = False,
+    reproducible: bool = False,
+    registry: str = "",
+    published: Collection[str] = (),
+) -> "dagger.Container":
     """The Container for ``image``: the pinned root, then every ancestor's steps in order.
 
     ``registry``, ``published``: where the family is published (``ghcr.io/acme``) and which
@@ -71,14 +92,16 @@ def lower(image: Image, platform: str, options: BuildOptions = BuildOptions(),
 
     client = client or dag
     chain = list(image.lineage())  # image first, root-most last
-    start = next((i for i, img in enumerate(chain[1:], 1)
-                  if registry and img.name in published), None)
+    start = next(
+        (i for i, img in enumerate(chain[1:], 1) if registry and img.name in published), None
+    )
     if start is None:
         ctr, user = root_container(image, platform, client), "root"
     else:
         pulled, chain = chain[start], chain[:start]
         ctr = client.container(platform=dagger.Platform(platform)).from_(
-            f"{registry.rstrip('/')}/{pulled.name}:{content_tag(pulled)}")
+            f"{registry.rstrip('/')}/{pulled.name}:{content_tag(pulled)}"
+        )
         user = pulled.config(platform).user
     for img in reversed(chain):
         ctr, user = apply(ctr, img, platform, options, client, user)
@@ -112,8 +135,7 @@ def _tree(op: WriteTree, image: Image, client):
     for d in op.dirs():
         tree = tree.with_new_directory(d, permissions=op.dir_mode)
     for rel, content, mode in op.files:
-        tree = tree.with_new_file(rel, _text(content, image, f"{op.path}/{rel}"),
-                                  permissions=mode)
+        tree = tree.with_new_file(rel, _text(content, image, f"{op.path}/{rel}"), permissions=mode)
     return tree
 
 
@@ -121,12 +143,14 @@ def _text(content: bytes, image: Image, path: str) -> str:
     try:
         return content.decode()
     except UnicodeDecodeError:
-        raise NbpipeError(f"{image.name}: {path} is binary; the Dagger lowering "
-                          "writes text files only") from None
+        raise NbpipeError(
+            f"{image.name}: {path} is binary; the Dagger lowering writes text files only"
+        ) from None
 
 
-def apply(ctr: "dagger.Container", image: Image, platform: str, options: BuildOptions,
-          client, user: str) -> tuple["dagger.Container", str]:
+def apply(
+    ctr: "dagger.Container", image: Image, platform: str, options: BuildOptions, client, user: str
+) -> tuple["dagger.Container", str]:
     """Apply ``image``'s own ops to a container that already holds its parent."""
     for op in (*image.ops(platform), *stamp(image, platform, options)):
         match op:
@@ -169,8 +193,9 @@ def _mount(ctr, m, options: BuildOptions, client):
 
     match m:
         case CacheMount(target=t, id=i, owner=o):
-            return ctr.with_mounted_cache(t, client.cache_volume(i),
-                                          sharing=dagger.CacheSharingMode.LOCKED, owner=o)
+            return ctr.with_mounted_cache(
+                t, client.cache_volume(i), sharing=dagger.CacheSharingMode.LOCKED, owner=o
+            )
         case SecretMount(target=t):
             secret = options.ca_secret or client.secret(f"file://{options.ca_bundle}")
             return ctr.with_mounted_secret(t, secret, mode=0o444)

@@ -38,9 +38,15 @@ def reach(cli: str | None = None, timeout: float = TIMEOUT_S) -> Reach:
         return Reach(None, None, "no dagger CLI on PATH")
     env = {**os.environ, "DO_NOT_TRACK": "1", "DAGGER_NO_NAG": "1"}
     try:
-        proc = subprocess.Popen([cli, "query", "-M", "--progress", "plain"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [cli, "query", "-M", "--progress", "plain"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
     except OSError as exc:
         return Reach(cli, None, f"{cli} does not run: {exc.strerror}")
     try:
@@ -48,8 +54,12 @@ def reach(cli: str | None = None, timeout: float = TIMEOUT_S) -> Reach:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        return Reach(cli, None, f"{cli} reached no engine within {timeout:g} s "
-                                "(is the engine container running? bash .ci/setup-dagger.sh start)")
+        return Reach(
+            cli,
+            None,
+            f"{cli} reached no engine within {timeout:g} s "
+            "(is the engine container running? bash .ci/setup-dagger.sh start)",
+        )
     return parse(cli, proc.returncode, out, err)
 
 

@@ -8,12 +8,25 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbpipe.errors import NbpipeError
+from nbpipe.inputs import safe_io
 from nbpipe.recipe.image import Image
 from nbpipe.recipe.naming import parent_ref, stamp
-from nbpipe.recipe.ops import BindMount, CacheMount, Exec, Expose, SecretMount, SetCmd
-from nbpipe.recipe.ops import SetEntrypoint, SetEnv, SetLabel, SetUser, SetWorkdir, WriteFile, WriteTree
-from nbpipe.inputs import safe_io
-from nbpipe.errors import NbpipeError
+from nbpipe.recipe.ops import (
+    BindMount,
+    CacheMount,
+    Exec,
+    Expose,
+    SecretMount,
+    SetCmd,
+    SetEntrypoint,
+    SetEnv,
+    SetLabel,
+    SetUser,
+    SetWorkdir,
+    WriteFile,
+    WriteTree,
+)
 from nbpipe.recipe.options import BuildOptions
 
 
@@ -57,8 +70,10 @@ def _quote(value: str) -> str:
 
 def _one_line(value: str) -> str:
     if not value.isprintable():
-        raise NbpipeError(f"{value!r} cannot be written into a Dockerfile line: it holds a "
-                          "newline or another control character")
+        raise NbpipeError(
+            f"{value!r} cannot be written into a Dockerfile line: it holds a "
+            "newline or another control character"
+        )
     return value
 
 
@@ -81,8 +96,9 @@ def _mount_flag(m: CacheMount | SecretMount | BindMount) -> str:
     raise TypeError(m)
 
 
-def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
-           from_ref: str | None = None) -> Rendered:
+def render(
+    image: Image, platform: str, options: BuildOptions = BuildOptions(), from_ref: str | None = None
+) -> Rendered:
     """The Dockerfile that builds ``image`` from its (already built) parent."""
     files: dict[str, bytes] = {}
     modes: dict[str, int] = {}
@@ -118,8 +134,9 @@ def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
             case WriteFile(path=p, content=c, mode=m, owner=o):
                 rel = f"files/{hashlib.sha256(c).hexdigest()}"
                 files[rel] = c
-                lines.append(f"COPY --chown={_word(o)} --chmod={m:04o} "
-                             f"{json.dumps([rel, _word(p)])}")
+                lines.append(
+                    f"COPY --chown={_word(o)} --chmod={m:04o} {json.dumps([rel, _word(p)])}"
+                )
             case WriteTree(path=p, files=fs, owner=o, dir_mode=dm):
                 tree = _tree_folder(fs)
                 for rel, c, m in fs:
@@ -127,8 +144,10 @@ def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
                     modes[f"{tree}/{rel}"] = m
                 modes.update({tree: dm, **{f"{tree}/{d}": dm for d in op.dirs()}})
                 # a folder COPY keeps each file's mode (no --chmod): executables stay so
-                lines.append(f"COPY --chown={_word(o)} "
-                             f"{json.dumps([tree + '/', _word(p.rstrip('/') + '/')])}")
+                lines.append(
+                    f"COPY --chown={_word(o)} "
+                    f"{json.dumps([tree + '/', _word(p.rstrip('/') + '/')])}"
+                )
             case SetLabel(key=k, value=v):
                 lines.append(f"LABEL {_quote(k)}={_quote(v)}")
             case Expose(port=p):
@@ -139,8 +158,9 @@ def render(image: Image, platform: str, options: BuildOptions = BuildOptions(),
                 lines.append(f"CMD {json.dumps(list(a))}")
         origins += [origin] * (len(lines) - before)
     merged, merged_origins = _merge_users(lines[3:], origins)
-    return Rendered("\n".join(lines[:3] + merged) + "\n", from_ref, files,
-                    tuple(merged_origins), modes)
+    return Rendered(
+        "\n".join(lines[:3] + merged) + "\n", from_ref, files, tuple(merged_origins), modes
+    )
 
 
 def _tree_folder(files: tuple[tuple[str, bytes, int], ...]) -> str:

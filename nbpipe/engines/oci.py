@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from nbpipe.inputs import safe_io
-from nbpipe.errors import BuildError, NbpipeError
-from nbpipe.recipe.options import CA_ID, DEBSTORE_ID, WHEELHOUSE_ID, BuildOptions
 from nbpipe.engines.dockerfile import Rendered
+from nbpipe.errors import BuildError, NbpipeError
+from nbpipe.inputs import safe_io
+from nbpipe.recipe.options import CA_ID, DEBSTORE_ID, WHEELHOUSE_ID, BuildOptions
 
 BUILD_TIMEOUT = 6 * 3600  # seconds for one image build (the slowest here take minutes)
 _STEP_BUILDAH = re.compile(r"^STEP (\d+)/(\d+):")
@@ -72,8 +72,11 @@ class OciEngine:
                 return engine, engine.images()
             except (NbpipeError, ValueError) as exc:
                 problems.append(f"{kind}: {exc}")
-        raise NbpipeError("no usable container engine (" + "; ".join(problems) +
-                          "): run `bash .ci/setup-engine.sh` or install podman and buildah")
+        raise NbpipeError(
+            "no usable container engine ("
+            + "; ".join(problems)
+            + "): run `bash .ci/setup-engine.sh` or install podman and buildah"
+        )
 
     # -- images ------------------------------------------------------------------------
     def images(self) -> dict[str, ImageInfo]:
@@ -85,17 +88,27 @@ class OciEngine:
             return indexed
         buildah = shutil.which("buildah") if self.kind == "podman" and own else None
         if buildah:  # the same store, listed without podman's slower start (0.2 s, not 0.6)
-            r = subprocess.run([buildah, "images", "--json", "--no-trunc"], capture_output=True,
-                               text=True, timeout=120)
+            r = subprocess.run(
+                [buildah, "images", "--json", "--no-trunc"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             if r.returncode != 0:
                 raise NbpipeError(f"`buildah images` failed: {_last_line(r.stderr)}")
-            rows = [{"Id": x["id"], "Names": x.get("names"), "Size": _bytes(x.get("size", ""))}
-                    for x in json.loads(r.stdout or "[]")]
+            rows = [
+                {"Id": x["id"], "Names": x.get("names"), "Size": _bytes(x.get("size", ""))}
+                for x in json.loads(r.stdout or "[]")
+            ]
         elif self.kind == "podman":
             rows = json.loads(self._run(["images", "--format", "json"]).stdout or "[]")
         else:  # docker's `images` JSON lacks full ids and labels: list ids, inspect them once
             ids = self._run(["images", "-q", "--no-trunc"]).stdout.split()
-            rows = json.loads(self._run(["image", "inspect", *dict.fromkeys(ids)]).stdout) if ids else []
+            rows = (
+                json.loads(self._run(["image", "inspect", *dict.fromkeys(ids)]).stdout)
+                if ids
+                else []
+            )
         out: dict[str, ImageInfo] = {}
         for row in rows:
             info = _info("", row)
@@ -111,8 +124,9 @@ class OciEngine:
     def inspect(self, ref: str) -> ImageInfo:
         r = self._run(["image", "inspect", ref], check=False)
         if r.returncode != 0:
-            raise NbpipeError(f"image {ref} is not in {self.kind}'s store: build it first "
-                              "(nbpipe build NAME)")
+            raise NbpipeError(
+                f"image {ref} is not in {self.kind}'s store: build it first (nbpipe build NAME)"
+            )
         return _info(ref, json.loads(r.stdout)[0])
 
     def tag(self, source: str, ref: str) -> None:
@@ -131,8 +145,16 @@ class OciEngine:
         r = self._run([*args, str(tar), ref])
         return self.inspect(ref).id if r.returncode == 0 else ""
 
-    def build(self, rendered: Rendered, ref: str, platform: str, options: BuildOptions,
-              log: Path, *, no_cache: bool = False) -> ImageInfo:
+    def build(
+        self,
+        rendered: Rendered,
+        ref: str,
+        platform: str,
+        options: BuildOptions,
+        log: Path,
+        *,
+        no_cache: bool = False,
+    ) -> ImageInfo:
         """Build, then tag ``ref`` only if the build succeeded; raise BuildError naming
         the failed step and the last lines of its log otherwise."""
         with tempfile.TemporaryDirectory(prefix="nbpipe-ctx-") as tmp:
@@ -151,26 +173,50 @@ class OciEngine:
                 out.write(f"$ {self.binary} {' '.join(args)}\n\n{rendered.text}\n")
                 out.flush()
                 try:  # a build runs someone else's steps (postBuild): bounded too
-                    proc = subprocess.run([self.binary, *self._store_flags(), *args],
-                                          stdout=out, stderr=subprocess.STDOUT, env=env,
-                                          timeout=BUILD_TIMEOUT)
+                    proc = subprocess.run(
+                        [self.binary, *self._store_flags(), *args],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        timeout=BUILD_TIMEOUT,
+                    )
                 except subprocess.TimeoutExpired:
-                    limit = (f"{BUILD_TIMEOUT / 3600:g} h" if BUILD_TIMEOUT >= 3600
-                             else f"{BUILD_TIMEOUT:g} s")
-                    raise BuildError(f"{ref}: the build ran longer than {limit} and was "
-                                     f"stopped; its log: {log}") from None
+                    limit = (
+                        f"{BUILD_TIMEOUT / 3600:g} h"
+                        if BUILD_TIMEOUT >= 3600
+                        else f"{BUILD_TIMEOUT:g} s"
+                    )
+                    raise BuildError(
+                        f"{ref}: the build ran longer than {limit} and was stopped; its log: {log}"
+                    ) from None
             if proc.returncode != 0 or not iidfile.exists():
                 raise BuildError(self._failure(rendered, log, ref))
             image_id = iidfile.read_text().strip()
         self.tag(image_id, ref)
         return self.inspect(ref)
 
-    def _build_args(self, ctx: Path, platform: str, options: BuildOptions, iidfile: Path,
-                    no_cache: bool, pull: str = "missing") -> list[str]:
+    def _build_args(
+        self,
+        ctx: Path,
+        platform: str,
+        options: BuildOptions,
+        iidfile: Path,
+        no_cache: bool,
+        pull: str = "missing",
+    ) -> list[str]:
         """``pull``: never for our own local parents (built first, never in a registry);
         missing for a registry root, pulled once by its pinned digest."""
-        args = ["build", "--platform", platform, "--iidfile", str(iidfile),
-                "-f", str(ctx / "Dockerfile"), "--network", "host"]
+        args = [
+            "build",
+            "--platform",
+            platform,
+            "--iidfile",
+            str(iidfile),
+            "-f",
+            str(ctx / "Dockerfile"),
+            "--network",
+            "host",
+        ]
         if self.kind == "podman":
             args += ["--layers", f"--pull={pull}", "--timestamp", str(options.source_date_epoch)]
             if self.runtime:
@@ -208,11 +254,16 @@ class OciEngine:
         self._need_podman("push")
         with tempfile.TemporaryDirectory(prefix="nbpipe-push-") as tmp:
             digestfile = Path(tmp) / "digest"
-            r = self._run(["push", *flags, "--digestfile", str(digestfile), ref, dest],
-                          check=False, timeout=3600)
+            r = self._run(
+                ["push", *flags, "--digestfile", str(digestfile), ref, dest],
+                check=False,
+                timeout=3600,
+            )
             if r.returncode != 0:
-                raise NbpipeError(f"push of {ref} to {dest.removeprefix('docker://')} failed: "
-                                  f"{_last_line(r.stderr)}")
+                raise NbpipeError(
+                    f"push of {ref} to {dest.removeprefix('docker://')} failed: "
+                    f"{_last_line(r.stderr)}"
+                )
             return digestfile.read_text().strip()
 
     def pull(self, ref: str, flags: Sequence[str] = ()) -> float:
@@ -224,8 +275,9 @@ class OciEngine:
             raise NbpipeError(f"pull of {ref} failed: {_last_line(r.stderr)}")
         return time.monotonic() - start
 
-    def publish_list(self, sources: dict[str, str], dests: Sequence[str],
-                     flags: Sequence[str]) -> str:
+    def publish_list(
+        self, sources: dict[str, str], dests: Sequence[str], flags: Sequence[str]
+    ) -> str:
         """One manifest list of already-pushed per-platform images (platform -> remote
         ref), pushed to every ``dest``; returns the list's digest."""
         self._need_podman("publish a manifest list")
@@ -235,19 +287,44 @@ class OciEngine:
         try:
             for platform, ref in sources.items():
                 arch = platform.split("/")[1]
-                r = self._run(["manifest", "add", *flags, "--os", "linux", "--arch", arch,
-                               name, f"docker://{ref}"], check=False, timeout=600)
+                r = self._run(
+                    [
+                        "manifest",
+                        "add",
+                        *flags,
+                        "--os",
+                        "linux",
+                        "--arch",
+                        arch,
+                        name,
+                        f"docker://{ref}",
+                    ],
+                    check=False,
+                    timeout=600,
+                )
                 if r.returncode != 0:
                     raise NbpipeError(f"manifest add {ref} failed: {_last_line(r.stderr)}")
             digest = ""
             for dest in dests:
                 with tempfile.TemporaryDirectory(prefix="nbpipe-push-") as tmp:
                     digestfile = Path(tmp) / "digest"
-                    r = self._run(["manifest", "push", *flags, "--digestfile", str(digestfile),
-                                   name, f"docker://{dest}"], check=False, timeout=3600)
+                    r = self._run(
+                        [
+                            "manifest",
+                            "push",
+                            *flags,
+                            "--digestfile",
+                            str(digestfile),
+                            name,
+                            f"docker://{dest}",
+                        ],
+                        check=False,
+                        timeout=3600,
+                    )
                     if r.returncode != 0:
-                        raise NbpipeError(f"push of the manifest list to {dest} failed: "
-                                          f"{_last_line(r.stderr)}")
+                        raise NbpipeError(
+                            f"push of the manifest list to {dest} failed: {_last_line(r.stderr)}"
+                        )
                     digest = digestfile.read_text().strip()
             return digest
         finally:
@@ -255,13 +332,22 @@ class OciEngine:
 
     def _need_podman(self, what: str) -> None:
         if self.kind != "podman":
-            raise NbpipeError(f"to {what} nbpipe uses podman/buildah's manifest tools; "
-                              "run with --engine podman")
+            raise NbpipeError(
+                f"to {what} nbpipe uses podman/buildah's manifest tools; run with --engine podman"
+            )
 
     # -- containers --------------------------------------------------------------------
-    def run_detached(self, ref: str, *, env: dict[str, str], mounts: Sequence[str],
-                     port: int, container_port: int, name: str,
-                     extra: Sequence[str] = ()) -> str:
+    def run_detached(
+        self,
+        ref: str,
+        *,
+        env: dict[str, str],
+        mounts: Sequence[str],
+        port: int,
+        container_port: int,
+        name: str,
+        extra: Sequence[str] = (),
+    ) -> str:
         args = ["run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{container_port}"]
         if self.kind == "podman" and self.runtime:
             args[1:1] = ["--runtime", self.runtime]
@@ -274,15 +360,25 @@ class OciEngine:
             raise NbpipeError(f"could not start {ref}: {r.stderr.strip()[-400:]}")
         return r.stdout.strip()
 
-    def run_once(self, ref: str, argv: Sequence[str], *, extra: Sequence[str] = (),
-                 timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def run_once(
+        self, ref: str, argv: Sequence[str], *, extra: Sequence[str] = (), timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
         """Run a command in a throw-away container of ``ref`` (e.g. a GPU smoke test)."""
-        args = ["run", "--rm", *(["--runtime", self.runtime] if self.runtime else []),
-                *extra, "--entrypoint", argv[0], ref, *argv[1:]]
+        args = [
+            "run",
+            "--rm",
+            *(["--runtime", self.runtime] if self.runtime else []),
+            *extra,
+            "--entrypoint",
+            argv[0],
+            ref,
+            *argv[1:],
+        ]
         return self._run(args, check=False, timeout=timeout)
 
-    def exec(self, container: str, argv: Sequence[str], *, user: str | None = None,
-             timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, container: str, argv: Sequence[str], *, user: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         args = ["exec"] + (["--user", user] if user else []) + [container, *argv]
         return self._run(args, check=False, timeout=timeout)
 
@@ -301,8 +397,11 @@ class OciEngine:
     def kube_play(self, manifest: Path) -> None:
         """Create and start the pods of a Kubernetes YAML file."""
         self._need_podman("play a Kubernetes pod")
-        r = self._run([*self._runtime_flag(), "kube", "play", "--quiet", str(manifest)],
-                      check=False, timeout=900)
+        r = self._run(
+            [*self._runtime_flag(), "kube", "play", "--quiet", str(manifest)],
+            check=False,
+            timeout=900,
+        )
         if r.returncode != 0:
             raise NbpipeError(f"podman kube play {manifest.name} failed: {_last_line(r.stderr)}")
 
@@ -330,18 +429,24 @@ class OciEngine:
         return ["--runtime", self.runtime] if self.kind == "podman" and self.runtime else []
 
     # -- plumbing ----------------------------------------------------------------------
-    def _run(self, args: list[str], *, check: bool = True,
-             timeout: float | None = 600) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, args: list[str], *, check: bool = True, timeout: float | None = 600
+    ) -> subprocess.CompletedProcess[str]:
         try:
-            r = subprocess.run([self.binary, *self._store_flags(), *args], capture_output=True,
-                               text=True,
-                               timeout=timeout)
+            r = subprocess.run(
+                [self.binary, *self._store_flags(), *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
-            raise NbpipeError(f"`{self.kind} {' '.join(args[:3])}` timed out after "
-                              f"{timeout:.0f}s") from None
+            raise NbpipeError(
+                f"`{self.kind} {' '.join(args[:3])}` timed out after {timeout:.0f}s"
+            ) from None
         if check and r.returncode != 0:
-            raise NbpipeError(f"`{self.kind} {' '.join(args[:3])}` failed: "
-                              f"{r.stderr.strip()[-500:]}")
+            raise NbpipeError(
+                f"`{self.kind} {' '.join(args[:3])}` failed: {r.stderr.strip()[-500:]}"
+            )
         return r
 
 
@@ -349,8 +454,13 @@ def _info(ref: str, data: dict) -> ImageInfo:
     """One image as `image inspect` or podman's `images --format json` describes it."""
     labels = (data.get("Config") or {}).get("Labels") or data.get("Labels") or {}
     image_id = data["Id"] if data["Id"].startswith("sha256:") else f"sha256:{data['Id']}"
-    return ImageInfo(ref=ref, id=image_id, size=int(data.get("Size", 0)),
-                     labels=dict(labels), created=str(data.get("Created", "")))
+    return ImageInfo(
+        ref=ref,
+        id=image_id,
+        size=int(data.get("Size", 0)),
+        labels=dict(labels),
+        created=str(data.get("Created", "")),
+    )
 
 
 STORAGE_CONF = Path("/etc/containers/storage.conf")
@@ -368,15 +478,21 @@ def _storage_index() -> dict[str, ImageInfo] | None:
     if os.geteuid() != 0 or os.environ.get("CONTAINERS_STORAGE_CONF"):
         return None
     try:
-        conf = tomllib.loads(STORAGE_CONF.read_text()).get("storage", {}) if STORAGE_CONF.exists() else {}
+        conf = (
+            tomllib.loads(STORAGE_CONF.read_text()).get("storage", {})
+            if STORAGE_CONF.exists()
+            else {}
+        )
         root = Path(conf.get("graphroot") or GRAPH_ROOT)
         drivers = [conf["driver"]] if conf.get("driver") else ["overlay", "vfs"]
         found = [d for d in drivers if (root / f"{d}-images" / "images.json").is_file()]
         if len(found) != 1:
             return None
         images = json.loads((root / f"{found[0]}-images" / "images.json").read_text())
-        layers = {x["id"]: x for x in json.loads(
-            (root / f"{found[0]}-layers" / "layers.json").read_text())}
+        layers = {
+            x["id"]: x
+            for x in json.loads((root / f"{found[0]}-layers" / "layers.json").read_text())
+        }
         out: dict[str, ImageInfo] = {}
         for img in images:
             size, layer = 0, img.get("layer")

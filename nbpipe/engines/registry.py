@@ -15,14 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from nbpipe.inputs import safe_io
 from nbpipe.errors import NbpipeError
+from nbpipe.inputs import safe_io
 
 USER_ENV, PASSWORD_ENV = "NBPIPE_REGISTRY_USER", "NBPIPE_REGISTRY_PASSWORD"
 LOOKUP_TIMEOUT = 60.0  # seconds for one manifest look-up (skopeo inspect)
 # host[:port][/namespace...], as image references spell them (namespaces lowercase).
-ADDRESS = re.compile(r"(\[::1\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?"
-                     r"(/[a-z0-9]+([._-][a-z0-9]+)*)*", re.ASCII)
+ADDRESS = re.compile(
+    r"(\[::1\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?"
+    r"(/[a-z0-9]+([._-][a-z0-9]+)*)*",
+    re.ASCII,
+)
 # skopeo's (logrus) error line: time="..." level=fatal msg="...": only msg is news.
 FATAL = re.compile(r'level=(?:fatal|error) msg="((?:[^"\\]|\\.)*)"')
 
@@ -40,9 +43,11 @@ class Registry:
         if "://" in address:
             raise NbpipeError(f"--registry {address}: give host[:port][/namespace], no scheme")
         if not ADDRESS.fullmatch(address):
-            raise NbpipeError(f"--registry {address!r}: give host[:port][/namespace] "
-                              "(e.g. ghcr.io/acme or 127.0.0.1:5000): lowercase letters, "
-                              "digits, '.', '_', '-', no spaces")
+            raise NbpipeError(
+                f"--registry {address!r}: give host[:port][/namespace] "
+                "(e.g. ghcr.io/acme or 127.0.0.1:5000): lowercase letters, "
+                "digits, '.', '_', '-', no spaces"
+            )
         host = address.split("/")[0]
         local = host.split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
         return cls(address, tls_verify=not local)  # loopback registries speak plain HTTP
@@ -68,9 +73,11 @@ class Registry:
                 path.write_text(json.dumps({"auths": {self.host: {"auth": token}}}))
                 yield path
             return
-        for candidate in (os.environ.get("REGISTRY_AUTH_FILE"),
-                          os.environ.get("DOCKER_CONFIG") and f"{os.environ['DOCKER_CONFIG']}/config.json",
-                          str(Path.home() / ".docker/config.json")):
+        for candidate in (
+            os.environ.get("REGISTRY_AUTH_FILE"),
+            os.environ.get("DOCKER_CONFIG") and f"{os.environ['DOCKER_CONFIG']}/config.json",
+            str(Path.home() / ".docker/config.json"),
+        ):
             if candidate and Path(candidate).is_file():
                 yield Path(candidate)
                 return
@@ -87,12 +94,15 @@ class Registry:
             raise NbpipeError("skopeo is not installed: apt-get install skopeo")
         args = [skopeo, "inspect", "--raw", *self.flags(auth), f"docker://{ref}"]
         try:
-            r = subprocess.run(args, capture_output=True, timeout=LOOKUP_TIMEOUT,
-                               stdin=subprocess.DEVNULL)
+            r = subprocess.run(
+                args, capture_output=True, timeout=LOOKUP_TIMEOUT, stdin=subprocess.DEVNULL
+            )
         except subprocess.TimeoutExpired:
-            raise NbpipeError(f"registry {self.host}: no answer within {LOOKUP_TIMEOUT:g} s "
-                              f"for {ref}; "
-                              "check the address and the network") from None
+            raise NbpipeError(
+                f"registry {self.host}: no answer within {LOOKUP_TIMEOUT:g} s "
+                f"for {ref}; "
+                "check the address and the network"
+            ) from None
         if r.returncode == 0:
             return r.stdout
         err = r.stderr.decode(errors="replace").lower()
@@ -110,13 +120,16 @@ class Registry:
 
 
 # What a refused connection, an unknown host, ... means, in one sentence each.
-UNREACHABLE = (("connection refused", "nothing answers at that address (is the registry "
-                "running, and the port right?)"),
-               ("no such host", "that host name does not resolve"),
-               ("i/o timeout", "the connection timed out"),
-               ("server gave http response to https client", "it speaks plain HTTP, not "
-                "HTTPS"),
-               ("x509:", "its TLS certificate is not trusted here"))
+UNREACHABLE = (
+    (
+        "connection refused",
+        "nothing answers at that address (is the registry running, and the port right?)",
+    ),
+    ("no such host", "that host name does not resolve"),
+    ("i/o timeout", "the connection timed out"),
+    ("server gave http response to https client", "it speaks plain HTTP, not HTTPS"),
+    ("x509:", "its TLS certificate is not trusted here"),
+)
 
 
 def _clean(stderr: str) -> str:
@@ -135,6 +148,8 @@ def _clean(stderr: str) -> str:
         if needle in low:
             return f"not reachable: {meaning}"
     if "unauthorized" in low or "authentication required" in low:
-        return (f"{last} (check {USER_ENV}/{PASSWORD_ENV}, $REGISTRY_AUTH_FILE or "
-                "~/.docker/config.json)")
+        return (
+            f"{last} (check {USER_ENV}/{PASSWORD_ENV}, $REGISTRY_AUTH_FILE or "
+            "~/.docker/config.json)"
+        )
     return last

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from nbpipe.recipe import platforms as plat
 from nbpipe.engines.oci import ImageInfo, OciEngine
 from nbpipe.errors import NbpipeError
+from nbpipe.recipe import platforms as plat
 from nbpipe.recipe.image import BaseRef
 
 LOCAL_ROOT = "localhost/nbpipe/root"
@@ -42,16 +42,24 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 # Files that differ between two debootstraps of the same archive, or that belong to the
 # host that ran it: removed so the tarball (and so the image id) is stable.
-HOST_FILES = ("etc/hostname", "etc/resolv.conf", "var/cache/ldconfig/aux-cache",
-              "etc/apt/sources.list")
+HOST_FILES = (
+    "etc/hostname",
+    "etc/resolv.conf",
+    "var/cache/ldconfig/aux-cache",
+    "etc/apt/sources.list",
+)
 
 
 def local_ref(platform: str) -> str:
     return f"{LOCAL_ROOT}:{SUITE}-{platform.split('/')[1]}"
 
 
-def local_root(engine: OciEngine | None, platforms: tuple[str, ...] = plat.ALL, *,
-               store: Mapping[str, ImageInfo] | None = None) -> BaseRef | None:
+def local_root(
+    engine: OciEngine | None,
+    platforms: tuple[str, ...] = plat.ALL,
+    *,
+    store: Mapping[str, ImageInfo] | None = None,
+) -> BaseRef | None:
     """The bootstrapped root as a BaseRef, for whichever platforms exist locally (read
     from ``store``, the engine's image list, when the caller has it already)."""
     if store is None:
@@ -60,8 +68,9 @@ def local_root(engine: OciEngine | None, platforms: tuple[str, ...] = plat.ALL, 
     return BaseRef(f"{LOCAL_ROOT}:{SUITE}", digests) if digests else None
 
 
-def bootstrap(engine: OciEngine, platform: str, *, epoch: int = 0, force: bool = False,
-              log=print) -> BaseRef:
+def bootstrap(
+    engine: OciEngine, platform: str, *, epoch: int = 0, force: bool = False, log=print
+) -> BaseRef:
     """debootstrap a minbase root for ``platform`` and import it (about 30 s)."""
     plat.check(platform)
     ref = local_ref(platform)
@@ -75,9 +84,11 @@ def bootstrap(engine: OciEngine, platform: str, *, epoch: int = 0, force: bool =
     arch = plat.DEBIAN_ARCH[platform]
     foreign = platform != plat.host()
     if foreign and not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
-        raise NbpipeError(f"bootstrapping {platform} on this {plat.host()} machine needs qemu "
-                          "emulation: apt-get install qemu-user-static and register it in "
-                          "/proc/sys/fs/binfmt_misc (see README, 'arm64')")
+        raise NbpipeError(
+            f"bootstrapping {platform} on this {plat.host()} machine needs qemu "
+            "emulation: apt-get install qemu-user-static and register it in "
+            "/proc/sys/fs/binfmt_misc (see README, 'arm64')"
+        )
     work = Path(os.environ.get("NBPIPE_WORKDIR", "/var/tmp/nbpipe"))
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work, prefix=f"rootfs-{arch}-") as tmp:
@@ -92,10 +103,22 @@ def bootstrap(engine: OciEngine, platform: str, *, epoch: int = 0, force: bool =
         _clean(rootfs)
         tar = Path(tmp) / "rootfs.tar"
         subprocess.run(
-            ["tar", "-C", str(rootfs), "--sort=name", f"--mtime=@{epoch}", "--clamp-mtime",
-             "--numeric-owner", "--format=posix",
-             "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
-             "-cf", str(tar), "."], check=True)
+            [
+                "tar",
+                "-C",
+                str(rootfs),
+                "--sort=name",
+                f"--mtime=@{epoch}",
+                "--clamp-mtime",
+                "--numeric-owner",
+                "--format=posix",
+                "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
+                "-cf",
+                str(tar),
+                ".",
+            ],
+            check=True,
+        )
         os.utime(tar, (epoch, epoch))  # podman import takes "created" from the file's mtime
         engine.import_tar(tar, ref, platform)
         log(f"imported {ref} in {time.monotonic() - started:.0f}s")
@@ -116,8 +139,14 @@ path-exclude /usr/share/lintian/overrides/*
 path-exclude /usr/share/locale/*
 path-exclude /usr/share/man/*
 """
-SLIM_DIRS = ("usr/share/groff", "usr/share/info", "usr/share/linda",
-             "usr/share/lintian/overrides", "usr/share/locale", "usr/share/man")
+SLIM_DIRS = (
+    "usr/share/groff",
+    "usr/share/info",
+    "usr/share/linda",
+    "usr/share/lintian/overrides",
+    "usr/share/locale",
+    "usr/share/man",
+)
 
 
 def _slim(rootfs: Path) -> None:

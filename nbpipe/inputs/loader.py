@@ -7,8 +7,8 @@ import importlib
 import os
 import sys
 
-from nbpipe.recipe.catalog import Catalog
 from nbpipe.errors import NbpipeError
+from nbpipe.recipe.catalog import Catalog
 
 DEFAULT = "nbpipe.family:family"
 
@@ -21,8 +21,9 @@ def load(spec: str | None = None) -> Catalog:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or the module itself failing as it loads
-        raise NbpipeError(f"catalog {spec!r}: cannot import {module_name!r} "
-                          f"({type(exc).__name__}: {exc})") from None
+        raise NbpipeError(
+            f"catalog {spec!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc})"
+        ) from None
     fn = getattr(module, attr or "family", None)
     if fn is None:
         raise NbpipeError(f"catalog {spec!r}: {module_name} has no {attr or 'family'}()")
@@ -31,8 +32,10 @@ def load(spec: str | None = None) -> Catalog:
     except NbpipeError:
         raise
     except Exception as exc:  # someone else's code: one line saying where it failed
-        raise NbpipeError(f"catalog {spec!r}: {module_name}.{attr or 'family'}() failed: "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise NbpipeError(
+            f"catalog {spec!r}: {module_name}.{attr or 'family'}() failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(catalog, Catalog):
         raise NbpipeError(f"catalog {spec!r} did not give a Catalog")
     catalog.validate()

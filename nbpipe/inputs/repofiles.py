@@ -24,8 +24,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from nbpipe.inputs import safe_io
 from nbpipe.errors import SpecError
+from nbpipe.inputs import safe_io
 
 MAX_FILES = 10_000  # files shipped
 MAX_TOTAL = 256 << 20  # bytes over all files: a repository, not a data set
@@ -37,8 +37,12 @@ MAX_STARS = 2  # runs of '*' in one pattern ('**' counts once)
 GIT_TIMEOUT = 30.0  # seconds for one git process
 
 File = tuple[str, bytes, int]  # path relative to the repository, content, mode
-_KIND = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket",
-         stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+_KIND = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
 
 
 def collect(repo: Path, *, executables: tuple[str, ...] = ()) -> tuple[File, ...]:
@@ -51,18 +55,24 @@ def collect(repo: Path, *, executables: tuple[str, ...] = ()) -> tuple[File, ...
     for rel in _listed(repo):
         path = safe_io.inside(repo, rel, f"{repo}/{rel}", error=SpecError)
         if not path.is_file():
-            raise SpecError(f"{repo}/{rel}: not a regular file (a link to a folder, a pipe?): "
-                            "remove it or list it in .gitignore")
+            raise SpecError(
+                f"{repo}/{rel}: not a regular file (a link to a folder, a pipe?): "
+                "remove it or list it in .gitignore"
+            )
         total += path.stat().st_size
         if total > MAX_TOTAL:
-            raise SpecError(f"{repo}: more than {MAX_TOTAL >> 20} MiB to ship (at {rel}); list "
-                            "data and build outputs in .gitignore")
+            raise SpecError(
+                f"{repo}: more than {MAX_TOTAL >> 20} MiB to ship (at {rel}); list "
+                "data and build outputs in .gitignore"
+            )
         data = safe_io.read_bytes(path, f"{repo}/{rel}", limit=MAX_TOTAL, error=SpecError)
         run = path.stat().st_mode & stat.S_IXUSR or rel in executables
         out.append((rel, data, 0o775 if run else 0o664))
         if len(out) > MAX_FILES:
-            raise SpecError(f"{repo}: more than {MAX_FILES:,} files to ship; list data and "
-                            "build outputs in .gitignore")
+            raise SpecError(
+                f"{repo}: more than {MAX_FILES:,} files to ship; list data and "
+                "build outputs in .gitignore"
+            )
     return tuple(out)
 
 
@@ -81,8 +91,10 @@ def survey(repo: Path) -> None:
         for entry in listing:
             entries += 1
             if entries > MAX_ENTRIES:
-                raise SpecError(f"{repo}: more than {MAX_ENTRIES:,} files and folders (ignored "
-                                "ones included); nbpipe refuses bigger trees")
+                raise SpecError(
+                    f"{repo}: more than {MAX_ENTRIES:,} files and folders (ignored "
+                    "ones included); nbpipe refuses bigger trees"
+                )
             path = Path(entry.path)
             mode = entry.stat(follow_symlinks=False).st_mode
             _refuse_special(path, mode)
@@ -100,19 +112,25 @@ def survey(repo: Path) -> None:
                 n, size = _check_ignore(path)
                 patterns, ignore_bytes = patterns + n, ignore_bytes + size
                 if ignore_bytes > MAX_IGNORE_BYTES:
-                    raise SpecError(f"{path}: the .gitignore files hold more than "
-                                    f"{MAX_IGNORE_BYTES >> 10} KiB together; nbpipe refuses more")
+                    raise SpecError(
+                        f"{path}: the .gitignore files hold more than "
+                        f"{MAX_IGNORE_BYTES >> 10} KiB together; nbpipe refuses more"
+                    )
                 if patterns > MAX_IGNORE_PATTERNS:
-                    raise SpecError(f"{path}: the .gitignore files hold more than "
-                                    f"{MAX_IGNORE_PATTERNS:,} patterns together; nbpipe "
-                                    "refuses more (git tries each against every name)")
+                    raise SpecError(
+                        f"{path}: the .gitignore files hold more than "
+                        f"{MAX_IGNORE_PATTERNS:,} patterns together; nbpipe "
+                        "refuses more (git tries each against every name)"
+                    )
 
 
 def _refuse_special(path: Path, mode: int, via: str = "") -> None:
     kind = _KIND.get(stat.S_IFMT(mode))
     if kind:
-        raise SpecError(f"{path}: {via}{kind}; a repository holds only files, folders and "
-                        "links (git would wait on it forever): remove it")
+        raise SpecError(
+            f"{path}: {via}{kind}; a repository holds only files, folders and "
+            "links (git would wait on it forever): remove it"
+        )
 
 
 def _check_checkout(git: Path, mode: int) -> None:
@@ -144,9 +162,11 @@ def _check_ignore(path: Path) -> tuple[int, int]:
         n += 1
         stars = len(re.findall(r"\*+", line))
         if stars > MAX_STARS:
-            raise SpecError(f"{path}:{i}: a pattern with {stars} wildcards (*); nbpipe allows "
-                            f"{MAX_STARS} per pattern (git's matching time grows as a name's "
-                            "length to that power): simplify it")
+            raise SpecError(
+                f"{path}:{i}: a pattern with {stars} wildcards (*); nbpipe allows "
+                f"{MAX_STARS} per pattern (git's matching time grows as a name's "
+                "length to that power): simplify it"
+            )
     return n, len(data)
 
 
@@ -155,34 +175,47 @@ def _listed(repo: Path) -> list[str]:
     (at most MAX_CHECKOUTS of them), each git process within GIT_TIMEOUT."""
     git = shutil.which("git")
     if git is None:
-        raise SpecError(f"{repo}: git is needed to apply the repository's .gitignore; "
-                        "install git (apt-get install git)")
+        raise SpecError(
+            f"{repo}: git is needed to apply the repository's .gitignore; "
+            "install git (apt-get install git)"
+        )
     out: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nbpipe-git-") as scratch:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": scratch,
-               "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": scratch,
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_CONFIG_NOSYSTEM": "1",
+        }
         _git(repo, [git, "init", "-q", "--bare", scratch], env, repo)
         todo, checkouts = [(repo, "")], 0
         while todo:
             top, prefix = todo.pop()
             tree = {"GIT_DIR": scratch, "GIT_WORK_TREE": str(top.resolve())}
-            listing = _git(repo, [git, "-c", "core.bare=false", "ls-files", "-z", "--others",
-                                  "--exclude-standard"], {**env, **tree}, top)
+            listing = _git(
+                repo,
+                [git, "-c", "core.bare=false", "ls-files", "-z", "--others", "--exclude-standard"],
+                {**env, **tree},
+                top,
+            )
             for raw in sorted(listing.split(b"\0")):
                 if not raw:
                     continue
                 try:
                     rel = raw.decode()
                 except UnicodeDecodeError:
-                    raise SpecError(f"{repo}: a file name is not UTF-8 ({raw!r}); rename "
-                                    "it") from None
+                    raise SpecError(
+                        f"{repo}: a file name is not UTF-8 ({raw!r}); rename it"
+                    ) from None
                 if any(c in rel for c in "\n\r"):
                     raise SpecError(f"{repo}: the file name {rel!r} holds a line break; rename it")
                 if rel.endswith("/"):  # a nested git checkout: its own files, by its own rules
                     checkouts += 1
                     if checkouts > MAX_CHECKOUTS:
-                        raise SpecError(f"{repo}: more than {MAX_CHECKOUTS} nested git "
-                                        "checkouts; remove them or list them in .gitignore")
+                        raise SpecError(
+                            f"{repo}: more than {MAX_CHECKOUTS} nested git "
+                            "checkouts; remove them or list them in .gitignore"
+                        )
                     todo.append((top / rel, prefix + rel))
                 else:
                     out.append(prefix + rel)
@@ -192,12 +225,20 @@ def _listed(repo: Path) -> list[str]:
 def _git(repo: Path, argv: list[str], env: dict[str, str], cwd: Path) -> bytes:
     """One git process, bounded in time; its failure or time-out is one line."""
     try:
-        r = subprocess.run(argv, capture_output=True, cwd=cwd, env=env, timeout=GIT_TIMEOUT,
-                           stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            argv,
+            capture_output=True,
+            cwd=cwd,
+            env=env,
+            timeout=GIT_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
-        raise SpecError(f"{repo}: git {argv[1] if argv[1] != '-c' else argv[3]} ran longer "
-                        f"than {GIT_TIMEOUT:g} s listing the files and was stopped (a huge "
-                        "tree, or a .gitignore git is slow on?)") from None
+        raise SpecError(
+            f"{repo}: git {argv[1] if argv[1] != '-c' else argv[3]} ran longer "
+            f"than {GIT_TIMEOUT:g} s listing the files and was stopped (a huge "
+            "tree, or a .gitignore git is slow on?)"
+        ) from None
     if r.returncode != 0:
         why = r.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["git failed"]
         raise SpecError(f"{repo}: cannot list its files: {why[0]}")

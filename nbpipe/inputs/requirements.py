@@ -9,17 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from nbpipe.errors import NbpipeError, SpecError
 from nbpipe.inputs import safe_io
 from nbpipe.recipe import steps as s
-from nbpipe.errors import NbpipeError, SpecError
 
 
 def check_pip(line: str) -> None:
     """One requirement like ``name==1.2``; pip options (``-r``, ``--index-url``) are
     refused. Shared by requirements.txt and environment.yml's pip section."""
     if line.startswith("-"):
-        raise NbpipeError(f"pip options like {line.split()[0]} are not supported; "
-                          "list one requirement per line")
+        raise NbpipeError(
+            f"pip options like {line.split()[0]} are not supported; list one requirement per line"
+        )
     s.Pip(packages=(line,))
 
 

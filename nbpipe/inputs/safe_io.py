@@ -28,8 +28,8 @@ from typing import IO, Any, Callable, Iterator
 
 import yaml
 
-from nbpipe.inputs import yamldata
 from nbpipe.errors import NbpipeError
+from nbpipe.inputs import yamldata
 
 MAX_BYTES = 1 << 20  # a spec, a requirements file, a postBuild: 1 MiB is generous
 MAX_JSON_BYTES = 64 << 20  # lock files and plans of a large family
@@ -43,8 +43,9 @@ Error = type[NbpipeError]
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def read_bytes(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
-               error: Error = NbpipeError) -> bytes:
+def read_bytes(
+    path: Path, what: str | None = None, *, limit: int = MAX_BYTES, error: Error = NbpipeError
+) -> bytes:
     """The bytes of a regular file, refusing anything larger than ``limit`` (and FIFOs,
     devices and folders, which have no end or no content)."""
     label = what or str(path)
@@ -72,14 +73,15 @@ def read_bytes(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
     return data
 
 
-def read_text(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
-              error: Error = NbpipeError) -> str:
+def read_text(
+    path: Path, what: str | None = None, *, limit: int = MAX_BYTES, error: Error = NbpipeError
+) -> str:
     """A file's text, which must be UTF-8 (the error says at which line it is not)."""
     data = read_bytes(path, what, limit=limit, error=error)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise error(f"{what or path}:{line}: not UTF-8 text; save the file as UTF-8") from None
 
 
@@ -94,9 +96,11 @@ class Budget:
     def take(self, size: int, where: str) -> None:
         self.used += size
         if self.used > self.limit:
-            raise self.error(f"{where}: {self.what} names more than {self.limit >> 20} MiB of "
-                             "files in all (a file named twice counts twice); nbpipe refuses "
-                             "more")
+            raise self.error(
+                f"{where}: {self.what} names more than {self.limit >> 20} MiB of "
+                "files in all (a file named twice counts twice); nbpipe refuses "
+                "more"
+            )
 
 
 def inside(root: Path, rel: str, what: str, *, error: Error = NbpipeError) -> Path:
@@ -114,12 +118,15 @@ def inside(root: Path, rel: str, what: str, *, error: Error = NbpipeError) -> Pa
     except (OSError, RuntimeError) as exc:  # a symlink loop
         raise error(f"{what}: {rel!r} cannot be resolved ({exc})") from None
     if not target.is_relative_to(base):
-        raise error(f"{what}: {rel!r} leads outside {root} (symlinks are followed); "
-                    "only files inside it may be used")
+        raise error(
+            f"{what}: {rel!r} leads outside {root} (symlinks are followed); "
+            "only files inside it may be used"
+        )
     return target
 
 
 # -- YAML and JSON --------------------------------------------------------------------
+
 
 def compose_yaml(text: str, where: str, *, error: Error = NbpipeError) -> yaml.Node | None:
     """The YAML node tree (never constructed objects, so aliases are not expanded),
@@ -132,8 +139,7 @@ def compose_yaml(text: str, where: str, *, error: Error = NbpipeError) -> yaml.N
                 depth += 1
                 if depth > MAX_DEPTH:
                     line = event.start_mark.line + 1
-                    raise error(f"{where}:{line}: nested too deeply (more than {MAX_DEPTH} "
-                                "levels)")
+                    raise error(f"{where}:{line}: nested too deeply (more than {MAX_DEPTH} levels)")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
         root = yaml.compose(text, Loader=Loader)
@@ -181,15 +187,20 @@ def check_yaml(root: yaml.Node, where: str, *, error: Error = NbpipeError) -> No
 
     nodes, text = size(root, 0)
     if nodes > MAX_NODES:
-        raise error(f"{where}: too large once its aliases (*name) are expanded "
-                    f"(more than {MAX_NODES:,} nodes); write the values out")
+        raise error(
+            f"{where}: too large once its aliases (*name) are expanded "
+            f"(more than {MAX_NODES:,} nodes); write the values out"
+        )
     if text > MAX_EXPANDED:
-        raise error(f"{where}: too large once its aliases (*name) are expanded (more than "
-                    f"{MAX_EXPANDED >> 20} MiB of text); write the values out once")
+        raise error(
+            f"{where}: too large once its aliases (*name) are expanded (more than "
+            f"{MAX_EXPANDED >> 20} MiB of text); write the values out once"
+        )
 
 
-def load_yaml(path: Path, what: str | None = None, *, limit: int = MAX_BYTES,
-              error: Error = NbpipeError) -> Any:
+def load_yaml(
+    path: Path, what: str | None = None, *, limit: int = MAX_BYTES, error: Error = NbpipeError
+) -> Any:
     """Plain data (dicts, lists, strings, numbers) from a YAML file, bounded as above."""
     where = what or str(path)
     return load_yaml_text(read_text(path, where, limit=limit, error=error), where, error=error)
@@ -202,8 +213,9 @@ def load_yaml_text(text: str, where: str, *, error: Error = NbpipeError) -> Any:
     return None if root is None else yamldata.plain(root, where, error=error)
 
 
-def load_json(path: Path, what: str | None = None, *, limit: int = MAX_JSON_BYTES,
-              error: Error = NbpipeError) -> Any:
+def load_json(
+    path: Path, what: str | None = None, *, limit: int = MAX_JSON_BYTES, error: Error = NbpipeError
+) -> Any:
     """Data from a JSON file, bounded in size and depth. Check its shape before use."""
     where = what or str(path)
     text = read_text(path, where, limit=limit, error=error)
@@ -244,15 +256,18 @@ def out_dir(folder: Path, what: str = "") -> Path:
     if folder.is_symlink():
         where = os.readlink(folder)
         gone = "" if folder.exists() else ", which does not exist"
-        raise NbpipeError(f"{label}: is a symbolic link (to {where!r}{gone}); nbpipe writes "
-                          "only into a real folder: remove the link or give another folder")
+        raise NbpipeError(
+            f"{label}: is a symbolic link (to {where!r}{gone}); nbpipe writes "
+            "only into a real folder: remove the link or give another folder"
+        )
     if folder.exists() and not folder.is_dir():
         raise NbpipeError(f"{label}: exists and is not a folder; give a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise NbpipeError(f"{label}: cannot make this folder: {exc.strerror or exc}"
-                          f"{_at(exc, folder)}") from None
+        raise NbpipeError(
+            f"{label}: cannot make this folder: {exc.strerror or exc}{_at(exc, folder)}"
+        ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise NbpipeError(f"{label}: cannot write into this folder (permission denied)")
     return folder
@@ -276,8 +291,9 @@ class OutDir:
         try:
             self.fd = os.open(self.folder, _NOFOLLOW_DIR)
         except OSError as exc:
-            raise NbpipeError(f"{self.folder}: cannot open this folder: "
-                              f"{exc.strerror or exc}") from None
+            raise NbpipeError(
+                f"{self.folder}: cannot open this folder: {exc.strerror or exc}"
+            ) from None
 
     def __enter__(self) -> "OutDir":
         return self
@@ -305,12 +321,14 @@ class OutDir:
                 try:
                     nfd = os.open(part, _NOFOLLOW_DIR, dir_fd=fd)
                 except OSError as exc:
-                    sub = self.folder.joinpath(*parts[:i + 1])
+                    sub = self.folder.joinpath(*parts[: i + 1])
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                         kind = "a symbolic link" if sub.is_symlink() else "a file"
-                        raise NbpipeError(f"{sub}: is {kind} where nbpipe writes a folder, and "
-                                          "nbpipe did not make it: remove it or write "
-                                          "elsewhere") from None
+                        raise NbpipeError(
+                            f"{sub}: is {kind} where nbpipe writes a folder, and "
+                            "nbpipe did not make it: remove it or write "
+                            "elsewhere"
+                        ) from None
                     raise NbpipeError(f"{sub}: cannot open: {exc.strerror or exc}") from None
                 os.close(fd)
                 fd = nfd
@@ -326,8 +344,12 @@ class OutDir:
         fd, name = self._parent(rel)
         tmp = f".{name}.{os.urandom(6).hex()}.tmp"
         try:
-            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                          | getattr(os, "O_CLOEXEC", 0), 0o600, dir_fd=fd)
+            out = os.open(
+                tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                0o600,
+                dir_fd=fd,
+            )
             try:
                 with os.fdopen(out, "wb") as f:
                     f.write(blob)
@@ -342,8 +364,10 @@ class OutDir:
                     pass
                 raise
         except IsADirectoryError:
-            raise NbpipeError(f"{self.folder / rel}: is a folder where nbpipe writes a file; "
-                              "remove it or write elsewhere") from None
+            raise NbpipeError(
+                f"{self.folder / rel}: is a folder where nbpipe writes a file; "
+                "remove it or write elsewhere"
+            ) from None
         finally:
             os.close(fd)
         return self.folder / rel
@@ -357,8 +381,12 @@ class OutDir:
                 os.unlink(name, dir_fd=fd)
             except FileNotFoundError:
                 pass
-            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                          | getattr(os, "O_CLOEXEC", 0), 0o644, dir_fd=fd)
+            out = os.open(
+                name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                0o644,
+                dir_fd=fd,
+            )
         except OSError as exc:
             raise NbpipeError(f"{self.folder / rel}: cannot write: {exc.strerror or exc}") from None
         finally:
@@ -369,11 +397,15 @@ class OutDir:
         """The mode of a file or folder this writer made (a link there is refused)."""
         fd, name = self._parent(rel)
         try:
-            target = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-                             | getattr(os, "O_CLOEXEC", 0), dir_fd=fd)
+            target = os.open(
+                name,
+                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
+                dir_fd=fd,
+            )
         except OSError as exc:
-            raise NbpipeError(f"{self.folder / rel}: cannot set its mode: "
-                              f"{exc.strerror or exc}") from None
+            raise NbpipeError(
+                f"{self.folder / rel}: cannot set its mode: {exc.strerror or exc}"
+            ) from None
         finally:
             os.close(fd)
         try:
@@ -390,8 +422,9 @@ def new_file(path: Path) -> IO[str]:
         return out.open(path.name)
 
 
-def atomic_write(path: Path, data: str | bytes, mode: int = 0o644, *,
-                 root: Path | None = None) -> Path:
+def atomic_write(
+    path: Path, data: str | bytes, mode: int = 0o644, *, root: Path | None = None
+) -> Path:
     """Write ``path`` so that readers see the old file or the whole new one, never part
     (a temporary file in the same folder, flushed, then renamed over it), and never
     through a symbolic link: ``root`` (default: the file's folder) must be a real folder
@@ -403,8 +436,9 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644, *,
     return path
 
 
-def read_record(path: Path, valid: Callable[[Any], bool],
-                warn: Callable[[str], None]) -> Any | None:
+def read_record(
+    path: Path, valid: Callable[[Any], bool], warn: Callable[[str], None]
+) -> Any | None:
     """A state record we wrote before, or None if there is none. A damaged one (cut
     short, wrong shape) is not fatal: ``warn`` hears why, and the caller rebuilds it."""
     if not path.exists():
@@ -425,8 +459,9 @@ _held_guard = threading.Lock()
 
 
 @contextmanager
-def locked(folder: Path, *, wait: float = 3600.0,
-           on_wait: Callable[[str], None] = lambda message: None) -> Iterator[Path]:
+def locked(
+    folder: Path, *, wait: float = 3600.0, on_wait: Callable[[str], None] = lambda message: None
+) -> Iterator[Path]:
     """Hold the lock on a state folder (its file ``lock``) while a run writes there.
 
     A second run waits (``on_wait`` hears which process holds it) and gives up after
@@ -447,11 +482,16 @@ def locked(folder: Path, *, wait: float = 3600.0,
                 _held[lock] -= 1
         return
     try:  # O_NOFOLLOW: a planted `lock` link must not make us truncate what it points at
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
-                     | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = os.open(
+            lock,
+            os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
+            0o644,
+        )
     except OSError as exc:
-        raise NbpipeError(f"{lock}: cannot open the lock file: {exc.strerror or exc} (a "
-                          "symbolic link or a special file there? remove it)") from None
+        raise NbpipeError(
+            f"{lock}: cannot open the lock file: {exc.strerror or exc} (a "
+            "symbolic link or a special file there? remove it)"
+        ) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise NbpipeError(f"{lock}: not a regular file; remove it")
@@ -467,8 +507,9 @@ def locked(folder: Path, *, wait: float = 3600.0,
                     raise
             holder = _holder(fd)
             if time.monotonic() >= deadline:
-                raise NbpipeError(f"{folder} is in use by {holder}; wait for it to finish "
-                                  "or use another folder")
+                raise NbpipeError(
+                    f"{folder} is in use by {holder}; wait for it to finish or use another folder"
+                )
             if not told:
                 on_wait(f"waiting: {folder} is in use by {holder}")
                 told = True

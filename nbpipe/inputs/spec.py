@@ -26,14 +26,12 @@ from typing import Callable
 
 import yaml
 
+from nbpipe.errors import NbpipeError, SpecError
+from nbpipe.inputs import requirements, safe_io, yamldata
 from nbpipe.recipe import contract
 from nbpipe.recipe import platforms as plat
-from nbpipe.inputs import requirements
-from nbpipe.inputs import safe_io
-from nbpipe.inputs import yamldata
 from nbpipe.recipe import steps as s
 from nbpipe.recipe.catalog import Catalog
-from nbpipe.errors import NbpipeError, SpecError
 from nbpipe.recipe.image import BaseRef, Image, check_probes
 
 # Used with fullmatch (a regex `$` would accept a final newline).
@@ -41,10 +39,30 @@ NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 REF = re.compile(r"[\w.-]+(:\d+)?(/[\w.-]+)+(:[\w.-]+)?@sha256:[0-9a-f]{64}", re.ASCII)
 MAX_FILE_BYTES = 64 << 20  # a file a spec copies into the image
 MAX_SPEC_BYTES = 256 << 20  # all the files one spec copies, together
-KEYS = ("name", "parent", "description", "apt", "pip", "npm", "env", "files", "init_scripts",
-        "services", "labels", "platforms", "probes", "debian_snapshot")
-PROBE_KEYS = ("imports", "commands", "r_libraries", "distributions", "notebooks",
-              "notebook_timeout")
+KEYS = (
+    "name",
+    "parent",
+    "description",
+    "apt",
+    "pip",
+    "npm",
+    "env",
+    "files",
+    "init_scripts",
+    "services",
+    "labels",
+    "platforms",
+    "probes",
+    "debian_snapshot",
+)
+PROBE_KEYS = (
+    "imports",
+    "commands",
+    "r_libraries",
+    "distributions",
+    "notebooks",
+    "notebook_timeout",
+)
 
 
 @dataclass(frozen=True)
@@ -62,12 +80,16 @@ class Spec:
 
     def register(self, catalog: Catalog) -> Catalog:
         if isinstance(self.parent, str) and self.parent not in catalog.entries:
-            raise SpecError(f"{self.path}: parent: unknown image {self.parent!r}; use one of "
-                            f"{', '.join(catalog.names)} or a ref pinned as name@sha256:<digest>")
+            raise SpecError(
+                f"{self.path}: parent: unknown image {self.parent!r}; use one of "
+                f"{', '.join(catalog.names)} or a ref pinned as name@sha256:<digest>"
+            )
         if self.name in catalog.entries:
-            raise SpecError(f"{self.path}:{self.name_line}: name: {self.name!r} is already an "
-                            "image of the catalog (or of another spec); give this image its "
-                            f"own name, e.g. team-{self.name}")
+            raise SpecError(
+                f"{self.path}:{self.name_line}: name: {self.name!r} is already an "
+                "image of the catalog (or of another spec); give this image its "
+                f"own name, e.g. team-{self.name}"
+            )
         catalog.add(self.name, self.parent, self.recipe, self.description)
         return catalog
 
@@ -105,7 +127,8 @@ class _Node:
             field = f"{self.field}.{shown}" if self.field else shown
             if allowed is not None and key not in allowed:
                 raise _Node(k, self.path, field).fail(
-                    f"unknown key; allowed here: {', '.join(allowed)}")
+                    f"unknown key; allowed here: {', '.join(allowed)}"
+                )
             if key in out:
                 raise _Node(k, self.path, field).fail("given twice")
             out[key] = _Node(v, self.path, field)
@@ -115,8 +138,9 @@ class _Node:
 def load(path: Path) -> Spec:
     """Parse and check a spec file; raise SpecError naming file:line: field on any problem."""
     path = Path(path)
-    root = safe_io.compose_yaml(safe_io.read_text(path, error=SpecError), str(path),
-                                error=SpecError)
+    root = safe_io.compose_yaml(
+        safe_io.read_text(path, error=SpecError), str(path), error=SpecError
+    )
     if root is None:
         raise SpecError(f"{path}: empty spec; it needs at least 'name' and 'parent'")
     top = _Node(root, path, "").mapping(KEYS)
@@ -125,22 +149,26 @@ def load(path: Path) -> Spec:
             raise SpecError(f"{path}:1: {key}: required")
     name = top["name"].scalar()
     if not NAME.fullmatch(name):
-        raise top["name"].fail(f"{name!r} is not an image name (lowercase letters, digits, "
-                               "'-', '_', '.')")
+        raise top["name"].fail(
+            f"{name!r} is not an image name (lowercase letters, digits, '-', '_', '.')"
+        )
     parent = _parent(top["parent"])
     warnings: list[str] = []
     build = _recipe(top, path, warnings, ours=parent if isinstance(parent, str) else None)
     desc = top["description"].scalar() if "description" in top else f"from {path.name}"
-    return Spec(path, name, parent, build, desc, tuple(warnings),
-                top["name"].node.start_mark.line + 1)
+    return Spec(
+        path, name, parent, build, desc, tuple(warnings), top["name"].node.start_mark.line + 1
+    )
 
 
 def _parent(node: _Node) -> str | BaseRef:
     value = node.scalar()
     if "/" in value or "@" in value:
         if not REF.fullmatch(value):
-            raise node.fail(f"{value!r} is not a digest-pinned image reference "
-                            "(registry/name@sha256:<64 hex>); or give a family image name")
+            raise node.fail(
+                f"{value!r} is not a digest-pinned image reference "
+                "(registry/name@sha256:<64 hex>); or give a family image name"
+            )
         return BaseRef(value.split("@")[0], {p: value.split("@")[1] for p in plat.ALL})
     if not NAME.fullmatch(value):
         raise node.fail(f"{value!r} is not an image name")
@@ -149,20 +177,26 @@ def _parent(node: _Node) -> str | BaseRef:
 
 # A step's own errors start with its kind ("apt: ..."); the field already says it.
 STEP_KINDS = ("apt", "pip", "npm", "env", "label", "init script", "service", "port")
-PINNED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]*\])?\s*===?\s*[A-Za-z0-9.+!_-]+"
-                    r"(\s*;.*)?")
+PINNED = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]*\])?\s*===?\s*[A-Za-z0-9.+!_-]+"
+    r"(\s*;.*)?"
+)
 
 
 def _unpinned(path: Path, spec: Path, where: list[tuple[int, str, str]]) -> list[str]:
     """Warnings for requirements that do not name one exact version: each build may
     install another (a lock, `nbpipe lock -f SPEC`, pins them with hashes)."""
-    return [f"{path}:{line}: {field}: {req!r} is not pinned to one version (name==version): "
-            f"builds are not reproducible; pin it, or run `nbpipe lock -f {spec}`"
-            for line, field, req in where if not PINNED.fullmatch(req.strip())]
+    return [
+        f"{path}:{line}: {field}: {req!r} is not pinned to one version (name==version): "
+        f"builds are not reproducible; pin it, or run `nbpipe lock -f {spec}`"
+        for line, field, req in where
+        if not PINNED.fullmatch(req.strip())
+    ]
 
 
-def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
-            ours: str | None = None) -> Callable[[Image], Image]:
+def _recipe(
+    top: dict[str, _Node], path: Path, warnings: list[str], *, ours: str | None = None
+) -> Callable[[Image], Image]:
     """Check every field now; return the function that layers them onto the parent
     (``ours``: a catalog image's name, whose Python environment is known; a pinned ref's
     is not)."""
@@ -203,8 +237,9 @@ def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
         else:
             items = node.seq()
             reqs = [n.scalar() for n in items]
-            warnings += _unpinned(path, path, [(n.node.start_mark.line + 1, n.field, r)
-                                         for n, r in zip(items, reqs)])
+            warnings += _unpinned(
+                path, path, [(n.node.start_mark.line + 1, n.field, r) for n, r in zip(items, reqs)]
+            )
         if reqs:
             add(node, lambda: s.Pip(packages=tuple(reqs)))
             pip_node = node
@@ -216,7 +251,7 @@ def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
         for key, node in top["env"].mapping().items():
             value = node.scalar()  # first: a list or mapping is refused in words
             if node.node.tag != "tag:yaml.org,2002:str":
-                raise node.fail(f"{value!r} is not a string: quote it, e.g. \"{value}\"")
+                raise node.fail(f'{value!r} is not a string: quote it, e.g. "{value}"')
             add(node, lambda key=key, value=value: s.Env(name=key, value=value))
     if "files" in top:
         for item in top["files"].seq():
@@ -224,13 +259,15 @@ def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
             if "path" not in f:
                 raise item.fail("needs 'path' (where the file goes in the image)")
             if ("source" in f) == ("content" in f):
-                raise item.fail("give exactly one of 'source' (a file next to the spec) or "
-                                "'content'")
+                raise item.fail(
+                    "give exactly one of 'source' (a file next to the spec) or 'content'"
+                )
             if "source" in f:
                 src = _inside(path, f["source"])
                 if not src.is_file():
-                    raise f["source"].fail(f"no such file {f['source'].scalar()!r} next to "
-                                           "the spec")
+                    raise f["source"].fail(
+                        f"no such file {f['source'].scalar()!r} next to the spec"
+                    )
                 where = f"{path}:{f['source'].node.start_mark.line + 1}: {f['source'].field}"
                 budget.take(src.stat().st_size, where)  # before reading: sparse files too
                 data = safe_io.read_bytes(src, where, limit=MAX_FILE_BYTES, error=SpecError)
@@ -240,8 +277,12 @@ def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
             owner = f["owner"].scalar() if "owner" in f else "0:0"
             if not re.fullmatch(r"[0-9]+:[0-9]+", owner):
                 raise f["owner"].fail(f"{owner!r}: give uid:gid, e.g. 1000:0")
-            add(item, lambda p=f["path"].scalar(), d=data, m=mode, o=owner:
-                s.File(path=p, content=d, mode=m, owner=o))
+            add(
+                item,
+                lambda p=f["path"].scalar(), d=data, m=mode, o=owner: s.File(
+                    path=p, content=d, mode=m, owner=o
+                ),
+            )
     if "init_scripts" in top:
         for key, node in top["init_scripts"].mapping().items():
             script = node.scalar("the script's text")
@@ -272,8 +313,7 @@ def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
             if key == "notebook_timeout":
                 text = node.scalar("a number of seconds")
                 if not re.fullmatch(r"[0-9]{1,9}", text):  # ASCII only: '²'.isdigit() is True
-                    raise node.fail(f"{text[:60]!r} is not a number of seconds "
-                                    "(1 to 86400)")
+                    raise node.fail(f"{text[:60]!r} is not a number of seconds (1 to 86400)")
                 probes[key] = int(text)
             else:
                 probes[key] = tuple(node.strings())
@@ -287,16 +327,26 @@ def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
         if platforms is not None:
             missing = [p for p in platforms if p not in parent.platforms]
             if missing:
-                raise SpecError(f"{path}: platforms: {', '.join(missing)} not offered by the "
-                                f"parent (it has {', '.join(parent.platforms)})")
+                raise SpecError(
+                    f"{path}: platforms: {', '.join(missing)} not offered by the "
+                    f"parent (it has {', '.join(parent.platforms)})"
+                )
             img = img.with_platforms(*platforms)
         venv = parent.config().env_dict().get("VIRTUAL_ENV")
-        if ours and pip_node is not None and any(isinstance(st, s.Pip) and st.python.startswith(
-                contract.VENV + "/") for st in steps) and venv != contract.VENV:
-            raise pip_node.fail(f"the parent {ours} has no Python "
-                                f"environment at {contract.VENV} to install into (jupyter "
-                                "and the images built on it have one); build on one of "
-                                "those, or install Debian's python3-* packages with apt")
+        if (
+            ours
+            and pip_node is not None
+            and any(
+                isinstance(st, s.Pip) and st.python.startswith(contract.VENV + "/") for st in steps
+            )
+            and venv != contract.VENV
+        ):
+            raise pip_node.fail(
+                f"the parent {ours} has no Python "
+                f"environment at {contract.VENV} to install into (jupyter "
+                "and the images built on it have one); build on one of "
+                "those, or install Debian's python3-* packages with apt"
+            )
         return img.with_step(*steps).with_probes(**probes)
 
     return recipe
@@ -305,14 +355,18 @@ def _recipe(top: dict[str, _Node], path: Path, warnings: list[str], *,
 def _inside(spec: Path, node: _Node) -> Path:
     """A file the spec names: relative, and inside the spec's folder once symlinks are
     followed (a spec is someone else's; this machine's files are not its to copy)."""
-    return safe_io.inside(spec.parent, node.scalar(), f"{spec}:{node.node.start_mark.line + 1}: "
-                          f"{node.field}", error=SpecError)
+    return safe_io.inside(
+        spec.parent,
+        node.scalar(),
+        f"{spec}:{node.node.start_mark.line + 1}: {node.field}",
+        error=SpecError,
+    )
 
 
 def _mode(node: _Node) -> int:
     text = node.scalar('an octal string such as "0644"')
     if not re.fullmatch(r"[0-7]{1,5}", text):  # ASCII octal digits, a mode's length
-        raise node.fail(f"{text[:60]!r} is not an octal mode such as \"0644\"")
+        raise node.fail(f'{text[:60]!r} is not an octal mode such as "0644"')
     mode = int(text, 8)
     if not 0 <= mode <= 0o7777:
         raise node.fail(f"{text!r} is not a file mode")

@@ -27,8 +27,9 @@ Error = type[NbpipeError]
 Pairs = list[tuple[yaml.Node, yaml.Node]]
 
 
-def pairs(node: yaml.MappingNode, where: str, field: str = "", *,
-          error: Error = NbpipeError) -> Pairs:
+def pairs(
+    node: yaml.MappingNode, where: str, field: str = "", *, error: Error = NbpipeError
+) -> Pairs:
     """A mapping's (key, value) nodes with its merge keys (``<<: *base`` or
     ``<<: [*a, *b]``) applied as YAML does: a key written in the mapping wins over a
     merged one, and among merged mappings the first listed wins. Keys written twice are
@@ -41,12 +42,15 @@ def pairs(node: yaml.MappingNode, where: str, field: str = "", *,
             continue
         if isinstance(v, yaml.MappingNode):
             sources = [v]
-        elif isinstance(v, yaml.SequenceNode) and all(isinstance(x, yaml.MappingNode)
-                                                       for x in v.value):
+        elif isinstance(v, yaml.SequenceNode) and all(
+            isinstance(x, yaml.MappingNode) for x in v.value
+        ):
             sources = list(v.value)
         else:
-            raise error(f"{where}:{k.start_mark.line + 1}: {field or 'top level'}: a merge "
-                        "key (<<) takes a mapping or a list of mappings, e.g. <<: *defaults")
+            raise error(
+                f"{where}:{k.start_mark.line + 1}: {field or 'top level'}: a merge "
+                "key (<<) takes a mapping or a list of mappings, e.g. <<: *defaults"
+            )
         for src in sources:
             merged += pairs(src, where, field, error=error)
     # YAML's merge key: the first mapping listed wins, and a key written in the mapping
@@ -81,19 +85,29 @@ def _plain(node: yaml.Node, where: str, field: str, memo: dict[int, Any], error:
     if id(node) in memo:
         return memo[id(node)]
     if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and node.tag not in (
-            TAG + "seq", TAG + "map"):  # !!set, !!omap, !!pairs, !custom: not plain data
-        raise _fail(node, where, field, f"the YAML type {shown(node.tag.replace(TAG, '!!'))} "
-                    "is not accepted here; write text, numbers, true/false, lists and "
-                    "mappings", error)
+        TAG + "seq",
+        TAG + "map",
+    ):  # !!set, !!omap, !!pairs, !custom: not plain data
+        raise _fail(
+            node,
+            where,
+            field,
+            f"the YAML type {shown(node.tag.replace(TAG, '!!'))} "
+            "is not accepted here; write text, numbers, true/false, lists and "
+            "mappings",
+            error,
+        )
     if isinstance(node, yaml.SequenceNode):
-        out: Any = [_plain(c, where, f"{field}[{i}]", memo, error)
-                    for i, c in enumerate(node.value)]
+        out: Any = [
+            _plain(c, where, f"{field}[{i}]", memo, error) for i, c in enumerate(node.value)
+        ]
     elif isinstance(node, yaml.MappingNode):
         out = {}
         for k, v in pairs(node, where, field, error=error):
             if not isinstance(k, yaml.ScalarNode):
-                raise _fail(k, where, field, "a key must be plain text, not a list or mapping",
-                            error)
+                raise _fail(
+                    k, where, field, "a key must be plain text, not a list or mapping", error
+                )
             key = scalar(k, where, field, error=error)
             name = f"{field}.{shown(key)}" if field else shown(key)
             if key in out:
@@ -121,25 +135,47 @@ def scalar(node: yaml.Node, where: str, field: str, *, error: Error = NbpipeErro
         if tag == TAG + "int":
             digits = sum(c.isalnum() for c in node.value)
             if digits > MAX_INT_DIGITS:
-                raise _fail(node, where, field, f"a number of {digits:,} digits; nbpipe reads "
-                            f"numbers up to {MAX_INT_DIGITS} digits (quote it if it is text)",
-                            error)
+                raise _fail(
+                    node,
+                    where,
+                    field,
+                    f"a number of {digits:,} digits; nbpipe reads "
+                    f"numbers up to {MAX_INT_DIGITS} digits (quote it if it is text)",
+                    error,
+                )
             return _CONVERT.construct_yaml_int(node)
         if tag == TAG + "float":
             if len(node.value) > MAX_INT_DIGITS:
-                raise _fail(node, where, field, f"a number of {len(node.value):,} characters; "
-                            "quote it if it is text", error)
+                raise _fail(
+                    node,
+                    where,
+                    field,
+                    f"a number of {len(node.value):,} characters; quote it if it is text",
+                    error,
+                )
             return _CONVERT.construct_yaml_float(node)
         if tag == TAG + "timestamp":
             value: datetime.date = _CONVERT.construct_yaml_timestamp(node)
             return value
     except (ValueError, OverflowError, TypeError):
-        raise _fail(node, where, field, f"{shown(node.value)} is not a valid "
-                    f"{tag[len(TAG):] if tag.startswith(TAG) else tag} (a date that does not "
-                    "exist?); quote it to make it text", error) from None
-    name = "!!" + tag[len(TAG):] if tag.startswith(TAG) else tag
-    raise _fail(node, where, field, f"the YAML type {shown(name)} is not accepted here; "
-                "write text, numbers, true/false, lists and mappings", error)
+        raise _fail(
+            node,
+            where,
+            field,
+            f"{shown(node.value)} is not a valid "
+            f"{tag[len(TAG) :] if tag.startswith(TAG) else tag} (a date that does not "
+            "exist?); quote it to make it text",
+            error,
+        ) from None
+    name = "!!" + tag[len(TAG) :] if tag.startswith(TAG) else tag
+    raise _fail(
+        node,
+        where,
+        field,
+        f"the YAML type {shown(name)} is not accepted here; "
+        "write text, numbers, true/false, lists and mappings",
+        error,
+    )
 
 
 def _fail(node: yaml.Node, where: str, field: str, problem: str, error: Error) -> NbpipeError:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from nbpipe.recipe.catalog import Catalog, Entry
 from nbpipe.errors import NbpipeError
+from nbpipe.recipe.catalog import Catalog, Entry
 from nbpipe.recipe.image import Image
 from nbpipe.recipe.steps import Apt, snapshot_sources
 
@@ -102,17 +102,24 @@ def gone(engine: "OciEngine", root_ref: str, platform: str, wanted: Iterable[Pin
     arch = platform.split("/")[1]
     names = sorted({p.name for p in wanted})
     try:
-        r = engine.run_once(root_ref, ["/bin/sh", "-c", MADISON, "madison", *names],
-                            extra=["--network", "host", "--user", "0", "-e", f"ARCH={arch}"],
-                            timeout=CHECK_TIMEOUT)
+        r = engine.run_once(
+            root_ref,
+            ["/bin/sh", "-c", MADISON, "madison", *names],
+            extra=["--network", "host", "--user", "0", "-e", f"ARCH={arch}"],
+            timeout=CHECK_TIMEOUT,
+        )
     except NbpipeError as exc:  # a timeout, or no such root image
-        raise NbpipeError(f"the archive could not be asked which pinned versions it still "
-                          f"has (in {root_ref}, for {platform}): {exc}") from None
+        raise NbpipeError(
+            f"the archive could not be asked which pinned versions it still "
+            f"has (in {root_ref}, for {platform}): {exc}"
+        ) from None
     if r.returncode != 0:
         why = (r.stderr or "").strip().splitlines()
-        raise NbpipeError(f"the archive could not be asked which pinned versions it still has "
-                          f"(in {root_ref}, for {platform}): "
-                          f"{why[-1] if why else f'exit {r.returncode}'}")
+        raise NbpipeError(
+            f"the archive could not be asked which pinned versions it still has "
+            f"(in {root_ref}, for {platform}): "
+            f"{why[-1] if why else f'exit {r.returncode}'}"
+        )
     have = set()
     for line in r.stdout.splitlines():
         parts = [p.strip() for p in line.split("|")]
@@ -156,12 +163,17 @@ def with_hashes(engine: "OciEngine", root_ref: str, platform: str, lines: str) -
     if not todo:
         return lines
     arch = platform.split("/")[1]
-    r = engine.run_once(root_ref, ["/bin/sh", "-c", SHOW, "show", *map(str, todo)],
-                        extra=["--network", "host", "--user", "0", "-e", f"ARCH={arch}"],
-                        timeout=CHECK_TIMEOUT)
+    r = engine.run_once(
+        root_ref,
+        ["/bin/sh", "-c", SHOW, "show", *map(str, todo)],
+        extra=["--network", "host", "--user", "0", "-e", f"ARCH={arch}"],
+        timeout=CHECK_TIMEOUT,
+    )
     if r.returncode != 0:
-        raise NbpipeError(f"the archive's index could not be read in {root_ref} for "
-                          f"{platform}: {(r.stderr or '').strip()[-300:]}")
+        raise NbpipeError(
+            f"the archive's index could not be read in {root_ref} for "
+            f"{platform}: {(r.stderr or '').strip()[-300:]}"
+        )
     sums = dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
     out = []
     for line in lines.split():
@@ -200,10 +212,14 @@ def with_snapshot(catalog: Catalog, date: str) -> Catalog:
     def wrap(recipe):
         def with_date(parent: Image) -> Image:
             img = recipe(parent)
-            steps = tuple(dataclasses.replace(st, snapshot=date)
-                          if isinstance(st, Apt) and st.snapshot is None else st
-                          for st in img.steps)
+            steps = tuple(
+                dataclasses.replace(st, snapshot=date)
+                if isinstance(st, Apt) and st.snapshot is None
+                else st
+                for st in img.steps
+            )
             return dataclasses.replace(img, steps=steps)
+
         return with_date
 
     out = Catalog()

@@ -28,18 +28,16 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Collection
 
-from nbpipe.recipe.catalog import Catalog, Entry
 from nbpipe.errors import NbpipeError
+from nbpipe.recipe.catalog import Catalog, Entry
 from nbpipe.recipe.image import Image, sha256_json
 from nbpipe.recipe.steps import Apt, Pip
 
 if TYPE_CHECKING:
     from nbpipe.engines.oci import OciEngine
-    from nbpipe.run.machine import Machine
     from nbpipe.recipe.options import BuildOptions
 
 LOCKABLE = (Apt, Pip)
-STATE_DIR = Path(".nbpipe")  # the folder whose lock `nbpipe lock` holds (as builds do)
 
 RESOLVE = r"""
 set -eu
@@ -65,11 +63,15 @@ def load(path: Path) -> dict[str, dict[str, str]]:
     data = safe_io.load_json(path)
     locks = data.get("locks") if isinstance(data, dict) else None
     if not isinstance(locks, dict) or not all(
-            isinstance(k, str) and isinstance(v, dict)
-            and all(isinstance(p, str) and isinstance(s, str) for p, s in v.items())
-            for k, v in locks.items()):
-        raise NbpipeError(f"{path}: not a lock file written by `nbpipe lock` (it needs "
-                          '"locks": {step: {platform: lines}})')
+        isinstance(k, str)
+        and isinstance(v, dict)
+        and all(isinstance(p, str) and isinstance(s, str) for p, s in v.items())
+        for k, v in locks.items()
+    ):
+        raise NbpipeError(
+            f"{path}: not a lock file written by `nbpipe lock` (it needs "
+            '"locks": {step: {platform: lines}})'
+        )
     return locks
 
 
@@ -79,8 +81,10 @@ def save(path: Path, locks: dict[str, dict[str, str]]) -> None:
     from nbpipe.inputs import safe_io
 
     path = Path(path)  # its folder as named (nbpipe.family is a link we ship); the file
-    safe_io.atomic_write(path.parent.resolve() / path.name,  # itself is replaced, not followed
-                         json.dumps(body, indent=1) + "\n")
+    safe_io.atomic_write(
+        path.parent.resolve() / path.name,  # itself is replaced, not followed
+        json.dumps(body, indent=1) + "\n",
+    )
 
 
 def locked_image(name: str, image: Image, locks: dict[str, dict[str, str]]) -> Image:
@@ -160,8 +164,9 @@ class PinnedStep:
     lines: str
 
 
-def pinned_steps(catalog: Catalog, name: str, platform: str,
-                 locks: dict[str, dict[str, str]] | None = None) -> list[PinnedStep]:
+def pinned_steps(
+    catalog: Catalog, name: str, platform: str, locks: dict[str, dict[str, str]] | None = None
+) -> list[PinnedStep]:
     """The locked apt steps of ``name`` on ``platform`` (in ``locks``, or else in the
     lock file its recipe reads)."""
     if locks is None:
@@ -200,20 +205,34 @@ def keep_debs(engine: "OciEngine", options: "BuildOptions", pins, platform: str)
     return archive.keep(cache, options.deb_store, pins, platform.split("/")[1])
 
 
-def vanished(engine: "OciEngine", catalog: Catalog, locks: dict[str, dict[str, str]],
-             platform: str, names: list[str] | None = None,
-             store: Path | None = None) -> list[str]:
+def vanished(
+    engine: "OciEngine",
+    catalog: Catalog,
+    locks: dict[str, dict[str, str]],
+    platform: str,
+    names: list[str] | None = None,
+    store: Path | None = None,
+) -> list[str]:
     """`lock --check`: one line per locked apt step with pins the archive no longer has
     and the package store ``store`` does not hold either (the archive asked once, in the
     root the catalog builds on)."""
     from nbpipe.locks import archive
 
     order = catalog.order(names)
-    steps = [ps for n in order if platform in catalog.resolve(n).platforms
-             for ps in pinned_steps(catalog, n, platform, locks)]
+    steps = [
+        ps
+        for n in order
+        if platform in catalog.resolve(n).platforms
+        for ps in pinned_steps(catalog, n, platform, locks)
+    ]
     if not steps:
         return []
-    gone = archive.gone(engine, root_ref(catalog, platform, names), platform, {p for ps in steps for p in archive.pins(ps.lines)})
+    gone = archive.gone(
+        engine,
+        root_ref(catalog, platform, names),
+        platform,
+        {p for ps in steps for p in archive.pins(ps.lines)},
+    )
     gone = {p for p in gone if store is None or p.deb(store) is None}
     out = []
     for ps in steps:
@@ -223,8 +242,13 @@ def vanished(engine: "OciEngine", catalog: Catalog, locks: dict[str, dict[str, s
     return out
 
 
-def add_hashes(engine: "OciEngine", catalog: Catalog, path: Path, platforms: list[str],
-               on_event=lambda name, what: None) -> int:
+def add_hashes(
+    engine: "OciEngine",
+    catalog: Catalog,
+    path: Path,
+    platforms: list[str],
+    on_event=lambda name, what: None,
+) -> int:
     """`lock --add-hashes`: give the apt lines of a lock written before the package store
     their .debs' sha256 (from the archive's index, asked in the root for each platform);
     nothing is re-resolved. Returns how many lines gained one."""
@@ -236,8 +260,9 @@ def add_hashes(engine: "OciEngine", catalog: Catalog, path: Path, platforms: lis
     native = plat.host()
     for platform in platforms:
         # apt reads another architecture's lists in the native root (no emulation needed)
-        root = root_ref(catalog, native if native in catalog.resolve(
-            catalog.order()[0]).platforms else platform)
+        root = root_ref(
+            catalog, native if native in catalog.resolve(catalog.order()[0]).platforms else platform
+        )
         for k, entry in locks.items():
             lines = entry.get(platform)
             if lines and all(_APT_LINE.fullmatch(x) for x in lines.split()):
@@ -276,19 +301,29 @@ def resolve(engine: "OciEngine", ref: str, step: Pip, ca_bundle: Path | None) ->
     """Lock lines for ``step``, resolved in the built image ``ref`` under what it has."""
     extra = ["--network", "host", "-e", f"PY={step.python}"]
     if ca_bundle is not None:
-        extra += ["-v", f"{ca_bundle}:/run/secrets/nbpipe-ca.crt:ro",
-                  "-e", "PIP_CERT=/run/secrets/nbpipe-ca.crt",
-                  "-e", "SSL_CERT_FILE=/run/secrets/nbpipe-ca.crt"]
+        extra += [
+            "-v",
+            f"{ca_bundle}:/run/secrets/nbpipe-ca.crt:ro",
+            "-e",
+            "PIP_CERT=/run/secrets/nbpipe-ca.crt",
+            "-e",
+            "SSL_CERT_FILE=/run/secrets/nbpipe-ca.crt",
+        ]
     pip_args = []
     if step.index_url:
         pip_args += ["--index-url", step.index_url]
     for url in step.extra_index_urls:
         pip_args += ["--extra-index-url", url]
-    r = engine.run_once(ref, ["/bin/sh", "-c", RESOLVE, "resolve", *pip_args, *step.packages],
-                        extra=extra, timeout=1800)
+    r = engine.run_once(
+        ref,
+        ["/bin/sh", "-c", RESOLVE, "resolve", *pip_args, *step.packages],
+        extra=extra,
+        timeout=1800,
+    )
     if r.returncode != 0:
-        raise NbpipeError(f"pip could not resolve `{step.describe()}` in {ref}: "
-                          f"{r.stderr.strip()[-600:]}")
+        raise NbpipeError(
+            f"pip could not resolve `{step.describe()}` in {ref}: {r.stderr.strip()[-600:]}"
+        )
     report = json.loads(r.stdout)
     lines = []
     for item in report["install"]:
@@ -299,8 +334,10 @@ def resolve(engine: "OciEngine", ref: str, step: Pip, ca_bundle: Path | None) ->
             algo, _, value = info["archive_info"]["hash"].partition("=")
             digest = value if algo == "sha256" else None
         if digest is None:
-            raise NbpipeError(f"{meta['name']} {meta['version']}: pip's index gave no sha256 "
-                              f"for {info.get('url', 'it')}; it cannot be locked")
+            raise NbpipeError(
+                f"{meta['name']} {meta['version']}: pip's index gave no sha256 "
+                f"for {info.get('url', 'it')}; it cannot be locked"
+            )
         lines.append(f"{meta['name']}=={meta['version']} --hash=sha256:{digest}")
     return "\n".join(sorted(lines, key=str.lower)) + "\n"
 
@@ -325,17 +362,20 @@ done < /tmp/nbpipe-pins
 """
 
 
-def resolve_apt(engine: "OciEngine", parent_ref: str, step: Apt,
-                keep: tuple[str, ...] = ()) -> str:
+def resolve_apt(engine: "OciEngine", parent_ref: str, step: Apt, keep: tuple[str, ...] = ()) -> str:
     """Lock lines for ``step``: what apt installs for it on ``parent_ref``, with versions.
     ``keep``: `name=version` pins apt must hold to (a refresh keeps what has not moved)."""
-    r = engine.run_once(parent_ref, ["/bin/sh", "-c", APT_SIMULATE, "simulate",
-                                     *step.packages, *keep],
-                        extra=["--network", "host", "--user", "0"], timeout=900)
+    r = engine.run_once(
+        parent_ref,
+        ["/bin/sh", "-c", APT_SIMULATE, "simulate", *step.packages, *keep],
+        extra=["--network", "host", "--user", "0"],
+        timeout=900,
+    )
     lines = [line for line in r.stdout.split() if "=" in line]
     if r.returncode != 0 or not lines:
-        raise NbpipeError(f"apt could not resolve `{step.describe()}` in {parent_ref}: "
-                          f"{r.stderr.strip()[-600:]}")
+        raise NbpipeError(
+            f"apt could not resolve `{step.describe()}` in {parent_ref}: {r.stderr.strip()[-600:]}"
+        )
     return "\n".join(sorted(lines)) + "\n"
 
 
@@ -350,12 +390,14 @@ def refresh_step(engine: "OciEngine", parent_ref: str, step: Apt, gone: set[str]
     named = {p.name for p in kept}
     others = tuple(p for p in step.packages if p.split("=")[0].split(":")[0] not in named)
     try:
-        return resolve_apt(engine, parent_ref, dataclasses.replace(plain, packages=others or
-                                                                   step.packages),
-                           tuple(str(p) for p in kept))
+        return resolve_apt(
+            engine,
+            parent_ref,
+            dataclasses.replace(plain, packages=others or step.packages),
+            tuple(str(p) for p in kept),
+        )
     except NbpipeError:
         return resolve_apt(engine, parent_ref, plain)
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,26 +424,38 @@ def brief(text: str, width: int = 60) -> str:
     return (text[:cut] if cut > 0 else text.split(" ", 1)[0]) + " ..."
 
 
-def uncovered(catalog: Catalog, locks: dict[str, dict[str, str]],
-              names: list[str] | None = None, *, ancestors: bool = True) -> list[Uncovered]:
+def uncovered(
+    catalog: Catalog,
+    locks: dict[str, dict[str, str]],
+    names: list[str] | None = None,
+    *,
+    ancestors: bool = True,
+) -> list[Uncovered]:
     """Steps of ``names`` (default: all; with ``ancestors``, and what they are built on)
     that the lock does not cover. An unknown name is an error."""
     plain = unlocked(catalog)
-    wanted = plain.order(names) if ancestors or not names else [
-        n for n in plain.order(names) if n in names]
+    wanted = (
+        plain.order(names)
+        if ancestors or not names
+        else [n for n in plain.order(names) if n in names]
+    )
     missing = []
     for name in wanted:
         img = plain.resolve(name)
         for i, st in enumerate(img.steps):
             if isinstance(st, LOCKABLE):
                 entry = locks.get(key(name, i, st), {})
-                missing += [Uncovered(name, i, p, st.describe())
-                            for p in st.platforms or img.platforms if p not in entry]
+                missing += [
+                    Uncovered(name, i, p, st.describe())
+                    for p in st.platforms or img.platforms
+                    if p not in entry
+                ]
     return missing
 
 
-def check(catalog: Catalog, locks: dict[str, dict[str, str]],
-          names: list[str] | None = None) -> list[str]:
+def check(
+    catalog: Catalog, locks: dict[str, dict[str, str]], names: list[str] | None = None
+) -> list[str]:
     """Steps (image/step/platform) that the lock does not cover, one line each."""
     return [str(u) for u in uncovered(catalog, locks, names)]
 
@@ -420,54 +474,3 @@ def apply_to(catalog: Catalog, name: str, path: Path) -> Catalog:
     catalog.entries[name] = dataclasses.replace(e, recipe=_wrap(e.recipe, name, load(path), path))
     catalog._resolved.clear()
     return catalog
-
-
-def refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
-            options: "BuildOptions", on_event=lambda name, what: None, *,
-            only: "Collection[str] | None" = None) -> dict[str, dict[str, str]]:
-    """`nbpipe lock`: build each image as its recipe resolves today (unlocked), resolve
-    every apt and pip step in it, and save the lock file after each image. Two runs in
-    one folder take turns (the state folder's lock), so neither loses the other's entries.
-    ``only``: lock just these images (a team's spec), built on their parents as locked."""
-    from nbpipe.inputs import safe_io
-
-    with safe_io.locked(STATE_DIR, on_wait=lambda m: on_event("nbpipe", m)):
-        return _refresh(machine, names, lock_file, options, on_event, only)
-
-
-def _refresh(machine: "Machine", names: list[str] | None, lock_file: Path,
-             options: "BuildOptions", on_event,
-             only: "Collection[str] | None" = None) -> dict[str, dict[str, str]]:
-    import anyio
-
-    from nbpipe.locks import archive
-    from nbpipe.recipe import naming
-    from nbpipe.run.pipeline import Pipeline
-
-    eng, platform = machine.need_engine(), machine.platform
-    plain = unlocked(machine.catalog, only)
-    current = load(lock_file)  # read under the lock: a run before this one may have saved
-    wanted = [n for n in plain.order(names or None) if platform in plain.resolve(n).platforms
-              and any(isinstance(s, LOCKABLE) for s in plain.resolve(n).steps)
-              and (only is None or n in only)]
-    if not wanted:  # nothing to lock: build nothing (None would mean every image)
-        return current
-    pipe = Pipeline(plain, eng, platform, options, probe=False, on_event=on_event)
-    built = {r.name: r for r in anyio.run(pipe.run, wanted or None)}
-    for name in wanted:
-        if not built[name].ok:
-            on_event(name, f"not locked: {built[name].status}")
-            continue
-        img = plain.resolve(name)
-        for i, st in enumerate(img.steps):
-            if not isinstance(st, LOCKABLE) or not st.applies_to(platform):
-                continue
-            on_event(name, f"resolving step {i}: {brief(st.describe())}")
-            if isinstance(st, Pip):
-                lines = resolve(eng, naming.local_ref(img, platform), st, options.ca_bundle)
-            else:  # what apt installs on the parent, as it is built
-                lines = resolve_apt(eng, naming.parent_ref(img, platform), st)
-                keep_debs(eng, options, archive.pins(lines), platform)
-            current.setdefault(key(name, i, st), {})[platform] = lines
-        save(lock_file, current)
-    return current

@@ -34,9 +34,14 @@ def main(argv: list[str] | None = None) -> int:
         return r.returncode, r.stdout + r.stderr
 
     prefix = args.prefix.rstrip("/") + "/"
-    target = Target(base_url=args.url.rstrip("/"), prefix=prefix, labels=json.loads(args.labels),
-                    exec=local_exec if args.inside else None, runner_tags=runner_tags(),
-                    ready_timeout=args.timeout)
+    target = Target(
+        base_url=args.url.rstrip("/"),
+        prefix=prefix,
+        labels=json.loads(args.labels),
+        exec=local_exec if args.inside else None,
+        runner_tags=runner_tags(),
+        ready_timeout=args.timeout,
+    )
     results = run_all(target)
     for r in results:
         print(f"{r.status.value.upper():7} {r.name:22} {r.message}")

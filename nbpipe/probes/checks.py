@@ -9,17 +9,16 @@ not apply. Order matters: the service-restart check runs last, it kills the serv
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from nbpipe.recipe import contract
 from nbpipe.probes import kernel, run_notebook
 from nbpipe.probes.csp import refusal as frame_ancestors_refusal
 from nbpipe.probes.http import Client, wait_ready
 from nbpipe.probes.result import ProbeFailure, ProbeResult, ProbeSkip, Status
+from nbpipe.recipe import contract
 
 # runs argv in the container: (exit code, output); takes timeout= (seconds) when given
 Exec = Callable[..., "tuple[int, str]"]
@@ -87,8 +86,10 @@ def http_ready(t: Target) -> str:
     seconds, last = wait_ready(t.client, t.ready_path(), t.ready_timeout)
     if isinstance(last, str) or last.status != 200:
         got = last if isinstance(last, str) else f"HTTP {last.status}"
-        raise ProbeFailure(f"GET {t.ready_path()} gave no 200 within {t.ready_timeout:.0f}s "
-                           f"(last: {got}); is the server listening on 0.0.0.0:{contract.PORT}?")
+        raise ProbeFailure(
+            f"GET {t.ready_path()} gave no 200 within {t.ready_timeout:.0f}s "
+            f"(last: {got}); is the server listening on 0.0.0.0:{contract.PORT}?"
+        )
     t.startup_seconds = (t.startup_seconds or 0) + seconds
     return f"200 on {t.ready_path()} after {t.startup_seconds:.2f}s from start"
 
@@ -97,12 +98,16 @@ def served_under_prefix(t: Target) -> str:
     _need_jupyter(t)
     inside = t.client.get(t.prefix + "lab")
     if inside.status != 200 or b"<html" not in inside.body.lower():
-        raise ProbeFailure(f"GET {t.prefix}lab answered {inside.status}, not the JupyterLab "
-                           "page: the server must serve under $NB_PREFIX (ServerApp.base_url)")
+        raise ProbeFailure(
+            f"GET {t.prefix}lab answered {inside.status}, not the JupyterLab "
+            "page: the server must serve under $NB_PREFIX (ServerApp.base_url)"
+        )
     outside = t.client.get("/lab")
     if outside.status == 200:
-        raise ProbeFailure("GET /lab (outside NB_PREFIX) answered 200: the server ignores "
-                           "NB_PREFIX; set ServerApp.base_url from it")
+        raise ProbeFailure(
+            "GET /lab (outside NB_PREFIX) answered 200: the server ignores "
+            "NB_PREFIX; set ServerApp.base_url from it"
+        )
     return f"{t.prefix}lab 200, /lab {outside.status}"
 
 
@@ -110,8 +115,10 @@ def api_kernels(t: Target) -> str:
     _need_jupyter(t)
     r = t.client.get(t.prefix + "api/kernels")
     if r.status != 200:
-        raise ProbeFailure(f"GET {t.prefix}api/kernels answered {r.status}: Kubeflow's culler "
-                           "polls it; it must answer 200 without a token")
+        raise ProbeFailure(
+            f"GET {t.prefix}api/kernels answered {r.status}: Kubeflow's culler "
+            "polls it; it must answer 200 without a token"
+        )
     try:
         kernels = r.json()
     except ValueError:
@@ -124,15 +131,19 @@ def api_kernels(t: Target) -> str:
 def cors(t: Target) -> str:
     _need_server(t)
     if t.server != "jupyter":
-        raise ProbeSkip(f"{t.server} has no setting for Access-Control-Allow-Origin; Kubeflow "
-                        "serves it same-origin through its gateway")
+        raise ProbeSkip(
+            f"{t.server} has no setting for Access-Control-Allow-Origin; Kubeflow "
+            "serves it same-origin through its gateway"
+        )
     paths = [t.prefix + "api/kernels", t.prefix + "lab"]
     for path in paths:
         r = t.client.get(path, headers={"Origin": "https://dashboard.example.org"})
         got = r.headers.get("access-control-allow-origin")
         if got != "*":
-            raise ProbeFailure(f"GET {path} has Access-Control-Allow-Origin {got!r}, want '*' "
-                               "(Jupyter: ServerApp.allow_origin = '*')")
+            raise ProbeFailure(
+                f"GET {path} has Access-Control-Allow-Origin {got!r}, want '*' "
+                "(Jupyter: ServerApp.allow_origin = '*')"
+            )
     return "Access-Control-Allow-Origin: * on " + ", ".join(paths)
 
 
@@ -142,15 +153,18 @@ def frameable(t: Target) -> str:
     r = t.client.get(path)
     xfo = r.headers.get("x-frame-options", "")
     if xfo.upper() in ("DENY", "SAMEORIGIN"):
-        raise ProbeFailure(f"GET {path} sends X-Frame-Options: {xfo}: the Kubeflow dashboard "
-                           "cannot frame it")
+        raise ProbeFailure(
+            f"GET {path} sends X-Frame-Options: {xfo}: the Kubeflow dashboard cannot frame it"
+        )
     csp = r.headers.get("content-security-policy", "")
     sources = frame_ancestors_refusal(csp)
     if sources is not None:
-        raise ProbeFailure(f"GET {path} sends CSP {' '.join(['frame-ancestors', *sources])}: "
-                           "only those origins may frame it, and the dashboard may be on any "
-                           "host and port, over http or https; allow '*' (tornado_settings "
-                           "headers)")
+        raise ProbeFailure(
+            f"GET {path} sends CSP {' '.join(['frame-ancestors', *sources])}: "
+            "only those origins may frame it, and the dashboard may be on any "
+            "host and port, over http or https; allow '*' (tornado_settings "
+            "headers)"
+        )
     return f"frameable (CSP: {csp or 'none'}; X-Frame-Options: {xfo or 'none'})"
 
 
@@ -166,9 +180,11 @@ def _service_pid(t: Target) -> int:
 
 def process_user(t: Target) -> str:
     if t.sh("id -u").strip() == "0":
-        raise ProbeFailure("the container runs as root (uid 0); the contract says uid "
-                           f"{contract.NB_UID} ({contract.NB_USER}): end the image as USER "
-                           f"{contract.NB_UID}")
+        raise ProbeFailure(
+            "the container runs as root (uid 0); the contract says uid "
+            f"{contract.NB_UID} ({contract.NB_USER}): end the image as USER "
+            f"{contract.NB_UID}"
+        )
     if t.service:
         pid = _service_pid(t)
         status = t.sh(f"cat /proc/{pid}/status")
@@ -183,11 +199,14 @@ def process_user(t: Target) -> str:
     if uid == "0":
         raise ProbeFailure(f"{what} runs as root; the contract says uid {contract.NB_UID}")
     if uid != str(contract.NB_UID) or gid != str(contract.NB_GID):
-        raise ProbeFailure(f"{what} runs as uid {uid} gid {gid}; want uid {contract.NB_UID} "
-                           f"with primary gid {contract.NB_GID}")
+        raise ProbeFailure(
+            f"{what} runs as uid {uid} gid {gid}; want uid {contract.NB_UID} "
+            f"with primary gid {contract.NB_GID}"
+        )
     if str(contract.USERS_GID) not in groups:
-        raise ProbeFailure(f"{what} lacks supplementary group {contract.USERS_GID} (users): "
-                           f"groups are {groups}")
+        raise ProbeFailure(
+            f"{what} lacks supplementary group {contract.USERS_GID} (users): groups are {groups}"
+        )
     name = t.sh(f"getent passwd {uid} | cut -d: -f1").strip()
     if name != contract.NB_USER:
         raise ProbeFailure(f"uid {uid} is named {name!r} in /etc/passwd, want {contract.NB_USER}")
@@ -197,8 +216,11 @@ def process_user(t: Target) -> str:
 def home_env(t: Target) -> str:
     if t.service:
         pid = _service_pid(t)
-        env = dict(kv.split("=", 1) for kv in t.sh(f"tr '\\0' '\\n' < /proc/{pid}/environ")
-                   .splitlines() if "=" in kv)
+        env = dict(
+            kv.split("=", 1)
+            for kv in t.sh(f"tr '\\0' '\\n' < /proc/{pid}/environ").splitlines()
+            if "=" in kv
+        )
     else:
         env = dict(kv.split("=", 1) for kv in t.sh("env").splitlines() if "=" in kv)
     if env.get("HOME") != contract.HOME:
@@ -209,14 +231,19 @@ def home_env(t: Target) -> str:
 def skeleton_copied(t: Target) -> str:
     if t.home is None:
         raise ProbeSkip("no empty volume was mounted on the home directory")
-    wanted = [line[2:] for line in t.sh(f"cd {contract.SKEL} && find . -mindepth 1 -type f")
-              .splitlines() if line.startswith("./")]
+    wanted = [
+        line[2:]
+        for line in t.sh(f"cd {contract.SKEL} && find . -mindepth 1 -type f").splitlines()
+        if line.startswith("./")
+    ]
     if not wanted:
         raise ProbeFailure(f"the skeleton {contract.SKEL} is empty: nothing would reach $HOME")
     missing = [rel for rel in wanted if not (t.home / rel).exists()]
     if missing:
-        raise ProbeFailure(f"{len(missing)} skeleton file(s) not copied into the empty home: "
-                           f"{', '.join(missing[:5])}; /init must copy {contract.SKEL} into $HOME")
+        raise ProbeFailure(
+            f"{len(missing)} skeleton file(s) not copied into the empty home: "
+            f"{', '.join(missing[:5])}; /init must copy {contract.SKEL} into $HOME"
+        )
     return f"{len(wanted)} skeleton file(s) copied into the empty volume"
 
 
@@ -241,8 +268,10 @@ def existing_kept(t: Target) -> str:
     rel, content = t.sentinel
     now = home_text(t.home, rel)
     if now != content:
-        raise ProbeFailure(f"~/{rel} existed in the volume before start and was overwritten "
-                           "(or removed): the skeleton copy must never replace user files")
+        raise ProbeFailure(
+            f"~/{rel} existed in the volume before start and was overwritten "
+            "(or removed): the skeleton copy must never replace user files"
+        )
     return f"~/{rel} kept as it was"
 
 
@@ -252,8 +281,10 @@ def cont_init_order(t: Target) -> str:
     got = (home_text(t.home, INIT_MARKER) or "").split()
     want = list(PROBE_INIT_SCRIPTS)
     if got != want:
-        raise ProbeFailure(f"cont-init.d scripts ran as {got or 'nothing'}, want {want} in that "
-                           "order: /init must run /etc/cont-init.d/* sorted, before services")
+        raise ProbeFailure(
+            f"cont-init.d scripts ran as {got or 'nothing'}, want {want} in that "
+            "order: /init must run /etc/cont-init.d/* sorted, before services"
+        )
     return "ran " + " then ".join(got)
 
 
@@ -272,10 +303,12 @@ def imports(t: Target) -> str:
     mods = contract.listed(t.labels, contract.LABEL_IMPORTS)
     if not mods:
         raise ProbeSkip("the image declares no key Python packages")
-    code = ("import importlib, sys\nbad = []\nfor m in sys.argv[1:]:\n    try:\n"
-            "        importlib.import_module(m)\n    except Exception as e:\n"
-            "        bad.append(f'{m} ({type(e).__name__}: {e})')\n"
-            "print('; '.join(bad))\nsys.exit(1 if bad else 0)")
+    code = (
+        "import importlib, sys\nbad = []\nfor m in sys.argv[1:]:\n    try:\n"
+        "        importlib.import_module(m)\n    except Exception as e:\n"
+        "        bad.append(f'{m} ({type(e).__name__}: {e})')\n"
+        "print('; '.join(bad))\nsys.exit(1 if bad else 0)"
+    )
     rc, out = t.run(["python3", "-c", code, *mods])
     if rc != 0:
         raise ProbeFailure(f"import failed: {out.strip()[-500:]}")
@@ -335,13 +368,20 @@ def notebooks(t: Target) -> str:
     failed, ran = [], []
     for path in paths:
         try:
-            rc, out = t.run(["python3", "-c", code, path, str(timeout), *server],
-                            timeout=timeout + 60)
+            rc, out = t.run(
+                ["python3", "-c", code, path, str(timeout), *server], timeout=timeout + 60
+            )
         except Exception as exc:  # the exec itself timed out or broke
             failed.append(f"{path}: {exc}")
             continue
-        result = next((json.loads(line[len(run_notebook.MARK):]) for line in
-                       reversed(out.splitlines()) if line.startswith(run_notebook.MARK)), None)
+        result = next(
+            (
+                json.loads(line[len(run_notebook.MARK) :])
+                for line in reversed(out.splitlines())
+                if line.startswith(run_notebook.MARK)
+            ),
+            None,
+        )
         if result is None:
             failed.append(f"{path}: exited {rc} without a result: {out.strip()[-200:]}")
         elif rc != 0:
@@ -350,8 +390,9 @@ def notebooks(t: Target) -> str:
         else:
             ran.append(f"{path} ({result['cells']} cells, {result['seconds']}s)")
     if failed:
-        raise ProbeFailure(f"{len(failed)} of {len(paths)} notebook(s) failed: "
-                           + "; ".join(failed))
+        raise ProbeFailure(
+            f"{len(failed)} of {len(paths)} notebook(s) failed: " + "; ".join(failed)
+        )
     return f"{len(ran)} notebook(s) ran top to bottom: " + ", ".join(ran)
 
 
@@ -361,8 +402,10 @@ def python_version(t: Target) -> str:
         raise ProbeSkip("the image declares no Python version (io.nbpipe.python label)")
     got = t.sh("python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'").strip()
     if got != want:
-        raise ProbeFailure(f"python3 is {got}, but the image declares {contract.LABEL_PYTHON}="
-                           f"{want}: fix the label (runtime.txt checks rely on it)")
+        raise ProbeFailure(
+            f"python3 is {got}, but the image declares {contract.LABEL_PYTHON}="
+            f"{want}: fix the label (runtime.txt checks rely on it)"
+        )
     return f"python3 is {got}, as declared"
 
 
@@ -394,8 +437,10 @@ def smoke(tag: str) -> Callable[[Target], str]:
         if tag not in needed:
             raise ProbeSkip(f"the image needs no {tag} runner")
         if tag not in t.runner_tags:
-            raise ProbeSkip(f"this runner has no '{tag}' tag (set NBPIPE_RUNNER_TAGS={tag} on a "
-                            f"runner with that accelerator)")
+            raise ProbeSkip(
+                f"this runner has no '{tag}' tag (set NBPIPE_RUNNER_TAGS={tag} on a "
+                f"runner with that accelerator)"
+            )
         if t.smoke is None:
             raise ProbeSkip(f"the engine cannot give the container a {tag} device")
         rc, out = t.smoke(tag)
@@ -404,6 +449,7 @@ def smoke(tag: str) -> Callable[[Target], str]:
         if rc != 0:
             raise ProbeFailure(f"{tag} smoke test failed (exit {rc}): {out.strip()[-400:]}")
         return out.strip().splitlines()[-1]
+
     check.__name__ = f"smoke_{tag}"
     return check
 
@@ -416,26 +462,49 @@ def service_restarts(t: Target) -> str:
     while time.monotonic() < deadline:
         rc, out = t.run(["s6-svstat", "-o", "up,pid", f"/tmp/nbpipe-services/{t.service}"])
         fields = out.split()
-        if rc == 0 and len(fields) == 2 and fields[0] == "true" and fields[1] not in ("-1", str(old)):
+        if (
+            rc == 0
+            and len(fields) == 2
+            and fields[0] == "true"
+            and fields[1] not in ("-1", str(old))
+        ):
             new = int(fields[1])
             break
         time.sleep(0.2)
     if new is None:
-        raise ProbeFailure(f"after kill -9 of {t.service} (pid {old}) s6 did not start it again "
-                           "within 30s")
+        raise ProbeFailure(
+            f"after kill -9 of {t.service} (pid {old}) s6 did not start it again within 30s"
+        )
     if t.server:
         seconds, last = wait_ready(t.client, t.ready_path(), t.ready_timeout)
         if isinstance(last, str) or last.status != 200:
-            raise ProbeFailure(f"{t.service} restarted (pid {new}) but {t.ready_path()} did not "
-                               "answer 200 again")
+            raise ProbeFailure(
+                f"{t.service} restarted (pid {new}) but {t.ready_path()} did not answer 200 again"
+            )
         return f"killed pid {old}; s6 restarted it as pid {new}, serving again in {seconds:.1f}s"
     return f"killed pid {old}; s6 restarted it as pid {new}"
 
 
 CHECKS: tuple[Callable[[Target], str], ...] = (
-    http_ready, served_under_prefix, api_kernels, cors, frameable, process_user, home_env,
-    skeleton_copied, existing_kept, cont_init_order, kernel_runs_code, python_version, imports,
-    distributions, r_libraries, commands, notebooks, smoke("cuda"), smoke("gaudi"),
+    http_ready,
+    served_under_prefix,
+    api_kernels,
+    cors,
+    frameable,
+    process_user,
+    home_env,
+    skeleton_copied,
+    existing_kept,
+    cont_init_order,
+    kernel_runs_code,
+    python_version,
+    imports,
+    distributions,
+    r_libraries,
+    commands,
+    notebooks,
+    smoke("cuda"),
+    smoke("gaudi"),
     service_restarts,
 )
 
@@ -460,9 +529,13 @@ def run_all(t: Target, checks=CHECKS) -> list[ProbeResult]:
     results: list[ProbeResult] = []
     for check in checks:
         if not t.alive():
-            results.append(ProbeResult(check.__name__.replace("_", "-"), Status.FAILED,
-                                       "the container is no longer running (it exited; see "
-                                       "its log below)"))
+            results.append(
+                ProbeResult(
+                    check.__name__.replace("_", "-"),
+                    Status.FAILED,
+                    "the container is no longer running (it exited; see its log below)",
+                )
+            )
             continue
         results.append(run_one(t, check))
     return results

@@ -19,8 +19,9 @@ import re
 BOTH = frozenset({"http", "https"})
 _SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):", re.ASCII)
 # host-source: [scheme "://"] host [":" port] [path] (the path, if any, must admit "/")
-_HOST_SOURCE = re.compile(r"(?:([a-z][a-z0-9+.-]*)://)?(\*|[^:/]+)(?::(\*|[0-9]+))?(/.*)?",
-                          re.ASCII)
+_HOST_SOURCE = re.compile(
+    r"(?:([a-z][a-z0-9+.-]*)://)?(\*|[^:/]+)(?::(\*|[0-9]+))?(/.*)?", re.ASCII
+)
 
 
 def _schemes(source: str) -> frozenset[str]:

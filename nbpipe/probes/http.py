@@ -30,11 +30,22 @@ class Client:
     cookies: CookieJar = field(default_factory=CookieJar)
     headers: dict[str, str] = field(default_factory=dict)
 
-    def request(self, method: str, path: str, *, body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 10) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10,
+    ) -> Response:
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
-        req = urllib.request.Request(self.base_url + path, data=body, method=method,
-                                     headers={**self.headers, **(headers or {})})
+        req = urllib.request.Request(
+            self.base_url + path,
+            data=body,
+            method=method,
+            headers={**self.headers, **(headers or {})},
+        )
         try:
             with opener.open(req, timeout=timeout) as r:
                 return Response(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
@@ -51,7 +62,9 @@ class Client:
         return None
 
 
-def wait_ready(client: Client, path: str, timeout: float, accept=(200,)) -> tuple[float, Response | str]:
+def wait_ready(
+    client: Client, path: str, timeout: float, accept=(200,)
+) -> tuple[float, Response | str]:
     """Poll until ``path`` answers with an accepted status; returns (seconds, last answer)."""
     start = time.monotonic()
     last: Response | str = "no answer yet"

@@ -23,9 +23,16 @@ class WebSocket:
         key = base64.b64encode(os.urandom(16)).decode()
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         headers = {"Host": parts.netloc, **headers}
-        lines = [f"GET {path} HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade",
-                 f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
-                 *[f"{k}: {v}" for k, v in headers.items()], "", ""]
+        lines = [
+            f"GET {path} HTTP/1.1",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+            *[f"{k}: {v}" for k, v in headers.items()],
+            "",
+            "",
+        ]
         self.sock.sendall("\r\n".join(lines).encode())
         head = b""
         while b"\r\n\r\n" not in head:
@@ -36,7 +43,9 @@ class WebSocket:
         head, self.buffer = head.split(b"\r\n\r\n", 1)
         status = head.split(b"\r\n", 1)[0].decode(errors="replace")
         if " 101 " not in status + " ":
-            raise ProbeFailure(f"websocket {path}: expected '101 Switching Protocols', got {status!r}")
+            raise ProbeFailure(
+                f"websocket {path}: expected '101 Switching Protocols', got {status!r}"
+            )
 
     def _read(self, n: int) -> bytes:
         while len(self.buffer) < n:
@@ -97,8 +106,13 @@ def api_headers(client: Client, prefix: str) -> dict[str, str]:
 
 
 def start_kernel(client: Client, prefix: str) -> str:
-    r = client.request("POST", prefix + "api/kernels", body=json.dumps({"name": "python3"}).encode(),
-                       headers=api_headers(client, prefix), timeout=30)
+    r = client.request(
+        "POST",
+        prefix + "api/kernels",
+        body=json.dumps({"name": "python3"}).encode(),
+        headers=api_headers(client, prefix),
+        timeout=30,
+    )
     if r.status not in (200, 201):
         raise ProbeFailure(f"POST {prefix}api/kernels answered {r.status}: {r.body[:200]!r}")
     return r.json()["id"]
@@ -108,8 +122,11 @@ def execute(client: Client, prefix: str, kernel_id: str, code: str, timeout: flo
     """Run ``code`` in a running kernel over its websocket; return its stdout."""
     base = client.base_url.replace("http://", "ws://")
     cookie = "; ".join(f"{c.name}={c.value}" for c in client.cookies)
-    ws = WebSocket(f"{base}{prefix}api/kernels/{kernel_id}/channels",
-                   {**client.headers, **({"Cookie": cookie} if cookie else {})}, timeout=timeout)
+    ws = WebSocket(
+        f"{base}{prefix}api/kernels/{kernel_id}/channels",
+        {**client.headers, **({"Cookie": cookie} if cookie else {})},
+        timeout=timeout,
+    )
     try:
         return _execute(ws, code, timeout)
     finally:
@@ -122,19 +139,38 @@ def run_code(client: Client, prefix: str, code: str, timeout: float = 60) -> str
     try:
         return execute(client, prefix, kernel_id, code, timeout)
     finally:
-        client.request("DELETE", f"{prefix}api/kernels/{kernel_id}",
-                       headers=api_headers(client, prefix))
+        client.request(
+            "DELETE", f"{prefix}api/kernels/{kernel_id}", headers=api_headers(client, prefix)
+        )
 
 
 def _execute(ws: WebSocket, code: str, timeout: float) -> str:
     msg_id = uuid.uuid4().hex
-    ws.send_text(json.dumps({
-        "header": {"msg_id": msg_id, "username": "nbpipe", "session": uuid.uuid4().hex,
-                   "msg_type": "execute_request", "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": False,
-                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-    }))
+    ws.send_text(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "username": "nbpipe",
+                    "session": uuid.uuid4().hex,
+                    "msg_type": "execute_request",
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "buffers": [],
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+            }
+        )
+    )
     out: list[str] = []
     replied = idle = False
     deadline = time.monotonic() + timeout

@@ -24,17 +24,22 @@ from nbpipe.probes.http import Client, wait_ready
 from nbpipe.probes.result import ProbeFailure, ProbeSkip
 
 GATEWAY_HOST = "kubeflow.example.org"
-GATEWAY_HEADERS = {"Host": GATEWAY_HOST, "Origin": f"https://{GATEWAY_HOST}",
-                   "X-Forwarded-Proto": "https", "X-Forwarded-For": "10.0.0.7",
-                   "kubeflow-userid": "user@example.com"}
+GATEWAY_HEADERS = {
+    "Host": GATEWAY_HOST,
+    "Origin": f"https://{GATEWAY_HOST}",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-For": "10.0.0.7",
+    "kubeflow-userid": "user@example.com",
+}
 NOTEBOOK = "nbpipe-probe.ipynb"
 CELL = "import os\nprint(6 * 7, os.getuid(), os.getcwd())"
 
 # Go's encoding/json and time.RFC3339 ("2006-01-02T15:04:05Z07:00", fraction optional)
-_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?"
-                      r"(Z|[+-]\d{2}:\d{2})")
-_FIELDS = {"id": str, "name": str, "last_activity": str, "execution_state": str,
-           "connections": int}
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?"
+    r"(Z|[+-]\d{2}:\d{2})"
+)
+_FIELDS = {"id": str, "name": str, "last_activity": str, "execution_state": str, "connections": int}
 INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -55,7 +60,9 @@ def rfc3339(value: str) -> datetime:
             raise ValueError(f"{value!r}: time zone offset out of range")
         offset = (1 if zone[0] == "+" else -1) * timedelta(hours=hours, minutes=minutes)
     frac = int((m.group(7) or ".0")[1:7].ljust(6, "0"))
-    return datetime(y, mo, d, h, mi, s, frac, tzinfo=timezone(offset))  # ValueError on a day/hour out of range
+    return datetime(
+        y, mo, d, h, mi, s, frac, tzinfo=timezone(offset)
+    )  # ValueError on a day/hour out of range
 
 
 def decode_kernels(body: bytes) -> list[dict]:
@@ -68,8 +75,9 @@ def decode_kernels(body: bytes) -> list[dict]:
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProbeFailure(f"not JSON: {exc}") from None
     if not isinstance(data, list):
-        raise ProbeFailure(f"a JSON {type(data).__name__}, not an array: Go cannot decode it "
-                           "into []KernelStatus")
+        raise ProbeFailure(
+            f"a JSON {type(data).__name__}, not an array: Go cannot decode it into []KernelStatus"
+        )
     out = []
     for i, item in enumerate(data):
         if not isinstance(item, dict):
@@ -80,22 +88,32 @@ def decode_kernels(body: bytes) -> list[dict]:
             key = field if field in item else lower.get(field)
             value = item.get(key) if key is not None else None
             if value is None:
-                raise ProbeFailure(f"kernel [{i}] has no {field!r}: the culler would read "
-                                   f"{'0' if kind is int else 'an empty string'}")
+                raise ProbeFailure(
+                    f"kernel [{i}] has no {field!r}: the culler would read "
+                    f"{'0' if kind is int else 'an empty string'}"
+                )
             if kind is str and (not isinstance(value, str) or isinstance(value, _Float)):
-                raise ProbeFailure(f"kernel [{i}] {field} is {json.dumps(value)}: Go cannot "
-                                   "unmarshal it into a string")
-            if kind is int and (isinstance(value, (_Float, bool)) or not isinstance(value, int)
-                                or not INT64[0] <= value <= INT64[1]):
+                raise ProbeFailure(
+                    f"kernel [{i}] {field} is {json.dumps(value)}: Go cannot "
+                    "unmarshal it into a string"
+                )
+            if kind is int and (
+                isinstance(value, (_Float, bool))
+                or not isinstance(value, int)
+                or not INT64[0] <= value <= INT64[1]
+            ):
                 shown = value if isinstance(value, _Float) else json.dumps(value)
-                raise ProbeFailure(f"kernel [{i}] connections is {shown}: Go cannot unmarshal "
-                                   "it into an int")
+                raise ProbeFailure(
+                    f"kernel [{i}] connections is {shown}: Go cannot unmarshal it into an int"
+                )
             got[field] = value
         try:
             rfc3339(got["last_activity"])
         except ValueError as exc:
-            raise ProbeFailure(f"kernel [{i}] last_activity: {exc}: the culler cannot parse "
-                               "it and never updates the notebook's last activity") from None
+            raise ProbeFailure(
+                f"kernel [{i}] last_activity: {exc}: the culler cannot parse "
+                "it and never updates the notebook's last activity"
+            ) from None
         out.append(got)
     return out
 
@@ -114,15 +132,22 @@ class PodFacts:
 
 def culler_client(t: Target, facts: PodFacts) -> Client:
     """No cookies, no token: what the culler's http.Client sends to the notebook Service."""
-    return Client(t.base_url, headers={"Host": facts.service_host,
-                                       "User-Agent": "Go-http-client/1.1"})
+    return Client(
+        t.base_url, headers={"Host": facts.service_host, "User-Agent": "Go-http-client/1.1"}
+    )
 
 
 def cpu_seconds(t: Target) -> float | None:
     """CPU time the container has used (its cgroup: v1 cpuacct, or v2 cpu.stat)."""
-    rc, out = t.run(["/bin/sh", "-c", "f=/sys/fs/cgroup/cpuacct/cpuacct.usage; "
-                     "if [ -r $f ]; then echo ns $(cat $f); "
-                     "else echo us $(sed -n 's/^usage_usec //p' /sys/fs/cgroup/cpu.stat); fi"])
+    rc, out = t.run(
+        [
+            "/bin/sh",
+            "-c",
+            "f=/sys/fs/cgroup/cpuacct/cpuacct.usage; "
+            "if [ -r $f ]; then echo ns $(cat $f); "
+            "else echo us $(sed -n 's/^usage_usec //p' /sys/fs/cgroup/cpu.stat); fi",
+        ]
+    )
     unit, _, value = out.strip().partition(" ")
     if rc != 0 or not value.isdigit():
         return None
@@ -146,23 +171,34 @@ def pod_checks(facts: PodFacts) -> tuple[Callable[[Target], str], ...]:
         total = time.monotonic() - facts.started
         if isinstance(last, str) or last.status != 200:
             got = last if isinstance(last, str) else f"HTTP {last.status}"
-            raise ProbeFailure(f"GET {path} (the culler's request) gave no 200 "
-                               f"within {t.ready_timeout:.0f}s (last: {got})")
+            raise ProbeFailure(
+                f"GET {path} (the culler's request) gave no 200 "
+                f"within {t.ready_timeout:.0f}s (last: {got})"
+            )
         t.startup_seconds = total
         cpu = cpu_seconds(t)
         limit = float(facts.cpu_limit) if facts.cpu_limit else None
         idle = f", {cpu / limit:.1f}s on an idle node" if cpu is not None and limit else ""
-        seen = f"{total:.2f}s after play ({cpu:.2f} cpu-s at cpu limit {facts.cpu_limit}{idle})" \
-            if cpu is not None else f"{total:.2f}s after play"
+        seen = (
+            f"{total:.2f}s after play ({cpu:.2f} cpu-s at cpu limit {facts.cpu_limit}{idle})"
+            if cpu is not None
+            else f"{total:.2f}s after play"
+        )
         if cpu is not None and cpu > facts.ready_cpu_bound:
-            raise ProbeFailure(f"first 200 on {path} {seen}: start-up used more than "
-                               f"{facts.ready_cpu_bound:.1f} cpu-s; it does too much before the "
-                               "server listens")
+            raise ProbeFailure(
+                f"first 200 on {path} {seen}: start-up used more than "
+                f"{facts.ready_cpu_bound:.1f} cpu-s; it does too much before the "
+                "server listens"
+            )
         if total > facts.ready_wall_bound:
-            raise ProbeFailure(f"first 200 on {path} {seen}: more than "
-                               f"{facts.ready_wall_bound:.0f}s; start-up waits on something")
-        return f"200 on {path} {seen}; bounds {facts.ready_cpu_bound:.1f} cpu-s, " \
-               f"{facts.ready_wall_bound:.0f}s"
+            raise ProbeFailure(
+                f"first 200 on {path} {seen}: more than "
+                f"{facts.ready_wall_bound:.0f}s; start-up waits on something"
+            )
+        return (
+            f"200 on {path} {seen}; bounds {facts.ready_cpu_bound:.1f} cpu-s, "
+            f"{facts.ready_wall_bound:.0f}s"
+        )
 
     def culler_decode(t: Target) -> str:
         _need_jupyter(t)
@@ -172,8 +208,10 @@ def pod_checks(facts: PodFacts) -> tuple[Callable[[Target], str], ...]:
             kernel.execute(user, t.prefix, kid, "pass")
             r = culler_client(t, facts).get(kernels_path(t))
             if r.status != 200:
-                raise ProbeFailure(f"GET {kernels_path(t)} without credentials answered "
-                                   f"{r.status}: the culler gets nothing and never culls")
+                raise ProbeFailure(
+                    f"GET {kernels_path(t)} without credentials answered "
+                    f"{r.status}: the culler gets nothing and never culls"
+                )
             try:
                 kernels = decode_kernels(r.body)
             except ProbeFailure as exc:
@@ -181,31 +219,66 @@ def pod_checks(facts: PodFacts) -> tuple[Callable[[Target], str], ...]:
             if kid not in [k["id"] for k in kernels]:
                 raise ProbeFailure(f"{kernels_path(t)} does not list the running kernel {kid}")
         finally:
-            user.request("DELETE", f"{t.prefix}api/kernels/{kid}",
-                         headers=kernel.api_headers(user, t.prefix))
+            user.request(
+                "DELETE", f"{t.prefix}api/kernels/{kid}", headers=kernel.api_headers(user, t.prefix)
+            )
         states = ", ".join(sorted({k["execution_state"] for k in kernels}))
-        return f"{len(kernels)} kernel(s) decode as []KernelStatus (states: {states}; " \
-               "last_activity RFC 3339)"
+        return (
+            f"{len(kernels)} kernel(s) decode as []KernelStatus (states: {states}; "
+            "last_activity RFC 3339)"
+        )
 
     def gateway_notebook(t: Target) -> str:
         _need_jupyter(t)
         user = Client(t.base_url, headers=dict(GATEWAY_HEADERS))
         headers = kernel.api_headers(user, t.prefix)
-        model = {"type": "notebook", "format": "json", "content": {
-            "nbformat": 4, "nbformat_minor": 5, "metadata": {},
-            "cells": [{"cell_type": "code", "id": "nbpipe-probe", "metadata": {},
-                       "execution_count": None, "outputs": [], "source": CELL}]}}
-        r = user.request("PUT", f"{t.prefix}api/contents/{NOTEBOOK}", headers=headers,
-                         body=json.dumps(model).encode())
+        model = {
+            "type": "notebook",
+            "format": "json",
+            "content": {
+                "nbformat": 4,
+                "nbformat_minor": 5,
+                "metadata": {},
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "id": "nbpipe-probe",
+                        "metadata": {},
+                        "execution_count": None,
+                        "outputs": [],
+                        "source": CELL,
+                    }
+                ],
+            },
+        }
+        r = user.request(
+            "PUT",
+            f"{t.prefix}api/contents/{NOTEBOOK}",
+            headers=headers,
+            body=json.dumps(model).encode(),
+        )
         if r.status not in (200, 201):
-            raise ProbeFailure(f"saving {NOTEBOOK} through the gateway (PUT api/contents) "
-                               f"answered {r.status}: {r.body[:200]!r}")
-        r = user.request("POST", f"{t.prefix}api/sessions", headers=headers, body=json.dumps(
-            {"path": NOTEBOOK, "name": NOTEBOOK, "type": "notebook",
-             "kernel": {"name": "python3"}}).encode())
+            raise ProbeFailure(
+                f"saving {NOTEBOOK} through the gateway (PUT api/contents) "
+                f"answered {r.status}: {r.body[:200]!r}"
+            )
+        r = user.request(
+            "POST",
+            f"{t.prefix}api/sessions",
+            headers=headers,
+            body=json.dumps(
+                {
+                    "path": NOTEBOOK,
+                    "name": NOTEBOOK,
+                    "type": "notebook",
+                    "kernel": {"name": "python3"},
+                }
+            ).encode(),
+        )
         if r.status not in (200, 201):
-            raise ProbeFailure(f"opening {NOTEBOOK} (POST api/sessions) answered {r.status}: "
-                               f"{r.body[:200]!r}")
+            raise ProbeFailure(
+                f"opening {NOTEBOOK} (POST api/sessions) answered {r.status}: {r.body[:200]!r}"
+            )
         session = r.json()
         try:
             out = kernel.execute(user, t.prefix, session["kernel"]["id"], CELL)
@@ -222,18 +295,23 @@ def pod_checks(facts: PodFacts) -> tuple[Callable[[Target], str], ...]:
     def openshift_identity(t: Target) -> str:
         if facts.uid is None:
             raise ProbeSkip("not an OpenShift pod")
-        status = dict(line.split(":", 1) for line in t.sh("cat /proc/1/status").splitlines()
-                      if ":" in line)
+        status = dict(
+            line.split(":", 1) for line in t.sh("cat /proc/1/status").splitlines() if ":" in line
+        )
         uid, gid = status["Uid"].split()[0], status["Gid"].split()[0]
         if uid != str(facts.uid) or gid != "0":
-            raise ProbeFailure(f"pid 1 runs as uid {uid} gid {gid}; restricted-v2 gives uid "
-                               f"{facts.uid} gid 0")
+            raise ProbeFailure(
+                f"pid 1 runs as uid {uid} gid {gid}; restricted-v2 gives uid {facts.uid} gid 0"
+            )
         if status.get("NoNewPrivs", "").strip() != "1":
             raise ProbeFailure("privilege escalation is allowed (NoNewPrivs 0)")
         if int(status["CapEff"], 16) or int(status["CapBnd"], 16):
-            raise ProbeFailure(f"capabilities left: CapEff {status['CapEff'].strip()}, "
-                               f"CapBnd {status['CapBnd'].strip()}")
-        return f"uid {uid} gid 0 groups {status['Groups'].strip()}, no new privileges, " \
-               "no capabilities"
+            raise ProbeFailure(
+                f"capabilities left: CapEff {status['CapEff'].strip()}, "
+                f"CapBnd {status['CapBnd'].strip()}"
+            )
+        return (
+            f"uid {uid} gid 0 groups {status['Groups'].strip()}, no new privileges, no capabilities"
+        )
 
     return pod_ready, openshift_identity, culler_decode, gateway_notebook

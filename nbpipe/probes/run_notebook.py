@@ -46,13 +46,18 @@ def main() -> None:
     spec = nb.metadata.get("kernelspec", {})
     kernel = spec.get("name") or "python3"
     if kernel not in KernelSpecManager().find_kernel_specs():
-        language = (spec.get("language") or nb.metadata.get("language_info", {}).get("name")
-                    or "python")
+        language = (
+            spec.get("language") or nb.metadata.get("language_info", {}).get("name") or "python"
+        )
         if language != "python":
             report(2, error=f"its kernel {kernel!r} ({language}) is not installed in the image")
         kernel = "python3"  # e.g. a conda env's kernel name: the image's Python kernel
-    client = NotebookClient(nb, timeout=int(timeout), kernel_name=kernel,
-                            resources={"metadata": {"path": os.path.dirname(full)}})
+    client = NotebookClient(
+        nb,
+        timeout=int(timeout),
+        kernel_name=kernel,
+        resources={"metadata": {"path": os.path.dirname(full)}},
+    )
     started = time.monotonic()
     deadline = started + timeout
     cell = 0

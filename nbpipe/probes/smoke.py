@@ -14,7 +14,7 @@ import sys
 
 SKIP = 77
 
-CUDA = r'''
+CUDA = r"""
 import sys, time
 try:
     import torch
@@ -43,9 +43,9 @@ with tf.device("/GPU:0"):
 err = float(tf.reduce_max(tf.abs(tf.cast(c, tf.float64) - tf.cast(a, tf.float64) @ tf.cast(b, tf.float64))))
 print(f"cuda ok: tensorflow {tf.__version__} on {gpus[0].name}, abs err {err:.1e}")
 sys.exit(0 if err < 1.0 else 1)
-'''
+"""
 
-GAUDI = r'''
+GAUDI = r"""
 import sys
 try:
     import torch, habana_frameworks.torch.core as htcore
@@ -59,7 +59,7 @@ c = (a @ b).cpu()
 err = (c - a.cpu() @ b.cpu()).abs().max().item()
 print(f"gaudi ok: {hpu.get_device_name()}, abs err {err:.1e}")
 sys.exit(0 if err < 1e-1 else 1)
-'''
+"""
 
 SCRIPTS = {"cuda": CUDA, "gaudi": GAUDI}
 

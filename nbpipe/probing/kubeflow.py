@@ -83,28 +83,48 @@ def _limit(quantity: str) -> str:
 def notebook(names: Names, image: str) -> dict:
     """The Notebook the Jupyter web app creates from the form's defaults."""
     return {
-        "apiVersion": "kubeflow.org/v1beta1", "kind": "Notebook",
-        "metadata": {"name": names.name, "namespace": names.namespace,
-                     "labels": {"app": names.name},
-                     "annotations": {"notebooks.kubeflow.org/server-type": "jupyter",
-                                     "notebooks.kubeflow.org/creator": "user@example.com"}},
-        "spec": {"template": {"spec": {
-            "serviceAccountName": "default-editor",
-            "containers": [{
-                "name": names.name, "image": image, "imagePullPolicy": "IfNotPresent",
-                "volumeMounts": [{"mountPath": contract.HOME, "name": names.claim},
-                                 {"mountPath": "/dev/shm", "name": "dshm"}],
-                "env": [],
-                "resources": {
-                    "requests": {"cpu": CPU_REQUEST, "memory": MEMORY_REQUEST},
-                    "limits": {"cpu": _limit(CPU_REQUEST), "memory": _limit(MEMORY_REQUEST)},
-                },
-            }],
-            "volumes": [{"name": names.claim,
-                         "persistentVolumeClaim": {"claimName": names.claim}},
-                        {"name": "dshm", "emptyDir": {"medium": "Memory"}}],
-            "tolerations": [],
-        }}},
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Notebook",
+        "metadata": {
+            "name": names.name,
+            "namespace": names.namespace,
+            "labels": {"app": names.name},
+            "annotations": {
+                "notebooks.kubeflow.org/server-type": "jupyter",
+                "notebooks.kubeflow.org/creator": "user@example.com",
+            },
+        },
+        "spec": {
+            "template": {
+                "spec": {
+                    "serviceAccountName": "default-editor",
+                    "containers": [
+                        {
+                            "name": names.name,
+                            "image": image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "volumeMounts": [
+                                {"mountPath": contract.HOME, "name": names.claim},
+                                {"mountPath": "/dev/shm", "name": "dshm"},
+                            ],
+                            "env": [],
+                            "resources": {
+                                "requests": {"cpu": CPU_REQUEST, "memory": MEMORY_REQUEST},
+                                "limits": {
+                                    "cpu": _limit(CPU_REQUEST),
+                                    "memory": _limit(MEMORY_REQUEST),
+                                },
+                            },
+                        }
+                    ],
+                    "volumes": [
+                        {"name": names.claim, "persistentVolumeClaim": {"claimName": names.claim}},
+                        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+                    ],
+                    "tolerations": [],
+                }
+            }
+        },
     }
 
 
@@ -114,23 +134,29 @@ def statefulset(nb: dict, *, add_fs_group: bool = True) -> dict:
     name = meta["name"]
     spec = copy.deepcopy(nb["spec"]["template"]["spec"])
     labels = {"statefulset": name, "notebook-name": name, **meta.get("labels", {})}
-    annotations = {k: v for k, v in meta.get("annotations", {}).items()
-                   if "kubectl" not in k and "notebook" not in k}
+    annotations = {
+        k: v
+        for k, v in meta.get("annotations", {}).items()
+        if "kubectl" not in k and "notebook" not in k
+    }
     c = spec["containers"][0]
     c.setdefault("workingDir", contract.HOME)
-    c.setdefault("ports", [{"containerPort": contract.PORT, "name": "notebook-port",
-                            "protocol": "TCP"}])
+    c.setdefault(
+        "ports", [{"containerPort": contract.PORT, "name": "notebook-port", "protocol": "TCP"}]
+    )
     env = [e for e in c.get("env", []) if e["name"] != "NB_PREFIX"]
-    c["env"] = [*env, {"name": "NB_PREFIX",
-                       "value": f"/notebook/{meta['namespace']}/{name}"}]
+    c["env"] = [*env, {"name": "NB_PREFIX", "value": f"/notebook/{meta['namespace']}/{name}"}]
     if add_fs_group and spec.get("securityContext") is None:
         spec["securityContext"] = {"fsGroup": DEFAULT_FS_GROUP}
     return {
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
         "metadata": {"name": name, "namespace": meta["namespace"]},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"statefulset": name}},
-                 "template": {"metadata": {"labels": labels, "annotations": annotations},
-                              "spec": spec}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"statefulset": name}},
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": spec},
+        },
     }
 
 
@@ -142,23 +168,36 @@ def pod(ss: dict) -> dict:
     spec.setdefault("terminationGracePeriodSeconds", GRACE_SECONDS)
     spec.setdefault("restartPolicy", "Always")
     spec["hostname"] = name
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": ss["metadata"]["namespace"],
-                         "labels": {**tmpl["metadata"]["labels"],
-                                    "statefulset.kubernetes.io/pod-name": name},
-                         "annotations": tmpl["metadata"].get("annotations", {})},
-            "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": ss["metadata"]["namespace"],
+            "labels": {**tmpl["metadata"]["labels"], "statefulset.kubernetes.io/pod-name": name},
+            "annotations": tmpl["metadata"].get("annotations", {}),
+        },
+        "spec": spec,
+    }
 
 
 def openshift(p: dict, uid: int = OPENSHIFT_UID) -> dict:
     """What the restricted-v2 SCC admission sets on a pod that asks for nothing."""
     p = copy.deepcopy(p)
     spec = p["spec"]
-    spec["securityContext"] = {"fsGroup": uid, "runAsUser": uid, "runAsNonRoot": True,
-                               "seccompProfile": {"type": "RuntimeDefault"}}
+    spec["securityContext"] = {
+        "fsGroup": uid,
+        "runAsUser": uid,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     for c in spec["containers"]:
-        c["securityContext"] = {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
-                                "runAsUser": uid, "capabilities": {"drop": ["ALL"]}}
+        c["securityContext"] = {
+            "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "runAsUser": uid,
+            "capabilities": {"drop": ["ALL"]},
+        }
     p["metadata"].setdefault("annotations", {})["openshift.io/scc"] = "restricted-v2"
     return p
 
@@ -177,8 +216,16 @@ def fs_group(p: dict) -> int | None:
 
 def memory_bytes(quantity: str) -> int:
     """A Kubernetes memory quantity in bytes, rounded up as the API server does."""
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
-             "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    units = {
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+        "k": 10**3,
+        "M": 10**6,
+        "G": 10**9,
+        "T": 10**12,
+    }
     for unit, factor in units.items():
         if quantity.endswith(unit):
             value = float(quantity.removesuffix(unit)) * factor

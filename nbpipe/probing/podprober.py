@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from nbpipe.probing import kubeflow
 from nbpipe.engines.oci import OciEngine
 from nbpipe.probes.checks import Target, home_text, run_all, run_one
-from nbpipe.probes.kubeflow import NOTEBOOK, PodFacts, culler_client, kernels_path, pod_checks
 from nbpipe.probes.http import wait_ready
+from nbpipe.probes.kubeflow import NOTEBOOK, PodFacts, culler_client, kernels_path, pod_checks
 from nbpipe.probes.result import ProbeFailure, ProbeResult, ProbeSkip
+from nbpipe.probing import kubeflow
 from nbpipe.probing.prober import _free_port
 
 # Ready = the first 200 on <prefix>/api/kernels, at the default cpu limit (0.6).
@@ -70,8 +70,12 @@ def _mount_shm(path: Path, size: int | None) -> bool:
     if os.geteuid() != 0:
         return False
     opts = "mode=1777" + (f",size={size}" if size else "")
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "nbpipe-shm", str(path)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", opts, "nbpipe-shm", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,9 @@ class Pod:
 
 
 @contextmanager
-def notebook_pod(engine: OciEngine, ref: str, flavor: str = "kubeflow", *,
-                 limits: bool = True) -> Iterator[Pod]:
+def notebook_pod(
+    engine: OciEngine, ref: str, flavor: str = "kubeflow", *, limits: bool = True
+) -> Iterator[Pod]:
     """The pod for ``ref`` written out, with a fresh volume and its /dev/shm, ready to
     play (engine.kube_play(pod.manifest)); removed, with its volume, on exit.
     ``limits=False``: without the resource limits (an unconstrained start)."""
@@ -109,8 +114,7 @@ def notebook_pod(engine: OciEngine, ref: str, flavor: str = "kubeflow", *,
         _fresh_volume(home, kubeflow.fs_group(pod))
         mounted = _mount_shm(shm, kubeflow.memory_limit(pod))
         port = _free_port()
-        manifest.write_text(kubeflow.dump(kubeflow.for_podman(pod, home=home, shm=shm,
-                                                              port=port)))
+        manifest.write_text(kubeflow.dump(kubeflow.for_podman(pod, home=home, shm=shm, port=port)))
         yield Pod(names, pod, manifest, home, port)
     finally:
         engine.kube_down(manifest)
@@ -119,27 +123,46 @@ def notebook_pod(engine: OciEngine, ref: str, flavor: str = "kubeflow", *,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def probe_pod(engine: OciEngine, ref: str, *, flavor: str = "kubeflow",
-              ready_cpu_bound: float = READY_CPU_BOUND,
-              ready_wall_bound: float = READY_WALL_BOUND, ready_timeout: float = 90.0,
-              grace: int = kubeflow.GRACE_SECONDS) -> tuple[list[ProbeResult], str]:
+def probe_pod(
+    engine: OciEngine,
+    ref: str,
+    *,
+    flavor: str = "kubeflow",
+    ready_cpu_bound: float = READY_CPU_BOUND,
+    ready_wall_bound: float = READY_WALL_BOUND,
+    ready_timeout: float = 90.0,
+    grace: int = kubeflow.GRACE_SECONDS,
+) -> tuple[list[ProbeResult], str]:
     """Every pod-mode probe against ``ref``; returns the results and the log tail."""
     labels = engine.inspect(ref).labels
     with notebook_pod(engine, ref, flavor) as played:
-        return _probe(engine, played, labels, flavor, ready_cpu_bound, ready_wall_bound,
-                      ready_timeout, grace)
+        return _probe(
+            engine, played, labels, flavor, ready_cpu_bound, ready_wall_bound, ready_timeout, grace
+        )
 
 
-def _probe(engine: OciEngine, played: Pod, labels: dict[str, str], flavor: str,
-           ready_cpu_bound: float, ready_wall_bound: float, ready_timeout: float,
-           grace: int) -> tuple[list[ProbeResult], str]:
+def _probe(
+    engine: OciEngine,
+    played: Pod,
+    labels: dict[str, str],
+    flavor: str,
+    ready_cpu_bound: float,
+    ready_wall_bound: float,
+    ready_timeout: float,
+    grace: int,
+) -> tuple[list[ProbeResult], str]:
     names, pod, home, manifest = played.names, played.pod, played.home, played.manifest
     gid = kubeflow.fs_group(pod)
     container = names.container
     uid = pod["spec"]["securityContext"].get("runAsUser") if flavor == "openshift" else None
-    facts = PodFacts(service_host=names.service_host, ready_cpu_bound=ready_cpu_bound,
-                     ready_wall_bound=ready_wall_bound,
-                     cpu_limit=kubeflow.cpu_limit(pod), started=time.monotonic(), uid=uid)
+    facts = PodFacts(
+        service_host=names.service_host,
+        ready_cpu_bound=ready_cpu_bound,
+        ready_wall_bound=ready_wall_bound,
+        cpu_limit=kubeflow.cpu_limit(pod),
+        started=time.monotonic(),
+        uid=uid,
+    )
     log = ""
     engine.kube_play(manifest)
 
@@ -147,12 +170,19 @@ def _probe(engine: OciEngine, played: Pod, labels: dict[str, str], flavor: str,
         r = engine.exec(container, argv, timeout=timeout)
         return r.returncode, r.stdout + r.stderr
 
-    target = Target(base_url=played.base_url, prefix=names.prefix + "/",
-                    labels=labels, exec=exec_, home=home, ready_timeout=ready_timeout,
-                    alive=lambda: engine.running(container))
+    target = Target(
+        base_url=played.base_url,
+        prefix=names.prefix + "/",
+        labels=labels,
+        exec=exec_,
+        home=home,
+        ready_timeout=ready_timeout,
+        alive=lambda: engine.running(container),
+    )
     ready, identity, culler, gateway = pod_checks(facts)
-    checks = (ready, identity, culler, gateway) if flavor == "openshift" else \
-        (ready, culler, gateway)
+    checks = (
+        (ready, identity, culler, gateway) if flavor == "openshift" else (ready, culler, gateway)
+    )
     results = run_all(target, checks)
     edit = ""
     if flavor == "kubeflow":  # a user edits a dotfile in a terminal before the pod goes
@@ -166,12 +196,16 @@ def _probe(engine: OciEngine, played: Pod, labels: dict[str, str], flavor: str,
         nonlocal log
         log = "\n".join(log_tail.splitlines()[-25:])
         if code not in (0, 143):
-            raise ProbeFailure(f"exited {code} {seconds:.1f}s after SIGTERM (grace {grace}s): "
-                               "137 means it ignored SIGTERM and was killed; pid 1 must "
-                               "pass SIGTERM on and exit")
+            raise ProbeFailure(
+                f"exited {code} {seconds:.1f}s after SIGTERM (grace {grace}s): "
+                "137 means it ignored SIGTERM and was killed; pid 1 must "
+                "pass SIGTERM on and exit"
+            )
         if seconds > grace / 3:
-            raise ProbeFailure(f"exited {code} but only {seconds:.1f}s after SIGTERM; want "
-                               f"well within the {grace}s grace (at most {grace / 3:.0f}s)")
+            raise ProbeFailure(
+                f"exited {code} but only {seconds:.1f}s after SIGTERM; want "
+                f"well within the {grace}s grace (at most {grace / 3:.0f}s)"
+            )
         return f"exit {code} {seconds:.1f}s after SIGTERM (grace {grace}s)"
 
     def replay_same_volume(t: Target) -> str:
@@ -181,25 +215,33 @@ def _probe(engine: OciEngine, played: Pod, labels: dict[str, str], flavor: str,
             raise ProbeFailure(edit)
         saved = home_text(home, NOTEBOOK)
         if saved is None:
-            raise ProbeFailure(f"{NOTEBOOK} was not in the volume after the first pod "
-                               "(the gateway probe saves it)")
+            raise ProbeFailure(
+                f"{NOTEBOOK} was not in the volume after the first pod (the gateway probe saves it)"
+            )
         engine.kube_down(manifest)  # the pod is deleted, the claim stays
         _fs_group_change(home, gid)
         started = time.monotonic()
         engine.kube_play(manifest)
         seconds, last = wait_ready(culler_client(t, facts), kernels_path(t), ready_timeout)
         if isinstance(last, str) or last.status != 200:
-            raise ProbeFailure(f"played again on the same volume, {kernels_path(t)} gave no "
-                               f"200 within {ready_timeout:.0f}s")
+            raise ProbeFailure(
+                f"played again on the same volume, {kernels_path(t)} gave no "
+                f"200 within {ready_timeout:.0f}s"
+            )
         now = home_text(home, NOTEBOOK)
         if now != saved or json.loads(now)["cells"][0]["source"] == "":
-            raise ProbeFailure(f"{NOTEBOOK} changed or vanished when the pod was played "
-                               "again on the same volume")
+            raise ProbeFailure(
+                f"{NOTEBOOK} changed or vanished when the pod was played again on the same volume"
+            )
         if USER_EDIT not in (home_text(home, ".bashrc") or ""):
-            raise ProbeFailure("the user's edit of ~/.bashrc was lost when the pod was played "
-                               "again: start-up must never overwrite files in the volume")
-        return f"ready again in {time.monotonic() - started:.2f}s; {NOTEBOOK} and the " \
-               "edited ~/.bashrc intact"
+            raise ProbeFailure(
+                "the user's edit of ~/.bashrc was lost when the pod was played "
+                "again: start-up must never overwrite files in the volume"
+            )
+        return (
+            f"ready again in {time.monotonic() - started:.2f}s; {NOTEBOOK} and the "
+            "edited ~/.bashrc intact"
+        )
 
     results.append(run_one(target, sigterm_stop))
     if flavor == "kubeflow":

@@ -16,15 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from nbpipe.recipe import contract
 from nbpipe.engines.oci import OciEngine
 from nbpipe.probes.checks import INIT_MARKER, PROBE_INIT_SCRIPTS, Target, run_all
 from nbpipe.probes.result import ProbeResult
 from nbpipe.probes.smoke import SCRIPTS, runner_tags
+from nbpipe.recipe import contract
 
 SENTINEL = (".bashrc", "# this file was in the volume before start: nbpipe probe sentinel\n")
-GPU_FLAGS = {"cuda": ["--device", "nvidia.com/gpu=all"],
-             "gaudi": ["--device", "/dev/accel", "-e", "HABANA_VISIBLE_DEVICES=all"]}
+GPU_FLAGS = {
+    "cuda": ["--device", "nvidia.com/gpu=all"],
+    "gaudi": ["--device", "/dev/accel", "-e", "HABANA_VISIBLE_DEVICES=all"],
+}
 
 
 def _free_port() -> int:
@@ -33,8 +35,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def probe(engine: OciEngine, ref: str, *, tags: set[str] | None = None,
-          ready_timeout: float = 90.0) -> tuple[list[ProbeResult], str]:
+def probe(
+    engine: OciEngine, ref: str, *, tags: set[str] | None = None, ready_timeout: float = 90.0
+) -> tuple[list[ProbeResult], str]:
     """Run every probe against ``ref``; returns the results and the container's log tail."""
     labels = engine.inspect(ref).labels
     work = Path(os.environ.get("NBPIPE_WORKDIR", "/var/tmp/nbpipe"))
@@ -59,9 +62,16 @@ def probe(engine: OciEngine, ref: str, *, tags: set[str] | None = None,
     port = _free_port()
     name = f"nbpipe-probe-{secrets.token_hex(4)}"
     started = time.monotonic()
-    container = engine.run_detached(ref, env={"NB_PREFIX": prefix}, mounts=mounts, port=port,
-                                    container_port=contract.PORT, name=name)
+    container = engine.run_detached(
+        ref,
+        env={"NB_PREFIX": prefix},
+        mounts=mounts,
+        port=port,
+        container_port=contract.PORT,
+        name=name,
+    )
     try:
+
         def exec_(argv: list[str], timeout: float = 60) -> tuple[int, str]:
             r = engine.exec(container, argv, timeout=timeout)
             return r.returncode, r.stdout + r.stderr
@@ -70,10 +80,19 @@ def probe(engine: OciEngine, ref: str, *, tags: set[str] | None = None,
             r = engine.run_once(ref, ["python3", "-c", SCRIPTS[tag]], extra=GPU_FLAGS[tag])
             return r.returncode, r.stdout + r.stderr
 
-        target = Target(base_url=f"http://127.0.0.1:{port}", prefix=prefix + "/", labels=labels,
-                        exec=exec_, home=home, sentinel=SENTINEL, probe_init=True,
-                        runner_tags=runner_tags() if tags is None else tags, smoke=smoke,
-                        ready_timeout=ready_timeout, alive=lambda: engine.running(container))
+        target = Target(
+            base_url=f"http://127.0.0.1:{port}",
+            prefix=prefix + "/",
+            labels=labels,
+            exec=exec_,
+            home=home,
+            sentinel=SENTINEL,
+            probe_init=True,
+            runner_tags=runner_tags() if tags is None else tags,
+            smoke=smoke,
+            ready_timeout=ready_timeout,
+            alive=lambda: engine.running(container),
+        )
         target.startup_seconds = time.monotonic() - started  # time spent in `run` itself
         results = run_all(target)
         log = engine.logs(container)

@@ -44,12 +44,16 @@ class Catalog:
         self.entries[name] = Entry(name, parent, recipe, description)
         self._resolved.clear()
 
-    def image(self, name: str, parent: str | BaseRef, description: str = "") -> Callable[[Recipe], Recipe]:
+    def image(
+        self, name: str, parent: str | BaseRef, description: str = ""
+    ) -> Callable[[Recipe], Recipe]:
         """Decorator form: ``@catalog.image("jupyter", parent="base")``."""
+
         def register(fn: Recipe) -> Recipe:
             doc = (fn.__doc__ or "").strip().splitlines()
             self.add(name, parent, fn, description or (doc[0] if doc else ""))
             return fn
+
         return register
 
     # -- the graph ---------------------------------------------------------------------
@@ -85,11 +89,13 @@ class Catalog:
             node: str | BaseRef = e.name
             while isinstance(node, str) and node not in depth:
                 if node in on_path:
-                    loop = " -> ".join([*path[path.index(node):], node])
+                    loop = " -> ".join([*path[path.index(node) :], node])
                     raise CatalogError(f"image {e.name!r} is in a parent cycle: {loop}")
                 if node not in self.entries:
-                    raise CatalogError(f"image {path[-1]!r} has unknown parent {node!r}; "
-                                       f"known images: {', '.join(self.entries)}")
+                    raise CatalogError(
+                        f"image {path[-1]!r} has unknown parent {node!r}; "
+                        f"known images: {', '.join(self.entries)}"
+                    )
                 path.append(node)
                 on_path.add(node)
                 node = self.entries[node].parent
@@ -98,8 +104,10 @@ class Catalog:
                 below += 1
                 depth[n] = below
                 if below > MAX_CHAIN:
-                    raise CatalogError(f"image {n!r} has more than {MAX_CHAIN:,} ancestors; "
-                                       "nbpipe builds chains of parents up to that length")
+                    raise CatalogError(
+                        f"image {n!r} has more than {MAX_CHAIN:,} ancestors; "
+                        "nbpipe builds chains of parents up to that length"
+                    )
         self._valid, self._depth = now, depth
 
     def order(self, names: Iterable[str] | None = None) -> list[str]:
@@ -152,11 +160,14 @@ class Catalog:
             start = Image.from_base(e.parent, name)
         img = e.recipe(start)
         if not isinstance(img, Image):
-            raise CatalogError(f"image {name!r}: its recipe returned {type(img).__name__}, "
-                               "not an Image")
+            raise CatalogError(
+                f"image {name!r}: its recipe returned {type(img).__name__}, not an Image"
+            )
         if img.parent is not start.parent:
-            raise CatalogError(f"image {name!r}: its recipe must build on the parent it is "
-                               "given (return parent.with_...(...))")
+            raise CatalogError(
+                f"image {name!r}: its recipe must build on the parent it is "
+                "given (return parent.with_...(...))"
+            )
         return img.named(name)
 
     def digests(self, platform: str | None = None) -> dict[str, str]:

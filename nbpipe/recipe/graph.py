@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nbpipe.recipe.catalog import Catalog
 from nbpipe.errors import NbpipeError
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.image import BaseRef
 
 
@@ -19,7 +19,12 @@ def text(catalog: Catalog) -> str:
         lines.append(f"{prefix}{branch}{name}")
         kids = catalog.children(name)
         for i, kid in enumerate(kids):
-            walk(kid, prefix + ("" if top else ("    " if last else "│   ")), i == len(kids) - 1, False)
+            walk(
+                kid,
+                prefix + ("" if top else ("    " if last else "│   ")),
+                i == len(kids) - 1,
+                False,
+            )
 
     for root in _roots(catalog):
         parent = catalog.entry(root).parent
@@ -60,8 +65,10 @@ def as_json(catalog: Catalog) -> str:
     """{"images": [{"name", "parent"}]}, parents first; a root's parent is its ref."""
     import json
 
-    rows = [{"name": n, "parent": catalog.parent_name(n) or catalog.entry(n).parent.ref}
-            for n in catalog.order()]
+    rows = [
+        {"name": n, "parent": catalog.parent_name(n) or catalog.entry(n).parent.ref}
+        for n in catalog.order()
+    ]
     return json.dumps({"images": rows}, indent=2)
 
 

@@ -14,11 +14,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from nbpipe.errors import NbpipeError
 from nbpipe.recipe import contract
 from nbpipe.recipe import platforms as plat
 from nbpipe.recipe import steps as s
-from nbpipe.errors import NbpipeError
-from nbpipe.recipe.ops import Op, SetEntrypoint, SetCmd, SetEnv, SetLabel, SetUser, SetWorkdir, Expose
+from nbpipe.recipe.ops import (
+    Expose,
+    Op,
+    SetCmd,
+    SetEntrypoint,
+    SetEnv,
+    SetLabel,
+    SetUser,
+    SetWorkdir,
+)
 
 DIGEST_VERSION = "nbpipe/1"  # bump when the canonical encoding changes
 
@@ -101,7 +110,8 @@ class Image:
         if extra:
             raise NbpipeError(
                 f"image {self.name or '(unnamed)'}: platform(s) {', '.join(extra)} not offered "
-                f"by its parent (which has {', '.join(allowed)})")
+                f"by its parent (which has {', '.join(allowed)})"
+            )
 
     # -- building recipes -------------------------------------------------------------
     @classmethod
@@ -125,21 +135,52 @@ class Image:
     def with_platforms(self, *platforms: str) -> "Image":
         return replace(self, platforms=tuple(p for p in plat.ALL if p in platforms))
 
-    def with_apt(self, *packages: str, remove: tuple[str, ...] = (), after: str = "",
-                 platforms: tuple[str, ...] = (), snapshot: str | None = None) -> "Image":
+    def with_apt(
+        self,
+        *packages: str,
+        remove: tuple[str, ...] = (),
+        after: str = "",
+        platforms: tuple[str, ...] = (),
+        snapshot: str | None = None,
+    ) -> "Image":
         """``snapshot``: install from Debian's snapshot of that time (20261126T000000Z)."""
-        return self.with_step(s.Apt(packages=packages, remove=remove, after=after,
-                                    platforms=platforms, snapshot=snapshot))
+        return self.with_step(
+            s.Apt(
+                packages=packages,
+                remove=remove,
+                after=after,
+                platforms=platforms,
+                snapshot=snapshot,
+            )
+        )
 
-    def with_pip(self, *packages: str, index_url: str | None = None,
-                 extra_index_urls: tuple[str, ...] = (), platforms: tuple[str, ...] = ()) -> "Image":
-        return self.with_step(s.Pip(packages=packages, index_url=index_url,
-                                    extra_index_urls=extra_index_urls, platforms=platforms))
+    def with_pip(
+        self,
+        *packages: str,
+        index_url: str | None = None,
+        extra_index_urls: tuple[str, ...] = (),
+        platforms: tuple[str, ...] = (),
+    ) -> "Image":
+        return self.with_step(
+            s.Pip(
+                packages=packages,
+                index_url=index_url,
+                extra_index_urls=extra_index_urls,
+                platforms=platforms,
+            )
+        )
 
-    def with_npm(self, *packages: str, prefix: str = "/usr/local", npm: str = "npm",
-                 nodedir: str | None = None, build_deps: tuple[str, ...] = ()) -> "Image":
-        return self.with_step(s.Npm(packages=packages, prefix=prefix, npm=npm, nodedir=nodedir,
-                                    build_deps=build_deps))
+    def with_npm(
+        self,
+        *packages: str,
+        prefix: str = "/usr/local",
+        npm: str = "npm",
+        nodedir: str | None = None,
+        build_deps: tuple[str, ...] = (),
+    ) -> "Image":
+        return self.with_step(
+            s.Npm(packages=packages, prefix=prefix, npm=npm, nodedir=nodedir, build_deps=build_deps)
+        )
 
     def with_env(self, name: str, value: str) -> "Image":
         return self.with_step(s.Env(name=name, value=value))
@@ -150,8 +191,9 @@ class Image:
     def with_workdir(self, path: str) -> "Image":
         return self.with_step(s.Workdir(path=path))
 
-    def with_file(self, path: str, content: bytes | str | Path, mode: int = 0o644,
-                  owner: str = "0:0") -> "Image":
+    def with_file(
+        self, path: str, content: bytes | str | Path, mode: int = 0o644, owner: str = "0:0"
+    ) -> "Image":
         data = content.read_bytes() if isinstance(content, Path) else content
         return self.with_step(s.File(path=path, content=data, mode=mode, owner=owner))
 
@@ -166,15 +208,37 @@ class Image:
     def with_deb(self, url: str, sha256: str | None, *, platforms: tuple[str, ...] = ()) -> "Image":
         return self.with_step(s.Deb(url=url, sha256=sha256, platforms=platforms))
 
-    def with_download(self, url: str, sha256: str | None, dest: str, *, mode: int = 0o644,
-                      extract: bool = False, strip_components: int = 0,
-                      platforms: tuple[str, ...] = ()) -> "Image":
-        return self.with_step(s.Download(url=url, sha256=sha256, dest=dest, mode=mode,
-                                         extract=extract, strip_components=strip_components,
-                                         platforms=platforms))
+    def with_download(
+        self,
+        url: str,
+        sha256: str | None,
+        dest: str,
+        *,
+        mode: int = 0o644,
+        extract: bool = False,
+        strip_components: int = 0,
+        platforms: tuple[str, ...] = (),
+    ) -> "Image":
+        return self.with_step(
+            s.Download(
+                url=url,
+                sha256=sha256,
+                dest=dest,
+                mode=mode,
+                extract=extract,
+                strip_components=strip_components,
+                platforms=platforms,
+            )
+        )
 
-    def with_run(self, script: str, *, user: str | None = None, network: bool = False,
-                 platforms: tuple[str, ...] = ()) -> "Image":
+    def with_run(
+        self,
+        script: str,
+        *,
+        user: str | None = None,
+        network: bool = False,
+        platforms: tuple[str, ...] = (),
+    ) -> "Image":
         return self.with_step(s.Run(script=script, user=user, network=network, platforms=platforms))
 
     def with_label(self, key: str, value: str) -> "Image":
@@ -192,35 +256,53 @@ class Image:
     def with_service(self, name: str, run: str, finish: str | None = None) -> "Image":
         return self.with_step(s.Service(name=name, run=run, finish=finish))
 
-    def with_probes(self, *, imports: tuple[str, ...] = (), r_libraries: tuple[str, ...] = (),
-                    commands: tuple[str, ...] = (), distributions: tuple[str, ...] = (),
-                    notebooks: tuple[str, ...] = (),
-                    notebook_timeout: int | None = None) -> "Image":
+    def with_probes(
+        self,
+        *,
+        imports: tuple[str, ...] = (),
+        r_libraries: tuple[str, ...] = (),
+        commands: tuple[str, ...] = (),
+        distributions: tuple[str, ...] = (),
+        notebooks: tuple[str, ...] = (),
+        notebook_timeout: int | None = None,
+    ) -> "Image":
         """Declare extra probe checks as labels; they add to (never replace) the parent's,
         so a child image is always held to its ancestors' checks too.
 
         ``distributions``: pip distributions whose top-level modules must import (mapped
         to modules inside the image); ``notebooks``: .ipynb paths (relative to $HOME, or
         absolute) executed top to bottom, each within ``notebook_timeout`` seconds."""
-        check_probes(imports=imports, r_libraries=r_libraries, commands=commands,
-                     distributions=distributions, notebooks=notebooks,
-                     notebook_timeout=notebook_timeout)
+        check_probes(
+            imports=imports,
+            r_libraries=r_libraries,
+            commands=commands,
+            distributions=distributions,
+            notebooks=notebooks,
+            notebook_timeout=notebook_timeout,
+        )
         labels = self.config().label_dict() if self.platforms else {}
         img = self
-        for key, new in ((contract.LABEL_IMPORTS, imports),
-                         (contract.LABEL_R_LIBRARIES, r_libraries),
-                         (contract.LABEL_DISTRIBUTIONS, distributions)):
+        for key, new in (
+            (contract.LABEL_IMPORTS, imports),
+            (contract.LABEL_R_LIBRARIES, r_libraries),
+            (contract.LABEL_DISTRIBUTIONS, distributions),
+        ):
             if new:
                 old = contract.listed(labels, key)
                 had = set(old)  # a set: a list test made 100,000 names quadratic
-                img = img.with_label(key, ",".join(old + [x for x in dict.fromkeys(new) if x not in had]))
-        for key, items in ((contract.LABEL_COMMANDS, commands),
-                           (contract.LABEL_NOTEBOOKS, notebooks)):
+                img = img.with_label(
+                    key, ",".join(old + [x for x in dict.fromkeys(new) if x not in had])
+                )
+        for key, items in (
+            (contract.LABEL_COMMANDS, commands),
+            (contract.LABEL_NOTEBOOKS, notebooks),
+        ):
             if items:
                 old_items = json.loads(labels.get(key, "[]"))
                 seen = set(old_items)
-                img = img.with_label(key, json.dumps(old_items + [x for x in dict.fromkeys(items)
-                                                                  if x not in seen]))
+                img = img.with_label(
+                    key, json.dumps(old_items + [x for x in dict.fromkeys(items) if x not in seen])
+                )
         if notebook_timeout is not None:
             img = img.with_label(contract.LABEL_NOTEBOOK_TIMEOUT, str(notebook_timeout))
         return img
@@ -304,9 +386,15 @@ class Image:
 
 
 def _apply(start: ImageConfig, ops: tuple[Op, ...]) -> ImageConfig:
-    cfg: dict[str, Any] = {"user": start.user, "workdir": start.workdir, "env": dict(start.env),
-                           "labels": dict(start.labels), "ports": list(start.ports),
-                           "entrypoint": start.entrypoint, "cmd": start.cmd}
+    cfg: dict[str, Any] = {
+        "user": start.user,
+        "workdir": start.workdir,
+        "env": dict(start.env),
+        "labels": dict(start.labels),
+        "ports": list(start.ports),
+        "entrypoint": start.entrypoint,
+        "cmd": start.cmd,
+    }
     for op in ops:
         match op:
             case SetUser(user=u):
@@ -323,9 +411,15 @@ def _apply(start: ImageConfig, ops: tuple[Op, ...]) -> ImageConfig:
                 cfg["entrypoint"] = a
             case SetCmd(argv=a):
                 cfg["cmd"] = a
-    return ImageConfig(user=cfg["user"], workdir=cfg["workdir"],
-                       env=tuple(cfg["env"].items()), labels=tuple(cfg["labels"].items()),
-                       ports=tuple(cfg["ports"]), entrypoint=cfg["entrypoint"], cmd=cfg["cmd"])
+    return ImageConfig(
+        user=cfg["user"],
+        workdir=cfg["workdir"],
+        env=tuple(cfg["env"].items()),
+        labels=tuple(cfg["labels"].items()),
+        ports=tuple(cfg["ports"]),
+        entrypoint=cfg["entrypoint"],
+        cmd=cfg["cmd"],
+    )
 
 
 _IMPORT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -333,25 +427,34 @@ _R_LIBRARY = re.compile(r"[A-Za-z][A-Za-z0-9.]*")
 _DISTRIBUTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def check_probes(*, imports: tuple[str, ...] = (), r_libraries: tuple[str, ...] = (),
-                 commands: tuple[str, ...] = (), distributions: tuple[str, ...] = (),
-                 notebooks: tuple[str, ...] = (), notebook_timeout: int | None = None) -> None:
+def check_probes(
+    *,
+    imports: tuple[str, ...] = (),
+    r_libraries: tuple[str, ...] = (),
+    commands: tuple[str, ...] = (),
+    distributions: tuple[str, ...] = (),
+    notebooks: tuple[str, ...] = (),
+    notebook_timeout: int | None = None,
+) -> None:
     """Probe lists become labels (names joined with ','): plain names only, and commands
     and notebook paths printable on one line."""
     _probe_names(imports, _IMPORT, "imports", "a Python module like 'numpy.linalg'")
     _probe_names(r_libraries, _R_LIBRARY, "r_libraries", "an R package like 'dplyr'")
-    _probe_names(distributions, _DISTRIBUTION, "distributions",
-                 "a pip distribution name like 'scikit-learn'")
+    _probe_names(
+        distributions, _DISTRIBUTION, "distributions", "a pip distribution name like 'scikit-learn'"
+    )
     if isinstance(notebooks, str):
         raise NbpipeError("notebooks: give a list of .ipynb paths, not one string")
     for nb in notebooks:
         if not isinstance(nb, str) or not nb.endswith(".ipynb"):
             raise NbpipeError(f"notebooks: {nb!r} is not a path to a .ipynb file")
         s.printable(nb, "notebooks")
-    if notebook_timeout is not None and (type(notebook_timeout) is not int
-                                         or not 0 < notebook_timeout <= 86400):
-        raise NbpipeError(f"notebook_timeout: {notebook_timeout!r} is not a number of seconds "
-                          "(1 to 86400)")
+    if notebook_timeout is not None and (
+        type(notebook_timeout) is not int or not 0 < notebook_timeout <= 86400
+    ):
+        raise NbpipeError(
+            f"notebook_timeout: {notebook_timeout!r} is not a number of seconds (1 to 86400)"
+        )
     if isinstance(commands, str):
         raise NbpipeError("commands: give a list of commands, not one string")
     for c in commands:
@@ -371,12 +474,14 @@ def _probe_names(names: tuple[str, ...], pattern: re.Pattern[str], what: str, li
 
 def _digest(image: Image, platform: str) -> str:
     parent = image.parent.digest(platform)  # known already: Image.digest goes root-most first
-    return sha256_json({
-        "v": DIGEST_VERSION,
-        "platform": platform,
-        "parent": parent,
-        "steps": [st.canonical() for st in image.steps_for(platform)],
-    })
+    return sha256_json(
+        {
+            "v": DIGEST_VERSION,
+            "platform": platform,
+            "parent": parent,
+            "steps": [st.canonical() for st in image.steps_for(platform)],
+        }
+    )
 
 
 def short(digest: str, n: int = 12) -> str:

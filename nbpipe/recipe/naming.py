@@ -7,10 +7,10 @@ they import these instead of deciding names of their own.
 
 from __future__ import annotations
 
+from nbpipe.recipe import contract
 from nbpipe.recipe.image import BaseRef, Image, short
 from nbpipe.recipe.ops import Op, SetLabel
 from nbpipe.recipe.options import BuildOptions
-from nbpipe.recipe import contract
 
 LOCAL_REPO = "localhost/nbpipe"
 
@@ -37,11 +37,18 @@ def stamp(image: Image, platform: str, options: BuildOptions = BuildOptions()) -
     A team image (``options.origins``) names its own source, revision and parent, not
     the ones it inherits from our base image."""
     own = [p for p in options.origins if p.name == image.name]
-    return (SetLabel(contract.LABEL_NAME, image.name or "custom"),
-            SetLabel(contract.LABEL_DIGEST, image.digest(platform)),
-            SetLabel("org.opencontainers.image.version", content_tag(image)),
-            *(SetLabel(k, v) for k, v in options.labels),
-            *(op for p in own for op in (
+    return (
+        SetLabel(contract.LABEL_NAME, image.name or "custom"),
+        SetLabel(contract.LABEL_DIGEST, image.digest(platform)),
+        SetLabel("org.opencontainers.image.version", content_tag(image)),
+        *(SetLabel(k, v) for k, v in options.labels),
+        *(
+            op
+            for p in own
+            for op in (
                 SetLabel("org.opencontainers.image.source", p.source),
                 SetLabel("org.opencontainers.image.revision", p.revision),
-                SetLabel("org.opencontainers.image.base.name", parent_ref(image, platform)))))
+                SetLabel("org.opencontainers.image.base.name", parent_ref(image, platform)),
+            )
+        ),
+    )

@@ -122,5 +122,15 @@ class SetCmd:
     argv: tuple[str, ...]
 
 
-Op = (Exec | SetEnv | SetUser | SetWorkdir | WriteFile | WriteTree | SetLabel | Expose
-      | SetEntrypoint | SetCmd)
+Op = (
+    Exec
+    | SetEnv
+    | SetUser
+    | SetWorkdir
+    | WriteFile
+    | WriteTree
+    | SetLabel
+    | Expose
+    | SetEntrypoint
+    | SetCmd
+)

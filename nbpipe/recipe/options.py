@@ -29,8 +29,15 @@ DEFAULT_DEB_STORE = Path.home() / ".cache" / "nbpipe" / "debs"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian's bundle of what it trusts
 
 # Every client we run in builds that speaks TLS, pointed at the mounted bundle.
-CA_ENV = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT",
-          "NODE_EXTRA_CA_CERTS", "npm_config_cafile", "GIT_SSL_CAINFO")
+CA_ENV = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "PIP_CERT",
+    "NODE_EXTRA_CA_CERTS",
+    "npm_config_cafile",
+    "GIT_SSL_CAINFO",
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ class BuildOptions:
             ca = Path(self.ca_bundle)
             if not ca.is_file():
                 raise NbpipeError(f"--ca-bundle {ca}: no such file")
-            if b"BEGIN CERTIFICATE" not in ca.read_bytes()[:1 << 20]:
+            if b"BEGIN CERTIFICATE" not in ca.read_bytes()[: 1 << 20]:
                 raise NbpipeError(f"--ca-bundle {ca}: not a PEM certificate bundle")
             object.__setattr__(self, "ca_bundle", ca.resolve())
         if self.wheelhouse is not None:
@@ -85,17 +92,27 @@ class BuildOptions:
             object.__setattr__(self, "deb_store", store.resolve())
 
     @classmethod
-    def from_flags(cls, ca_bundle: str | Path | None = "auto", wheelhouse: Path | None = None,
-                   *, oci_labels: bool = True,
-                   deb_store: str | Path | None = "auto") -> "BuildOptions":
+    def from_flags(
+        cls,
+        ca_bundle: str | Path | None = "auto",
+        wheelhouse: Path | None = None,
+        *,
+        oci_labels: bool = True,
+        deb_store: str | Path | None = "auto",
+    ) -> "BuildOptions":
         """The options a command line asks for: ``--ca-bundle auto`` is this machine's own
         trust (what a TLS-intercepting proxy needs), ``none`` the image's own."""
         if ca_bundle == "auto":
             ca = HOST_CA if HOST_CA.is_file() else None
         else:
             ca = None if ca_bundle in (None, "none") else Path(ca_bundle)
-        store = (DEFAULT_DEB_STORE if deb_store == "auto" else
-                 None if deb_store in (None, "none") else Path(deb_store))
+        store = (
+            DEFAULT_DEB_STORE
+            if deb_store == "auto"
+            else None
+            if deb_store in (None, "none")
+            else Path(deb_store)
+        )
         options = cls(ca_bundle=ca, wheelhouse=wheelhouse, deb_store=store)
         return options.with_oci_labels() if oci_labels else options
 
@@ -106,11 +123,18 @@ class BuildOptions:
         import subprocess
 
         created = datetime.datetime.fromtimestamp(self.source_date_epoch, datetime.timezone.utc)
-        labels = [("org.opencontainers.image.created", created.strftime("%Y-%m-%dT%H:%M:%SZ")),
-                  ("org.opencontainers.image.source", source)]
+        labels = [
+            ("org.opencontainers.image.created", created.strftime("%Y-%m-%dT%H:%M:%SZ")),
+            ("org.opencontainers.image.source", source),
+        ]
         try:
-            rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                 cwd=Path(__file__).parent, timeout=10)
+            rev = subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=10,
+            )
             if rev.returncode == 0:
                 labels.append(("org.opencontainers.image.revision", rev.stdout.strip()))
         except (OSError, subprocess.TimeoutExpired):  # no revision label: never a hang
@@ -119,8 +143,11 @@ class BuildOptions:
 
     def prepare(self, op: Exec) -> Exec:
         """The Exec an engine really runs: reproducibility env, plus CA and wheels if set."""
-        env = [("SOURCE_DATE_EPOCH", str(self.source_date_epoch)), ("PYTHONHASHSEED", "0"),
-               ("FORCE_SOURCE_DATE", "1")]  # TeX: format files dated by the epoch too
+        env = [
+            ("SOURCE_DATE_EPOCH", str(self.source_date_epoch)),
+            ("PYTHONHASHSEED", "0"),
+            ("FORCE_SOURCE_DATE", "1"),
+        ]  # TeX: format files dated by the epoch too
         mounts = list(op.mounts)
         if self.has_ca and op.network:
             mounts.append(SecretMount(CA_TARGET, CA_ID))

@@ -16,10 +16,22 @@ from pathlib import PurePosixPath
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
-from nbpipe.recipe import contract
 from nbpipe.errors import NbpipeError
-from nbpipe.recipe.ops import CacheMount, Exec, Expose, Op, SetCmd, SetEntrypoint, SetEnv, SetLabel
-from nbpipe.recipe.ops import SetUser, SetWorkdir, WriteFile, WriteTree
+from nbpipe.recipe import contract
+from nbpipe.recipe.ops import (
+    CacheMount,
+    Exec,
+    Expose,
+    Op,
+    SetCmd,
+    SetEntrypoint,
+    SetEnv,
+    SetLabel,
+    SetUser,
+    SetWorkdir,
+    WriteFile,
+    WriteTree,
+)
 
 JOVYAN = f"{contract.NB_UID}:{contract.NB_GID}"
 DEBIAN_ARCHIVE = "deb.debian.org"
@@ -44,9 +56,12 @@ def apt_install(*packages: str, snapshot: str | None = None, args: str | None = 
     ``args``: shell words standing for the packages (the package store's "$@")."""
     setup, opts = snapshot_sources(snapshot) if snapshot else ([], "")
     what = args if args is not None else " ".join(shlex.quote(p) for p in packages)
-    return [*setup, f"apt-get update -q{opts}",
-            f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends{opts}"
-            " -o APT::Keep-Downloaded-Packages=true " + what]
+    return [
+        *setup,
+        f"apt-get update -q{opts}",
+        f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends{opts}"
+        " -o APT::Keep-Downloaded-Packages=true " + what,
+    ]
 
 
 DEB_STORE = "/run/nbpipe/debs"  # options.DEBSTORE_TARGET: the package store, when mounted
@@ -70,15 +85,17 @@ while read -r pin sum; do
 done < {pins}"""
 
 
-def apt_install_from_store(pins: list[str] | tuple[str, ...], *,
-                           snapshot: str | None = None) -> list[str]:
+def apt_install_from_store(
+    pins: list[str] | tuple[str, ...], *, snapshot: str | None = None
+) -> list[str]:
     """apt_install for lock lines that carry their .deb's sha256 (name=version@sha256:H)."""
-    lines = "\n".join(p.replace("@sha256:", " ") if "@sha256:" in p else f"{p} -"
-                      for p in pins)
-    return [f"cat > {APT_PINS} <<'NBPIPE_LOCK'\n{lines}\nNBPIPE_LOCK",
-            _FROM_STORE.format(store=DEB_STORE, pins=APT_PINS),
-            *apt_install(snapshot=snapshot, args='"$@"'),
-            f"rm -f {APT_PINS}"]
+    lines = "\n".join(p.replace("@sha256:", " ") if "@sha256:" in p else f"{p} -" for p in pins)
+    return [
+        f"cat > {APT_PINS} <<'NBPIPE_LOCK'\n{lines}\nNBPIPE_LOCK",
+        _FROM_STORE.format(store=DEB_STORE, pins=APT_PINS),
+        *apt_install(snapshot=snapshot, args='"$@"'),
+        f"rm -f {APT_PINS}",
+    ]
 
 
 SNAPSHOT_LIST = "/tmp/nbpipe-snapshot.list"
@@ -90,16 +107,23 @@ def snapshot_sources(date: str) -> tuple[list[str], str]:
     ``date``) and the apt options that read only them. Snapshots are frozen, so their
     Release files are past Valid-Until by design: that check is off for them alone."""
     if not _SNAPSHOT.fullmatch(date):
-        raise NbpipeError(f"apt snapshot {date!r}: give a time like 20261126T000000Z "
-                          "(snapshot.debian.org's form, UTC)")
+        raise NbpipeError(
+            f"apt snapshot {date!r}: give a time like 20261126T000000Z "
+            "(snapshot.debian.org's form, UTC)"
+        )
     base = f"http://{SNAPSHOT_ARCHIVE}/archive"
-    lines = [f"deb {base}/debian/{date}/ {DEBIAN_SUITE} main",
-             f"deb {base}/debian/{date}/ {DEBIAN_SUITE}-updates main",
-             f"deb {base}/debian-security/{date}/ {DEBIAN_SUITE}-security main"]
+    lines = [
+        f"deb {base}/debian/{date}/ {DEBIAN_SUITE} main",
+        f"deb {base}/debian/{date}/ {DEBIAN_SUITE}-updates main",
+        f"deb {base}/debian-security/{date}/ {DEBIAN_SUITE}-security main",
+    ]
     setup = [f"printf '%s\\n' {' '.join(shlex.quote(x) for x in lines)} > {SNAPSHOT_LIST}"]
-    opts = (f" -o Dir::Etc::SourceList={SNAPSHOT_LIST} -o Dir::Etc::SourceParts=-"
-            " -o Acquire::Check-Valid-Until=false")
+    opts = (
+        f" -o Dir::Etc::SourceList={SNAPSHOT_LIST} -o Dir::Etc::SourceParts=-"
+        " -o Acquire::Check-Valid-Until=false"
+    )
     return setup, opts
+
 
 # After npm has built native modules: the packages installed for the build go again,
 # except those holding a shared library some built *.node file links to.
@@ -129,8 +153,11 @@ _PATH = re.compile(r"[A-Za-z0-9._+@%=:,~/-]+")  # no spaces, quotes, '$', '\\' o
 _OWNER = re.compile(r"[0-9]+:[0-9]+")
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?")
 _VERSION_CLAUSE = r"(===|==|>=|<=|!=|~=|<|>)[ ]*[A-Za-z0-9.*+!_-]+"
-_PIP_SPEC = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?[ ]*"
-                       rf"({_VERSION_CLAUSE}([ ]*,[ ]*{_VERSION_CLAUSE})*)?", re.ASCII)
+_PIP_SPEC = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?[ ]*"
+    rf"({_VERSION_CLAUSE}([ ]*,[ ]*{_VERSION_CLAUSE})*)?",
+    re.ASCII,
+)
 
 
 def _canon(value: Any) -> Any:
@@ -154,8 +181,10 @@ def _abs(path: str, what: str) -> str:
 
 def _image_path(path: str, what: str) -> str:
     if not _PATH.fullmatch(path) or ".." in PurePosixPath(path).parts:
-        raise NbpipeError(f"{what}: path {path!r} may use only letters, digits and "
-                          "._+@%=:,~/- (no spaces, quotes, '$', '..' or control characters)")
+        raise NbpipeError(
+            f"{what}: path {path!r} may use only letters, digits and "
+            "._+@%=:,~/- (no spaces, quotes, '$', '..' or control characters)"
+        )
     return path
 
 
@@ -163,8 +192,10 @@ def printable(value: str, what: str) -> str:
     """Data that may be any printable text (labels, env values): one line, no control
     characters, so it can never end the instruction it is quoted into."""
     if not isinstance(value, str) or not value.isprintable():
-        raise NbpipeError(f"{what}: {value!r} must be printable text on one line "
-                          "(no newlines, tabs or other control characters)")
+        raise NbpipeError(
+            f"{what}: {value!r} must be printable text on one line "
+            "(no newlines, tabs or other control characters)"
+        )
     return value
 
 
@@ -193,8 +224,11 @@ class Step:
     def canonical(self) -> dict[str, Any]:
         """What the digest hashes. ``platforms`` is left out: a per-platform digest only
         ever sees the steps that apply to its platform, which already says it."""
-        body = {f.name: _canon(getattr(self, f.name)) for f in dataclasses.fields(self)
-                if f.name != "platforms"}
+        body = {
+            f.name: _canon(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name != "platforms"
+        }
         return {"kind": self.kind, **body}
 
     def lower(self) -> tuple[Op, ...]:
@@ -239,23 +273,29 @@ class Apt(Step):
                 raise NbpipeError(f"apt: lock line {p!r} is not name=version[@sha256:<64 hex>]")
         if self.snapshot is not None:
             if not isinstance(self.snapshot, str):
-                raise NbpipeError(f"apt: snapshot {self.snapshot!r} is not a time like "
-                                  "20261126T000000Z")
+                raise NbpipeError(
+                    f"apt: snapshot {self.snapshot!r} is not a time like 20261126T000000Z"
+                )
             snapshot_sources(self.snapshot)  # the format, checked when the step is made
 
     def lower(self) -> tuple[Op, ...]:
         wanted = self.locked.split() if self.locked else self.packages
         stored = any("@sha256:" in p for p in wanted)
-        install = (apt_install_from_store(wanted, snapshot=self.snapshot) if stored
-                   else apt_install(*wanted, snapshot=self.snapshot))
-        script = "\n".join([
-            "set -eu",
-            *install,
-            APT_CLEANUP,
-            *([f"rm -f {SNAPSHOT_LIST}"] if self.snapshot else []),
-            *([f"rm -rf {' '.join(self.remove)}"] if self.remove else []),
-            *([self.after] if self.after else []),
-        ])
+        install = (
+            apt_install_from_store(wanted, snapshot=self.snapshot)
+            if stored
+            else apt_install(*wanted, snapshot=self.snapshot)
+        )
+        script = "\n".join(
+            [
+                "set -eu",
+                *install,
+                APT_CLEANUP,
+                *([f"rm -f {SNAPSHOT_LIST}"] if self.snapshot else []),
+                *([f"rm -rf {' '.join(self.remove)}"] if self.remove else []),
+                *([self.after] if self.after else []),
+            ]
+        )
         return (Exec(script, user="root", network=True, mounts=(APT_ARCHIVES,), apt=stored),)
 
     def canonical(self) -> dict[str, Any]:
@@ -309,12 +349,19 @@ class Pip(Step):
         else:
             script += shlex.join(args + list(self.packages))
         cache = CacheMount("/var/cache/nbpipe/pip", "nbpipe-pip", owner=self.user)
-        return (Exec(
-            script,
-            user=self.user, network=True, pip=True, mounts=(cache,),
-            env=(("PIP_CACHE_DIR", "/var/cache/nbpipe/pip"),
-                 ("PIP_DISABLE_PIP_VERSION_CHECK", "1")),
-        ),)
+        return (
+            Exec(
+                script,
+                user=self.user,
+                network=True,
+                pip=True,
+                mounts=(cache,),
+                env=(
+                    ("PIP_CACHE_DIR", "/var/cache/nbpipe/pip"),
+                    ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
+                ),
+            ),
+        )
 
     def sources(self) -> tuple[str, ...]:
         hosts = [urlparse(u).hostname or u for u in (self.index_url, *self.extra_index_urls) if u]
@@ -345,13 +392,24 @@ class Npm(Step):
                 raise NbpipeError(f"npm: {p!r} is not a package like 'name@1.2.3'")
 
     def lower(self) -> tuple[Op, ...]:
-        args = [self.npm, "install", "--global", "--prefix", self.prefix, "--no-fund",
-                "--no-audit", "--unsafe-perm", *self.packages]
+        args = [
+            self.npm,
+            "install",
+            "--global",
+            "--prefix",
+            self.prefix,
+            "--no-fund",
+            "--no-audit",
+            "--unsafe-perm",
+            *self.packages,
+        ]
         lines = ["set -eu"]
         mounts = [CacheMount("/var/cache/nbpipe/npm", "nbpipe-npm", owner="0:0")]
         if self.build_deps:
-            lines += ["dpkg-query -W -f='${Package}\\n' | sort > /tmp/nbpipe-before",
-                      *apt_install(*self.build_deps)]
+            lines += [
+                "dpkg-query -W -f='${Package}\\n' | sort > /tmp/nbpipe-before",
+                *apt_install(*self.build_deps),
+            ]
             mounts.append(APT_ARCHIVES)
         lines += [shlex.join(args), "rm -rf /root/.npm/_logs /root/.cache/node-gyp"]
         if self.build_deps:  # purge what we added, but keep libraries the built modules use
@@ -359,8 +417,11 @@ class Npm(Step):
         env = [("npm_config_cache", "/var/cache/nbpipe/npm")]
         if self.nodedir:
             env.append(("npm_config_nodedir", self.nodedir))
-        return (Exec("\n".join(lines), user=self.user, network=True, mounts=tuple(mounts),
-                     env=tuple(env)),)
+        return (
+            Exec(
+                "\n".join(lines), user=self.user, network=True, mounts=tuple(mounts), env=tuple(env)
+            ),
+        )
 
     def sources(self) -> tuple[str, ...]:
         return (NPM_REGISTRY, DEBIAN_ARCHIVE) if self.build_deps else (NPM_REGISTRY,)
@@ -433,8 +494,10 @@ class File(Step):
         given = self.path
         object.__setattr__(self, "path", _abs(self.path, "file"))
         if self.path == "/":  # '//' or '/.' too: COPY would drop the file *into* /
-            raise NbpipeError(f"file: path {given!r} is the root folder; name the file itself "
-                              "(e.g. /etc/team.cfg)")
+            raise NbpipeError(
+                f"file: path {given!r} is the root folder; name the file itself "
+                "(e.g. /etc/team.cfg)"
+            )
         _mode(self.mode, f"file {self.path}")
         if not isinstance(self.owner, str) or not _OWNER.fullmatch(self.owner):
             raise NbpipeError(f"file {self.path}: owner {self.owner!r}: give uid:gid, e.g. 1000:0")
@@ -476,13 +539,18 @@ class Download(Step):
         ]
         dest = shlex.quote(self.dest)
         if self.extract:
-            lines += [f"mkdir -p {dest}",
-                      f"tar -xf {tmp} -C {dest} --strip-components={self.strip_components}"
-                      " --no-same-owner",
-                      f"rm -f {tmp}"]
+            lines += [
+                f"mkdir -p {dest}",
+                f"tar -xf {tmp} -C {dest} --strip-components={self.strip_components}"
+                " --no-same-owner",
+                f"rm -f {tmp}",
+            ]
         else:
-            lines += [f"mkdir -p $(dirname {dest})",
-                      f"install -m {self.mode:o} {tmp} {dest}", f"rm -f {tmp}"]
+            lines += [
+                f"mkdir -p $(dirname {dest})",
+                f"install -m {self.mode:o} {tmp} {dest}",
+                f"rm -f {tmp}",
+            ]
         return (Exec("\n".join(lines), user="root", network=True),)
 
     def sources(self) -> tuple[str, ...]:
@@ -507,8 +575,10 @@ def _check_url(url: str, sha256: str | None, what: str) -> None:
 def _refuse_unpinned(url: str) -> Exec:
     """What an unpinned download lowers to: a step that fails, saying why, if ever run
     (the pipeline reports such images as unbuildable before building anything)."""
-    msg = (f"nbpipe: {url} has no sha256 pin: download it once where its host is reachable, "
-           "check it, and record its sha256 in the recipe")
+    msg = (
+        f"nbpipe: {url} has no sha256 pin: download it once where its host is reachable, "
+        "check it, and record its sha256 in the recipe"
+    )
     return Exec(f"echo {shlex.quote(msg)} >&2\nexit 1", user="root")
 
 
@@ -527,14 +597,16 @@ class Deb(Step):
         if self.sha256 is None:
             return (_refuse_unpinned(self.url),)
         deb = "/tmp/nbpipe-package.deb"
-        script = "\n".join([
-            "set -eu",
-            f"curl -fsSL --retry 3 -o {deb} {shlex.quote(self.url)}",
-            f"echo {shlex.quote(str(self.sha256) + '  ' + deb)} | sha256sum -c -",
-            *apt_install(deb),
-            f"rm -f {deb}",
-            APT_CLEANUP,
-        ])
+        script = "\n".join(
+            [
+                "set -eu",
+                f"curl -fsSL --retry 3 -o {deb} {shlex.quote(self.url)}",
+                f"echo {shlex.quote(str(self.sha256) + '  ' + deb)} | sha256sum -c -",
+                *apt_install(deb),
+                f"rm -f {deb}",
+                APT_CLEANUP,
+            ]
+        )
         return (Exec(script, user="root", network=True, mounts=(APT_ARCHIVES,)),)
 
     def sources(self) -> tuple[str, ...]:
@@ -576,8 +648,10 @@ class Label(Step):
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not _LABEL_KEY.fullmatch(self.key):
-            raise NbpipeError(f"label: key {self.key!r} may use only letters, digits and ._/- "
-                              "(e.g. org.example.team)")
+            raise NbpipeError(
+                f"label: key {self.key!r} may use only letters, digits and ._/- "
+                "(e.g. org.example.team)"
+            )
         printable(self.value, f"label {self.key}")
 
     def lower(self) -> tuple[Op, ...]:
@@ -593,7 +667,11 @@ class Port(Step):
     port: int
 
     def __post_init__(self) -> None:
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
+        if (
+            isinstance(self.port, bool)
+            or not isinstance(self.port, int)
+            or not 0 < self.port < 65536
+        ):
             raise NbpipeError(f"port: {self.port} is not a TCP port (1-65535)")
 
     def lower(self) -> tuple[Op, ...]:
@@ -626,8 +704,10 @@ class InitScript(Step):
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _PLAIN_NAME.fullmatch(self.name):
-            raise NbpipeError(f"init script: {self.name!r} must be a plain file name like "
-                              "'10-x' (letters, digits, '.', '_', '-')")
+            raise NbpipeError(
+                f"init script: {self.name!r} must be a plain file name like "
+                "'10-x' (letters, digits, '.', '_', '-')"
+            )
 
     def lower(self) -> tuple[Op, ...]:
         return (WriteFile(f"{contract.CONT_INIT_DIR}/{self.name}", self.script.encode(), 0o755),)
@@ -647,8 +727,10 @@ class Service(Step):
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _PLAIN_NAME.fullmatch(self.name):
-            raise NbpipeError(f"service: {self.name!r} must be a plain name like 'jupyterlab' "
-                              "(letters, digits, '.', '_', '-')")
+            raise NbpipeError(
+                f"service: {self.name!r} must be a plain name like 'jupyterlab' "
+                "(letters, digits, '.', '_', '-')"
+            )
         if not self.run.strip():
             raise NbpipeError(f"service {self.name}: the run script is empty")
 
@@ -689,7 +771,6 @@ class HomeFile(Step):
         return f"home-file ~/{self.path}"
 
 
-
 @dataclass(frozen=True, kw_only=True)
 class HomeTree(Step):
     """A folder of files for $HOME (a repository's contents) in the skeleton, in one layer:
@@ -705,8 +786,14 @@ class HomeTree(Step):
         seen: set[str] = set()
         for rel, content, mode in self.files:
             p = PurePosixPath(rel)
-            if (not rel or p.is_absolute() or ".." in p.parts or "." in rel.split("/")
-                    or "" in rel.split("/") or any(c in rel for c in "\x00\n\r")):
+            if (
+                not rel
+                or p.is_absolute()
+                or ".." in p.parts
+                or "." in rel.split("/")
+                or "" in rel.split("/")
+                or any(c in rel for c in "\x00\n\r")
+            ):
                 raise NbpipeError(f"home tree: {rel!r} must be a plain path relative to $HOME")
             if not isinstance(content, bytes) or not 0 <= mode <= 0o777:
                 raise NbpipeError(f"home tree: {rel}: content must be bytes, mode 0-0777")

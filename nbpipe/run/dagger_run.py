@@ -12,14 +12,13 @@ import time
 
 import anyio
 
-from nbpipe.recipe.catalog import Catalog
+from nbpipe.engines import dagger as lowering
 from nbpipe.errors import NbpipeError
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.options import BuildOptions
 from nbpipe.run import schedule
-from nbpipe.run.state import State, assess
 from nbpipe.run.report import ImageResult, Outcome
-from nbpipe.engines import dagger as lowering
-
+from nbpipe.run.state import State, assess
 
 # NAME@sha256:DIGEST of a Debian bookworm root to build on instead of the pinned
 # docker.io one (the `--root` of our Dagger module, for `nbpipe build --engine dagger`)
@@ -34,21 +33,29 @@ def available() -> str | None:
     return f"the dagger CLI at {cli}" if cli else None
 
 
-async def build(catalog: Catalog, names: list[str] | None, platform: str,
-                options: BuildOptions, on_event=lambda n, w: None, jobs: int = 2,
-                ) -> list[ImageResult]:
+async def build(
+    catalog: Catalog,
+    names: list[str] | None,
+    platform: str,
+    options: BuildOptions,
+    on_event=lambda n, w: None,
+    jobs: int = 2,
+) -> list[ImageResult]:
     import dagger
 
     if available() is None:
-        raise NbpipeError("--engine dagger: no Dagger engine here (no `dagger` CLI on PATH and "
-                          "no $DAGGER_SESSION_PORT); install Dagger or use --engine podman")
+        raise NbpipeError(
+            "--engine dagger: no Dagger engine here (no `dagger` CLI on PATH and "
+            "no $DAGGER_SESSION_PORT); install Dagger or use --engine podman"
+        )
     if shutil.which("dagger") and not os.environ.get("_EXPERIMENTAL_DAGGER_CLI_BIN"):
         os.environ["_EXPERIMENTAL_DAGGER_CLI_BIN"] = shutil.which("dagger") or ""
     # where Docker Hub is out of reach: the root from another registry, by digest
     catalog = lowering.rooted(catalog, os.environ.get(ROOT_ENV, ""), f"${ROOT_ENV}")
     # Dagger keeps its own cache: nothing counts as built beforehand, the rest is the same
-    states = {s.name: s for s in assess(catalog, platform, {}, names,
-                                        wheelhouse=options.has_wheelhouse)}
+    states = {
+        s.name: s for s in assess(catalog, platform, {}, names, wheelhouse=options.has_wheelhouse)
+    }
     results = {n: ImageResult(n, platform, s.digest, s.ref) for n, s in states.items()}
 
     async def work(name: str) -> bool:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
+from nbpipe.errors import NbpipeError
 from nbpipe.recipe import platforms as plat
 from nbpipe.recipe.catalog import Catalog
-from nbpipe.errors import NbpipeError
 from nbpipe.recipe.image import BaseRef, short
 
 if TYPE_CHECKING:
@@ -42,8 +42,10 @@ class Machine:
         else:
             eng = f"{self.engine.kind} ({self.engine.binary})" if self.engine else "none found"
         if self.local_root is not None:
-            root = (f"{self.local_root.pinned(self.platform)} "
-                    f"(debootstrap, {short(self.local_root.digest(self.platform))})")
+            root = (
+                f"{self.local_root.pinned(self.platform)} "
+                f"(debootstrap, {short(self.local_root.digest(self.platform))})"
+            )
         else:
             root = "registry pin"
         return f"engine: {eng}; platform: {self.platform}; root: {root}"
@@ -53,22 +55,32 @@ class Machine:
         for p in platforms:
             plat.check(p)
             if self.local_root is not None and p not in self.local_root.platforms:
-                raise NbpipeError(f"no local root for {p}: run `nbpipe base bootstrap "
-                                  f"--platform {p}` (needs qemu for a foreign platform)")
+                raise NbpipeError(
+                    f"no local root for {p}: run `nbpipe base bootstrap "
+                    f"--platform {p}` (needs qemu for a foreign platform)"
+                )
 
     def need_engine(self) -> "OciEngine":
         if self.engine is None:
-            raise NbpipeError("no usable container engine: run `bash .ci/setup-engine.sh` "
-                              "or install podman and buildah")
+            raise NbpipeError(
+                "no usable container engine: run `bash .ci/setup-engine.sh` "
+                "or install podman and buildah"
+            )
         return self.engine
 
 
-def detect(catalog: Catalog, *, engine: str = "auto", root: str = "auto",
-           platform: str | None = None, need_engine: bool = True) -> Machine:
+def detect(
+    catalog: Catalog,
+    *,
+    engine: str = "auto",
+    root: str = "auto",
+    platform: str | None = None,
+    need_engine: bool = True,
+) -> Machine:
     """This machine's view of ``catalog``. ``need_engine=False`` (plan, images): without
     an engine, ``--root auto`` means the registry pins instead of an error."""
-    from nbpipe.run import dagger_run as dagger_client
     from nbpipe.engines.oci import OciEngine
+    from nbpipe.run import dagger_run as dagger_client
 
     if root not in ROOTS:
         raise NbpipeError(f"--root {root!r}: use {', '.join(ROOTS)}")
@@ -78,8 +90,9 @@ def detect(catalog: Catalog, *, engine: str = "auto", root: str = "auto",
     dagger = dagger_client.available() if engine in ("auto", "dagger") else None
     if engine == "dagger" or dagger:  # Dagger pulls the registry root, never a local one
         if root == "local":
-            raise NbpipeError("--engine dagger builds on the registry root: use --root auto "
-                              "or registry")
+            raise NbpipeError(
+                "--engine dagger builds on the registry root: use --root auto or registry"
+            )
         return Machine(catalog, platform, None, dagger=dagger or "not available here")
     try:
         eng, store = OciEngine.connect(engine)
@@ -90,16 +103,22 @@ def detect(catalog: Catalog, *, engine: str = "auto", root: str = "auto",
     return choose(catalog, platform, root, eng, store)
 
 
-def choose(catalog: Catalog, platform: str, root: str, engine: "OciEngine | None",
-           store: "Mapping[str, ImageInfo]") -> Machine:
+def choose(
+    catalog: Catalog,
+    platform: str,
+    root: str,
+    engine: "OciEngine | None",
+    store: "Mapping[str, ImageInfo]",
+) -> Machine:
     """The root choice itself, from the store as read: the local root when asked for or
     (auto) when it is there for ``platform``, else the recipe's registry pins."""
     from nbpipe.engines import rootfs
 
     local = rootfs.local_root(engine, store=store) if root != "registry" else None
     if root == "local" and (local is None or platform not in local.platforms):
-        raise NbpipeError(f"no local root for {platform}: run `nbpipe base bootstrap "
-                          f"--platform {platform}` first")
+        raise NbpipeError(
+            f"no local root for {platform}: run `nbpipe base bootstrap --platform {platform}` first"
+        )
     if local is None or platform not in local.platforms:
         return Machine(catalog, platform, None, engine, store)
     return Machine(catalog.rebased(local), platform, local, engine, store)

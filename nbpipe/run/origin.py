@@ -29,8 +29,9 @@ class Origin:
 
 def _git(folder: Path, *args: str) -> str:
     try:
-        r = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
-                           timeout=10)
+        r = subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     return r.stdout.strip() if r.returncode == 0 else ""
@@ -50,8 +51,11 @@ def public_url(remote: str) -> str:
 
 def of_folder(name: str, folder: Path) -> Origin:
     """The image ``name`` defined in ``folder``: that checkout's origin and commit."""
-    return Origin(name, public_url(_git(folder, "remote", "get-url", "origin")),
-                      _git(folder, "rev-parse", "HEAD"))
+    return Origin(
+        name,
+        public_url(_git(folder, "remote", "get-url", "origin")),
+        _git(folder, "rev-parse", "HEAD"),
+    )
 
 
 def team_images(catalog: Catalog, defined_in: dict[str, Path]) -> tuple[Origin, ...]:

@@ -20,18 +20,17 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 import anyio
 
-from nbpipe.locks import archive
-from nbpipe.locks import lock
-from nbpipe.inputs import safe_io
-from nbpipe.run import schedule
-from nbpipe.recipe.catalog import Catalog
 from nbpipe.errors import NbpipeError
-from nbpipe.recipe.options import BuildOptions
+from nbpipe.inputs import safe_io
+from nbpipe.locks import archive, lock
 from nbpipe.probes.result import ProbeResult, Status
+from nbpipe.recipe import naming
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.recipe.options import BuildOptions
+from nbpipe.recipe.steps import Apt
+from nbpipe.run import schedule
 from nbpipe.run.report import ImageResult, Outcome
 from nbpipe.run.state import ImageState, State, assess
-from nbpipe.recipe.steps import Apt
-from nbpipe.recipe import naming
 
 if TYPE_CHECKING:  # the engine, the lowering and the prober load when an image needs them
     from nbpipe.engines.oci import ImageInfo, OciEngine
@@ -85,9 +84,17 @@ class Pipeline:
 
     async def _run(self, names: list[str] | None) -> list[ImageResult]:
         store = self.engine.images() if self.store is None else self.store
-        states = {s.name: s for s in assess(self.catalog, self.platform, store, names,
-                                            wheelhouse=self.options.has_wheelhouse,
-                                            rebuild=self.no_cache)}
+        states = {
+            s.name: s
+            for s in assess(
+                self.catalog,
+                self.platform,
+                store,
+                names,
+                wheelhouse=self.options.has_wheelhouse,
+                rebuild=self.no_cache,
+            )
+        }
         results = {n: ImageResult(n, self.platform, s.digest, s.ref) for n, s in states.items()}
         if self.locked:
             self._refuse_gone([n for n, s in states.items() if s.state is State.TO_BUILD])
@@ -106,11 +113,16 @@ class Pipeline:
             results[name].status = Outcome.FAILED
             results[name].message = f"{type(exc).__name__}: {exc}"
 
-        await schedule.run(self.catalog, list(states), work, jobs=self.jobs,
-                           on_blocked=blocked, on_error=failed,
-                           built={n for n, s in states.items() if s.state is State.BUILT},
-                           never={n for n, s in states.items()
-                                  if s.state in (State.UNBUILDABLE, State.BLOCKED)})
+        await schedule.run(
+            self.catalog,
+            list(states),
+            work,
+            jobs=self.jobs,
+            on_blocked=blocked,
+            on_error=failed,
+            built={n for n, s in states.items() if s.state is State.BUILT},
+            never={n for n, s in states.items() if s.state in (State.UNBUILDABLE, State.BLOCKED)},
+        )
         return list(results.values())
 
     # -- one image, in a worker thread -------------------------------------------------
@@ -129,12 +141,14 @@ class Pipeline:
                 from nbpipe.engines import dockerfile
 
                 self.on_event(res.name, "building")
-                rendered = dockerfile.render(self.catalog.resolve(st.name), self.platform,
-                                             self.options)
+                rendered = dockerfile.render(
+                    self.catalog.resolve(st.name), self.platform, self.options
+                )
                 log = self.state_dir / "logs" / f"{res.name}-{self.platform.split('/')[1]}.log"
                 try:
-                    info = self.engine.build(rendered, res.ref, self.platform, self.options,
-                                             log, no_cache=self.no_cache)
+                    info = self.engine.build(
+                        rendered, res.ref, self.platform, self.options, log, no_cache=self.no_cache
+                    )
                 except NbpipeError:
                     if self._pins_gone(st.name, log, res):
                         return
@@ -142,8 +156,9 @@ class Pipeline:
                 res.status, res.size, image_id = Outcome.BUILT, info.size, info.id
                 self.on_event(res.name, f"built in {time.monotonic() - started:.0f}s")
                 self._keep_debs(st.name)
-            if self.probe and (self.targets is None or st.name in self.targets
-                               or st.state is not State.BUILT):
+            if self.probe and (
+                self.targets is None or st.name in self.targets or st.state is not State.BUILT
+            ):
                 self._probe(res, image_id)
         except NbpipeError as exc:
             res.status = Outcome.FAILED
@@ -157,8 +172,11 @@ class Pipeline:
         """After a failed build: if apt refused pins the archive no longer has, refresh
         the steps holding them (or, ``locked``, fail naming them). False: another failure."""
         gone = {p.name for p in archive.gone_in_log(log)}
-        steps = [ps for ps in lock.pinned_steps(self.catalog, name, self.platform)
-                 if gone & {p.name for p in archive.pins(ps.lines)}]
+        steps = [
+            ps
+            for ps in lock.pinned_steps(self.catalog, name, self.platform)
+            if gone & {p.name for p in archive.pins(ps.lines)}
+        ]
         if not steps or any(ps.key in self._refreshed_keys for ps in steps):
             return False  # not a moved archive, or a refresh that did not help: a failure
         res.status = Outcome.FAILED
@@ -170,25 +188,34 @@ class Pipeline:
         assert path is not None  # pinned_steps found entries in it
         parent = naming.parent_ref(self.catalog.resolve(name), self.platform)
         for ps in steps:
-            self.on_event(name, f"step {ps.index}: pinned versions left the archive; "
-                                "resolving that step again")
+            self.on_event(
+                name,
+                f"step {ps.index}: pinned versions left the archive; resolving that step again",
+            )
             new = lock.refresh_step(self.engine, parent, ps.step, gone)
             lock.save_entry(path, ps.key, self.platform, new)
             self._refreshed_keys.add(ps.key)
-            line = (f"{name} step {ps.index}: "
-                    f"{archive.summary(archive.changes(ps.lines, new), first=gone)}")
+            line = (
+                f"{name} step {ps.index}: "
+                f"{archive.summary(archive.changes(ps.lines, new), first=gone)}"
+            )
             self._refreshed.setdefault(name, []).append(line)
             self.on_event(name, f"refreshed {line} (saved in {path})")
         res.message = "refreshed: built again under the new lock"
         return True
 
     def _keep_debs(self, name: str) -> None:
-        pins = [p for st in self.catalog.resolve(name).steps_for(self.platform)
-                if isinstance(st, Apt) and st.locked for p in archive.pins(st.locked)]
+        pins = [
+            p
+            for st in self.catalog.resolve(name).steps_for(self.platform)
+            if isinstance(st, Apt) and st.locked
+            for p in archive.pins(st.locked)
+        ]
         added = lock.keep_debs(self.engine, self.options, pins, self.platform)
         if added:
-            self.on_event(name, f"kept {added} pinned .deb(s) in the package store "
-                                f"{self.options.deb_store}")
+            self.on_event(
+                name, f"kept {added} pinned .deb(s) in the package store {self.options.deb_store}"
+            )
 
     def _refuse_gone(self, to_build: list[str]) -> None:
         """``locked``: before anything is built, ask the archive for every pin the images
@@ -204,32 +231,45 @@ class Pipeline:
         gone = {p for p in gone if store is None or p.deb(store) is None}  # the store has it
         if gone:
             names = {p.name for p in gone}
-            raise NbpipeError("\n".join(
-                _gone_line(ps, names) for ps in steps
-                if names & {p.name for p in archive.pins(ps.lines)}))
+            raise NbpipeError(
+                "\n".join(
+                    _gone_line(ps, names)
+                    for ps in steps
+                    if names & {p.name for p in archive.pins(ps.lines)}
+                )
+            )
 
     def _probe(self, res: ImageResult, image_id: str) -> None:
         mode = f"-{self.pod}" if self.pod else ""
         record = self.state_dir / "probes" / f"{image_id.split(':')[-1]}{mode}.json"
         fresh = self.force_probe and (self.targets is None or res.name in self.targets)
-        data = None if fresh else safe_io.read_record(
-            record, _probe_record, lambda why: self.on_event(res.name, f"warning: {why}"))
+        data = (
+            None
+            if fresh
+            else safe_io.read_record(
+                record, _probe_record, lambda why: self.on_event(res.name, f"warning: {why}")
+            )
+        )
         if data is not None:
-            res.probes = [ProbeResult(p["name"], Status(p["status"]), p["message"], p["seconds"])
-                          for p in data]
+            res.probes = [
+                ProbeResult(p["name"], Status(p["status"]), p["message"], p["seconds"])
+                for p in data
+            ]
             self.on_event(res.name, "probes passed before for this image id; not re-run")
             return
         self.on_event(res.name, "probing")
         if self.pod:
             from nbpipe.probing.podprober import probe_pod
 
-            res.probes, log = probe_pod(self.engine, res.ref, flavor=self.pod,
-                                        ready_timeout=self.ready_timeout)
+            res.probes, log = probe_pod(
+                self.engine, res.ref, flavor=self.pod, ready_timeout=self.ready_timeout
+            )
         else:
             from nbpipe.probing.prober import probe
 
-            res.probes, log = probe(self.engine, res.ref, tags=self.tags,
-                                    ready_timeout=self.ready_timeout)
+            res.probes, log = probe(
+                self.engine, res.ref, tags=self.tags, ready_timeout=self.ready_timeout
+            )
         failed = [p for p in res.probes if p.status is Status.FAILED]
         if failed:
             res.status = Outcome.FAILED
@@ -237,29 +277,48 @@ class Pipeline:
             res.log = log
             self.on_event(res.name, f"{len(failed)} probe(s) failed")
             return
-        safe_io.atomic_write(record, json.dumps([p.to_dict() for p in res.probes], indent=1),
-                             root=self.state_dir)
+        safe_io.atomic_write(
+            record, json.dumps([p.to_dict() for p in res.probes], indent=1), root=self.state_dir
+        )
         self.on_event(res.name, "probes passed")
 
 
 def _gone_line(ps: "lock.PinnedStep", gone: set[str]) -> str:
     left = [str(p) for p in archive.pins(ps.lines) if p.name in gone]
-    return (f"{ps.image} step {ps.index}: {', '.join(left)} left Debian's archive; "
-            f"`nbpipe lock {ps.image}` (or a build without --locked) pins today's versions")
+    return (
+        f"{ps.image} step {ps.index}: {', '.join(left)} left Debian's archive; "
+        f"`nbpipe lock {ps.image}` (or a build without --locked) pins today's versions"
+    )
 
 
 def _probe_record(data: object) -> bool:
     """The shape `_probe` writes: a list of passed/skipped probe results."""
     return isinstance(data, list) and all(
-        isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("message"), str)
-        and p.get("status") in {s.value for s in Status} and p.get("status") != Status.FAILED.value
-        and isinstance(p.get("seconds"), (int, float)) for p in data)
+        isinstance(p, dict)
+        and isinstance(p.get("name"), str)
+        and isinstance(p.get("message"), str)
+        and p.get("status") in {s.value for s in Status}
+        and p.get("status") != Status.FAILED.value
+        and isinstance(p.get("seconds"), (int, float))
+        for p in data
+    )
 
 
-def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
-          jobs: int = 2, probe: bool = True, force_probe: bool = False, no_cache: bool = False,
-          state_dir: Path = Path(".nbpipe"), on_event: Event = lambda n, w: None,
-          pod: str | None = None, locked: bool = False, audit: bool = False) -> list[ImageResult]:
+def build(
+    machine: "Machine",
+    names: list[str] | None,
+    options: BuildOptions,
+    *,
+    jobs: int = 2,
+    probe: bool = True,
+    force_probe: bool = False,
+    no_cache: bool = False,
+    state_dir: Path = Path(".nbpipe"),
+    on_event: Event = lambda n, w: None,
+    pod: str | None = None,
+    locked: bool = False,
+    audit: bool = False,
+) -> list[ImageResult]:
     """`nbpipe build` / `test`: through Dagger when the machine builds with it, else the
     local engine, on the machine's root; names unknown to the catalog are an error.
     ``audit``: each image's Python packages checked against PyPI's advisories too."""
@@ -270,13 +329,25 @@ def build(machine: "Machine", names: list[str] | None, options: BuildOptions, *,
 
         if pod:
             raise NbpipeError(f"--as {pod} plays the pod with podman: use --engine podman")
-        return dagger_client.run(machine.catalog, names or None, machine.platform, options,
-                                 on_event, jobs)
-    pipe = Pipeline(machine.catalog, machine.need_engine(), machine.platform, options,
-                    state_dir=state_dir, jobs=jobs, probe=probe, force_probe=force_probe,
-                    no_cache=no_cache, on_event=on_event, store=machine.store, pod=pod,
-                    locked=locked,
-                    targets=frozenset(names) if force_probe and names else None)
+        return dagger_client.run(
+            machine.catalog, names or None, machine.platform, options, on_event, jobs
+        )
+    pipe = Pipeline(
+        machine.catalog,
+        machine.need_engine(),
+        machine.platform,
+        options,
+        state_dir=state_dir,
+        jobs=jobs,
+        probe=probe,
+        force_probe=force_probe,
+        no_cache=no_cache,
+        on_event=on_event,
+        store=machine.store,
+        pod=pod,
+        locked=locked,
+        targets=frozenset(names) if force_probe and names else None,
+    )
     results = anyio.run(pipe.run, names or None)
     if audit:
         from nbpipe.supply import audit as audits

@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Callable
 
 import anyio
 
-from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines.oci import OciEngine
+from nbpipe.engines.registry import Registry
 from nbpipe.errors import NbpipeError
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.image import Image
 from nbpipe.recipe.naming import content_tag
 from nbpipe.recipe.options import BuildOptions
-from nbpipe.run.pipeline import Pipeline
-from nbpipe.engines.registry import Registry
-from nbpipe.supply import sbom
 from nbpipe.run import schedule
+from nbpipe.run.pipeline import Pipeline
+from nbpipe.supply import sbom
 
 if TYPE_CHECKING:
     from nbpipe.supply.signing import SigningKey
@@ -76,12 +76,23 @@ def version_tags(engine: OciEngine, ref: str) -> list[str]:
     return [f"{k}-{v}" for k, v in versions.items()]
 
 
-def publish(catalog: Catalog, names: list[str], engine: OciEngine, registry: Registry, *,
-            platforms: tuple[str, ...] | None, options: BuildOptions, state_dir: Path,
-            extra_tags: tuple[str, ...] = (), latest: bool = False, native: str,
-            compression: str = "gzip", locked: bool = False,
-            sign_key: "SigningKey | None" = None,
-            on_event: Callable[[str, str], None] = lambda n, w: None) -> list[Published]:
+def publish(
+    catalog: Catalog,
+    names: list[str],
+    engine: OciEngine,
+    registry: Registry,
+    *,
+    platforms: tuple[str, ...] | None,
+    options: BuildOptions,
+    state_dir: Path,
+    extra_tags: tuple[str, ...] = (),
+    latest: bool = False,
+    native: str,
+    compression: str = "gzip",
+    locked: bool = False,
+    sign_key: "SigningKey | None" = None,
+    on_event: Callable[[str, str], None] = lambda n, w: None,
+) -> list[Published]:
     """Publish ``names`` parents first (one at a time: pushes share the uplink); a failed
     image blocks the named images built on it, the others still go. Raises at the end,
     naming every image that did not go, if any did not. ``compression``: the layers'
@@ -96,8 +107,9 @@ def publish(catalog: Catalog, names: list[str], engine: OciEngine, registry: Reg
         img = catalog.resolve(name)
         plats = tuple(p for p in img.platforms if platforms is None or p in platforms)
         if not plats:
-            raise NbpipeError(f"{name} is built for {', '.join(img.platforms)}; none of those "
-                              f"was asked for")
+            raise NbpipeError(
+                f"{name} is built for {', '.join(img.platforms)}; none of those was asked for"
+            )
         wanted[name] = (img, plats)
     order = [n for n in catalog.order(names) if n in wanted]
     done: dict[str, Published] = {}
@@ -106,9 +118,23 @@ def publish(catalog: Catalog, names: list[str], engine: OciEngine, registry: Reg
     async def work(name: str) -> bool:
         img, plats = wanted[name]
         done[name] = await anyio.to_thread.run_sync(
-            lambda: _publish_one(catalog, img, plats, engine, registry, options, state_dir,
-                                 extra_tags, latest, native, on_event, compression, locked,
-                                 sign_key))
+            lambda: _publish_one(
+                catalog,
+                img,
+                plats,
+                engine,
+                registry,
+                options,
+                state_dir,
+                extra_tags,
+                latest,
+                native,
+                on_event,
+                compression,
+                locked,
+                sign_key,
+            )
+        )
         return True
 
     def blocked(name: str, by: str) -> None:
@@ -118,8 +144,9 @@ def publish(catalog: Catalog, names: list[str], engine: OciEngine, registry: Reg
         problems[name] = str(exc) if isinstance(exc, NbpipeError) else f"{name}: {exc!r}"
         on_event(name, "failed")
 
-    anyio.run(lambda: schedule.run(catalog, order, work, jobs=1, on_blocked=blocked,
-                                   on_error=failed))
+    anyio.run(
+        lambda: schedule.run(catalog, order, work, jobs=1, on_blocked=blocked, on_error=failed)
+    )
     if problems:
         went = f" (published: {', '.join(done)})" if done else ""
         raise NbpipeError("; ".join(problems[n] for n in order if n in problems) + went)
@@ -132,14 +159,33 @@ def layer_compression(manifest: bytes) -> str:
     layers = json.loads(manifest).get("layers") or []
     if not layers:
         return ""
-    kinds = {"zstd" if "zstd" in m.get("mediaType", "") else
-             "gzip" if "gzip" in m.get("mediaType", "") else "none" for m in layers}
+    kinds = {
+        "zstd"
+        if "zstd" in m.get("mediaType", "")
+        else "gzip"
+        if "gzip" in m.get("mediaType", "")
+        else "none"
+        for m in layers
+    }
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
-def _publish_one(catalog, img: Image, plats, engine, registry, options, state_dir,
-                 extra_tags, latest, native, on_event, compression="gzip",
-                 locked: bool = False, sign_key: "SigningKey | None" = None) -> Published:
+def _publish_one(
+    catalog,
+    img: Image,
+    plats,
+    engine,
+    registry,
+    options,
+    state_dir,
+    extra_tags,
+    latest,
+    native,
+    on_event,
+    compression="gzip",
+    locked: bool = False,
+    sign_key: "SigningKey | None" = None,
+) -> Published:
     name = img.name
     repo = registry.repo(name)
     res = Published(name, repo, plats)
@@ -148,21 +194,36 @@ def _publish_one(catalog, img: Image, plats, engine, registry, options, state_di
     refs = {}
     for p in plats:
         on_event(name, f"building for {p}")
-        pipe = Pipeline(catalog, engine, p, options, state_dir=state_dir, probe=(p == native),
-                        on_event=on_event, locked=locked)
+        pipe = Pipeline(
+            catalog,
+            engine,
+            p,
+            options,
+            state_dir=state_dir,
+            probe=(p == native),
+            on_event=on_event,
+            locked=locked,
+        )
         results = {r.name: r for r in anyio.run(pipe.run, [name])}
         r = results[name]
         moved = [line for res_ in results.values() for line in res_.refreshed]
         if moved:  # the tags were computed from the old lock: publish on the new one
-            raise NbpipeError(f"{name}: Debian's archive had moved, the lock was refreshed "
-                              f"({'; '.join(moved)}); nothing was pushed: publish again to "
-                              "push under the new digest (releases: --locked)")
+            raise NbpipeError(
+                f"{name}: Debian's archive had moved, the lock was refreshed "
+                f"({'; '.join(moved)}); nothing was pushed: publish again to "
+                "push under the new digest (releases: --locked)"
+            )
         if not r.ok:
             raise NbpipeError(f"{name} for {p}: {r.status}: {r.message} - nothing was pushed")
         refs[p] = r.ref
     first = refs[native] if native in refs else refs[plats[0]]
-    tags = [ctag, *version_tags(engine, first), time.strftime("%Y%m%d", time.gmtime()),
-            *extra_tags, *(["latest"] if latest else [])]
+    tags = [
+        ctag,
+        *version_tags(engine, first),
+        time.strftime("%Y%m%d", time.gmtime()),
+        *extra_tags,
+        *(["latest"] if latest else []),
+    ]
     res.tags = list(dict.fromkeys(tags))
     for p, ref in refs.items():
         res.sboms.append(sbom.write(engine, ref, name, p, state_dir / "sbom"))
@@ -175,8 +236,9 @@ def _publish_one(catalog, img: Image, plats, engine, registry, options, state_di
             there = registry.manifest(arch_ref, auth)
             if there is None:
                 on_event(name, f"pushing {p} ({compression})")
-                engine.push(ref, f"docker://{arch_ref}",
-                            [*flags, "--compression-format", compression])
+                engine.push(
+                    ref, f"docker://{arch_ref}", [*flags, "--compression-format", compression]
+                )
                 res.uploaded = True
                 there = registry.manifest(arch_ref, auth)
             # what the registry holds: an image already there keeps the compression it was
@@ -196,21 +258,33 @@ def _publish_one(catalog, img: Image, plats, engine, registry, options, state_di
             res.uploaded = res.uploaded or not existing
         res.platform_digests = {p: registry.digest(ref, auth) or "" for p, ref in remote.items()}
         if sign_key is not None:
-            res.signed = _sign(registry, auth, res, img, ctag, options, compression, engine,
-                               sign_key, on_event)
+            res.signed = _sign(
+                registry, auth, res, img, ctag, options, compression, engine, sign_key, on_event
+            )
         res.message = "published" if res.uploaded else "already published: nothing uploaded"
         if res.signed:
             res.message += f"; {res.signed}"
         if res.compression and res.compression != compression:
-            res.message += f" (its layers are {res.compression}: layers already in the " \
-                           f"registry keep their compression, --compression {compression} " \
-                           "applies to new ones)"
+            res.message += (
+                f" (its layers are {res.compression}: layers already in the "
+                f"registry keep their compression, --compression {compression} "
+                "applies to new ones)"
+            )
     return res
 
 
-def _sign(registry: Registry, auth, res: Published, img: Image, ctag: str,
-          options: BuildOptions, compression: str, engine: OciEngine, key: "SigningKey",
-          on_event) -> str:
+def _sign(
+    registry: Registry,
+    auth,
+    res: Published,
+    img: Image,
+    ctag: str,
+    options: BuildOptions,
+    compression: str,
+    engine: OciEngine,
+    key: "SigningKey",
+    on_event,
+) -> str:
     """Sign each platform image and the list; attach each platform's SBOM and SLSA
     provenance as signed in-toto statements. Idempotent: what is there stays."""
     from nbpipe.supply import provenance, sigstore
@@ -220,14 +294,25 @@ def _sign(registry: Registry, auth, res: Published, img: Image, ctag: str,
         on_event(res.name, f"signing {p} and attaching its SBOM and provenance")
         arch_tag = f"{ctag}-{p.split('/')[1]}"
         new += sigstore.sign(registry, res.repo, digest, key, auth, tag=arch_tag)
-        doc = json.loads(next(s for s in res.sboms if s.name.endswith(
-            f"-{p.split('/')[1]}.cdx.json")).read_text())
+        doc = json.loads(
+            next(
+                s for s in res.sboms if s.name.endswith(f"-{p.split('/')[1]}.cdx.json")
+            ).read_text()
+        )
         pred = provenance.slsa(img, p, options, compression=compression, engine=engine.kind)
-        new += sigstore.attest(registry, res.repo, digest, key, auth, [
-            provenance.statement(res.repo, digest, provenance.SLSA_PROVENANCE, pred),
-            provenance.statement(res.repo, digest, provenance.CYCLONEDX_BOM, doc)])
+        new += sigstore.attest(
+            registry,
+            res.repo,
+            digest,
+            key,
+            auth,
+            [
+                provenance.statement(res.repo, digest, provenance.SLSA_PROVENANCE, pred),
+                provenance.statement(res.repo, digest, provenance.CYCLONEDX_BOM, doc),
+            ],
+        )
     new += sigstore.sign(registry, res.repo, res.digest, key, auth, tag=ctag)
-    return (f"signed with {key.source}" if new else f"already signed with {key.source}")
+    return f"signed with {key.source}" if new else f"already signed with {key.source}"
 
 
 def spawner_options(catalog: Catalog, registry: Registry, defaults: tuple[str, ...] = ()) -> str:

@@ -46,7 +46,8 @@ class ImageResult:
     @property
     def ok(self) -> bool:
         return self.status in (Outcome.BUILT, Outcome.CACHED) and not any(
-            p.status is Status.FAILED for p in self.probes)
+            p.status is Status.FAILED for p in self.probes
+        )
 
     def probe_summary(self) -> str:
         if not self.probes:
@@ -72,8 +73,9 @@ class Verdict:
     skipped: tuple[tuple[str, str], ...]  # (image, why)
 
     def skipped_line(self) -> str:
-        return (f"{len(self.skipped)} image(s) skipped, not built or probed: "
-                + "; ".join(f"{n} ({why})" for n, why in self.skipped))
+        return f"{len(self.skipped)} image(s) skipped, not built or probed: " + "; ".join(
+            f"{n} ({why})" for n, why in self.skipped
+        )
 
 
 def verdict(results: list[ImageResult]) -> Verdict:
@@ -82,7 +84,9 @@ def verdict(results: list[ImageResult]) -> Verdict:
     failed, skipped = [], []
     for r in results:
         if r.status is Outcome.UNBUILDABLE:
-            skipped.append((r.name, f"unbuildable here: {r.message}" if r.message else "unbuildable here"))
+            skipped.append(
+                (r.name, f"unbuildable here: {r.message}" if r.message else "unbuildable here")
+            )
         elif r.status is Outcome.BLOCKED:
             cause = by_name.get(r.blocked_by or "")
             if cause is not None and cause.status is Outcome.UNBUILDABLE:
@@ -103,19 +107,36 @@ def table(results: list[ImageResult]) -> "Table":
 
     t = Table("image", "status", "time", "size", "digest", "probes", title="nbpipe report")
     for r in results:
-        color = "green" if r.ok else ("yellow" if r.status in (Outcome.UNBUILDABLE, Outcome.BLOCKED) else "red")
-        t.add_row(r.name, f"[{color}]{r.status}[/{color}]", f"{r.seconds:.1f}s", _size(r.size),
-                  r.digest.split(":")[-1][:12], r.probe_summary())
+        color = (
+            "green"
+            if r.ok
+            else ("yellow" if r.status in (Outcome.UNBUILDABLE, Outcome.BLOCKED) else "red")
+        )
+        t.add_row(
+            r.name,
+            f"[{color}]{r.status}[/{color}]",
+            f"{r.seconds:.1f}s",
+            _size(r.size),
+            r.digest.split(":")[-1][:12],
+            r.probe_summary(),
+        )
     return t
 
 
 def markdown(results: list[ImageResult]) -> str:
-    lines = ["# nbpipe report", "", f"_{time.strftime('%Y-%m-%d %H:%M:%S %Z')}_", "",
-             "| image | platform | status | time | size | digest | probes |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# nbpipe report",
+        "",
+        f"_{time.strftime('%Y-%m-%d %H:%M:%S %Z')}_",
+        "",
+        "| image | platform | status | time | size | digest | probes |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
-        lines.append(f"| {r.name} | {r.platform} | {r.status} | {r.seconds:.1f}s | {_size(r.size)}"
-                     f" | `{r.digest.split(':')[-1][:12]}` | {r.probe_summary()} |")
+        lines.append(
+            f"| {r.name} | {r.platform} | {r.status} | {r.seconds:.1f}s | {_size(r.size)}"
+            f" | `{r.digest.split(':')[-1][:12]}` | {r.probe_summary()} |"
+        )
     for r in results:
         if r.message or r.probes or r.refreshed:
             lines += ["", f"## {r.name}", ""]
@@ -132,8 +153,10 @@ def markdown(results: list[ImageResult]) -> str:
             for src in r.audit.get("sources", []):
                 for f in src["findings"]:
                     fixed = ", ".join(f["fixed_in"]) or "no fix"
-                    lines.append(f"- `{f['package']}` {f['version']}: [{f['id']}]({f['link']})"
-                                 f" ({', '.join(f['aliases'])}; fixed in {fixed})")
+                    lines.append(
+                        f"- `{f['package']}` {f['version']}: [{f['id']}]({f['link']})"
+                        f" ({', '.join(f['aliases'])}; fixed in {fixed})"
+                    )
                 if src["note"]:
                     lines.append(f"- note: {src['note']}")
     return "\n".join(lines) + "\n"
@@ -143,7 +166,8 @@ def write(results: list[ImageResult], folder: Path) -> tuple[Path, Path]:
     """Both reports, each written whole (temporary file + rename) or not at all."""
     from nbpipe.inputs import safe_io
 
-    js = safe_io.atomic_write(folder / "nbpipe-report.json",
-                              json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+    js = safe_io.atomic_write(
+        folder / "nbpipe-report.json", json.dumps([r.to_dict() for r in results], indent=2) + "\n"
+    )
     md = safe_io.atomic_write(folder / "nbpipe-report.md", markdown(results))
     return js, md

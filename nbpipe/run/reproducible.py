@@ -12,10 +12,10 @@ from pathlib import Path
 
 import anyio
 
-from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines import dockerfile
 from nbpipe.engines.oci import OciEngine
 from nbpipe.errors import NbpipeError
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.options import BuildOptions
 from nbpipe.run.pipeline import Pipeline
 
@@ -33,8 +33,14 @@ class Verdict:
         return self.ids[0] == self.ids[1]
 
 
-def verify(catalog: Catalog, name: str, engine: OciEngine, platform: str,
-           options: BuildOptions, state_dir: Path) -> Verdict:
+def verify(
+    catalog: Catalog,
+    name: str,
+    engine: OciEngine,
+    platform: str,
+    options: BuildOptions,
+    state_dir: Path,
+) -> Verdict:
     parent = catalog.parent_name(name)
     if parent:  # the parent as it is built (or built now, once)
         pipe = Pipeline(catalog, engine, platform, options, state_dir=state_dir, probe=False)
@@ -47,8 +53,14 @@ def verify(catalog: Catalog, name: str, engine: OciEngine, platform: str,
     for attempt in ("a", "b"):
         ref = f"localhost/nbpipe-verify/{name}:{attempt}"
         started = time.monotonic()
-        info = engine.build(rendered, ref, platform, options,
-                            state_dir / "logs" / f"verify-{name}-{attempt}.log", no_cache=True)
+        info = engine.build(
+            rendered,
+            ref,
+            platform,
+            options,
+            state_dir / "logs" / f"verify-{name}-{attempt}.log",
+            no_cache=True,
+        )
         seconds.append(round(time.monotonic() - started, 1))
         ids.append(info.id)
         refs.append(ref)
@@ -65,8 +77,9 @@ def verify(catalog: Catalog, name: str, engine: OciEngine, platform: str,
 
 def _files(engine: OciEngine, ref: str) -> dict[str, tuple]:
     """path -> (type, mode, owner, mtime, content hash) of every file in the image."""
-    cid = subprocess.run([engine.binary, "create", ref], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    cid = subprocess.run(
+        [engine.binary, "create", ref], capture_output=True, text=True, check=True
+    ).stdout.strip()
     try:
         proc = subprocess.Popen([engine.binary, "export", cid], stdout=subprocess.PIPE)
         out = {}

@@ -12,11 +12,17 @@ from nbpipe.recipe.catalog import Catalog
 Work = Callable[[str], Awaitable[bool]]  # does one image; True when it went well
 
 
-async def run(catalog: Catalog, order: Sequence[str], work: Work, *, jobs: int | None = None,
-              on_blocked: Callable[[str, str], None] = lambda name, by: None,
-              on_error: Callable[[str, Exception], None] = lambda name, exc: None,
-              built: Collection[str] = (), never: Collection[str] = (),
-              ) -> dict[str, bool]:
+async def run(
+    catalog: Catalog,
+    order: Sequence[str],
+    work: Work,
+    *,
+    jobs: int | None = None,
+    on_blocked: Callable[[str, str], None] = lambda name, by: None,
+    on_error: Callable[[str, Exception], None] = lambda name, exc: None,
+    built: Collection[str] = (),
+    never: Collection[str] = (),
+) -> dict[str, bool]:
     """Run ``work`` for every name in ``order`` once its nearest scheduled ancestor went
     well; a name whose ancestor did not is never started (``on_blocked(name, ancestor)``).
     A name in ``built`` (already there) looks past ancestors in ``never`` (they cannot be

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from nbpipe.recipe.catalog import Catalog
-from nbpipe.errors import NbpipeError
-from nbpipe.recipe.naming import content_tag
 from nbpipe.engines.registry import Registry
+from nbpipe.errors import NbpipeError
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.recipe.naming import content_tag
 
 GROUPS = {"jupyter": "image", "codeserver": "imageGroupOne", "rstudio": "imageGroupTwo"}
 
@@ -62,8 +62,9 @@ def published(catalog: Catalog, registry: Registry, defaults: tuple[str, ...] = 
                 continue
             refs[GROUPS[server]].append((name, f"{tagged}@{digest}"))
     if not any(refs.values()):
-        raise NbpipeError(f"no image of the family is published in {registry.address}: "
-                          "run nbpipe publish first")
+        raise NbpipeError(
+            f"no image of the family is published in {registry.address}: run nbpipe publish first"
+        )
     groups = []
     chosen: set[str] = set()
     for key, items in refs.items():
@@ -71,30 +72,40 @@ def published(catalog: Catalog, registry: Registry, defaults: tuple[str, ...] = 
             continue
         mine = [(n, r) for n, r in items if n in defaults]
         if len(mine) > 1:
-            raise NbpipeError(f"--default: {mine[0][0]} and {mine[1][0]} are in the same "
-                              f"dropdown ({key}); give one per server kind")
+            raise NbpipeError(
+                f"--default: {mine[0][0]} and {mine[1][0]} are in the same "
+                f"dropdown ({key}); give one per server kind"
+            )
         chosen |= {n for n, _ in mine}
         value = (mine or items)[0][1]
         groups.append(Group(key, value, tuple(r for _, r in items)))
     for name in defaults:
         if name not in chosen:
-            raise NbpipeError(f"--default {name}: not published in {registry.address} (or "
-                              "not a Jupyter, code-server or RStudio image)")
+            raise NbpipeError(
+                f"--default {name}: not published in {registry.address} (or "
+                "not a Jupyter, code-server or RStudio image)"
+            )
     return Published(registry.address, tuple(groups), tuple(missing))
 
 
 def _block(group: Group, indent: str) -> list[str]:
-    return [f"{indent}{group.key}:", f"{indent}  value: {group.value}", f"{indent}  options:",
-            *(f"{indent}    - {r}" for r in group.options)]
+    return [
+        f"{indent}{group.key}:",
+        f"{indent}  value: {group.value}",
+        f"{indent}  options:",
+        *(f"{indent}    - {r}" for r in group.options),
+    ]
 
 
 def blocks(pub: Published) -> str:
     """The dropdowns as blocks indented to paste under your `spawnerFormDefaults:`, in
     place of the keys of the same names. No top-level key of their own, so even appended
     to the file they never replace your whole `spawnerFormDefaults` (cpu, memory, ...)."""
-    lines = [f"# nbpipe images published in {pub.registry}, as repo:tag@sha256:digest.",
-             "# Paste these keys under spawnerFormDefaults: in spawner_ui_config.yaml,",
-             "# replacing the ones there (or use --merge-into spawner_ui_config.yaml)."]
+    lines = [
+        f"# nbpipe images published in {pub.registry}, as repo:tag@sha256:digest.",
+        "# Paste these keys under spawnerFormDefaults: in spawner_ui_config.yaml,",
+        "# replacing the ones there (or use --merge-into spawner_ui_config.yaml).",
+    ]
     if pub.missing:
         lines.append(f"# not published (left out): {', '.join(pub.missing)}")
     for g in pub.groups:
@@ -112,11 +123,14 @@ def merge(path: Path, pub: Published) -> str:
     root = safe_io.compose_yaml(text, str(path))
     defaults = None
     if isinstance(root, yaml.MappingNode):
-        defaults = next((v for k, v in root.value if getattr(k, "value", None)
-                         == "spawnerFormDefaults"), None)
+        defaults = next(
+            (v for k, v in root.value if getattr(k, "value", None) == "spawnerFormDefaults"), None
+        )
     if not isinstance(defaults, yaml.MappingNode) or defaults.flow_style:
-        raise NbpipeError(f"{path}: no block mapping 'spawnerFormDefaults:' at the top; "
-                          "is it Kubeflow's spawner_ui_config.yaml?")
+        raise NbpipeError(
+            f"{path}: no block mapping 'spawnerFormDefaults:' at the top; "
+            "is it Kubeflow's spawner_ui_config.yaml?"
+        )
     keys = {k.value: (k, v) for k, v in defaults.value if isinstance(k, yaml.ScalarNode)}
     indent = " " * defaults.start_mark.column
     edits: list[tuple[int, int, str]] = []  # (start, end, new text), by character index

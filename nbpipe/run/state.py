@@ -14,17 +14,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from nbpipe.recipe import naming
 from nbpipe.engines import sources
-from nbpipe.recipe.catalog import Catalog
 from nbpipe.errors import NbpipeError
+from nbpipe.recipe import naming
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.image import Image, short
 from nbpipe.recipe.steps import Pip
 
 if TYPE_CHECKING:
     from nbpipe.engines.oci import ImageInfo
-    from nbpipe.run.machine import Machine
     from nbpipe.engines.registry import Registry
+    from nbpipe.run.machine import Machine
 
 
 class State(StrEnum):
@@ -49,10 +49,18 @@ class ImageState:
     size: int | None = None  # built: bytes, uncompressed
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in {
-            "state": self.state.value, "digest": self.digest, "ref": self.ref,
-            "reason": self.reason or None, "blocked_by": self.blocked_by,
-            "published": self.tag}.items() if v is not None}
+        return {
+            k: v
+            for k, v in {
+                "state": self.state.value,
+                "digest": self.digest,
+                "ref": self.ref,
+                "reason": self.reason or None,
+                "blocked_by": self.blocked_by,
+                "published": self.tag,
+            }.items()
+            if v is not None
+        }
 
 
 def unreachable(image: Image, platform: str, wheelhouse: bool = False) -> str:
@@ -62,7 +70,9 @@ def unreachable(image: Image, platform: str, wheelhouse: bool = False) -> str:
     unpinned: list[str] = []
     for st in image.steps_for(platform):
         soft = isinstance(st, Pip) and wheelhouse and st.index_url
-        hosts += [h for h in st.sources() if not soft and h not in hosts and not sources.reachable(h)]
+        hosts += [
+            h for h in st.sources() if not soft and h not in hosts and not sources.reachable(h)
+        ]
         unpinned += st.unpinned()
     why = []
     if hosts:
@@ -72,9 +82,15 @@ def unreachable(image: Image, platform: str, wheelhouse: bool = False) -> str:
     return "; ".join(why)
 
 
-def assess(catalog: Catalog, platform: str, store: "Mapping[str, ImageInfo]",
-           names: list[str] | None = None, *, wheelhouse: bool = False,
-           rebuild: bool = False) -> list[ImageState]:
+def assess(
+    catalog: Catalog,
+    platform: str,
+    store: "Mapping[str, ImageInfo]",
+    names: list[str] | None = None,
+    *,
+    wheelhouse: bool = False,
+    rebuild: bool = False,
+) -> list[ImageState]:
     """The state of ``names`` and their ancestors (default: all) on ``platform``, parents
     first; images not made for ``platform`` are left out. ``rebuild``: built ones too."""
     order = catalog.order(names)
@@ -94,19 +110,28 @@ def assess(catalog: Catalog, platform: str, store: "Mapping[str, ImageInfo]",
         digest = img.digest(platform)
         if n not in unbuilt:
             info = store[ref]
-            out[n] = ImageState(n, platform, digest, ref, State.BUILT, image_id=info.id,
-                                size=info.size)
+            out[n] = ImageState(
+                n, platform, digest, ref, State.BUILT, image_id=info.id, size=info.size
+            )
             continue
         parent = catalog.parent_name(n)
         up = out.get(parent) if parent else None
         if up is not None and up.state in (State.UNBUILDABLE, State.BLOCKED):
             by = up.blocked_by or parent
-            out[n] = ImageState(n, platform, digest, ref, State.BLOCKED,
-                                f"its ancestor {by} is unbuildable here", blocked_by=by)
+            out[n] = ImageState(
+                n,
+                platform,
+                digest,
+                ref,
+                State.BLOCKED,
+                f"its ancestor {by} is unbuildable here",
+                blocked_by=by,
+            )
             continue
         why = unreachable(img, platform, wheelhouse)
-        out[n] = ImageState(n, platform, digest, ref,
-                            State.UNBUILDABLE if why else State.TO_BUILD, why)
+        out[n] = ImageState(
+            n, platform, digest, ref, State.UNBUILDABLE if why else State.TO_BUILD, why
+        )
     return [out[n] for n in order]
 
 
@@ -126,8 +151,11 @@ class Plan:
         """One line: "linux/amd64 on the local root: 3 to build; 10 built; 1 unbuildable
         here: rstudio" (each image's line says why)."""
         parts = []
-        for state, label in ((State.TO_BUILD, "to build"), (State.BUILT, "built"),
-                             (State.PUBLISHED, f"published in {self.registry}")):
+        for state, label in (
+            (State.TO_BUILD, "to build"),
+            (State.BUILT, "built"),
+            (State.PUBLISHED, f"published in {self.registry}"),
+        ):
             if n := len(self.count(state)):
                 parts.append(f"{n} {label}")
         if bad := self.count(State.UNBUILDABLE):
@@ -138,23 +166,29 @@ class Plan:
         return f"{where}: {'; '.join(parts) if parts else 'nothing to build'}"
 
     def to_json(self) -> dict:
-        return {"platform": self.platform, "root": self.root,
-                "order": [s.name for s in self.images],
-                "digests": {s.name: s.digest for s in self.images},
-                "states": {s.name: s.to_dict() for s in self.images},
-                "published": [s.name for s in self.count(State.PUBLISHED)]}
+        return {
+            "platform": self.platform,
+            "root": self.root,
+            "order": [s.name for s in self.images],
+            "digests": {s.name: s.digest for s in self.images},
+            "states": {s.name: s.to_dict() for s in self.images},
+            "published": [s.name for s in self.count(State.PUBLISHED)],
+        }
 
     def lines(self) -> list[str]:
         """The human plan: number, name, the digest build tags it with, its state."""
         out = []
         for i, s in enumerate(self.images, 1):
             note = s.reason or (s.tag or "")
-            out.append(f"{i:2}. {s.name:32} {short(s.digest, 16)}  {s.state.value:11} {note}".rstrip())
+            out.append(
+                f"{i:2}. {s.name:32} {short(s.digest, 16)}  {s.state.value:11} {note}".rstrip()
+            )
         return out
 
 
-def previous_digests(path: Path, platform: str | None = None,
-                     root: str | None = None) -> dict[str, str]:
+def previous_digests(
+    path: Path, platform: str | None = None, root: str | None = None
+) -> dict[str, str]:
     """The digests of a plan file (`nbpipe plan --json`), read bounded, its shape checked.
     Given the ``platform`` and ``root`` of this plan, a file made for others is refused:
     every digest would differ, and "everything changed" would be a wrong answer."""
@@ -164,9 +198,12 @@ def previous_digests(path: Path, platform: str | None = None,
     data = safe_io.load_json(path, what)
     digests = data.get("digests") if isinstance(data, dict) else None
     if not isinstance(digests, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in digests.items()):
-        raise NbpipeError(f"{what}: not a plan file written by `nbpipe plan --json` "
-                          "(it needs \"digests\": {name: digest})")
+        isinstance(k, str) and isinstance(v, str) for k, v in digests.items()
+    ):
+        raise NbpipeError(
+            f"{what}: not a plan file written by `nbpipe plan --json` "
+            '(it needs "digests": {name: digest})'
+        )
     was = {k: data.get(k) for k in ("platform", "root")}
     now = {"platform": platform, "root": root}
     differ = [k for k in was if isinstance(was[k], str) and now[k] and was[k] != now[k]]
@@ -175,12 +212,19 @@ def previous_digests(path: Path, platform: str | None = None,
             f"{what} was made for {was['platform']} on the {was['root']} root, this plan is "
             f"for {platform} on the {root} root: every digest differs, so nothing can be "
             f"compared; run again with --platform {was['platform']} --root {was['root']}, "
-            "or compare with a plan made here")
+            "or compare with a plan made here"
+        )
     return digests
 
 
-def plan(machine: "Machine", names: list[str] | None = None, *, since: Path | None = None,
-         registry: "Registry | None" = None, wheelhouse: bool = False) -> Plan:
+def plan(
+    machine: "Machine",
+    names: list[str] | None = None,
+    *,
+    since: Path | None = None,
+    registry: "Registry | None" = None,
+    wheelhouse: bool = False,
+) -> Plan:
     """Every image ``names`` need, with its state on ``machine``. ``since``: only those
     whose digest changed from that plan file. ``registry``: those whose content tag is
     there are published, not to build."""
@@ -199,5 +243,9 @@ def plan(machine: "Machine", names: list[str] | None = None, *, since: Path | No
                     s = ImageState(s.name, platform, s.digest, s.ref, State.PUBLISHED, tag=ref)
                 out.append(s)
             states = out
-    return Plan(platform, machine.root_name, tuple(states),
-                registry.address if registry is not None else None)
+    return Plan(
+        platform,
+        machine.root_name,
+        tuple(states),
+        registry.address if registry is not None else None,
+    )

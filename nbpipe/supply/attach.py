@@ -18,9 +18,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbpipe.inputs import safe_io
-from nbpipe.errors import NbpipeError
 from nbpipe.engines.registry import Registry, _clean
+from nbpipe.errors import NbpipeError
+from nbpipe.inputs import safe_io
 
 MAX_ARTIFACT = 64 * 1024 * 1024  # an SBOM of a large image is well under 1 MiB
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -60,18 +60,29 @@ def _copy(registry: Registry, src: str, dest: str, auth: Path | None, *, push: b
         flags += [f"--{'dest' if push else 'src'}-authfile", str(auth)]
     # our own signature check decides; the machine's policy.json must not block moving
     # the (unsigned by nature) signature artifacts themselves
-    args = [_skopeo(), "--insecure-policy", "copy", "--quiet", "--preserve-digests", *flags,
-            src, dest]
+    args = [
+        _skopeo(),
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        *flags,
+        src,
+        dest,
+    ]
     r = subprocess.run(args, capture_output=True, timeout=300)
     if r.returncode != 0:
         what = dest if push else src
-        raise NbpipeError(f"registry {registry.host}: cannot {'push' if push else 'fetch'} "
-                          f"{what.removeprefix('docker://')}: "
-                          f"{_clean(r.stderr.decode(errors='replace'))}")
+        raise NbpipeError(
+            f"registry {registry.host}: cannot {'push' if push else 'fetch'} "
+            f"{what.removeprefix('docker://')}: "
+            f"{_clean(r.stderr.decode(errors='replace'))}"
+        )
 
 
-def fetch(registry: Registry, repo: str, digest: str, suffix: str,
-          auth: Path | None) -> list[Layer]:
+def fetch(
+    registry: Registry, repo: str, digest: str, suffix: str, auth: Path | None
+) -> list[Layer]:
     """The layers attached to ``digest`` as ``suffix`` (none when nothing is attached)."""
     ref = f"{repo}:{tag(digest, suffix)}"
     raw = registry.manifest(ref, auth)
@@ -79,8 +90,10 @@ def fetch(registry: Registry, repo: str, digest: str, suffix: str,
         return []
     try:
         manifest = json.loads(raw)
-        listed = [(m["mediaType"], m["digest"], int(m["size"]), m.get("annotations") or {})
-                  for m in manifest["layers"]]
+        listed = [
+            (m["mediaType"], m["digest"], int(m["size"]), m.get("annotations") or {})
+            for m in manifest["layers"]
+        ]
     except (ValueError, KeyError, TypeError):
         raise NbpipeError(f"{ref}: not an artifact manifest (no layers)") from None
     if sum(size for _, _, size, _ in listed) > MAX_ARTIFACT:
@@ -96,14 +109,18 @@ def fetch(registry: Registry, repo: str, digest: str, suffix: str,
     return out
 
 
-def push(registry: Registry, repo: str, digest: str, suffix: str, layers: list[Layer],
-         auth: Path | None) -> bool:
+def push(
+    registry: Registry, repo: str, digest: str, suffix: str, layers: list[Layer], auth: Path | None
+) -> bool:
     """Attach ``layers`` to ``digest`` (after those already there; one that is there is
     not added twice). Returns whether anything was pushed."""
     there = fetch(registry, repo, digest, suffix, auth)
     known = {(x.media_type, x.data, tuple(sorted(x.annotations.items()))) for x in there}
-    new = [x for x in layers
-           if (x.media_type, x.data, tuple(sorted(x.annotations.items()))) not in known]
+    new = [
+        x
+        for x in layers
+        if (x.media_type, x.data, tuple(sorted(x.annotations.items()))) not in known
+    ]
     if not new:
         return False
     every = there + new
@@ -118,21 +135,46 @@ def push(registry: Registry, repo: str, digest: str, suffix: str, layers: list[L
 
         # cosign's shape: an image config whose rootfs lists the layers (so every
         # registry and client treats the artifact as an ordinary image)
-        config = json.dumps({"architecture": "", "os": "", "config": {},
-                             "rootfs": {"type": "layers",
-                                        "diff_ids": [x.digest for x in every]}},
-                            sort_keys=True).encode()
-        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                    "config": {"mediaType": OCI_CONFIG, **blob(config)},
-                    "layers": [{"mediaType": x.media_type, **blob(x.data),
-                                **({"annotations": x.annotations} if x.annotations else {})}
-                               for x in every]}
+        config = json.dumps(
+            {
+                "architecture": "",
+                "os": "",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": [x.digest for x in every]},
+            },
+            sort_keys=True,
+        ).encode()
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, **blob(config)},
+            "layers": [
+                {
+                    "mediaType": x.media_type,
+                    **blob(x.data),
+                    **({"annotations": x.annotations} if x.annotations else {}),
+                }
+                for x in every
+            ],
+        }
         raw = json.dumps(manifest, sort_keys=True).encode()
-        index = {"schemaVersion": 2, "manifests": [
-            {"mediaType": OCI_MANIFEST, **blob(raw),
-             "annotations": {"org.opencontainers.image.ref.name": "artifact"}}]}
+        index = {
+            "schemaVersion": 2,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    **blob(raw),
+                    "annotations": {"org.opencontainers.image.ref.name": "artifact"},
+                }
+            ],
+        }
         (tmp / "oci" / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
         (tmp / "oci" / "index.json").write_text(json.dumps(index))
-        _copy(registry, f"oci:{tmp / 'oci'}:artifact",
-              f"docker://{repo}:{tag(digest, suffix)}", auth, push=True)
+        _copy(
+            registry,
+            f"oci:{tmp / 'oci'}:artifact",
+            f"docker://{repo}:{tag(digest, suffix)}",
+            auth,
+            push=True,
+        )
     return True

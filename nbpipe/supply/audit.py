@@ -81,15 +81,22 @@ class Unreachable:
     reason: str
 
     def check(self, packages: list[Package]) -> SourceResult:
-        return SourceResult(self.name, self.ecosystem, 0, (),
-                            tuple(Unchecked(p, self.reason) for p in packages),
-                            note=f"{self.name}: {self.reason}")
+        return SourceResult(
+            self.name,
+            self.ecosystem,
+            0,
+            (),
+            tuple(Unchecked(p, self.reason) for p in packages),
+            note=f"{self.name}: {self.reason}",
+        )
 
 
 DEBIAN_TRACKER = Unreachable(
-    "debian-security-tracker", "deb",
+    "debian-security-tracker",
+    "deb",
     "Debian's security tracker (security-tracker.debian.org) and OSV (api.osv.dev) are not "
-    "reachable from this machine: Debian packages not checked")
+    "reachable from this machine: Debian packages not checked",
+)
 
 
 @dataclass
@@ -112,11 +119,15 @@ class PyPI:
                 answers = list(pool.map(lambda p: self._one(client, p), packages))
         findings = tuple(f for a in answers if isinstance(a, list) for f in a)
         unchecked = tuple(a for a in answers if isinstance(a, Unchecked))
-        note = ("PyPI's per-release JSON (/pypi/NAME/VERSION/json) is refused from here: "
-                "only each project's latest release could be checked"
-                if self._per_release_refused else "")
-        return SourceResult(self.name, self.ecosystem, len(packages) - len(unchecked),
-                            findings, unchecked, note)
+        note = (
+            "PyPI's per-release JSON (/pypi/NAME/VERSION/json) is refused from here: "
+            "only each project's latest release could be checked"
+            if self._per_release_refused
+            else ""
+        )
+        return SourceResult(
+            self.name, self.ecosystem, len(packages) - len(unchecked), findings, unchecked, note
+        )
 
     def _get(self, client: httpx.Client, path: str) -> httpx.Response:
         return client.get(f"{self.base}/{path}")
@@ -143,8 +154,11 @@ class PyPI:
                 return Unchecked(p, f"version {p.version} is not on PyPI")
             with self._lock:
                 self._per_release_refused = True  # the project is there, its release not
-            return Unchecked(p, f"not checked: PyPI's data for {p.version} is not reachable "
-                                f"here (only the latest, {latest})")
+            return Unchecked(
+                p,
+                f"not checked: PyPI's data for {p.version} is not reachable "
+                f"here (only the latest, {latest})",
+            )
         except (httpx.HTTPError, ValueError) as exc:
             return Unchecked(p, f"PyPI unreachable: {type(exc).__name__}: {exc}")
 
@@ -153,11 +167,19 @@ class PyPI:
         for v in data.get("vulnerabilities") or []:
             if not isinstance(v, dict) or v.get("withdrawn"):
                 continue
-            out.append(Finding(p, Advisory(
-                id=str(v.get("id", "?")), aliases=tuple(map(str, v.get("aliases") or ())),
-                summary=str(v.get("summary") or v.get("details") or "")[:200],
-                fixed_in=tuple(map(str, v.get("fixed_in") or ())), link=str(v.get("link") or "")),
-                self.name))
+            out.append(
+                Finding(
+                    p,
+                    Advisory(
+                        id=str(v.get("id", "?")),
+                        aliases=tuple(map(str, v.get("aliases") or ())),
+                        summary=str(v.get("summary") or v.get("details") or "")[:200],
+                        fixed_in=tuple(map(str, v.get("fixed_in") or ())),
+                        link=str(v.get("link") or ""),
+                    ),
+                    self.name,
+                )
+            )
         return out
 
 
@@ -188,26 +210,47 @@ class Report:
         if threshold == "none":
             return False
         rank = SEVERITIES.index(threshold)
-        return any(f.advisory.severity not in SEVERITIES
-                   or SEVERITIES.index(f.advisory.severity) >= rank for f in self.findings)
+        return any(
+            f.advisory.severity not in SEVERITIES or SEVERITIES.index(f.advisory.severity) >= rank
+            for f in self.findings
+        )
 
     def to_dict(self) -> dict:
-        return {"image": self.image, "sources": [
-            {"source": r.source, "ecosystem": r.ecosystem, "checked": r.checked,
-             "unchecked": len(r.unchecked), "note": r.note,
-             "findings": [{"package": f.package.name, "version": f.package.version,
-                           "id": f.advisory.id, "aliases": list(f.advisory.aliases),
-                           "fixed_in": list(f.advisory.fixed_in), "severity": f.advisory.severity,
-                           "link": f.advisory.link} for f in r.findings]}
-            for r in self.results]}
+        return {
+            "image": self.image,
+            "sources": [
+                {
+                    "source": r.source,
+                    "ecosystem": r.ecosystem,
+                    "checked": r.checked,
+                    "unchecked": len(r.unchecked),
+                    "note": r.note,
+                    "findings": [
+                        {
+                            "package": f.package.name,
+                            "version": f.package.version,
+                            "id": f.advisory.id,
+                            "aliases": list(f.advisory.aliases),
+                            "fixed_in": list(f.advisory.fixed_in),
+                            "severity": f.advisory.severity,
+                            "link": f.advisory.link,
+                        }
+                        for f in r.findings
+                    ],
+                }
+                for r in self.results
+            ],
+        }
 
     def summary(self) -> str:
         n = len(self.findings)
         unchecked = sum(len(r.unchecked) for r in self.results)
         checked = sum(r.checked for r in self.results)
-        return (f"{n} known vulnerabilit{'y' if n == 1 else 'ies'} in "
-                f"{len({f.package for f in self.findings})} package(s); {checked} checked, "
-                f"{unchecked} not checked")
+        return (
+            f"{n} known vulnerabilit{'y' if n == 1 else 'ies'} in "
+            f"{len({f.package for f in self.findings})} package(s); {checked} checked, "
+            f"{unchecked} not checked"
+        )
 
 
 def default_sources() -> list[AdvisorySource]:
@@ -218,14 +261,18 @@ def audit(image: str, sbom: dict, sources: Iterable[AdvisorySource] | None = Non
     """Check every package of ``sbom`` against the source of its ecosystem."""
     pkgs = packages(sbom)
     results = []
-    for source in (default_sources() if sources is None else list(sources)):
+    for source in default_sources() if sources is None else list(sources):
         mine = [p for p in pkgs if p.ecosystem == source.ecosystem]
         results.append(source.check(mine))
     return Report(image, tuple(results))
 
 
-def built_images(engine, results: list, sources: Iterable[AdvisorySource] | None = None,
-                 on_event=lambda n, w: None) -> None:
+def built_images(
+    engine,
+    results: list,
+    sources: Iterable[AdvisorySource] | None = None,
+    on_event=lambda n, w: None,
+) -> None:
     """`build --audit`: each image built or cached here gets its report (``r.audit``),
     from the SBOM read out of the image itself."""
     from nbpipe.supply import sbom

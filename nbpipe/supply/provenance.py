@@ -25,9 +25,12 @@ BUILDER_ID = "https://github.com/nbpipe/nbpipe/publish"
 
 
 def statement(repo: str, digest: str, predicate_type: str, predicate: dict) -> dict:
-    return {"_type": STATEMENT_TYPE,
-            "subject": [{"name": repo, "digest": {"sha256": digest.removeprefix("sha256:")}}],
-            "predicateType": predicate_type, "predicate": predicate}
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": repo, "digest": {"sha256": digest.removeprefix("sha256:")}}],
+        "predicateType": predicate_type,
+        "predicate": predicate,
+    }
 
 
 def _locked(image: Image, platform: str) -> list[dict]:
@@ -70,8 +73,9 @@ def _descriptor(line: str, pip: bool, image: str) -> dict:
     return d
 
 
-def slsa(image: Image, platform: str, options: BuildOptions, *, compression: str,
-         engine: str) -> dict:
+def slsa(
+    image: Image, platform: str, options: BuildOptions, *, compression: str, engine: str
+) -> dict:
     """The SLSA v1 provenance predicate of ``image`` built for ``platform``."""
     labels = dict(options.labels)
     root = image.root
@@ -81,20 +85,30 @@ def slsa(image: Image, platform: str, options: BuildOptions, *, compression: str
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": {
-                "image": image.name, "platform": platform,
+                "image": image.name,
+                "platform": platform,
                 "source": {"repository": source, "revision": revision},
             },
             "internalParameters": {
-                "sourceDateEpoch": options.source_date_epoch, "compression": compression,
-                "caBundle": options.has_ca, "wheelhouse": options.has_wheelhouse,
+                "sourceDateEpoch": options.source_date_epoch,
+                "compression": compression,
+                "caBundle": options.has_ca,
+                "wheelhouse": options.has_wheelhouse,
             },
             "resolvedDependencies": [
-                {"uri": f"nbpipe:recipe/{image.name}", "digest":
-                 {"sha256": image.digest(platform).removeprefix("sha256:")}},
-                {"uri": f"oci:{root.ref}", "digest":
-                 {"sha256": root.digest(platform).removeprefix("sha256:")}},
-                *([{"uri": f"git+{source}@{revision}", "digest": {"gitCommit": revision}}]
-                  if source and revision else []),
+                {
+                    "uri": f"nbpipe:recipe/{image.name}",
+                    "digest": {"sha256": image.digest(platform).removeprefix("sha256:")},
+                },
+                {
+                    "uri": f"oci:{root.ref}",
+                    "digest": {"sha256": root.digest(platform).removeprefix("sha256:")},
+                },
+                *(
+                    [{"uri": f"git+{source}@{revision}", "digest": {"gitCommit": revision}}]
+                    if source and revision
+                    else []
+                ),
                 *_locked(image, platform),
             ],
         },
@@ -120,23 +134,29 @@ class Summary:
     parameters: dict
 
     def lines(self) -> list[str]:
-        return [f"provenance: {self.image} for {self.platform}, recipe {self.recipe}",
-                f"  root {self.root}",
-                f"  source {self.source or '?'} at {self.revision or '?'}",
-                f"  builder {self.builder}, {self.locked} locked packages",
-                "  parameters " + ", ".join(f"{k}={v}" for k, v in sorted(self.parameters.items()))]
+        return [
+            f"provenance: {self.image} for {self.platform}, recipe {self.recipe}",
+            f"  root {self.root}",
+            f"  source {self.source or '?'} at {self.revision or '?'}",
+            f"  builder {self.builder}, {self.locked} locked packages",
+            "  parameters " + ", ".join(f"{k}={v}" for k, v in sorted(self.parameters.items())),
+        ]
 
 
 def summary(predicate: dict) -> Summary:
     """Read back what ``slsa`` wrote (missing fields read as empty, never a traceback)."""
+
     def obj(parent: object, key: str) -> dict:
         value = parent.get(key) if isinstance(parent, dict) else None
         return value if isinstance(value, dict) else {}
 
     bd = obj(predicate, "buildDefinition")
     ext = obj(bd, "externalParameters")
-    deps = [d for d in (bd.get("resolvedDependencies") or [])
-            if isinstance(d, dict)] if isinstance(bd.get("resolvedDependencies"), list) else []
+    deps = (
+        [d for d in (bd.get("resolvedDependencies") or []) if isinstance(d, dict)]
+        if isinstance(bd.get("resolvedDependencies"), list)
+        else []
+    )
 
     def dep(prefix: str) -> str:
         for d in deps:
@@ -146,11 +166,14 @@ def summary(predicate: dict) -> Summary:
 
     builder = obj(obj(predicate, "runDetails"), "builder")
     return Summary(
-        image=str(ext.get("image", "?")), platform=str(ext.get("platform", "?")),
-        recipe=dep("nbpipe:recipe/").rsplit(" ", 1)[-1], root=dep("oci:"),
+        image=str(ext.get("image", "?")),
+        platform=str(ext.get("platform", "?")),
+        recipe=dep("nbpipe:recipe/").rsplit(" ", 1)[-1],
+        root=dep("oci:"),
         source=str(obj(ext, "source").get("repository", "")),
         revision=str(obj(ext, "source").get("revision", "")),
-        builder=f"{builder.get('id', '?')} " + " ".join(
-            f"{k} {v}" for k, v in obj(builder, "version").items()),
+        builder=f"{builder.get('id', '?')} "
+        + " ".join(f"{k} {v}" for k, v in obj(builder, "version").items()),
         locked=sum(1 for d in deps if str(d.get("uri", "")).startswith("pkg:")),
-        parameters=obj(bd, "internalParameters"))
+        parameters=obj(bd, "internalParameters"),
+    )

@@ -7,8 +7,8 @@ import json
 import uuid
 from pathlib import Path
 
-from nbpipe.inputs import safe_io
 from nbpipe.engines.oci import OciEngine
+from nbpipe.inputs import safe_io
 
 LIST = r"""
 dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' 2>/dev/null | sed 's/^/deb\t/'
@@ -34,20 +34,31 @@ def components(engine: OciEngine, ref: str) -> list[dict]:
             purl = f"pkg:deb/debian/{name}@{version}?arch={arch}"
         else:
             purl = f"pkg:pypi/{name.lower().replace('_', '-')}@{version}"
-        out.append({"type": "library", "name": name, "version": version, "purl": purl,
-                    "bom-ref": purl})
+        out.append(
+            {"type": "library", "name": name, "version": version, "purl": purl, "bom-ref": purl}
+        )
     return sorted(out, key=lambda c: c["purl"])
 
 
 def write(engine: OciEngine, ref: str, name: str, platform: str, folder: Path) -> Path:
     info = engine.inspect(ref)
     doc = {
-        "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "version": 1,
         "serialNumber": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, info.id)}",
-        "metadata": {"component": {"type": "container", "name": name, "version": info.id,
-                                   "properties": [{"name": "platform", "value": platform},
-                                                  {"name": "ref", "value": ref}]},
-                     "tools": {"components": [{"type": "application", "name": "nbpipe"}]}},
+        "metadata": {
+            "component": {
+                "type": "container",
+                "name": name,
+                "version": info.id,
+                "properties": [
+                    {"name": "platform", "value": platform},
+                    {"name": "ref", "value": ref},
+                ],
+            },
+            "tools": {"components": [{"type": "application", "name": "nbpipe"}]},
+        },
         "components": components(engine, ref),
     }
     path = folder / f"{name}-{platform.split('/')[1]}.cdx.json"

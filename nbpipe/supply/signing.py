@@ -25,8 +25,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nbpipe.inputs import safe_io
 from nbpipe.errors import NbpipeError
+from nbpipe.inputs import safe_io
 
 PASSPHRASE_ENV = "NBPIPE_SIGN_PASSPHRASE"  # cosign's is COSIGN_PASSWORD: both are read
 PRIVATE_PEM = "ENCRYPTED SIGSTORE PRIVATE KEY"  # cosign >= 2 writes this; older: COSIGN
@@ -48,7 +48,8 @@ class SigningKey:
 
     def public_pem(self) -> bytes:
         return self.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     def sign(self, data: bytes) -> bytes:
         return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
@@ -95,12 +96,15 @@ def read_key_text(spec: str) -> tuple[str, str]:
     if spec.startswith("env:"):
         name = spec.removeprefix("env:")
         if not name or name not in os.environ:
-            raise NbpipeError(f"--sign-key {spec}: the environment variable {name or '?'} "
-                              "is not set")
+            raise NbpipeError(
+                f"--sign-key {spec}: the environment variable {name or '?'} is not set"
+            )
         return os.environ[name], f"${name}"
     if spec.lstrip().startswith("-----BEGIN"):
-        raise NbpipeError("--sign-key takes a file path or env:NAME, never the key itself "
-                          "(a command line is visible to every user of the machine)")
+        raise NbpipeError(
+            "--sign-key takes a file path or env:NAME, never the key itself "
+            "(a command line is visible to every user of the machine)"
+        )
     return safe_io.read_text(Path(spec), "signing key", limit=64 * 1024), spec
 
 
@@ -112,17 +116,25 @@ def load_signing_key(spec: str, password: bytes | None = None) -> SigningKey:
         doc = json.loads(body)
         kdf, cipher = doc["kdf"], doc["cipher"]
         if kdf["name"] != "scrypt" or cipher["name"] != "nacl/secretbox":
-            raise NbpipeError(f"{where}: kdf {kdf['name']} / cipher {cipher['name']}: "
-                              "want scrypt / nacl/secretbox (cosign's format)")
+            raise NbpipeError(
+                f"{where}: kdf {kdf['name']} / cipher {cipher['name']}: "
+                "want scrypt / nacl/secretbox (cosign's format)"
+            )
         params = kdf["params"]
-        secret = hashlib.scrypt(password if password is not None else passphrase(),
-                                salt=base64.b64decode(kdf["salt"]), n=int(params["N"]),
-                                r=int(params["r"]), p=int(params["p"]),
-                                maxmem=256 * 1024 * 1024, dklen=32)
+        secret = hashlib.scrypt(
+            password if password is not None else passphrase(),
+            salt=base64.b64decode(kdf["salt"]),
+            n=int(params["N"]),
+            r=int(params["r"]),
+            p=int(params["p"]),
+            maxmem=256 * 1024 * 1024,
+            dklen=32,
+        )
         nonce, box = base64.b64decode(cipher["nonce"]), base64.b64decode(doc["ciphertext"])
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise NbpipeError(f"{where}: not a cosign private key ({type(exc).__name__}: "
-                          f"{exc})") from None
+        raise NbpipeError(
+            f"{where}: not a cosign private key ({type(exc).__name__}: {exc})"
+        ) from None
     import nacl.exceptions
     import nacl.secret
 
@@ -158,18 +170,29 @@ def generate(prefix: Path, password: bytes) -> tuple[Path, Path]:
     import nacl.secret
 
     key = ec.generate_private_key(ec.SECP256R1())
-    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     salt, nonce = os.urandom(32), os.urandom(24)
-    secret = hashlib.scrypt(password, salt=salt, n=SCRYPT["N"], r=SCRYPT["r"], p=SCRYPT["p"],
-                            maxmem=256 * 1024 * 1024, dklen=32)
+    secret = hashlib.scrypt(
+        password,
+        salt=salt,
+        n=SCRYPT["N"],
+        r=SCRYPT["r"],
+        p=SCRYPT["p"],
+        maxmem=256 * 1024 * 1024,
+        dklen=32,
+    )
     box = nacl.secret.SecretBox(secret).encrypt(der, nonce).ciphertext
-    doc = {"kdf": {"name": "scrypt", "params": SCRYPT, "salt": _b64(salt)},
-           "cipher": {"name": "nacl/secretbox", "nonce": _b64(nonce)},
-           "ciphertext": _b64(box)}
+    doc = {
+        "kdf": {"name": "scrypt", "params": SCRYPT, "salt": _b64(salt)},
+        "cipher": {"name": "nacl/secretbox", "nonce": _b64(nonce)},
+        "ciphertext": _b64(box),
+    }
     body = base64.encodebytes(json.dumps(doc).encode()).decode()
-    safe_io.atomic_write(priv, f"-----BEGIN {PRIVATE_PEM}-----\n{body}-----END {PRIVATE_PEM}-----\n",
-                         mode=0o600)
+    safe_io.atomic_write(
+        priv, f"-----BEGIN {PRIVATE_PEM}-----\n{body}-----END {PRIVATE_PEM}-----\n", mode=0o600
+    )
     safe_io.atomic_write(pub, SigningKey(key, "").public_pem())
     return priv, pub
 
@@ -177,10 +200,14 @@ def generate(prefix: Path, password: bytes) -> tuple[Path, Path]:
 def simple_signing_payload(reference: str, digest: str) -> bytes:
     """What an image signature signs: the image's manifest digest and the name it was
     signed for (containers/image's and cosign's "critical" section)."""
-    doc = {"critical": {"identity": {"docker-reference": reference},
-                        "image": {"docker-manifest-digest": digest},
-                        "type": SIMPLE_SIGNING_TYPE},
-           "optional": {"creator": "nbpipe"}}
+    doc = {
+        "critical": {
+            "identity": {"docker-reference": reference},
+            "image": {"docker-manifest-digest": digest},
+            "type": SIMPLE_SIGNING_TYPE,
+        },
+        "optional": {"creator": "nbpipe"},
+    }
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -193,8 +220,13 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 def dsse_envelope(key: SigningKey, statement: dict) -> bytes:
     payload = json.dumps(statement, separators=(",", ":"), sort_keys=True).encode()
     sig = key.sign(pae(INTOTO_PAYLOAD_TYPE, payload))
-    return json.dumps({"payloadType": INTOTO_PAYLOAD_TYPE, "payload": _b64(payload),
-                       "signatures": [{"keyid": "", "sig": _b64(sig)}]}).encode()
+    return json.dumps(
+        {
+            "payloadType": INTOTO_PAYLOAD_TYPE,
+            "payload": _b64(payload),
+            "signatures": [{"keyid": "", "sig": _b64(sig)}],
+        }
+    ).encode()
 
 
 def open_envelope(raw: bytes, key: PublicKey) -> dict | None:

@@ -14,11 +14,11 @@ import anyio
 import pytest
 
 from nbpipe import family as images
-from nbpipe.recipe import platforms as plat
 from nbpipe.engines import rootfs
-from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines.oci import OciEngine
 from nbpipe.errors import NbpipeError
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.options import BuildOptions
 from nbpipe.run.pipeline import Pipeline
 from nbpipe.run.report import ImageResult
@@ -64,8 +64,15 @@ def state_dir(tmp_path_factory) -> Path:
     return Path(os.environ.get("NBPIPE_TEST_STATE", tmp_path_factory.mktemp("nbpipe-state")))
 
 
-def run_pipeline(catalog: Catalog, engine: OciEngine, platform: str, options: BuildOptions,
-                 state_dir: Path, names: list[str], **kw) -> dict[str, ImageResult]:
+def run_pipeline(
+    catalog: Catalog,
+    engine: OciEngine,
+    platform: str,
+    options: BuildOptions,
+    state_dir: Path,
+    names: list[str],
+    **kw,
+) -> dict[str, ImageResult]:
     pipe = Pipeline(catalog, engine, platform, options, state_dir=state_dir, **kw)
     return {r.name: r for r in anyio.run(pipe.run, names)}
 
@@ -73,5 +80,6 @@ def run_pipeline(catalog: Catalog, engine: OciEngine, platform: str, options: Bu
 @pytest.fixture(scope="session")
 def chain(local_family, engine, platform, options, state_dir) -> dict[str, ImageResult]:
     """base -> jupyter -> jupyter-scipy, built and probed once per session."""
-    return run_pipeline(local_family, engine, platform, options, state_dir, ["jupyter-scipy"],
-                        force_probe=True)
+    return run_pipeline(
+        local_family, engine, platform, options, state_dir, ["jupyter-scipy"], force_probe=True
+    )

@@ -21,15 +21,15 @@ from pathlib import Path
 import anyio
 import pytest
 
+from nbpipe.engines.oci import OciEngine
+from nbpipe.engines.rootfs import local_ref as root_ref
+from nbpipe.errors import NbpipeError
 from nbpipe.locks import lock
 from nbpipe.recipe import naming
 from nbpipe.recipe.catalog import Catalog
-from nbpipe.engines.oci import OciEngine
-from nbpipe.errors import NbpipeError
-from nbpipe.recipe.image import BaseRef, Image
+from nbpipe.recipe.image import BaseRef
 from nbpipe.recipe.options import BuildOptions
 from nbpipe.run.pipeline import Pipeline
-from nbpipe.engines.rootfs import local_ref as root_ref
 
 pytestmark = pytest.mark.engine
 
@@ -42,23 +42,42 @@ def make_deb(pool: Path, name: str, version: str, depends: str = "") -> None:
     (tree / "DEBIAN").mkdir(parents=True)
     (tree / "usr/share/nbpipe-demo").mkdir(parents=True)
     (tree / f"usr/share/nbpipe-demo/{name}").write_text(f"{name} {version}\n")
-    control = [f"Package: {name}", f"Version: {version}", "Architecture: all",
-               "Maintainer: nbpipe tests <tests@nbpipe.invalid>",
-               f"Description: {name}, a package of the loopback test archive"]
+    control = [
+        f"Package: {name}",
+        f"Version: {version}",
+        "Architecture: all",
+        "Maintainer: nbpipe tests <tests@nbpipe.invalid>",
+        f"Description: {name}, a package of the loopback test archive",
+    ]
     if depends:
         control.insert(3, f"Depends: {depends}")
     (tree / "DEBIAN/control").write_text("\n".join(control) + "\n")
     for f in tree.rglob("*"):  # the same bytes on every run, as Debian's own files are
         os.utime(f, (0, 0))
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-b", str(tree),
-                    str(pool / f"{name}_{version}_all.deb")], check=True, capture_output=True,
-                   env={**os.environ, "SOURCE_DATE_EPOCH": "0"})
+    subprocess.run(
+        [
+            "dpkg-deb",
+            "--root-owner-group",
+            "-Zgzip",
+            "-b",
+            str(tree),
+            str(pool / f"{name}_{version}_all.deb"),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "SOURCE_DATE_EPOCH": "0"},
+    )
 
 
 def index(repo: Path) -> None:
     """Packages, as Debian's tools write it (flat repository: `deb URL ./`)."""
-    out = subprocess.run(["dpkg-scanpackages", "--multiversion", "pool", "/dev/null"], cwd=repo,
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["dpkg-scanpackages", "--multiversion", "pool", "/dev/null"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     (repo / "Packages").write_text(out)
 
 
@@ -102,11 +121,15 @@ def apt_root(repo, engine, platform, local_family, tmp_path_factory) -> BaseRef:
     (ctx / "Containerfile").write_text(
         f"FROM {root_ref(platform)}\n"
         "RUN rm -f /etc/apt/sources.list.d/* && "
-        f"echo 'deb [trusted=yes] http://127.0.0.1:{port}/ ./' > /etc/apt/sources.list\n")
+        f"echo 'deb [trusted=yes] http://127.0.0.1:{port}/ ./' > /etc/apt/sources.list\n"
+    )
     tag = f"localhost/nbpipe-test/aptroot:{port}"
     ref = f"{tag}-{platform.split('/')[1]}"
-    subprocess.run([engine.binary, "build", "--pull=never", "--network", "host", "-t", ref,
-                    str(ctx)], check=True, capture_output=True)
+    subprocess.run(
+        [engine.binary, "build", "--pull=never", "--network", "host", "-t", ref, str(ctx)],
+        check=True,
+        capture_output=True,
+    )
     yield BaseRef(tag, {platform: engine.inspect(ref).id})
     engine._run(["rmi", "-f", ref], check=False)
 
@@ -142,13 +165,24 @@ def locked_demo(engine, apt_root: BaseRef, platform: str, lock_path: Path) -> tu
 
 
 def installed(engine, ref: str) -> dict[str, str]:
-    r = engine.run_once(ref, ["dpkg-query", "-W", "-f", "${Package}=${Version}\\n",
-                              "nbpipe-demo", "nbpipe-demo-lib", "nbpipe-demo-extra"])
+    r = engine.run_once(
+        ref,
+        [
+            "dpkg-query",
+            "-W",
+            "-f",
+            "${Package}=${Version}\\n",
+            "nbpipe-demo",
+            "nbpipe-demo-lib",
+            "nbpipe-demo-extra",
+        ],
+    )
     return dict(line.split("=") for line in r.stdout.split())
 
 
 def test_a_moved_archive_is_refreshed_by_default_and_refused_when_locked(
-        repo, apt_root, engine, platform, tmp_path) -> None:
+    repo, apt_root, engine, platform, tmp_path
+) -> None:
     archive_dir, _ = repo
     lock_path = tmp_path / "lock.json"
     cat = demo_catalog(apt_root, lock_path)
@@ -158,15 +192,21 @@ def test_a_moved_archive_is_refreshed_by_default_and_refused_when_locked(
     # as a lock written while 1.0 was the newest would have it).
     lines = lock.resolve_apt(engine, apt_root.pinned(platform), step, ("nbpipe-demo-extra=1.0",))
     assert [p.split("@")[0] for p in lines.split()] == [
-        "nbpipe-demo-extra=1.0", "nbpipe-demo-lib=1.0", "nbpipe-demo=1.0"]
+        "nbpipe-demo-extra=1.0",
+        "nbpipe-demo-lib=1.0",
+        "nbpipe-demo=1.0",
+    ]
     assert all(p.partition("@sha256:")[2] == sha256(archive_dir, p) for p in lines.split())
     lock.save_entry(lock_path, lock.key(IMAGE, at, step), platform, lines)
     lock.reload(cat)
 
     first = run(cat, engine, platform, tmp_path / "state", locked=True)[IMAGE]
     assert first.ok, first.message
-    assert installed(engine, first.ref) == {"nbpipe-demo": "1.0", "nbpipe-demo-lib": "1.0",
-                                            "nbpipe-demo-extra": "1.0"}
+    assert installed(engine, first.ref) == {
+        "nbpipe-demo": "1.0",
+        "nbpipe-demo-lib": "1.0",
+        "nbpipe-demo-extra": "1.0",
+    }
 
     security_update(archive_dir)
     engine._run(["rmi", "-f", first.ref], check=False)  # a fresh runner: nothing built yet
@@ -181,7 +221,8 @@ def test_a_moved_archive_is_refreshed_by_default_and_refused_when_locked(
     assert lock.load(lock_path)[lock.key(IMAGE, at, step)][platform] == lines  # untouched
     # ... and `lock --check`'s question says the same
     assert lock.vanished(engine, cat, lock.load(lock_path), platform) == [
-        f"aptdemo step {at} ({platform}): nbpipe-demo-lib=1.0"]
+        f"aptdemo step {at} ({platform}): nbpipe-demo-lib=1.0"
+    ]
 
     # Default: that step is resolved again, saved, and built under the new digest.
     again = run(cat, engine, platform, tmp_path / "state")[IMAGE]
@@ -190,20 +231,29 @@ def test_a_moved_archive_is_refreshed_by_default_and_refused_when_locked(
     saved = lock.load(lock_path)[lock.key(IMAGE, at, step)][platform]
     # only the package that left moved: extra stays at its pin although 2.0 is served
     assert [p.split("@")[0] for p in saved.split()] == [
-        "nbpipe-demo-extra=1.0", "nbpipe-demo-lib=1.1", "nbpipe-demo=1.0"]
+        "nbpipe-demo-extra=1.0",
+        "nbpipe-demo-lib=1.1",
+        "nbpipe-demo=1.0",
+    ]
     assert again.digest != first.digest
     fresh = demo_catalog(apt_root, lock_path)  # the identity the lock file now gives
     assert again.ref == naming.local_ref(fresh.resolve(IMAGE), platform)
-    assert installed(engine, again.ref) == {"nbpipe-demo": "1.0", "nbpipe-demo-lib": "1.1",
-                                            "nbpipe-demo-extra": "1.0"}
+    assert installed(engine, again.ref) == {
+        "nbpipe-demo": "1.0",
+        "nbpipe-demo-lib": "1.1",
+        "nbpipe-demo-extra": "1.0",
+    }
     engine._run(["rmi", "-f", again.ref], check=False)
 
 
 def test_the_package_store_rebuilds_the_same_image_after_the_archive_moved(
-        repo, apt_root, engine, platform, tmp_path) -> None:
+    repo, apt_root, engine, platform, tmp_path
+) -> None:
     if engine.kind != "podman":
-        pytest.skip("the package store is filled from podman's apt cache folder (buildah's "
-                    "cache mounts live on the host; docker's do not)")
+        pytest.skip(
+            "the package store is filled from podman's apt cache folder (buildah's "
+            "cache mounts live on the host; docker's do not)"
+        )
     archive_dir, _ = repo
     store = tmp_path / "debs"
     options = BuildOptions(deb_store=store)
@@ -214,7 +264,8 @@ def test_the_package_store_rebuilds_the_same_image_after_the_archive_moved(
     built_id = engine.inspect(first.ref).id
     # the build kept every pinned .deb, under the sha256 its lock line names
     assert sorted(f.name for f in store.iterdir()) == sorted(
-        f"{p.partition('@sha256:')[2]}.deb" for p in lines.split())
+        f"{p.partition('@sha256:')[2]}.deb" for p in lines.split()
+    )
 
     security_update(archive_dir)
     # A fresh engine store (a new runner): nothing built, only the root, loaded.
@@ -240,8 +291,10 @@ def test_the_package_store_rebuilds_the_same_image_after_the_archive_moved(
         bad = run(cat, fresh, platform, tmp_path / "state3", options, locked=True)[IMAGE]
         assert not bad.ok
         log = Path(bad.message.split("log: ", 1)[1].split()[0]).read_text()
-        assert f"the package store's {lib}.deb (nbpipe-demo-lib=1.0) does not match its " \
-               "sha256: refused" in log
+        assert (
+            f"the package store's {lib}.deb (nbpipe-demo-lib=1.0) does not match its "
+            "sha256: refused" in log
+        )
         assert not fresh.exists(again.ref)
     finally:
         fresh._run(["system", "reset", "--force"], check=False, timeout=120)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe.recipe import contract
 from nbpipe.inputs import binder as repo2docker
 from nbpipe.probes.result import Status
+from nbpipe.recipe import contract
 
 from .conftest import run_pipeline
 from .test_chain import JUPYTER
@@ -31,8 +31,15 @@ def built(local_family, engine, platform, options, state_dir, tmp_path_factory):
     (chosen / "binder" / "nbpipe.yaml").write_text("probes:\n  notebooks: [passes.ipynb]\n")
     repo2docker.from_repo(REPO, name="binder-both").register(local_family)
     repo2docker.from_repo(chosen, name="binder-passes").register(local_family)
-    return run_pipeline(local_family, engine, platform, options, state_dir,
-                        ["binder-both", "binder-passes"], force_probe=True)
+    return run_pipeline(
+        local_family,
+        engine,
+        platform,
+        options,
+        state_dir,
+        ["binder-both", "binder-passes"],
+        force_probe=True,
+    )
 
 
 def test_repository_builds_and_its_notebook_runs_as_a_probe(built) -> None:
@@ -60,7 +67,8 @@ def test_failing_notebook_is_named_with_its_cell(built) -> None:
 
 
 def test_empty_home_receives_the_repository_and_a_used_one_keeps_its_files(
-        built, engine, tmp_path) -> None:
+    built, engine, tmp_path
+) -> None:
     ref = built["binder-passes"].ref
     homes = {"empty": tmp_path / "empty", "used": tmp_path / "used"}
     for home in homes.values():
@@ -73,15 +81,36 @@ def test_empty_home_receives_the_repository_and_a_used_one_keeps_its_files(
     if os.geteuid() == 0:
         os.chown(mine, contract.NB_UID, contract.USERS_GID)
     for kind, home in homes.items():
-        r = engine.run_once(ref, ["/init", "stat", "-c", "%U %a %n", "passes.ipynb",
-                                  "binder/start", "data/table.csv", "postbuild.txt"],
-                            extra=["-v", f"{home}:{contract.HOME}", "-w", contract.HOME],
-                            timeout=120)
+        r = engine.run_once(
+            ref,
+            [
+                "/init",
+                "stat",
+                "-c",
+                "%U %a %n",
+                "passes.ipynb",
+                "binder/start",
+                "data/table.csv",
+                "postbuild.txt",
+            ],
+            extra=["-v", f"{home}:{contract.HOME}", "-w", contract.HOME],
+            timeout=120,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         listing = [line for line in r.stdout.splitlines() if not line.startswith("[nbpipe")]
-        assert listing == [f"jovyan {mode} {name}" for mode, name in (
-            ("664", "passes.ipynb"), ("775", "binder/start"), ("664", "data/table.csv"),
-            ("644", "postbuild.txt"))] or kind == "used", listing
+        assert (
+            listing
+            == [
+                f"jovyan {mode} {name}"
+                for mode, name in (
+                    ("664", "passes.ipynb"),
+                    ("775", "binder/start"),
+                    ("664", "data/table.csv"),
+                    ("644", "postbuild.txt"),
+                )
+            ]
+            or kind == "used"
+        ), listing
     assert mine.read_text() == "the user's own version\n"
     assert (homes["used"] / "fails.ipynb").exists()  # the rest arrived around it
     assert (homes["empty"] / "fails.ipynb").read_bytes() == (REPO / "fails.ipynb").read_bytes()

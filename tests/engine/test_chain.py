@@ -11,10 +11,24 @@ from .conftest import run_pipeline
 pytestmark = pytest.mark.engine
 
 # What each image must PASS (not skip): the notebook-server contract, inherited.
-CONTRACT = {"process-user", "home-env", "skeleton-copied", "existing-kept", "cont-init-order",
-            "service-restarts"}
-JUPYTER = CONTRACT | {"http-ready", "served-under-prefix", "api-kernels", "cors", "frameable",
-                      "kernel-runs-code", "imports", "python-version"}
+CONTRACT = {
+    "process-user",
+    "home-env",
+    "skeleton-copied",
+    "existing-kept",
+    "cont-init-order",
+    "service-restarts",
+}
+JUPYTER = CONTRACT | {
+    "http-ready",
+    "served-under-prefix",
+    "api-kernels",
+    "cors",
+    "frameable",
+    "kernel-runs-code",
+    "imports",
+    "python-version",
+}
 EXPECT = {
     "base": {"process-user", "home-env", "skeleton-copied", "existing-kept", "cont-init-order"},
     "jupyter": JUPYTER,

@@ -24,13 +24,20 @@ IMAGES = os.environ.get("NBPIPE_DAGGER_IMAGES", "jupyter").split(",")
 pytestmark = [pytest.mark.dagger, pytest.mark.slow]
 
 
-def call(*args: str, env: dict | None = None, cwd: Path = REPO, check: bool = True,
-         timeout: int = 3600) -> subprocess.CompletedProcess:
+def call(
+    *args: str, env: dict | None = None, cwd: Path = REPO, check: bool = True, timeout: int = 3600
+) -> subprocess.CompletedProcess:
     """`dagger call` on this checkout, on the root this engine can pull."""
     root = os.environ.get("NBPIPE_DAGGER_ROOT", "")
     argv = ["dagger", "call", "--progress", "plain", *(["--root", root] if root else []), *args]
-    r = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, **(env or {})})
+    r = subprocess.run(
+        argv,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     if check:
         assert r.returncode == 0, f"{' '.join(argv)}: exit {r.returncode}\n{r.stderr[-4000:]}"
     return r
@@ -68,25 +75,53 @@ def test_publish_with_secrets_to_a_registry_with_auth(live_dagger) -> None:
     registry = os.environ.get("NBPIPE_DAGGER_PUBLISH_REGISTRY")
     creds = os.environ.get("NBPIPE_DAGGER_PUBLISH_CREDENTIALS")
     if not (registry and creds and Path(creds).is_file()):
-        pytest.skip("no registry with auth for this engine ($NBPIPE_DAGGER_PUBLISH_REGISTRY, "
-                    "$NBPIPE_DAGGER_PUBLISH_CREDENTIALS: bash .ci/setup-dagger.sh start)")
+        pytest.skip(
+            "no registry with auth for this engine ($NBPIPE_DAGGER_PUBLISH_REGISTRY, "
+            "$NBPIPE_DAGGER_PUBLISH_CREDENTIALS: bash .ci/setup-dagger.sh start)"
+        )
     user, password = Path(creds).read_text().strip().split(":", 1)
     address = f"{registry}/nbpipe/base"
-    refused = call("publish", "--image", "base", "--address", address, "--platforms",
-                   "linux/amd64", check=False)
+    refused = call(
+        "publish",
+        "--image",
+        "base",
+        "--address",
+        address,
+        "--platforms",
+        "linux/amd64",
+        check=False,
+    )
     assert refused.returncode != 0, "a registry with auth refuses an anonymous push"
-    r = call("publish", "--image", "base", "--address", address, "--platforms", "linux/amd64",
-             "--username", user, "--password", "env:NBPIPE_TEST_REGISTRY_PASSWORD",
-             env={"NBPIPE_TEST_REGISTRY_PASSWORD": password})
+    r = call(
+        "publish",
+        "--image",
+        "base",
+        "--address",
+        address,
+        "--platforms",
+        "linux/amd64",
+        "--username",
+        user,
+        "--password",
+        "env:NBPIPE_TEST_REGISTRY_PASSWORD",
+        env={"NBPIPE_TEST_REGISTRY_PASSWORD": password},
+    )
     refs = r.stdout.strip().splitlines()
     assert refs and all(ref.startswith(f"{address}:sha-") for ref in refs), r.stdout
     assert password not in r.stdout + r.stderr
     host = registry.replace("localhost", "127.0.0.1")
     tag = refs[0].split("@")[0].rsplit(":", 1)[1]
-    inspect = ["skopeo", "inspect", "--tls-verify=false", "--creds", f"{user}:{password}",
-               f"docker://{host}/nbpipe/base:{tag}"]
-    anonymous = subprocess.run([*inspect[:3], *inspect[5:]], capture_output=True, text=True,
-                               timeout=120)
+    inspect = [
+        "skopeo",
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        f"{user}:{password}",
+        f"docker://{host}/nbpipe/base:{tag}",
+    ]
+    anonymous = subprocess.run(
+        [*inspect[:3], *inspect[5:]], capture_output=True, text=True, timeout=120
+    )
     assert anonymous.returncode != 0, "the registry holds it behind its auth"
     got = subprocess.run(inspect, capture_output=True, text=True, timeout=120)
     assert got.returncode == 0, got.stderr
@@ -104,9 +139,13 @@ def test_reproducible_build_twice_gives_one_digest(live_dagger, tmp_path) -> Non
     cache hit), flattened with clamped times: the same manifest digest."""
     digests = []
     for n in (1, 2):
-        prune = subprocess.run(["dagger", "query", "--progress", "plain"],
-                               input="{ engine { localCache { prune } } }", text=True,
-                               capture_output=True, timeout=600)
+        prune = subprocess.run(
+            ["dagger", "query", "--progress", "plain"],
+            input="{ engine { localCache { prune } } }",
+            text=True,
+            capture_output=True,
+            timeout=600,
+        )
         assert prune.returncode == 0, prune.stderr
         out = tmp_path / f"base-{n}.tar"
         call("build", "--image", "base", "--reproducible", *ca(), "export", "--path", str(out))
@@ -118,9 +157,25 @@ def test_nbpipe_build_engine_dagger_under_dagger_run(live_dagger, tmp_path) -> N
     nbpipe = REPO / ".venv" / "bin" / "nbpipe"
     if not nbpipe.exists():
         pytest.skip(f"no {nbpipe}: bash .ci/setup")
-    r = subprocess.run(["dagger", "run", "--progress", "plain", str(nbpipe), "build", "base",
-                        "--engine", "dagger", "--report-dir", str(tmp_path)],
-                       cwd=REPO, capture_output=True, text=True, timeout=3600)
+    r = subprocess.run(
+        [
+            "dagger",
+            "run",
+            "--progress",
+            "plain",
+            str(nbpipe),
+            "build",
+            "base",
+            "--engine",
+            "dagger",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     report = json.loads((tmp_path / "nbpipe-report.json").read_text())
     assert {i["name"]: i["status"] for i in report}["base"] == "built", report

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from nbpipe.family.base import FILES
-from nbpipe.recipe.catalog import Catalog
-from nbpipe.recipe import naming
 from nbpipe.probes.result import Status
+from nbpipe.recipe import naming
+from nbpipe.recipe.catalog import Catalog
 
 from .conftest import run_pipeline
 
@@ -26,14 +26,30 @@ def variant(catalog: Catalog, name: str, recipe) -> Catalog:
 BROKEN = {
     # name: (recipe on top of jupyter, probe that must fail, words its message must hold)
     "broken-root": (lambda i: i.with_user("0"), "process-user", "runs as root"),
-    "broken-cors": (lambda i: i.with_file(CONFIG, GOOD_CONFIG.replace(
-        'c.ServerApp.allow_origin = "*"', "")), "cors", "Access-Control-Allow-Origin"),
-    "broken-frame": (lambda i: i.with_file(CONFIG, GOOD_CONFIG.replace(
-        "frame-ancestors 'self' *", "frame-ancestors 'self'")), "frameable", "frame-ancestors"),
-    "broken-prefix": (lambda i: i.with_file(CONFIG, GOOD_CONFIG.replace(
-        'os.environ.get("NB_PREFIX") or "/"', '"/"')), "served-under-prefix", "NB_PREFIX"),
-    "broken-home": (lambda i: i.with_init_script("00-clobber", "#!/bin/sh\necho clobbered > "
-                                                 "$HOME/.bashrc\n"), "existing-kept", "overwritten"),
+    "broken-cors": (
+        lambda i: i.with_file(CONFIG, GOOD_CONFIG.replace('c.ServerApp.allow_origin = "*"', "")),
+        "cors",
+        "Access-Control-Allow-Origin",
+    ),
+    "broken-frame": (
+        lambda i: i.with_file(
+            CONFIG, GOOD_CONFIG.replace("frame-ancestors 'self' *", "frame-ancestors 'self'")
+        ),
+        "frameable",
+        "frame-ancestors",
+    ),
+    "broken-prefix": (
+        lambda i: i.with_file(
+            CONFIG, GOOD_CONFIG.replace('os.environ.get("NB_PREFIX") or "/"', '"/"')
+        ),
+        "served-under-prefix",
+        "NB_PREFIX",
+    ),
+    "broken-home": (
+        lambda i: i.with_init_script("00-clobber", "#!/bin/sh\necho clobbered > $HOME/.bashrc\n"),
+        "existing-kept",
+        "overwritten",
+    ),
 }
 
 
@@ -42,13 +58,21 @@ def broken(local_family, engine, platform, options, state_dir, chain):
     cat = local_family
     for name, (recipe, _, _) in BROKEN.items():
         cat.add(name, "jupyter", recipe)
-    cat.add("broken-build", "jupyter", lambda i: i.with_env("A", "1").with_run("echo about to fail; exit 3"))
+    cat.add(
+        "broken-build",
+        "jupyter",
+        lambda i: i.with_env("A", "1").with_run("echo about to fail; exit 3"),
+    )
     cat.add("broken-build-child", "broken-build", lambda i: i.with_env("B", "1"))
     cat.add("fine-sibling", "jupyter", lambda i: i.with_env("FINE", "1"))
     names = [*BROKEN, "broken-build-child", "fine-sibling"]
     try:
-        yield cat, run_pipeline(cat, engine, platform, options, state_dir, names,
-                                force_probe=True, ready_timeout=30)
+        yield (
+            cat,
+            run_pipeline(
+                cat, engine, platform, options, state_dir, names, force_probe=True, ready_timeout=30
+            ),
+        )
     finally:
         for n in [*names, "broken-build"]:
             engine.remove(naming.local_ref(cat.resolve(n), platform))
@@ -85,7 +109,8 @@ def test_descendants_blocked_unrelated_branches_finish(broken) -> None:
 
 
 def test_unreachable_or_unpinned_sources_are_unbuildable_not_failures(
-        local_family, engine, platform, options, state_dir, chain) -> None:
+    local_family, engine, platform, options, state_dir, chain
+) -> None:
     results = run_pipeline(local_family, engine, platform, options, state_dir, ["rstudio"])
     res = results["rstudio"]
     assert res.status == "unbuildable"

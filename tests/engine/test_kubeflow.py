@@ -9,10 +9,10 @@ import shutil
 
 import pytest
 
-from nbpipe.recipe import naming
 from nbpipe.family.base import FILES
-from nbpipe.probing.podprober import probe_pod
 from nbpipe.probes.result import Status
+from nbpipe.probing.podprober import probe_pod
+from nbpipe.recipe import naming
 
 from .conftest import run_pipeline
 
@@ -21,7 +21,9 @@ pytestmark = pytest.mark.engine
 CONFIG = "/opt/venv/etc/jupyter/jupyter_server_config.py"
 GOOD_CONFIG = (FILES / "jupyter_server_config.py").read_text()
 # A server whose kernel list says "2026-11-27 10:00:00Z" (a space, not RFC 3339's T)
-SPACE_TIME = GOOD_CONFIG + """
+SPACE_TIME = (
+    GOOD_CONFIG
+    + """
 from jupyter_server.services.kernels.kernelmanager import MappingKernelManager as _M
 _model = _M.kernel_model
 def _kernel_model(self, kernel_id):
@@ -30,35 +32,65 @@ def _kernel_model(self, kernel_id):
     return m
 _M.kernel_model = _kernel_model
 """
-BURN = "#!/bin/sh\npython3 -c 'import time\nt = time.process_time()\n" \
-       "while time.process_time() - t < 4: pass'\n"
+)
+BURN = (
+    "#!/bin/sh\npython3 -c 'import time\nt = time.process_time()\n"
+    "while time.process_time() - t < 4: pass'\n"
+)
 # name: (recipe on jupyter, flavor, probe_pod keywords, the probe that must fail, words
 # its message holds: one of a|b)
 BROKEN = {
-    "kf-heavy-start": (lambda i: i.with_init_script("50-warm-up", BURN), "kubeflow", {},
-                       "pod-ready", "cpu-s"),
-    "kf-culler-time": (lambda i: i.with_file(CONFIG, SPACE_TIME), "kubeflow", {},
-                       "culler-decode", "RFC 3339"),
-    "kf-readonly-root": (lambda i: i.with_file(CONFIG, GOOD_CONFIG + '\nc.ServerApp.root_dir = '
-                                               '"/usr/share"\n'), "kubeflow", {},
-                         "gateway-notebook", "saving"),
-    "kf-no-sigterm": (lambda i: i.with_file("/usr/local/bin/start", '#!/bin/sh\n/init "$@"\n',
-                                            mode=0o755).with_entrypoint("/usr/local/bin/start"),
-                      "kubeflow", {"grace": 6}, "sigterm-stop", "exited 137"),
-    "kf-reset-home": (lambda i: i.with_init_script("00-reset", '#!/bin/sh\ncp -rf '
-                                                   '/etc/nbpipe/skel/. "$HOME"/\n'),
-                      "kubeflow", {}, "replay-same-volume", "~/.bashrc was lost"),
+    "kf-heavy-start": (
+        lambda i: i.with_init_script("50-warm-up", BURN),
+        "kubeflow",
+        {},
+        "pod-ready",
+        "cpu-s",
+    ),
+    "kf-culler-time": (
+        lambda i: i.with_file(CONFIG, SPACE_TIME),
+        "kubeflow",
+        {},
+        "culler-decode",
+        "RFC 3339",
+    ),
+    "kf-readonly-root": (
+        lambda i: i.with_file(CONFIG, GOOD_CONFIG + '\nc.ServerApp.root_dir = "/usr/share"\n'),
+        "kubeflow",
+        {},
+        "gateway-notebook",
+        "saving",
+    ),
+    "kf-no-sigterm": (
+        lambda i: i.with_file(
+            "/usr/local/bin/start", '#!/bin/sh\n/init "$@"\n', mode=0o755
+        ).with_entrypoint("/usr/local/bin/start"),
+        "kubeflow",
+        {"grace": 6},
+        "sigterm-stop",
+        "exited 137",
+    ),
+    "kf-reset-home": (
+        lambda i: i.with_init_script("00-reset", '#!/bin/sh\ncp -rf /etc/nbpipe/skel/. "$HOME"/\n'),
+        "kubeflow",
+        {},
+        "replay-same-volume",
+        "~/.bashrc was lost",
+    ),
     # state in a folder only uid 1000 may write (not its group 0): fine as jovyan, not as
     # OpenShift's arbitrary uid
-    "kf-uid-1000-only": (lambda i: i.with_run("install -d -o 1000 -g 0 -m 0755 /var/lib/app",
-                                              user="root")
-                         .with_init_script("10-state", "#!/bin/sh\necho up > /var/lib/app/state\n"),
-                         "openshift", {"ready_timeout": 20}, "pod-ready", "no 200|no longer running"),
+    "kf-uid-1000-only": (
+        lambda i: i.with_run(
+            "install -d -o 1000 -g 0 -m 0755 /var/lib/app", user="root"
+        ).with_init_script("10-state", "#!/bin/sh\necho up > /var/lib/app/state\n"),
+        "openshift",
+        {"ready_timeout": 20},
+        "pod-ready",
+        "no 200|no longer running",
+    ),
 }
-KUBEFLOW = {"pod-ready", "culler-decode", "gateway-notebook", "sigterm-stop",
-            "replay-same-volume"}
-OPENSHIFT = {"pod-ready", "openshift-identity", "culler-decode", "gateway-notebook",
-             "sigterm-stop"}
+KUBEFLOW = {"pod-ready", "culler-decode", "gateway-notebook", "sigterm-stop", "replay-same-volume"}
+OPENSHIFT = {"pod-ready", "openshift-identity", "culler-decode", "gateway-notebook", "sigterm-stop"}
 # jupyter always; jupyter-scipy too unless CI is short of time (NBPIPE_POD_IMAGES=jupyter)
 IMAGES = os.environ.get("NBPIPE_POD_IMAGES", "jupyter,jupyter-scipy").split(",")
 
@@ -66,8 +98,9 @@ IMAGES = os.environ.get("NBPIPE_POD_IMAGES", "jupyter,jupyter-scipy").split(",")
 @pytest.fixture(scope="module", autouse=True)
 def _podman(engine):
     if engine.kind != "podman" or shutil.which("podman") is None:
-        pytest.skip("the pod mode plays pods with podman (kube play); this engine is "
-                    f"{engine.kind}")
+        pytest.skip(
+            f"the pod mode plays pods with podman (kube play); this engine is {engine.kind}"
+        )
 
 
 @pytest.mark.parametrize("flavor", ["kubeflow", "openshift"])
@@ -87,8 +120,7 @@ def broken(local_family, engine, platform, options, state_dir, chain):
     for name, (recipe, *_rest) in BROKEN.items():
         cat.add(name, "jupyter", recipe)
     try:
-        built = run_pipeline(cat, engine, platform, options, state_dir, list(BROKEN),
-                             probe=False)
+        built = run_pipeline(cat, engine, platform, options, state_dir, list(BROKEN), probe=False)
         yield {n: r.ref for n, r in built.items() if n in BROKEN}
     finally:
         for n in BROKEN:

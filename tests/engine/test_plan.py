@@ -27,8 +27,14 @@ def family():
 
 def nbpipe(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-m", "nbpipe", *args, "--catalog", "plancat:family"],
-                          capture_output=True, text=True, env=env, timeout=1800, cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, "-m", "nbpipe", *args, "--catalog", "plancat:family"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+        cwd=tmp_path,
+    )
 
 
 def test_build_tags_every_digest_plan_printed(engine, local_family, tmp_path: Path) -> None:
@@ -46,7 +52,9 @@ def test_build_tags_every_digest_plan_printed(engine, local_family, tmp_path: Pa
             assert engine.exists(f"localhost/nbpipe/{name}:{short(digest, 16)}"), name
         again = json.loads(nbpipe(tmp_path, "plan", "plan-check", "--json").stdout)
         assert {n: s["state"] for n, s in again["states"].items()} == {
-            "base": "built", "plan-check": "built"}
+            "base": "built",
+            "plan-check": "built",
+        }
     finally:
         engine.remove(f"localhost/nbpipe/plan-check:{short(plan['digests']['plan-check'], 16)}")
 
@@ -62,8 +70,14 @@ def test_the_store_read_directly_is_what_podman_lists(engine) -> None:
         fast = oci._storage_index()
         if fast is None:
             pytest.skip("this store is not the plain root one: the engine is asked instead")
-        rows = json.loads(subprocess.run([engine.binary, "images", "--format", "json"],
-                                         capture_output=True, text=True, check=True).stdout)
+        rows = json.loads(
+            subprocess.run(
+                [engine.binary, "images", "--format", "json"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         if oci._storage_index() == fast:
             break
     listed = {n: (f"sha256:{r['Id']}", r["Size"]) for r in rows for n in r.get("Names") or []}

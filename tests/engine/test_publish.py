@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from nbpipe import family as images
-from nbpipe.recipe import platforms as plat
 from nbpipe.engines import rootfs
+from nbpipe.engines.registry import PASSWORD_ENV, USER_ENV, Registry
 from nbpipe.errors import NbpipeError
+from nbpipe.recipe import platforms as plat
 from nbpipe.recipe.naming import content_tag
 from nbpipe.run.publish import publish, spawner_options
-from nbpipe.engines.registry import PASSWORD_ENV, USER_ENV, Registry
 
 pytestmark = pytest.mark.engine
 
@@ -36,8 +36,12 @@ def _start(tmp: Path, *extra: str) -> str:
     if shutil.which("skopeo") is None:
         pytest.skip("skopeo is not installed (bash .ci/setup installs it)")
     port = _port()
-    subprocess.run(["bash", str(SCRIPT), "start", str(port), str(tmp), *extra], check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        ["bash", str(SCRIPT), "start", str(port), str(tmp), *extra],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return f"127.0.0.1:{port}"
 
 
@@ -56,15 +60,29 @@ def auth_registry(tmp_path, monkeypatch):
 
 
 def _inspect_raw(ref: str, *flags: str) -> dict:
-    r = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", *flags,
-                        f"docker://{ref}"], capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", *flags, f"docker://{ref}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(r.stdout)
 
 
-def test_publish_jupyter_then_again_uploads_nothing(local_family, engine, platform, options,
-                                                   state_dir, chain, registry) -> None:
-    first = publish(local_family, ["jupyter"], engine, registry, platforms=(platform,),
-                    options=options, state_dir=state_dir, native=platform, latest=True)[0]
+def test_publish_jupyter_then_again_uploads_nothing(
+    local_family, engine, platform, options, state_dir, chain, registry
+) -> None:
+    first = publish(
+        local_family,
+        ["jupyter"],
+        engine,
+        registry,
+        platforms=(platform,),
+        options=options,
+        state_dir=state_dir,
+        native=platform,
+        latest=True,
+    )[0]
     assert first.uploaded and first.digest.startswith("sha256:")
     # written out, not computed by the function under test: sha- and the first 16 hex of
     # the digest over every platform the recipe has
@@ -79,91 +97,200 @@ def test_publish_jupyter_then_again_uploads_nothing(local_family, engine, platfo
     sbom = json.loads(first.sboms[0].read_text())
     names = {c["name"] for c in sbom["components"]}
     assert {"jupyterlab", "python3.11", "s6"} <= names
-    again = publish(local_family, ["jupyter"], engine, registry, platforms=(platform,),
-                    options=options, state_dir=state_dir, native=platform, latest=True)[0]
+    again = publish(
+        local_family,
+        ["jupyter"],
+        engine,
+        registry,
+        platforms=(platform,),
+        options=options,
+        state_dir=state_dir,
+        native=platform,
+        latest=True,
+    )[0]
     assert not again.uploaded and again.digest == first.digest
     assert "nothing uploaded" in again.message
     fragment = spawner_options(local_family, registry)
     # a block to paste under spawnerFormDefaults, the ref as repo:tag@digest (issue 25)
-    assert (f"  image:\n    value: {registry.repo('jupyter')}:"
-            f"{content_tag(local_family.resolve('jupyter'))}@{first.digest}") in fragment
+    assert (
+        f"  image:\n    value: {registry.repo('jupyter')}:"
+        f"{content_tag(local_family.resolve('jupyter'))}@{first.digest}"
+    ) in fragment
     assert "not published (left out):" in fragment and "jupyter-scipy" in fragment
 
 
-def test_change_publishes_only_the_changed_image(local_family, engine, platform, options,
-                                                 state_dir, chain, registry) -> None:
+def test_change_publishes_only_the_changed_image(
+    local_family, engine, platform, options, state_dir, chain, registry
+) -> None:
     cat = local_family
     cat.add("pub-leaf", "base", lambda i: i.with_env("LEAF", "1"))
-    first = publish(cat, ["pub-leaf"], engine, registry, platforms=(platform,), options=options,
-                    state_dir=state_dir, native=platform)[0]
+    first = publish(
+        cat,
+        ["pub-leaf"],
+        engine,
+        registry,
+        platforms=(platform,),
+        options=options,
+        state_dir=state_dir,
+        native=platform,
+    )[0]
     cat.entries.pop("pub-leaf")
     cat.add("pub-leaf", "base", lambda i: i.with_env("LEAF", "2"))
     events: list[tuple[str, str]] = []
-    second = publish(cat, ["pub-leaf"], engine, registry, platforms=(platform,), options=options,
-                     state_dir=state_dir, native=platform, on_event=lambda n, w: events.append((n, w)))[0]
+    second = publish(
+        cat,
+        ["pub-leaf"],
+        engine,
+        registry,
+        platforms=(platform,),
+        options=options,
+        state_dir=state_dir,
+        native=platform,
+        on_event=lambda n, w: events.append((n, w)),
+    )[0]
     assert second.uploaded and second.digest != first.digest and second.tags[0] != first.tags[0]
     assert ("base", "cached: already built, nothing to do") in events
     assert not any(n == "base" and w.startswith("pushing") for n, w in events)
     assert registry.digest(f"{registry.repo('pub-leaf')}:{first.tags[0]}", None) == first.digest
 
 
-def test_zstd_layers_when_asked_and_recorded(local_family, engine, platform, options,
-                                            state_dir, chain, registry) -> None:
+def test_zstd_layers_when_asked_and_recorded(
+    local_family, engine, platform, options, state_dir, chain, registry
+) -> None:
     cat = local_family
     cat.add("pub-zstd", "base", lambda i: i.with_env("ZSTD", "1"))
-    res = publish(cat, ["pub-zstd"], engine, registry, platforms=(platform,), options=options,
-                  state_dir=state_dir, native=platform, compression="zstd")[0]
+    res = publish(
+        cat,
+        ["pub-zstd"],
+        engine,
+        registry,
+        platforms=(platform,),
+        options=options,
+        state_dir=state_dir,
+        native=platform,
+        compression="zstd",
+    )[0]
     arch = f"{registry.repo('pub-zstd')}:{res.tags[0]}-{platform.split('/')[1]}"
     layers = _inspect_raw(arch)["layers"]
     assert layers and all(m["mediaType"].endswith("+zstd") for m in layers), layers
     assert res.compression == "zstd"
-    again = publish(cat, ["pub-zstd"], engine, registry, platforms=(platform,), options=options,
-                    state_dir=state_dir, native=platform)[0]  # default gzip: nothing re-pushed
+    again = publish(
+        cat,
+        ["pub-zstd"],
+        engine,
+        registry,
+        platforms=(platform,),
+        options=options,
+        state_dir=state_dir,
+        native=platform,
+    )[0]  # default gzip: nothing re-pushed
     assert not again.uploaded and again.compression == "zstd"
     assert "its layers are zstd" in again.message
     with pytest.raises(NbpipeError, match="--compression lz4"):
-        publish(cat, ["pub-zstd"], engine, registry, platforms=(platform,), options=options,
-                state_dir=state_dir, native=platform, compression="lz4")
+        publish(
+            cat,
+            ["pub-zstd"],
+            engine,
+            registry,
+            platforms=(platform,),
+            options=options,
+            state_dir=state_dir,
+            native=platform,
+            compression="lz4",
+        )
 
 
-def test_two_platforms_in_one_list(local_family, engine, platform, options, state_dir, chain,
-                                   registry) -> None:
+def test_two_platforms_in_one_list(
+    local_family, engine, platform, options, state_dir, chain, registry
+) -> None:
     other = plat.ARM64 if platform == plat.AMD64 else plat.AMD64
     if rootfs.local_root(engine, (other,)) is None:
-        pytest.skip(f"no local root for {other} (needs qemu: bash .ci/setup-emulation.sh, then "
-                    f"nbpipe base bootstrap --platform {other})")
+        pytest.skip(
+            f"no local root for {other} (needs qemu: bash .ci/setup-emulation.sh, then "
+            f"nbpipe base bootstrap --platform {other})"
+        )
     cat = images.family().rebased(rootfs.local_root(engine))  # the root for both platforms
-    res = publish(cat, ["base"], engine, registry, platforms=None, options=options,
-                  state_dir=state_dir, native=platform)[0]
+    res = publish(
+        cat,
+        ["base"],
+        engine,
+        registry,
+        platforms=None,
+        options=options,
+        state_dir=state_dir,
+        native=platform,
+    )[0]
     index = _inspect_raw(f"{registry.repo('base')}:{res.tags[0]}")
     assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == ["amd64", "arm64"]
     for m in index["manifests"]:  # each entry's image really is for its platform
-        config = json.loads(subprocess.run(
-            ["skopeo", "inspect", "--config", "--tls-verify=false",
-             f"docker://{registry.repo('base')}@{m['digest']}"],
-            capture_output=True, text=True, check=True).stdout)
+        config = json.loads(
+            subprocess.run(
+                [
+                    "skopeo",
+                    "inspect",
+                    "--config",
+                    "--tls-verify=false",
+                    f"docker://{registry.repo('base')}@{m['digest']}",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         assert config["architecture"] == m["platform"]["architecture"]
         assert config["config"]["Labels"]["io.nbpipe.image"] == "base"
-    labels = json.loads(subprocess.run(
-        ["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.repo('base')}:{res.tags[0]}"],
-        capture_output=True, text=True, check=True).stdout)["Labels"]
+    labels = json.loads(
+        subprocess.run(
+            [
+                "skopeo",
+                "inspect",
+                "--tls-verify=false",
+                f"docker://{registry.repo('base')}:{res.tags[0]}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )["Labels"]
     assert labels["io.nbpipe.image"] == "base"
 
 
 def test_wrong_password_is_a_clear_error_and_nothing_is_pushed(
-        local_family, engine, platform, options, state_dir, chain, auth_registry,
-        monkeypatch) -> None:
+    local_family, engine, platform, options, state_dir, chain, auth_registry, monkeypatch
+) -> None:
     monkeypatch.setenv(USER_ENV, "team")
     monkeypatch.setenv(PASSWORD_ENV, "wrong-password")
     with pytest.raises(NbpipeError) as exc:
-        publish(local_family, ["base"], engine, auth_registry, platforms=(platform,),
-                options=options, state_dir=state_dir, native=platform)
+        publish(
+            local_family,
+            ["base"],
+            engine,
+            auth_registry,
+            platforms=(platform,),
+            options=options,
+            state_dir=state_dir,
+            native=platform,
+        )
     assert "unauthorized" in str(exc.value).lower() or "authentication" in str(exc.value).lower()
     assert "wrong-password" not in str(exc.value)
     monkeypatch.setenv(PASSWORD_ENV, "s3cret-pw")
     with auth_registry.authfile() as auth:
-        assert auth_registry.digest(f"{auth_registry.repo('base')}:"
-                                    f"sha-{local_family.resolve('base').digest().removeprefix('sha256:')[:16]}", auth) is None
-    ok = publish(local_family, ["base"], engine, auth_registry, platforms=(platform,),
-                 options=options, state_dir=state_dir, native=platform)[0]
+        assert (
+            auth_registry.digest(
+                f"{auth_registry.repo('base')}:"
+                f"sha-{local_family.resolve('base').digest().removeprefix('sha256:')[:16]}",
+                auth,
+            )
+            is None
+        )
+    ok = publish(
+        local_family,
+        ["base"],
+        engine,
+        auth_registry,
+        platforms=(platform,),
+        options=options,
+        state_dir=state_dir,
+        native=platform,
+    )[0]
     assert ok.uploaded

@@ -18,11 +18,11 @@ import anyio
 import httpx
 import pytest
 
-from nbpipe.supply import audit, sbom, signing
+from nbpipe.engines.registry import Registry
 from nbpipe.family.jupyter import python_venv
 from nbpipe.run.pipeline import Pipeline
 from nbpipe.run.publish import publish
-from nbpipe.engines.registry import Registry
+from nbpipe.supply import audit, sbom, signing
 from nbpipe.supply.sigstore import verify
 
 from .test_publish import SCRIPT, _start
@@ -56,20 +56,43 @@ def signed(local_family, engine, platform, options, state_dir, registry, keys):
     cat = local_family
     cat.add("sc-signed", "base", lambda i: i.with_env("SUPPLY", "signed"))
     key = signing.load_signing_key(f"{keys['ours']}.key", b"ci-secret")
-    res = publish(cat, ["sc-signed"], engine, registry, platforms=(platform,), options=options,
-                  state_dir=state_dir, native=platform, sign_key=key)[0]
+    res = publish(
+        cat,
+        ["sc-signed"],
+        engine,
+        registry,
+        platforms=(platform,),
+        options=options,
+        state_dir=state_dir,
+        native=platform,
+        sign_key=key,
+    )[0]
     return res
 
 
 def _skopeo_copy(src: str, dest: str) -> None:
-    subprocess.run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
-                    "--dest-tls-verify=false", "--preserve-digests", "--multi-arch", "all",
-                    f"docker://{src}",
-                    f"docker://{dest}"], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            "skopeo",
+            "--insecure-policy",
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+            "--multi-arch",
+            "all",
+            f"docker://{src}",
+            f"docker://{dest}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
 
 def test_signed_image_verifies_with_sbom_and_provenance_from_the_registry(
-        signed, local_family, platform, keys) -> None:
+    signed, local_family, platform, keys
+) -> None:
     v = verify(signed.ref, _pub(keys, "ours"), registry=Registry.parse(signed.repo.split("/")[0]))
     assert v.ok, v.first_failure
     # the list and its platform image, each signed; that image's provenance and SBOM
@@ -86,15 +109,34 @@ def test_signed_image_verifies_with_sbom_and_provenance_from_the_registry(
     assert {"bash", "s6"} <= {c["name"] for c in doc["components"]}
 
 
-def test_publishing_again_keeps_the_signatures(signed, local_family, engine, platform, options,
-                                               state_dir, registry, keys) -> None:
+def test_publishing_again_keeps_the_signatures(
+    signed, local_family, engine, platform, options, state_dir, registry, keys
+) -> None:
     key = signing.load_signing_key(f"{keys['ours']}.key", b"ci-secret")
-    again = publish(local_family, ["sc-signed"], engine, registry, platforms=(platform,),
-                    options=options, state_dir=state_dir, native=platform, sign_key=key)[0]
+    again = publish(
+        local_family,
+        ["sc-signed"],
+        engine,
+        registry,
+        platforms=(platform,),
+        options=options,
+        state_dir=state_dir,
+        native=platform,
+        sign_key=key,
+    )[0]
     assert again.digest == signed.digest and again.signed.startswith("already signed")
-    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
-                          f"docker://{signed.repo}:sha256-{signed.digest[7:]}.sig"],
-                         capture_output=True, text=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            f"docker://{signed.repo}:sha256-{signed.digest[7:]}.sig",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert len(json.loads(raw)["layers"]) == 1
 
 
@@ -103,28 +145,55 @@ def test_another_key_fails(signed, keys) -> None:
     assert not v.ok and v.first_failure.startswith("signed by another key:")
 
 
-def test_unsigned_image_fails(local_family, engine, platform, options, state_dir, registry,
-                              keys) -> None:
+def test_unsigned_image_fails(
+    local_family, engine, platform, options, state_dir, registry, keys
+) -> None:
     local_family.add("sc-unsigned", "base", lambda i: i.with_env("SUPPLY", "unsigned"))
-    res = publish(local_family, ["sc-unsigned"], engine, registry, platforms=(platform,),
-                  options=options, state_dir=state_dir, native=platform)[0]
+    res = publish(
+        local_family,
+        ["sc-unsigned"],
+        engine,
+        registry,
+        platforms=(platform,),
+        options=options,
+        state_dir=state_dir,
+        native=platform,
+    )[0]
     v = verify(res.ref, _pub(keys, "ours"))
     assert v.first_failure.startswith("unsigned:"), v.first_failure
     # publishing it again with the key uploads no image, and signs what is there
     key = signing.load_signing_key(f"{keys['ours']}.key", b"ci-secret")
-    again = publish(local_family, ["sc-unsigned"], engine, registry, platforms=(platform,),
-                    options=options, state_dir=state_dir, native=platform, sign_key=key)[0]
+    again = publish(
+        local_family,
+        ["sc-unsigned"],
+        engine,
+        registry,
+        platforms=(platform,),
+        options=options,
+        state_dir=state_dir,
+        native=platform,
+        sign_key=key,
+    )[0]
     assert not again.uploaded and again.digest == res.digest
     assert again.signed.startswith("signed with") and verify(res.ref, _pub(keys, "ours")).ok
 
 
-def test_repushed_image_with_another_digest_fails(signed, local_family, engine, platform,
-                                                  options, state_dir, registry, keys) -> None:
+def test_repushed_image_with_another_digest_fails(
+    signed, local_family, engine, platform, options, state_dir, registry, keys
+) -> None:
     """Someone pushes other content under the signed image's tag, and copies the genuine
     signature and attestations onto the new digest: both are refused."""
     local_family.add("sc-evil", "base", lambda i: i.with_env("SUPPLY", "evil"))
-    evil = publish(local_family, ["sc-evil"], engine, registry, platforms=(platform,),
-                   options=options, state_dir=state_dir, native=platform)[0]
+    evil = publish(
+        local_family,
+        ["sc-evil"],
+        engine,
+        registry,
+        platforms=(platform,),
+        options=options,
+        state_dir=state_dir,
+        native=platform,
+    )[0]
     ctag = signed.tags[0]
     _skopeo_copy(evil.ref, f"{signed.repo}:{ctag}")  # the tag now names other content
     moved = registry.digest(f"{signed.repo}:{ctag}", None)
@@ -134,14 +203,18 @@ def test_repushed_image_with_another_digest_fails(signed, local_family, engine, 
     arch = platform.split("/")[1]
     evil_arch = registry.digest(f"{evil.repo}:{evil.tags[0]}-{arch}", None)
     genuine_arch = signed.platform_digests[platform]
-    _skopeo_copy(f"{signed.repo}:sha256-{signed.digest[7:]}.sig",
-                 f"{signed.repo}:sha256-{moved[7:]}.sig")
+    _skopeo_copy(
+        f"{signed.repo}:sha256-{signed.digest[7:]}.sig", f"{signed.repo}:sha256-{moved[7:]}.sig"
+    )
     for suffix in ("sig", "att"):
-        _skopeo_copy(f"{signed.repo}:sha256-{genuine_arch[7:]}.{suffix}",
-                     f"{signed.repo}:sha256-{evil_arch[7:]}.{suffix}")
+        _skopeo_copy(
+            f"{signed.repo}:sha256-{genuine_arch[7:]}.{suffix}",
+            f"{signed.repo}:sha256-{evil_arch[7:]}.{suffix}",
+        )
     v = verify(f"{signed.repo}@{moved}", _pub(keys, "ours"))
-    assert v.first_failure == (f"signature for another digest: the key signed "
-                               f"{signed.digest}, this image is {moved}")
+    assert v.first_failure == (
+        f"signature for another digest: the key signed {signed.digest}, this image is {moved}"
+    )
     lines = [f.line for f in v.findings if not f.ok]
     assert any("provenance for another digest" in line for line in lines), lines
     assert any("sbom for another digest" in line for line in lines), lines
@@ -152,22 +225,41 @@ def test_repushed_image_with_another_digest_fails(signed, local_family, engine, 
 def _policycheck(tmp: Path) -> Path:
     go = shutil.which("go")
     if go is None:
-        pytest.skip("no Go toolchain: containers/image's own policy check cannot be built "
-                    "(Debian's podman/skopeo have sigstore disabled)")
+        pytest.skip(
+            "no Go toolchain: containers/image's own policy check cannot be built "
+            "(Debian's podman/skopeo have sigstore disabled)"
+        )
     out = tmp / "policycheck"
     env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
-    r = subprocess.run([go, "build", "-tags", "containers_image_openpgp "
-                        "exclude_graphdriver_btrfs exclude_graphdriver_devicemapper "
-                        "containers_image_storage_stub", "-o", str(out), "."],
-                       cwd=POLICYCHECK, capture_output=True, text=True, env=env, timeout=1500)
+    r = subprocess.run(
+        [
+            go,
+            "build",
+            "-tags",
+            "containers_image_openpgp "
+            "exclude_graphdriver_btrfs exclude_graphdriver_devicemapper "
+            "containers_image_storage_stub",
+            "-o",
+            str(out),
+            ".",
+        ],
+        cwd=POLICYCHECK,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
+    )
     if r.returncode != 0:
-        pytest.skip(f"cannot build policycheck (Go module proxy unreachable?): "
-                    f"{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+        pytest.skip(
+            f"cannot build policycheck (Go module proxy unreachable?): "
+            f"{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
+        )
     return out
 
 
-def test_containers_image_policy_admits_what_nbpipe_signed(signed, registry, keys,
-                                                           tmp_path) -> None:
+def test_containers_image_policy_admits_what_nbpipe_signed(
+    signed, registry, keys, tmp_path
+) -> None:
     """The admission side as podman/CRI-O do it: a sigstoreSigned requirement on our public
     key, signatures read from the registry's sigstore attachments."""
     tool = _policycheck(tmp_path)
@@ -177,16 +269,38 @@ def test_containers_image_policy_admits_what_nbpipe_signed(signed, registry, key
 
     def policy(which: str) -> Path:
         p = tmp_path / f"policy-{which}.json"
-        p.write_text(json.dumps({"default": [{"type": "reject"}], "transports": {"docker": {
-            registry.host: [{"type": "sigstoreSigned", "keyPath": f"{keys[which]}.pub",
-                             "signedIdentity": {"type": "matchRepository"}}]}}}))
+        p.write_text(
+            json.dumps(
+                {
+                    "default": [{"type": "reject"}],
+                    "transports": {
+                        "docker": {
+                            registry.host: [
+                                {
+                                    "type": "sigstoreSigned",
+                                    "keyPath": f"{keys[which]}.pub",
+                                    "signedIdentity": {"type": "matchRepository"},
+                                }
+                            ]
+                        }
+                    },
+                }
+            )
+        )
         return p
 
     def check(which: str, ref: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(tool), str(policy(which)), str(regd), f"docker://{ref}"],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [str(tool), str(policy(which)), str(regd), f"docker://{ref}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
-    for ref in (signed.ref, f"{signed.repo}@{signed.platform_digests[next(iter(signed.platform_digests))]}"):
+    for ref in (
+        signed.ref,
+        f"{signed.repo}@{signed.platform_digests[next(iter(signed.platform_digests))]}",
+    ):
         r = check("ours", ref)
         assert r.returncode == 0 and r.stdout.strip() == "allowed", r.stdout + r.stderr
     r = check("theirs", signed.ref)
@@ -194,6 +308,7 @@ def test_containers_image_policy_admits_what_nbpipe_signed(signed, registry, key
 
 
 # -- the audit of real images -----------------------------------------------------------
+
 
 def _pypi_reachable() -> None:
     try:
@@ -206,7 +321,8 @@ def _pypi_reachable() -> None:
 
 @pytest.mark.parametrize("pin, vulnerable", [("ecdsa==0.19.2", True), ("six==1.17.0", False)])
 def test_audit_finds_a_planted_vulnerable_pin_and_passes_a_clean_one(
-        local_family, engine, platform, options, state_dir, pin, vulnerable) -> None:
+    local_family, engine, platform, options, state_dir, pin, vulnerable
+) -> None:
     """ecdsa 0.19.2 carries GHSA-wj6h-64fc-37mp (Minerva timing attack; no fix): PyPI
     publishes it; six 1.17.0 has no advisory."""
     _pypi_reachable()

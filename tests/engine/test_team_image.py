@@ -19,10 +19,12 @@ SPEC = Path(__file__).parents[2] / "examples" / "team-astro" / "team-astro.yaml"
 
 
 def test_team_spec_builds_and_passes_contract_and_own_probes(
-        local_family, engine, platform, options, state_dir, chain) -> None:
+    local_family, engine, platform, options, state_dir, chain
+) -> None:
     cat = spec.load(SPEC).register(local_family)
-    results = run_pipeline(cat, engine, platform, options, state_dir, ["team-astro"],
-                           force_probe=True)
+    results = run_pipeline(
+        cat, engine, platform, options, state_dir, ["team-astro"], force_probe=True
+    )
     assert results["jupyter"].status == "cached"  # the family's jupyter, reused as is
     res = results["team-astro"]
     assert res.status in ("built", "cached"), res.message

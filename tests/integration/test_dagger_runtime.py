@@ -35,8 +35,9 @@ def uv() -> str:
 
 def pip_config() -> dict[str, str]:
     """pip's own index settings (a mirror here), so uv resolves from the same places."""
-    r = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60
+    )
     out = {}
     for line in r.stdout.splitlines():
         m = re.match(r"(?:global|install|:env:)\.([\w-]+)='(.*)'$", line)
@@ -48,8 +49,12 @@ def pip_config() -> dict[str, str]:
 def uv_env(tmp: Path) -> dict[str, str]:
     cfg = pip_config()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV"))}
-    env |= {"UV_SYSTEM_CERTS": "1", "UV_NATIVE_TLS": "1", "UV_LINK_MODE": "copy",
-            "UV_INDEX_STRATEGY": "unsafe-best-match"}  # pip merges its indexes; so does this
+    env |= {
+        "UV_SYSTEM_CERTS": "1",
+        "UV_NATIVE_TLS": "1",
+        "UV_LINK_MODE": "copy",
+        "UV_INDEX_STRATEGY": "unsafe-best-match",
+    }  # pip merges its indexes; so does this
     if "index-url" in cfg:
         env["UV_INDEX_URL"] = cfg["index-url"]
     if "extra-index-url" in cfg:
@@ -71,15 +76,19 @@ def stand_in_sdk(dest: Path) -> None:
         '[project]\nname = "dagger-io"\nversion = "0.0.0"\nrequires-python = ">=3.10"\n'
         f"dependencies = [\n{deps}\n]\n\n"
         '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
-        '\n[tool.setuptools.packages.find]\nwhere = ["src"]\n')
+        '\n[tool.setuptools.packages.find]\nwhere = ["src"]\n'
+    )
 
 
 def module_copy(tmp: Path, pyproject: str | None = None) -> Path:
     """The module's source as the runtime mounts it: no .venv, a freshly vendored ./sdk."""
     root = tmp / "src"
-    shutil.copytree(REPO, root, symlinks=True,
-                    ignore=lambda d, names: [n for n in names
-                                             if n in SKIP or n.endswith(".egg-info")])
+    shutil.copytree(
+        REPO,
+        root,
+        symlinks=True,
+        ignore=lambda d, names: [n for n in names if n in SKIP or n.endswith(".egg-info")],
+    )
     if pyproject is not None:
         (root / "pyproject.toml").write_text(pyproject)
     stand_in_sdk(root / "sdk")
@@ -105,22 +114,34 @@ def run_flow(tmp: Path, flow: str, pyproject: str | None = None) -> subprocess.C
     env = uv_env(tmp)
     venv = tmp / "venv"  # never this test's own venv: every uv call below is pointed here
     if flow == "pip":
-        subprocess.run([uv(), "venv", "-q", "--python", sys.executable, str(venv)], env=env,
-                       check=True, timeout=120)
+        subprocess.run(
+            [uv(), "venv", "-q", "--python", sys.executable, str(venv)],
+            env=env,
+            check=True,
+            timeout=120,
+        )
         env["VIRTUAL_ENV"] = str(venv)  # the runtime: UV_SYSTEM_PYTHON in its image
     else:
         env |= {"UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON": sys.executable}
     for args in FLOWS[flow]:
-        r = subprocess.run([uv(), *args], cwd=root, env=env, capture_output=True, text=True,
-                           timeout=600)
+        r = subprocess.run(
+            [uv(), *args], cwd=root, env=env, capture_output=True, text=True, timeout=600
+        )
         if r.returncode != 0:
-            if re.search(r"(?i)failed to fetch|connect|dns|network|timed out", r.stderr) and \
-                    "unsatisfiable" not in r.stderr:
+            if (
+                re.search(r"(?i)failed to fetch|connect|dns|network|timed out", r.stderr)
+                and "unsatisfiable" not in r.stderr
+            ):
                 pytest.skip(f"uv cannot reach a package index here: {r.stderr.strip()[-300:]}")
             return r
-    return subprocess.run([str(tmp / "venv" / "bin" / "python"), "-c", LOAD], cwd=root,
-                          env={**env, "DAGGER_MODULE": "nbpipe", "DAGGER_MAIN_OBJECT": "Nbpipe"},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(tmp / "venv" / "bin" / "python"), "-c", LOAD],
+        cwd=root,
+        env={**env, "DAGGER_MODULE": "nbpipe", "DAGGER_MAIN_OBJECT": "Nbpipe"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("flow", sorted(FLOWS))
@@ -130,8 +151,9 @@ def test_runtime_installs_the_module_with_the_vendored_sdk(tmp_path: Path, flow:
     version, entry, functions = r.stdout.split(maxsplit=2)
     assert version == "0.0.0", "the vendored SDK, not the index's dagger-io"
     assert entry == "nbpipe.pipelines:Nbpipe"
-    assert {"build", "test", "publish", "ci", "build_spec", "test_container"} <= \
-        set(functions.split())
+    assert {"build", "test", "publish", "ci", "build_spec", "test_container"} <= set(
+        functions.split()
+    )
 
 
 @pytest.mark.parametrize("sources", [True, False], ids=["with-uv-sources", "as-before"])
@@ -145,8 +167,9 @@ def test_a_version_pin_cannot_install_in_the_runtime(tmp_path: Path, sources: bo
     assert OLD_PIN in pinned and ("\n[tool.uv.sources]\n" in pinned) == sources
     r = run_flow(tmp_path, "pip", pinned)
     assert r.returncode != 0
-    assert re.search(r"dagger-io==0\.21\.\*.*(unsatisfiable|0\.0\.0. is installed)", r.stderr,
-                     re.S), r.stderr
+    assert re.search(
+        r"dagger-io==0\.21\.\*.*(unsatisfiable|0\.0\.0. is installed)", r.stderr, re.S
+    ), r.stderr
 
 
 def test_pip_outside_dagger_stays_on_the_engine_s_sdk_line() -> None:
@@ -156,8 +179,11 @@ def test_pip_outside_dagger_stays_on_the_engine_s_sdk_line() -> None:
 
     from packaging.requirements import Requirement
 
-    req = next(Requirement(r) for r in importlib.metadata.requires("nbpipe") or []
-               if r.startswith("dagger-io"))
+    req = next(
+        Requirement(r)
+        for r in importlib.metadata.requires("nbpipe") or []
+        if r.startswith("dagger-io")
+    )
     engine = json.loads((REPO / "dagger.json").read_text())["engineVersion"].lstrip("v")
     line = ".".join(engine.split(".")[:2])
     assert req.specifier.contains("0.0.0")

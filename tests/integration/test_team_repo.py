@@ -26,10 +26,18 @@ from tests.sdk.test_dagger import REGISTER, registered  # noqa: F401  (our modul
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run(argv: list, cwd: Path, env: dict | None = None, ok: bool = True) -> subprocess.CompletedProcess:
+def run(
+    argv: list, cwd: Path, env: dict | None = None, ok: bool = True
+) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NBPIPE_CATALOG")}
-    r = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True,
-                       env=clean | (env or {}), timeout=300)
+    r = subprocess.run(
+        [str(a) for a in argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=clean | (env or {}),
+        timeout=300,
+    )
     if ok:
         assert r.returncode == 0, f"{argv}: {r.stdout}{r.stderr}"
     return r
@@ -40,10 +48,37 @@ def wheel(tmp_path_factory) -> Path:
     """nbpipe's wheel, built from this checkout as `pip wheel` builds it (no index needed)."""
     out = tmp_path_factory.mktemp("wheel")
     src = out / "src"  # a copy: an in-tree build/ would leak stale files into the wheel
-    shutil.copytree(REPO, src, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "__pycache__", "reports", ".nbpipe", ".pytest_cache"))
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "-q", "-w", out, src], cwd=out)
+    shutil.copytree(
+        REPO,
+        src,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "build",
+            "*.egg-info",
+            "__pycache__",
+            "reports",
+            ".nbpipe",
+            ".pytest_cache",
+        ),
+    )
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            out,
+            src,
+        ],
+        cwd=out,
+    )
     (whl,) = out.glob("nbpipe-*.whl")
     return whl
 
@@ -56,10 +91,27 @@ def venv(tmp_path_factory, wheel) -> Path:
     env = tmp_path_factory.mktemp("team-venv") / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", env], cwd=env.parent)
     python = env / "bin" / "python"
-    run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-         "--disable-pip-version-check", "-q", wheel], cwd=env.parent)
-    site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                    cwd=env.parent).stdout.strip())
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-q",
+            wheel,
+        ],
+        cwd=env.parent,
+    )
+    site = Path(
+        run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd=env.parent
+        ).stdout.strip()
+    )
     (site / "deps-from-the-test-venv.pth").write_text(sysconfig.get_path("purelib") + "\n")
     return env
 
@@ -72,8 +124,12 @@ def test_wheel_installs_only_nbpipe_with_the_family_data(wheel) -> None:
     assert zipfile.ZipFile(wheel).read(f"{dist}/top_level.txt").decode().split() == ["nbpipe"]
     ours = {f"nbpipe/family/files/{p.name}" for p in (REPO / "images" / "files").iterdir()}
     assert ours and ours <= set(names), ours - set(names)
-    assert {"nbpipe/family/lock.json", "nbpipe/family/__init__.py",
-            "nbpipe/pipelines/main.py", "nbpipe/probes/__main__.py"} <= set(names)
+    assert {
+        "nbpipe/family/lock.json",
+        "nbpipe/family/__init__.py",
+        "nbpipe/pipelines/main.py",
+        "nbpipe/probes/__main__.py",
+    } <= set(names)
 
 
 TEAM_PROBE = textwrap.dedent("""
@@ -109,14 +165,21 @@ def test_team_folders_named_images_and_pipelines_do_not_clash(venv, tmp_path) ->
     assert out["main_object"] == "Nbpipe" and not out["ours_via_images"]
     assert out["count"] == 17
     from nbpipe.family import family  # the checkout's family: the installed one is the same data
+
     assert out["jupyter"] == family().resolve("jupyter").digest()
 
 
 def test_installed_version_is_the_one_version(venv, tmp_path) -> None:
     r = run([venv / "bin" / "nbpipe", "--version"], cwd=tmp_path)
     assert r.stdout.strip() == f"nbpipe {nbpipe.__version__}"
-    meta = run([venv / "bin" / "python", "-c",
-                "import importlib.metadata as m; print(m.version('nbpipe'))"], cwd=tmp_path)
+    meta = run(
+        [
+            venv / "bin" / "python",
+            "-c",
+            "import importlib.metadata as m; print(m.version('nbpipe'))",
+        ],
+        cwd=tmp_path,
+    )
     assert meta.stdout.strip() == nbpipe.__version__
 
 
@@ -143,28 +206,45 @@ def test_scaffold_validates_and_exports_outside_the_repo(venv, team_repo) -> Non
     assert "['build', '-f', 'images/team-x.yaml']" in test
     compile(test, "test_image.py", "exec")
     # ours by its repository and tag: PyPI's "nbpipe" is another project
-    assert (team_repo / "requirements.txt").read_text().startswith(
-        f"nbpipe @ git+https://github.com/nbpipe/nbpipe@v{nbpipe.__version__}\n")
+    assert (
+        (team_repo / "requirements.txt")
+        .read_text()
+        .startswith(f"nbpipe @ git+https://github.com/nbpipe/nbpipe@v{nbpipe.__version__}\n")
+    )
 
 
 def test_python_scaffold_in_a_folder_named_images_exports(venv, tmp_path) -> None:
     """The team's `images` package and ours side by side, through the installed CLI."""
     nb = venv / "bin" / "nbpipe"
-    run([nb, "new", "team-y", "--repo", "team-y", "--python", "--parent", "jupyter-scipy"],
-        cwd=tmp_path)
+    run(
+        [nb, "new", "team-y", "--repo", "team-y", "--python", "--parent", "jupyter-scipy"],
+        cwd=tmp_path,
+    )
     repo = tmp_path / "team-y"
     assert (repo / "images" / "team_y.py").exists() and (repo / "dagger.json").exists()
     main = (repo / ".dagger" / "src" / "team_y" / "main.py").read_text()
-    assert 'dag.nbpipe().build_catalog(source=source, catalog=CATALOG, image=IMAGE)' in main
+    assert "dag.nbpipe().build_catalog(source=source, catalog=CATALOG, image=IMAGE)" in main
     assert 'CATALOG, IMAGE = "images.team_y:catalog", "team-y"' in main
     text = run([nb, "export", "team-y", "--catalog", "images.team_y:catalog"], cwd=repo).stdout
     assert re.search(r"^FROM localhost/nbpipe/jupyter-scipy:", text, re.M)
-    assert "nbpipe export team-y --catalog images.team_y:catalog" in (repo / "README.md").read_text()
+    assert (
+        "nbpipe export team-y --catalog images.team_y:catalog" in (repo / "README.md").read_text()
+    )
 
 
 def _validate_workflow(path: Path) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "check_jsonschema", "--builtin-schema",
-                "vendor.github-workflows", path], cwd=path.parent, ok=False)
+    return run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            path,
+        ],
+        cwd=path.parent,
+        ok=False,
+    )
 
 
 @pytest.mark.parametrize("ci", scaffold.CI_KINDS)
@@ -199,11 +279,14 @@ def test_dagger_json_depends_on_our_module(tmp_path) -> None:
     ours = json.loads((REPO / "dagger.json").read_text())
     assert conf["engineVersion"] == ours["engineVersion"] == scaffold.DAGGER_ENGINE
     assert conf["sdk"] == {"source": "python"} and conf["source"] == ".dagger"
-    assert conf["dependencies"] == [{"name": ours["name"],
-                                     "source": f"github.com/nbpipe/nbpipe@v{nbpipe.__version__}"}]
+    assert conf["dependencies"] == [
+        {"name": ours["name"], "source": f"github.com/nbpipe/nbpipe@v{nbpipe.__version__}"}
+    ]
     pyproject = (tmp_path / ".dagger" / "pyproject.toml").read_text()
     assert 'dependencies = ["dagger-io"]' in pyproject  # the runtime's 0.0.0 SDK fits
-    assert 'main_object = "team_x:TeamX"' in pyproject and "nbpipe" not in pyproject.split("[", 2)[1]
+    assert (
+        'main_object = "team_x:TeamX"' in pyproject and "nbpipe" not in pyproject.split("[", 2)[1]
+    )
 
 
 def test_scaffold_refuses_bad_input_and_writes_nothing(tmp_path) -> None:
@@ -225,24 +308,32 @@ def test_scaffold_refuses_bad_input_and_writes_nothing(tmp_path) -> None:
 # Our module's registration snippet (test_dagger), loading the team's main object: what the
 # runtime finds through the team module's entry point. (nbpipe's own `dagger.mod` entry point
 # would win that lookup where nbpipe is installed, hence no nbpipe in the team module.)
-TEAM_REGISTER = textwrap.dedent("""
+TEAM_REGISTER = (
+    textwrap.dedent("""
     import importlib.metadata, sys
     import dagger.mod.cli
     dagger.mod.cli.get_entry_point = lambda: importlib.metadata.EntryPoint(
         "main_object", sys.argv[1], "dagger.mod")
-""") + REGISTER
+""")
+    + REGISTER
+)
 
 
 @pytest.mark.parametrize("python", [False, True], ids=["spec", "python"])
 def test_team_dagger_module_registers_with_daggers_own_code(tmp_path, python) -> None:
     pytest.importorskip("dagger")
     scaffold.write_repo("team-x", "jupyter", tmp_path, python=python)
-    env = {"PYTHONPATH": str(tmp_path / ".dagger" / "src"), "DAGGER_MODULE": "team-x",
-           "DAGGER_MAIN_OBJECT": "TeamX"}
+    env = {
+        "PYTHONPATH": str(tmp_path / ".dagger" / "src"),
+        "DAGGER_MODULE": "team-x",
+        "DAGGER_MAIN_OBJECT": "TeamX",
+    }
     out = run([sys.executable, "-c", TEAM_REGISTER, "team_x:TeamX"], cwd=tmp_path, env=env).stdout
     text = json.dumps(json.loads(out))
     obj = [a["object"] for name, a in json.loads(out) if name == "withObject"][0]
-    functions = {a["function"][0][1]["name"]: a["function"] for name, a in obj if name == "withFunction"}
+    functions = {
+        a["function"][0][1]["name"]: a["function"] for name, a in obj if name == "withFunction"
+    }
     assert set(functions) == {"build", "test"}
     for fn in functions.values():
         source = [x[1] for x in fn if x[0] == "withArg"]
@@ -263,9 +354,11 @@ def test_team_dagger_module_calls_ours_on_a_live_engine(tmp_path, live_dagger) -
         # absolute path ("local module dep source path ... is absolute"), and a team module
         # made inside this checkout takes the checkout as its `source` (DefaultPath "/" is
         # the git root), so its spec is not there. The dependency has to come by address.
-        pytest.skip("the team module needs our module by a git address it can fetch "
-                    "(set NBPIPE_TEAM_DEP_SOURCE, e.g. github.com/nbpipe/nbpipe@<ref>); "
-                    "a local checkout cannot stand in for it")
+        pytest.skip(
+            "the team module needs our module by a git address it can fetch "
+            "(set NBPIPE_TEAM_DEP_SOURCE, e.g. github.com/nbpipe/nbpipe@<ref>); "
+            "a local checkout cannot stand in for it"
+        )
     scaffold.write_repo("team-x", "jupyter", tmp_path)
     conf = json.loads((tmp_path / "dagger.json").read_text())
     conf["dependencies"][0]["source"] = os.environ["NBPIPE_TEAM_DEP_SOURCE"]
@@ -276,12 +369,18 @@ def test_team_dagger_module_calls_ours_on_a_live_engine(tmp_path, live_dagger) -
         text = main.read_text()
         assert text.count("dag.nbpipe().") == 2  # the two calls (the docstring names it too)
         main.write_text(text.replace("dag.nbpipe().", f"dag.nbpipe(root={root!r})."))
-    r = subprocess.run(["dagger", "develop"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=3600)
+    r = subprocess.run(
+        ["dagger", "develop"], cwd=tmp_path, capture_output=True, text=True, timeout=3600
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / ".dagger" / "sdk").is_dir(), "dagger develop vendors the SDK"
-    r = subprocess.run(["dagger", "call", "build", "with-exec", "--args", "id", "stdout"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=3600)
+    r = subprocess.run(
+        ["dagger", "call", "build", "with-exec", "--args", "id", "stdout"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     assert r.returncode == 0, r.stderr
     assert "uid=1000(jovyan)" in r.stdout
 
@@ -290,7 +389,7 @@ def test_stable_api_is_listed_once_and_documented() -> None:
     for name in nbpipe.__all__:
         assert getattr(nbpipe, name) is not None, name
     readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("### Team API"):].split("\n## ", 1)[0]  # up to the next
+    section = readme[readme.index("### Team API") :].split("\n## ", 1)[0]  # up to the next
     table = re.findall(r"^\| `(\w+)` \|", section.split("\n\n", 2)[2], re.M)
     assert sorted(table) == sorted(nbpipe.__all__), "README's Team API table lists nbpipe.__all__"
     changelog = (REPO / "CHANGELOG.md").read_text()
@@ -299,11 +398,16 @@ def test_stable_api_is_listed_once_and_documented() -> None:
 
 
 def test_import_nbpipe_needs_only_the_standard_library() -> None:
-    code = ("import sys, nbpipe; heavy = {'yaml', 'typer', 'rich', 'dagger', 'httpx', "
-            "'nbpipe.family', 'nbpipe.inputs.spec'} & set(sys.modules); print(sorted(heavy))")
+    code = (
+        "import sys, nbpipe; heavy = {'yaml', 'typer', 'rich', 'dagger', 'httpx', "
+        "'nbpipe.family', 'nbpipe.inputs.spec'} & set(sys.modules); print(sorted(heavy))"
+    )
     assert run([sys.executable, "-c", code], cwd=REPO).stdout.strip() == "[]"
     lazy = "import nbpipe; print(nbpipe.spec.load.__module__, nbpipe.family.family.__module__)"
-    assert run([sys.executable, "-c", lazy], cwd=REPO).stdout.split() == ["nbpipe.inputs.spec", "nbpipe.family"]
+    assert run([sys.executable, "-c", lazy], cwd=REPO).stdout.split() == [
+        "nbpipe.inputs.spec",
+        "nbpipe.family",
+    ]
 
 
 def _calls_into_ours(source: str) -> dict[str, set[str]]:
@@ -312,9 +416,12 @@ def _calls_into_ours(source: str) -> dict[str, set[str]]:
 
     calls: dict[str, set[str]] = {}
     for node in ast.walk(ast.parse(source)):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and isinstance(node.func.value, ast.Call)
-                and ast.unparse(node.func.value.func) == "dag.nbpipe"):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Call)
+            and ast.unparse(node.func.value.func) == "dag.nbpipe"
+        ):
             assert not node.args, f"{ast.unparse(node)}: pass arguments by name"
             calls.setdefault(node.func.attr, set()).update(k.arg for k in node.keywords)
     return calls
@@ -332,8 +439,13 @@ def test_team_module_calls_only_what_our_module_registers(registered, tmp_path, 
         assert fn in registered, f"our module has no function {fn}"
         args = registered[fn]["args"]
         assert kwargs <= set(args), f"{fn}: no argument(s) {kwargs - set(args)}"
-        required = {n for n, a in args.items() if "defaultValue" not in a
-                    and "defaultPath" not in a and '"optional": true' not in json.dumps(a)}
+        required = {
+            n
+            for n, a in args.items()
+            if "defaultValue" not in a
+            and "defaultPath" not in a
+            and '"optional": true' not in json.dumps(a)
+        }
         assert required <= kwargs, f"{fn}: required argument(s) {required - kwargs} not given"
     assert "Container" in json.dumps(registered["build_spec"]["returns"])
     assert "Container" in json.dumps(registered["build_catalog"]["returns"])
@@ -347,20 +459,23 @@ def test_our_module_builds_and_tests_the_scaffolded_spec_with_valid_queries(tmp_
     engine's API by the fake session of test_dagger_schema."""
     import ast
 
+    from dagger import dag
+
+    from nbpipe.family import family
+    from nbpipe.inputs import spec as specs
+    from nbpipe.pipelines import Nbpipe
+    from nbpipe.pipelines.main import recipe_labels
+    from nbpipe.recipe import platforms as plat
     from tests.sdk import dagger_fake as fake
     from tests.sdk.test_dagger_schema import answers, run
 
-    from dagger import dag
-    from nbpipe.recipe import platforms as plat
-    from nbpipe.inputs import spec as specs
-    from nbpipe.family import family
-    from nbpipe.pipelines import Nbpipe
-    from nbpipe.pipelines.main import recipe_labels
-
     scaffold.write_repo("team-x", "jupyter", tmp_path)
     main = ast.parse((tmp_path / ".dagger/src/team_x/main.py").read_text())
-    path = next(n.value.value for n in main.body if isinstance(n, ast.Assign)
-                and ast.unparse(n.targets[0]) == "SPEC")
+    path = next(
+        n.value.value
+        for n in main.body
+        if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "SPEC"
+    )
     session = fake.FakeSession(respond=answers())
     ctr = run(session, Nbpipe().build_spec, dag.host().directory(str(tmp_path)), path)
     image = specs.load(tmp_path / path).register(family()).resolve("team-x")

@@ -11,6 +11,7 @@ import pytest
 
 from nbpipe import family as images
 from nbpipe.locks import lock
+from nbpipe.run import locking
 from nbpipe.recipe import platforms as plat
 from nbpipe.recipe.catalog import Catalog
 from nbpipe.errors import NbpipeError
@@ -278,7 +279,7 @@ def test_refresh_builds_unlocked_resolves_each_step_keeps_other_platforms(tmp_pa
     machine = SimpleNamespace(need_engine=lambda: OciEngine("podman", fake.paths["podman"]),
                               platform=plat.AMD64, catalog=lock.apply(cat, path))
     events = []
-    got = lock.refresh(machine, None, path, BuildOptions(), lambda n, w: events.append((n, w)))
+    got = locking.refresh(machine, None, path, BuildOptions(), lambda n, w: events.append((n, w)))
     want = {apt_key: {plat.AMD64: "libpython3.11=3.11.2-6\npython3=3.11.2-1+b1\n"},
             pip_key: {plat.AMD64: f"numpy==2.4.6 --hash=sha256:{'b' * 64}\n",
                       plat.ARM64: LINES}}
