@@ -4,7 +4,6 @@ lowering and the probes all live in the nbpipe SDK."""
 from __future__ import annotations
 
 import json
-import secrets
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -16,15 +15,17 @@ from nbpipe.engines import dagger as lowering
 from nbpipe.family import family
 from nbpipe.inputs import safe_io
 from nbpipe.inputs import spec as specs
-from nbpipe.probes.smoke import SCRIPTS, SKIP
-from nbpipe.recipe import contract
+from nbpipe.probes.result import Status
+from nbpipe.probing import dagger as probing
+from nbpipe.recipe import contract, naming
 from nbpipe.recipe import graph as graphs
 from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.image import Image
 from nbpipe.recipe.naming import content_tag, stamp
 from nbpipe.recipe.options import BuildOptions
-from nbpipe.recipe.steps import apt_install
-from nbpipe.run import schedule
+from nbpipe.run.backends import DaggerBackend
+from nbpipe.run.pipeline import Pipeline
+from nbpipe.run.report import ImageResult, Outcome
 
 ImageName = Annotated[str, Doc("an image of the family, e.g. jupyter-scipy (see `images`)")]
 PlatformArg = Annotated[
@@ -51,9 +52,6 @@ RegistryArg = Annotated[
         "there by content tag instead of being built"
     ),
 ]
-
-PROBE_SOURCE = "/opt/nbpipe-src"
-DAGGER_DEVICES = {"cuda"}  # experimentalWithAllGPUs is NVIDIA only; Dagger has no HPU
 
 
 def recipe_labels(img: Image, platform: str) -> dict[str, str]:
@@ -223,72 +221,10 @@ class Nbpipe:
         self, container: dagger.Container, p: str, labels: dict[str, str], runner_tags: str
     ) -> str:
         name = labels.get(contract.LABEL_NAME, "container")
-        prefix = f"/notebook/nbpipe-probe/{secrets.token_hex(4)}"
-        src = dag.current_module().source().directory("nbpipe")
-        nb = container.with_env_variable("NB_PREFIX", prefix).with_mounted_directory(
-            contract.HOME, dag.directory(), owner=f"{contract.NB_UID}:{contract.USERS_GID}"
+        found, text = await probing.probe(
+            container, p, labels, runner_tags, _source(), self._image("base")
         )
-        tags = {t for t in runner_tags.split(",") if t}
-        needed = set(contract.listed(labels, contract.LABEL_RUNNER_TAGS))
-        if needed & tags & {"cuda"}:
-            nb = nb.experimental_with_all_gp_us()
-        args = ["--prefix", prefix, "--labels", json.dumps(labels)]
-        outside = (
-            lowering.root_container(self._image("base"), p)
-            .with_exec(["sh", "-c", " && ".join(apt_install("python3"))])
-            .with_directory(f"{PROBE_SOURCE}/nbpipe", src)
-            .with_env_variable("PYTHONPATH", PROBE_SOURCE)
-            .with_service_binding(
-                "nb", nb.with_exposed_port(contract.PORT).as_service(use_entrypoint=True)
-            )
-            .with_exec(
-                ["python3", "-m", "nbpipe.probes", "--url", "http://nb:8888", *args],
-                expect=dagger.ReturnType.ANY,
-            )
-        )
-        report = [f"== {name} ({p}): from a probe container, over HTTP", await outside.stdout()]
-        code = await outside.exit_code()
-        inside = (
-            nb.with_directory(f"{PROBE_SOURCE}/nbpipe", src)
-            .with_env_variable("PYTHONPATH", PROBE_SOURCE)
-            .with_env_variable("NBPIPE_RUNNER_TAGS", runner_tags)
-            .with_exec(
-                [
-                    "sh",
-                    "-c",
-                    "if ! command -v python3 >/dev/null; then echo "
-                    "'SKIPPED inside: the image has no python3 to run the probes'; "
-                    "exit 0; fi; /init >/tmp/nbpipe-init.log 2>&1 & exec python3 -m "
-                    'nbpipe.probes --url http://127.0.0.1:8888 --inside "$@"',
-                    "probe",
-                    *args,
-                ],
-                expect=dagger.ReturnType.ANY,
-            )
-        )
-        report += [f"== {name} ({p}): inside the container", await inside.stdout()]
-        code = code or await inside.exit_code()
-        for tag in sorted(needed):
-            if tag not in tags:
-                report.append(
-                    f"SKIPPED smoke-{tag}: this runner has no '{tag}' tag "
-                    f"(pass --runner-tags {tag} on a runner with that accelerator)"
-                )
-            elif tag not in DAGGER_DEVICES:
-                report.append(
-                    f"SKIPPED smoke-{tag}: Dagger passes no {tag} device into "
-                    "containers; run `nbpipe test` with Podman on that runner"
-                )
-            else:
-                smoke = nb.with_exec(["python3", "-c", SCRIPTS[tag]], expect=dagger.ReturnType.ANY)
-                out, rc = (await smoke.stdout()).strip(), await smoke.exit_code()
-                if rc == SKIP:  # no device or framework: never counted as passed
-                    report.append(f"SKIPPED smoke-{tag}: {out or 'no device'}")
-                else:
-                    report.append(f"smoke-{tag}: {out}")
-                    code = code or rc
-        text = "\n".join(report)
-        if code:
+        if any(r.status is Status.FAILED for r in found):
             raise ValueError(f"probes failed for {name}:\n{text}")
         return text
 
@@ -343,7 +279,8 @@ class Nbpipe:
         ] = None,
         registry: RegistryArg = "",
     ) -> str:
-        """Build and test every image a change affects, parents first, siblings at once."""
+        """Build and test every image a change affects, parents first, siblings at once:
+        the same pipeline as `nbpipe build`, on Dagger."""
         cat = self._catalog()
         platform = await self._platform(None)
         previous = json.loads(await since.contents())["digests"] if since else {}
@@ -354,31 +291,40 @@ class Nbpipe:
             for n in images:
                 cat.resolve(n)  # unknown names: an error listing valid ones
             order = [n for n in order if n in images]
-        results: dict[str, str] = {}
-
-        async def one(name: str) -> bool:
-            try:
-                img = cat.resolve(name)
-                ctr = await self._lower(
-                    img,
-                    dagger.Platform(platform),
-                    ca_bundle,
-                    None,
-                    registry=registry,
-                    published=published,
-                )
-                await self._probe(ctr, platform, recipe_labels(img, platform), runner_tags)
-            except Exception as exc:  # report, keep the unrelated branches going
-                results[name] = f"failed: {str(exc).splitlines()[0]}"
-                return False
-            results[name] = "ok"
-            return True
-
-        def blocked(name: str, by: str) -> None:
-            results[name] = f"blocked by {by}"
-
-        await schedule.run(cat, order, one, on_blocked=blocked)
-        lines = [f"{n:32} {results[n]}" for n in order] or ["nothing changed"]
-        if any(not r.startswith("ok") for r in results.values()):
+        if not order:
+            return "nothing changed"
+        options = BuildOptions(ca_secret=ca_bundle)
+        backend = DaggerBackend(
+            cat,
+            options,
+            _source,
+            runner_tags,
+            connect=False,
+            registry=registry,
+            published=published,
+            # what the change leaves alone comes with its children's chain (or the registry)
+            present=frozenset(
+                naming.local_ref(cat.resolve(n), platform)
+                for n in cat.order(order)
+                if n not in order
+            ),
+        )
+        pipe = Pipeline(cat, backend, platform, options, targets=frozenset(order))
+        results = [r for r in await pipe.run(order) if r.name in order]
+        lines = [f"{r.name:32} {_ci_line(r)}" for r in results]
+        if any(not r.ok for r in results):
             raise ValueError("ci failed:\n" + "\n".join(lines))
         return "\n".join(lines)
+
+
+def _source() -> dagger.Directory:
+    """nbpipe's package folder as this module holds it: the probes run from it."""
+    return dag.current_module().source().directory("nbpipe")
+
+
+def _ci_line(r: ImageResult) -> str:
+    if r.ok:
+        return "ok"
+    if r.status is Outcome.BLOCKED:
+        return f"blocked by {r.blocked_by}"
+    return f"failed: {(r.message or str(r.status)).splitlines()[0]}"

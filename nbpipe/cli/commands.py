@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +23,7 @@ from nbpipe.recipe import platforms as plat
 from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.image import short
 from nbpipe.run.machine import ENGINES, ROOTS
+from nbpipe.run.settings import Settings
 
 HELP = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -46,7 +48,24 @@ app = _group(
 )
 console = output.console()
 err = output.console(stderr=True, markup=False)  # messages carry user text
-STATE_DIR = Path(".nbpipe")  # probe records, logs, SBOMs; its lock keeps runs apart
+
+
+_SETTINGS: list[Settings] = []  # this command line's, made by the app's callback
+
+
+def _settings() -> Settings:
+    """This command line's settings: made once (in `_root`, before any command runs) from
+    the environment (settings.ENV), and passed down to everything it runs."""
+    if not _SETTINGS:
+        _SETTINGS.append(Settings.from_env())
+    return _SETTINGS[0]
+
+
+def _state_lock(on_event):
+    """The state folder's lock, taken once per command that writes there."""
+    from nbpipe.inputs import safe_io
+
+    return safe_io.locked(_settings().state_dir, on_wait=lambda w: on_event("nbpipe", w))
 
 
 def _choice(*values: str):
@@ -129,6 +148,7 @@ def _root(
     ),
 ) -> None:
     """Build, test and publish the notebook-server image family."""
+    _SETTINGS[:] = [Settings.from_env()]
 
 
 def _examples(*lines: str) -> str:
@@ -147,7 +167,9 @@ def _machine(
     """This machine's engine, platform and root; said on stderr where something is built."""
     from nbpipe.run.machine import detect
 
-    m = detect(catalog, engine=engine, root=root, platform=platform, need_engine=need_engine)
+    m = detect(
+        catalog, _settings(), engine=engine, root=root, platform=platform, need_engine=need_engine
+    )
     if need_engine:
         err.print(m.describe(), highlight=False)
     return m
@@ -215,53 +237,52 @@ ParentOpt = typer.Option(
 )
 
 
-def _catalog(
+@dataclass(frozen=True)
+class Inputs:
+    """The catalog with the team images of this command line, each spec and repository
+    parsed once: their names (the default targets) and where each came from (labels)."""
+
+    catalog: Catalog
+    own: tuple[str, ...] = ()  # the team images given with -f / --from-repo
+    origins: tuple = ()
+
+    def targets(self, names: list[str] | None) -> list[str]:
+        """Names asked for; with -f/--from-repo and no names, the team's own images."""
+        return list(names) if names else list(self.own)
+
+
+def _inputs(
     spec: str | None,
     files: list[Path] | None = None,
     repo: Path | None = None,
     parent: str = "jupyter",
-) -> Catalog:
+) -> Inputs:
     """The catalog plus any team images given as YAML specs or a Binder repo (a spec's
     own lock file, NAME.lock.json next to it, pins its apt and pip steps)."""
     cat = load(spec)
-    if files:
-        from nbpipe.inputs import spec as specs
-        from nbpipe.locks import lock as locks
-
-        for f in files:
-            sp = specs.load(f)
-            sp.register(cat)
-            locks.apply_to(cat, sp.name, locks.spec_lock(f))
-    if repo is not None:
-        from nbpipe.inputs import binder as repo2docker
-
-        repo2docker.from_repo(repo, parent).register(cat)
-    return cat
-
-
-def _targets(names: list[str] | None, files: list[Path] | None, repo: Path | None) -> list[str]:
-    """Names asked for; with -f/--from-repo and no names, the team's own images."""
-    if names or not (files or repo):
-        return names or []
-    from nbpipe.inputs import binder as repo2docker
+    from nbpipe.inputs import binder
     from nbpipe.inputs import spec as specs
-
-    out = [specs.load(f).name for f in files or []]
-    if repo is not None:
-        out.append(repo2docker.from_repo(repo).name)
-    return out
-
-
-def _origins(catalog: Catalog, files: list[Path] | None, repo: Path | None):
-    """The team images of this run and where each comes from (their OCI labels)."""
-    from nbpipe.inputs import binder as repo2docker
-    from nbpipe.inputs import spec as specs
+    from nbpipe.locks import lock as locks
     from nbpipe.run import origin
 
-    where = {specs.load(f).name: Path(f).resolve().parent for f in files or []}
+    own: list[str] = []
+    where: dict[str, Path] = {}
+    for f in files or []:
+        sp = specs.load(f)
+        sp.register(cat)
+        locks.apply_to(cat, sp.name, locks.spec_lock(f))
+        own.append(sp.name)
+        where[sp.name] = Path(f).resolve().parent
     if repo is not None:
-        where[repo2docker.from_repo(repo).name] = Path(repo).resolve()
-    return origin.team_images(catalog, where)
+        rp = binder.from_repo(repo, parent)
+        rp.register(cat)
+        own.append(rp.name)
+        where[rp.name] = Path(repo).resolve()
+    return Inputs(cat, tuple(own), origin.team_images(cat, where))
+
+
+def _catalog(spec: str | None) -> Catalog:
+    return _inputs(spec).catalog
 
 
 @app.command(epilog=_examples("nbpipe images", "nbpipe images --json | jq '.images[].name'"))
@@ -370,12 +391,11 @@ def plan(
     from nbpipe.run.state import plan as make_plan
 
     reg = Registry.parse(registry) if registry is not None else None
-    m = _machine(
-        _catalog(catalog, file, from_repo, parent), engine, root, platform, need_engine=False
-    )
+    inputs = _inputs(catalog, file, from_repo, parent)
+    m = _machine(inputs.catalog, engine, root, platform, need_engine=False)
     p = make_plan(
         m,
-        _targets(names, file, from_repo) or None,
+        inputs.targets(names) or None,
         since=since,
         registry=reg,
         wheelhouse=wheelhouse is not None,
@@ -414,12 +434,11 @@ def export(
     root and platform `plan` and `build` use here (said on stderr)."""
     if out is not None and out.exists() and not out.is_dir():
         raise NbpipeError(f"--out {out}: exists and is not a folder; give a folder")
-    targets = [name] if name else _targets(None, file, from_repo)
+    inputs = _inputs(catalog, file, from_repo, parent)
+    targets = [name] if name else inputs.targets(None)
     if len(targets) != 1:
         raise NbpipeError("name the image to export (or give one -f SPEC or --from-repo DIR)")
-    m = _machine(
-        _catalog(catalog, file, from_repo, parent), engine, root, platform, need_engine=False
-    )
+    m = _machine(inputs.catalog, engine, root, platform, need_engine=False)
     img = m.catalog.resolve(targets[0])
     from nbpipe.engines import dockerfile
 
@@ -438,7 +457,7 @@ def export(
 def _run_pipeline(
     names: list[str],
     *,
-    catalog: Catalog,
+    inputs: Inputs,
     engine,
     root,
     platform,
@@ -452,30 +471,27 @@ def _run_pipeline(
     pod: str | None = None,
     allow_unbuildable: bool,
     as_json: bool,
-    origins=(),
     locked: bool = False,
     deb_store: str = "auto",
     audit: bool = False,
 ) -> None:
     from dataclasses import replace
 
-    from nbpipe.inputs import safe_io
     from nbpipe.recipe.options import BuildOptions
     from nbpipe.run import report
     from nbpipe.run.pipeline import build as run_build
 
-    m = _machine(catalog, engine, root, platform)
+    m = _machine(inputs.catalog, engine, root, platform)
     options = replace(
-        BuildOptions.from_flags(ca_bundle, wheelhouse, deb_store=deb_store), origins=origins
+        BuildOptions.from_flags(ca_bundle, wheelhouse, deb_store=deb_store),
+        origins=inputs.origins,
     )
-    with (
-        _progress() as on_event,
-        safe_io.locked(STATE_DIR, on_wait=lambda w: on_event("nbpipe", w)),
-    ):
+    with _progress() as on_event, _state_lock(on_event):
         results = run_build(
             m,
             names or None,
             options,
+            _settings(),
             jobs=jobs,
             probe=probe,
             force_probe=force_probe,
@@ -586,10 +602,10 @@ def build(
     """Build images (parents first, already-built digests skipped) and probe each one.
     Exit 1 if an image asked for was not built and probed (unbuildable here, blocked,
     failed), unless --allow-unbuildable (failures still count)."""
-    cat = _catalog(catalog, file, from_repo, parent)
+    inputs = _inputs(catalog, file, from_repo, parent)
     _run_pipeline(
-        _targets(names, file, from_repo),
-        catalog=cat,
+        inputs.targets(names),
+        inputs=inputs,
         engine=engine,
         root=root,
         platform=platform,
@@ -602,7 +618,6 @@ def build(
         no_cache=no_cache,
         allow_unbuildable=allow_unbuildable,
         as_json=as_json,
-        origins=_origins(cat, file, from_repo),
         locked=locked,
         deb_store=deb_store,
         audit=audit,
@@ -648,13 +663,13 @@ def test(
 ) -> None:
     """Run the notebook-server contract probes against the images named (fresh, never
     from a record); ancestors are built if needed, and probed only when built now."""
-    targets = _targets(names, file, from_repo)
+    inputs = _inputs(catalog, file, from_repo, parent)
+    targets = inputs.targets(names)
     if not targets:
         raise NbpipeError("name the images to test (or give -f SPEC / --from-repo DIR)")
-    cat = _catalog(catalog, file, from_repo, parent)
     _run_pipeline(
         targets,
-        catalog=cat,
+        inputs=inputs,
         engine=engine,
         root=root,
         platform=platform,
@@ -667,7 +682,6 @@ def test(
         pod=None if as_ == "container" else as_,
         allow_unbuildable=allow_unbuildable,
         as_json=as_json,
-        origins=_origins(cat, file, from_repo),
         locked=locked,
         deb_store=deb_store,
     )
@@ -690,12 +704,13 @@ def base_bootstrap(
     from nbpipe.engines import rootfs
     from nbpipe.engines.oci import OciEngine
 
-    eng = OciEngine.detect(engine)
+    eng, _ = OciEngine.connect(engine, runtime=_settings().runtime)
     root = rootfs.bootstrap(
         eng,
         plat.check(platform or plat.host()),
         force=force,
         log=lambda m: err.print(m, highlight=False),
+        workdir=_settings().workdir,
     )
     for p in root.platforms:
         print(f"{root.pinned(p)} {root.digest(p)}")
@@ -763,29 +778,27 @@ def publish(
     from nbpipe.run.publish import publish as do_publish
 
     reg = Registry.parse(registry)
-    targets = _targets(names, file, from_repo)
+    inputs = _inputs(catalog, file, from_repo, parent)
+    targets = inputs.targets(names)
     if not targets:
         raise NbpipeError("name the images to publish")
     key = cli_supply.load_sign_key(sign_key)  # a wrong passphrase stops before any build
-    cat = _catalog(catalog, file, from_repo, parent)
-    m = _machine(cat, engine, root)
+    m = _machine(inputs.catalog, engine, root)
     m.check_platforms(tuple(platform or ()))
     options = replace(
         BuildOptions.from_flags(ca_bundle, wheelhouse, deb_store=deb_store),
-        origins=_origins(cat, file, from_repo),
+        origins=inputs.origins,
     )
-    with _progress() as on_event:
+    with _progress() as on_event, _state_lock(on_event):
         results = do_publish(
-            m.catalog,
+            m,
             targets,
-            m.need_engine(),
             reg,
             platforms=tuple(platform) if platform else None,
             options=options,
-            state_dir=STATE_DIR,
+            settings=_settings(),
             extra_tags=tuple(tag or ()),
             latest=latest,
-            native=m.platform,
             compression=compression,
             locked=locked,
             sign_key=key,
@@ -839,9 +852,8 @@ def verify_reproducible(
 
     m = _machine(_catalog(catalog), engine, root, platform)
     platform = m.platform
-    v = verify(
-        m.catalog, name, m.need_engine(), platform, BuildOptions.from_flags(ca_bundle), STATE_DIR
-    )
+    with _progress() as on_event, _state_lock(on_event):
+        v = verify(m, name, BuildOptions.from_flags(ca_bundle), _settings())
     print(
         f"{name} ({platform}): build 1 {v.ids[0][:19]} in {v.seconds[0]}s, "
         f"build 2 {v.ids[1][:19]} in {v.seconds[1]}s"
@@ -900,7 +912,6 @@ def lock_cmd(
     ),
 ) -> None:
     """Resolve every apt and pip step as it builds today and pin it (pip: with hashes)."""
-    from nbpipe.inputs import safe_io
     from nbpipe.locks import lock as locks
     from nbpipe.recipe.options import BuildOptions
     from nbpipe.run import locking
@@ -911,8 +922,9 @@ def lock_cmd(
         raise NbpipeError(
             "one -f SPEC at a time (each spec has its own lock file), or give --lock-file"
         )
-    cat = _catalog(catalog, file)
-    own = _targets(None, file, None) if file else None  # a team locks its own images only
+    inputs = _inputs(catalog, file)
+    cat = inputs.catalog
+    own = list(inputs.own) if file else None  # a team locks its own images only
     for n in names or []:
         cat.entry(n)  # an unknown name is an error, never silently ignored
     if own and names and not set(names) <= set(own):
@@ -974,7 +986,7 @@ def lock_cmd(
         print(f"wrote {lock_file}: {n} apt line(s) gained their sha256")
         return
     with _progress() as on_event:
-        with safe_io.locked(STATE_DIR, on_wait=lambda w: on_event("nbpipe", w)):
+        with _state_lock(on_event):
             current = locking.refresh(
                 m,
                 wanted,
@@ -1228,7 +1240,6 @@ def main() -> None:
     """The one error path: an NbpipeError or a usage error is one clear message and a
     non-zero exit; anything else too (never a traceback, unless NBPIPE_DEBUG=1).
     Exit codes: 0 ok, 1 failed, 2 usage, 70 a bug (internal error), 130 interrupted."""
-    import os
 
     from nbpipe.inputs.safe_io import exit_on_signals
 
@@ -1253,7 +1264,7 @@ def main() -> None:
         ):
             exc.show()  # a usage error: click's, vendored by typer or not (never `import click`)
             sys.exit(exc.exit_code)
-        if os.environ.get("NBPIPE_DEBUG"):  # a bug: still one line, and how to see the details
+        if Settings.from_env().debug:  # a bug: still one line, and how to see the details
             raise
         _fail(
             f"internal error: {type(exc).__name__}: {exc} (a bug in nbpipe; run again "

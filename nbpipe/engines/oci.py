@@ -55,9 +55,11 @@ class OciEngine:
         return cls.connect(prefer)[0]
 
     @classmethod
-    def connect(cls, prefer: str = "auto") -> "tuple[OciEngine, dict[str, ImageInfo]]":
+    def connect(
+        cls, prefer: str = "auto", runtime: str | None = None
+    ) -> "tuple[OciEngine, dict[str, ImageInfo]]":
         """The engine to use and its image store: listing the store is the check that the
-        engine works, so finding it costs one engine call."""
+        engine works, so finding it costs one engine call. ``runtime``: NBPIPE_RUNTIME."""
         if prefer not in ("auto", "podman", "docker"):
             raise NbpipeError(f"--engine {prefer!r}: use auto, podman or docker")
         order = ["podman", "docker"] if prefer == "auto" else [prefer]
@@ -67,7 +69,7 @@ class OciEngine:
             if binary is None:
                 problems.append(f"{kind}: not installed")
                 continue
-            engine = cls(kind, binary, os.environ.get("NBPIPE_RUNTIME") or None)
+            engine = cls(kind, binary, runtime)
             try:
                 return engine, engine.images()
             except (NbpipeError, ValueError) as exc:

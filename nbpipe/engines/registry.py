@@ -59,12 +59,17 @@ class Registry:
     def repo(self, name: str) -> str:
         return f"{self.address}/{name}"
 
+    def credentials(self) -> tuple[str | None, str | None]:
+        """$NBPIPE_REGISTRY_USER and $NBPIPE_REGISTRY_PASSWORD: a secret is read where it is
+        used, never kept in the run's settings."""
+        return os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
+
     @contextmanager
     def authfile(self) -> Iterator[Path | None]:
         """Credentials for this registry as a private temporary auth file: from
         $NBPIPE_REGISTRY_USER/$NBPIPE_REGISTRY_PASSWORD, else $REGISTRY_AUTH_FILE or the
         docker config, else none (anonymous)."""
-        user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
+        user, password = self.credentials()
         if user and password:
             token = base64.b64encode(f"{user}:{password}".encode()).decode()
             with safe_io.private_dir("nbpipe-auth-") as tmp:  # gone on any exit, signals too

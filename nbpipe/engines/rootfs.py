@@ -69,7 +69,13 @@ def local_root(
 
 
 def bootstrap(
-    engine: OciEngine, platform: str, *, epoch: int = 0, force: bool = False, log=print
+    engine: OciEngine,
+    platform: str,
+    *,
+    epoch: int = 0,
+    force: bool = False,
+    log=print,
+    workdir: Path = Path("/var/tmp/nbpipe"),
 ) -> BaseRef:
     """debootstrap a minbase root for ``platform`` and import it (about 30 s)."""
     plat.check(platform)
@@ -89,9 +95,8 @@ def bootstrap(
             "emulation: apt-get install qemu-user-static and register it in "
             "/proc/sys/fs/binfmt_misc (see README, 'arm64')"
         )
-    work = Path(os.environ.get("NBPIPE_WORKDIR", "/var/tmp/nbpipe"))
-    work.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work, prefix=f"rootfs-{arch}-") as tmp:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=workdir, prefix=f"rootfs-{arch}-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         started = time.monotonic()
         args = ["debootstrap", "--variant=minbase", f"--arch={arch}", SUITE, str(rootfs), MIRROR]

@@ -96,7 +96,12 @@ class Pod:
 
 @contextmanager
 def notebook_pod(
-    engine: OciEngine, ref: str, flavor: str = "kubeflow", *, limits: bool = True
+    engine: OciEngine,
+    ref: str,
+    flavor: str = "kubeflow",
+    *,
+    limits: bool = True,
+    workdir: Path = Path("/var/tmp/nbpipe"),
 ) -> Iterator[Pod]:
     """The pod for ``ref`` written out, with a fresh volume and its /dev/shm, ready to
     play (engine.kube_play(pod.manifest)); removed, with its volume, on exit.
@@ -105,9 +110,8 @@ def notebook_pod(
     pod = kubeflow.kubernetes_pod(names, ref, flavor)
     if not limits:
         pod["spec"]["containers"][0].pop("resources", None)
-    work = Path(os.environ.get("NBPIPE_WORKDIR", "/var/tmp/nbpipe"))
-    work.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="pod-", dir=work))
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="pod-", dir=workdir))
     home, shm, manifest = tmp / "home", tmp / "shm", tmp / "pod.yaml"
     mounted = False
     try:
@@ -132,10 +136,11 @@ def probe_pod(
     ready_wall_bound: float = READY_WALL_BOUND,
     ready_timeout: float = 90.0,
     grace: int = kubeflow.GRACE_SECONDS,
+    workdir: Path = Path("/var/tmp/nbpipe"),
 ) -> tuple[list[ProbeResult], str]:
     """Every pod-mode probe against ``ref``; returns the results and the log tail."""
     labels = engine.inspect(ref).labels
-    with notebook_pod(engine, ref, flavor) as played:
+    with notebook_pod(engine, ref, flavor, workdir=workdir) as played:
         return _probe(
             engine, played, labels, flavor, ready_cpu_bound, ready_wall_bound, ready_timeout, grace
         )

@@ -36,13 +36,17 @@ def _free_port() -> int:
 
 
 def probe(
-    engine: OciEngine, ref: str, *, tags: set[str] | None = None, ready_timeout: float = 90.0
+    engine: OciEngine,
+    ref: str,
+    *,
+    tags: set[str] | None = None,
+    ready_timeout: float = 90.0,
+    workdir: Path = Path("/var/tmp/nbpipe"),
 ) -> tuple[list[ProbeResult], str]:
     """Run every probe against ``ref``; returns the results and the container's log tail."""
     labels = engine.inspect(ref).labels
-    work = Path(os.environ.get("NBPIPE_WORKDIR", "/var/tmp/nbpipe"))
-    work.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="probe-", dir=work))
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="probe-", dir=workdir))
     home = tmp / "home"
     home.mkdir()
     uid_ok = os.geteuid() == 0

@@ -24,7 +24,9 @@ from nbpipe.locks.lock import (
 )
 from nbpipe.recipe import naming
 from nbpipe.recipe.steps import Pip
+from nbpipe.run.backends import Local
 from nbpipe.run.pipeline import Pipeline
+from nbpipe.run.settings import Settings
 
 if TYPE_CHECKING:
     from nbpipe.recipe.options import BuildOptions
@@ -39,6 +41,7 @@ def refresh(
     on_event=lambda name, what: None,
     *,
     only: "Collection[str] | None" = None,
+    settings: Settings | None = None,
 ) -> dict[str, dict[str, str]]:
     """Build each image as its recipe resolves today (unlocked), resolve every apt and pip
     step in it, and save the lock file after each image. The caller holds the state
@@ -56,7 +59,16 @@ def refresh(
     ]
     if not wanted:  # nothing to lock: build nothing (None would mean every image)
         return current
-    pipe = Pipeline(plain, eng, platform, options, probe=False, on_event=on_event)
+    settings = settings or machine.settings
+    pipe = Pipeline(
+        plain,
+        Local(eng, options, settings),
+        platform,
+        options,
+        settings,
+        probe=False,
+        on_event=on_event,
+    )
     built = {r.name: r for r in anyio.run(pipe.run, wanted or None)}
     for name in wanted:
         if not built[name].ok:

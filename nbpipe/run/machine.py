@@ -15,11 +15,14 @@ from nbpipe.errors import NbpipeError
 from nbpipe.recipe import platforms as plat
 from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.image import BaseRef, short
+from nbpipe.run.backends import dagger_reason
+from nbpipe.run.settings import Settings
 
 if TYPE_CHECKING:
     from nbpipe.engines.oci import ImageInfo, OciEngine
 
 ROOTS = ("auto", "local", "registry")
+NO_DAGGER = "not available here"  # --engine dagger where no Dagger engine is
 ENGINES = ("auto", "dagger", "podman", "docker")
 
 
@@ -31,6 +34,7 @@ class Machine:
     engine: "OciEngine | None" = None  # None: no usable engine (plan and images still work)
     store: "Mapping[str, ImageInfo]" = field(default_factory=dict)  # ref -> image, one query
     dagger: str | None = None  # builds go through Dagger: why it is usable here
+    settings: Settings = field(default_factory=Settings)
 
     @property
     def root_name(self) -> str:
@@ -71,6 +75,7 @@ class Machine:
 
 def detect(
     catalog: Catalog,
+    settings: Settings | None = None,
     *,
     engine: str = "auto",
     root: str = "auto",
@@ -80,27 +85,27 @@ def detect(
     """This machine's view of ``catalog``. ``need_engine=False`` (plan, images): without
     an engine, ``--root auto`` means the registry pins instead of an error."""
     from nbpipe.engines.oci import OciEngine
-    from nbpipe.run import dagger_run as dagger_client
 
+    settings = settings or Settings()
     if root not in ROOTS:
         raise NbpipeError(f"--root {root!r}: use {', '.join(ROOTS)}")
     if engine not in ENGINES:
         raise NbpipeError(f"--engine {engine!r}: use {' | '.join(ENGINES)}")
     platform = plat.check(platform or plat.host())
-    dagger = dagger_client.available() if engine in ("auto", "dagger") else None
+    dagger = dagger_reason(settings) if engine in ("auto", "dagger") else None
     if engine == "dagger" or dagger:  # Dagger pulls the registry root, never a local one
         if root == "local":
             raise NbpipeError(
                 "--engine dagger builds on the registry root: use --root auto or registry"
             )
-        return Machine(catalog, platform, None, dagger=dagger or "not available here")
+        return Machine(catalog, platform, None, dagger=dagger or NO_DAGGER, settings=settings)
     try:
-        eng, store = OciEngine.connect(engine)
+        eng, store = OciEngine.connect(engine, runtime=settings.runtime)
     except NbpipeError:
         if need_engine or root == "local":
             raise
-        return Machine(catalog, platform, None)
-    return choose(catalog, platform, root, eng, store)
+        return Machine(catalog, platform, None, settings=settings)
+    return choose(catalog, platform, root, eng, store, settings)
 
 
 def choose(
@@ -109,6 +114,7 @@ def choose(
     root: str,
     engine: "OciEngine | None",
     store: "Mapping[str, ImageInfo]",
+    settings: Settings | None = None,
 ) -> Machine:
     """The root choice itself, from the store as read: the local root when asked for or
     (auto) when it is there for ``platform``, else the recipe's registry pins."""
@@ -120,5 +126,7 @@ def choose(
             f"no local root for {platform}: run `nbpipe base bootstrap --platform {platform}` first"
         )
     if local is None or platform not in local.platforms:
-        return Machine(catalog, platform, None, engine, store)
-    return Machine(catalog.rebased(local), platform, local, engine, store)
+        return Machine(catalog, platform, None, engine, store, settings=settings or Settings())
+    return Machine(
+        catalog.rebased(local), platform, local, engine, store, settings=settings or Settings()
+    )

@@ -1,5 +1,6 @@
-"""The build-and-probe pipeline on a local engine: parents first, independent branches
-concurrently (bounded), already-built digests skipped, failures contained.
+"""The one build-and-probe pipeline, on any backend (run/backends.py): parents first,
+independent branches concurrently (bounded), already-built digests skipped, failures
+contained. `schedule.run` has this one caller.
 
 One image failing marks its descendants blocked and lets unrelated branches finish.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
 
@@ -29,10 +30,20 @@ from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.options import BuildOptions
 from nbpipe.recipe.steps import Apt
 from nbpipe.run import schedule
+from nbpipe.run.backends import (
+    Backend,
+    BuildFailed,
+    Built,
+    DaggerBackend,
+    Local,
+    dagger_reason,
+    host_source,
+)
 from nbpipe.run.report import ImageResult, Outcome
+from nbpipe.run.settings import Settings
 from nbpipe.run.state import ImageState, State, assess
 
-if TYPE_CHECKING:  # the engine, the lowering and the prober load when an image needs them
+if TYPE_CHECKING:
     from nbpipe.engines.oci import ImageInfo, OciEngine
     from nbpipe.run.machine import Machine
 
@@ -41,66 +52,99 @@ Event = Callable[[str, str], None]  # (image name, what is happening)
 
 @dataclass
 class Pipeline:
+    """The one run: every command that builds (build, test, publish, lock,
+    verify-reproducible, the Dagger module's ci) runs its images through here, on any
+    backend. The caller holds the state folder's lock (one run at a time per folder)."""
+
     catalog: Catalog
-    engine: "OciEngine"
+    backend: Backend
     platform: str
     options: BuildOptions = field(default_factory=BuildOptions)
-    state_dir: Path = Path(".nbpipe")
+    settings: Settings = field(default_factory=Settings)
     jobs: int = 2
     probe: bool = True  # run the contract probes after each build
     force_probe: bool = False  # probe even when a passing record exists
     # `nbpipe test NAMES`: only these are probed afresh; an ancestor already built is
     # not probed at all (one built in this run is, as `build` would). None: every image.
     targets: frozenset[str] | None = None
-    tags: set[str] | None = None  # runner tags; None = detect
     no_cache: bool = False
-    ready_timeout: float = 90.0  # seconds a server gets to answer HTTP 200 when probed
-    pod: str | None = None  # probe as Kubeflow's pod: "kubeflow" | "openshift" (podprober)
     on_event: Event = lambda name, what: None
-    store: "Mapping[str, ImageInfo] | None" = None  # the engine's images, if just read
     locked: bool = False  # a pin that left the archive is an error, never a lock change
     _refreshed: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
     _refreshed_keys: set[str] = field(default_factory=set, init=False, repr=False)
 
+    @classmethod
+    def local(
+        cls,
+        catalog: Catalog,
+        engine: "OciEngine",
+        platform: str,
+        options: BuildOptions | None = None,
+        *,
+        settings: Settings | None = None,
+        state_dir: Path | None = None,
+        store: "Mapping[str, ImageInfo] | None" = None,
+        tags: set[str] | None = None,
+        pod: str | None = None,
+        ready_timeout: float = 90.0,
+        **how,
+    ) -> "Pipeline":
+        """The pipeline on a local engine (podman or docker): the common case, in one call."""
+        options = options or BuildOptions()
+        settings = settings or Settings()
+        if state_dir is not None:
+            settings = replace(settings, state_dir=state_dir)
+        backend = Local(engine, options, settings, store, tags, pod, ready_timeout)
+        return cls(catalog, backend, platform, options, settings, **how)
+
+    @property
+    def engine(self) -> "OciEngine | None":
+        """The local engine, where the backend has one (the archive is asked through it)."""
+        return self.backend.engine if isinstance(self.backend, Local) else None
+
+    def _local(self) -> "OciEngine":
+        if self.engine is None:  # only a local build leaves a log that names apt's refusal
+            raise NbpipeError(
+                f"the archive is asked through podman or docker, not {self.backend.kind}"
+            )
+        return self.engine
+
     async def run(self, names: list[str] | None) -> list[ImageResult]:
-        """Build and probe ``names`` and their ancestors (default: all), parents first.
-        One run at a time per state folder: a second one waits for the lock."""
-        with safe_io.locked(self.state_dir, on_wait=lambda m: self.on_event("nbpipe", m)):
-            refreshed: dict[str, list[str]] = {}
-            # Each round that refreshes a step runs again on the saved lock; a chain of
-            # n images needs at most n rounds (built images are cached by then).
-            for _ in range(len(self.catalog.entries) + 1):
-                self._refreshed = {}
-                results = await self._run(names)
-                for name, lines in self._refreshed.items():
-                    refreshed.setdefault(name, []).extend(lines)
-                if not self._refreshed:
-                    break
-                lock.reload(self.catalog)
-                self.store = None  # what this round built is in the store now
-            for r in results:
-                r.refreshed = refreshed.get(r.name, [])
-            return results
+        """Build and probe ``names`` and their ancestors (default: all), parents first."""
+        refreshed: dict[str, list[str]] = {}
+        # Each round that refreshes a step runs again on the saved lock; a chain of
+        # n images needs at most n rounds (built images are cached by then).
+        for _ in range(len(self.catalog.entries) + 1):
+            self._refreshed = {}
+            results = await self._run(names)
+            for name, lines in self._refreshed.items():
+                refreshed.setdefault(name, []).extend(lines)
+            if not self._refreshed:
+                break
+            lock.reload(self.catalog)
+        for r in results:
+            r.refreshed = refreshed.get(r.name, [])
+        return results
 
     async def _run(self, names: list[str] | None) -> list[ImageResult]:
-        store = self.engine.images() if self.store is None else self.store
         states = {
             s.name: s
             for s in assess(
                 self.catalog,
                 self.platform,
-                store,
+                self.backend.store(),
                 names,
                 wheelhouse=self.options.has_wheelhouse,
                 rebuild=self.no_cache,
+                assume=self.settings.assume_reachable,
             )
         }
         results = {n: ImageResult(n, self.platform, s.digest, s.ref) for n, s in states.items()}
-        if self.locked:
+        if self.locked and self.engine is not None:
             self._refuse_gone([n for n, s in states.items() if s.state is State.TO_BUILD])
 
         async def work(name: str) -> bool:
-            await anyio.to_thread.run_sync(self._one, states[name], results[name])
+            await self._one(states[name], results[name])
             return results[name].ok
 
         def blocked(name: str, by: str) -> None:
@@ -113,53 +157,52 @@ class Pipeline:
             results[name].status = Outcome.FAILED
             results[name].message = f"{type(exc).__name__}: {exc}"
 
-        await schedule.run(
-            self.catalog,
-            list(states),
-            work,
-            jobs=self.jobs,
-            on_blocked=blocked,
-            on_error=failed,
-            built={n for n, s in states.items() if s.state is State.BUILT},
-            never={n for n, s in states.items() if s.state in (State.UNBUILDABLE, State.BLOCKED)},
-        )
+        async with self.backend.session():
+            await schedule.run(
+                self.catalog,
+                list(states),
+                work,
+                jobs=self.jobs,
+                on_blocked=blocked,
+                on_error=failed,
+                built={n for n, s in states.items() if s.state is State.BUILT},
+                never={
+                    n for n, s in states.items() if s.state in (State.UNBUILDABLE, State.BLOCKED)
+                },
+            )
         return list(results.values())
 
-    # -- one image, in a worker thread -------------------------------------------------
-    def _one(self, st: ImageState, res: ImageResult) -> None:
+    # -- one image ---------------------------------------------------------------------
+    async def _one(self, st: ImageState, res: ImageResult) -> None:
         started = time.monotonic()
         try:
             if st.state is State.BUILT:
                 res.status, res.size = Outcome.CACHED, st.size
                 self.on_event(res.name, "cached: already built, nothing to do")
-                image_id = st.image_id or ""
+                built = Built(st.image_id or "", st.size)
             elif st.state is State.UNBUILDABLE:
                 res.status, res.message = Outcome.UNBUILDABLE, st.reason
                 self.on_event(res.name, "unbuildable: " + st.reason)
                 return
             else:
-                from nbpipe.engines import dockerfile
-
-                self.on_event(res.name, "building")
-                rendered = dockerfile.render(
-                    self.catalog.resolve(st.name), self.platform, self.options
-                )
-                log = self.state_dir / "logs" / f"{res.name}-{self.platform.split('/')[1]}.log"
+                self.on_event(res.name, f"building with {self.backend.kind}")
+                image = self.catalog.resolve(st.name)
                 try:
-                    info = self.engine.build(
-                        rendered, res.ref, self.platform, self.options, log, no_cache=self.no_cache
+                    built = await self.backend.build(
+                        image, self.platform, res.ref, no_cache=self.no_cache
                     )
-                except NbpipeError:
-                    if self._pins_gone(st.name, log, res):
+                except BuildFailed as exc:
+                    if exc.log is not None and self._pins_gone(st.name, exc.log, res):
                         return
                     raise
-                res.status, res.size, image_id = Outcome.BUILT, info.size, info.id
+                res.status, res.size = Outcome.BUILT, built.size
                 self.on_event(res.name, f"built in {time.monotonic() - started:.0f}s")
-                self._keep_debs(st.name)
+                if self.engine is not None:
+                    self._keep_debs(st.name)
             if self.probe and (
                 self.targets is None or st.name in self.targets or st.state is not State.BUILT
             ):
-                self._probe(res, image_id)
+                await self._probe(res, built)
         except NbpipeError as exc:
             res.status = Outcome.FAILED
             res.message = str(exc)
@@ -192,7 +235,7 @@ class Pipeline:
                 name,
                 f"step {ps.index}: pinned versions left the archive; resolving that step again",
             )
-            new = lock.refresh_step(self.engine, parent, ps.step, gone)
+            new = lock.refresh_step(self._local(), parent, ps.step, gone)
             lock.save_entry(path, ps.key, self.platform, new)
             self._refreshed_keys.add(ps.key)
             line = (
@@ -211,7 +254,7 @@ class Pipeline:
             if isinstance(st, Apt) and st.locked
             for p in archive.pins(st.locked)
         ]
-        added = lock.keep_debs(self.engine, self.options, pins, self.platform)
+        added = lock.keep_debs(self._local(), self.options, pins, self.platform)
         if added:
             self.on_event(
                 name, f"kept {added} pinned .deb(s) in the package store {self.options.deb_store}"
@@ -226,7 +269,7 @@ class Pipeline:
         root = lock.root_ref(self.catalog, self.platform, to_build)
         pins = {p for ps in steps for p in archive.pins(ps.lines)}
         self.on_event("nbpipe", f"--locked: asking the archive for {len(pins)} pinned versions")
-        gone = archive.gone(self.engine, root, self.platform, pins)
+        gone = archive.gone(self._local(), root, self.platform, pins)
         store = self.options.deb_store
         gone = {p for p in gone if store is None or p.deb(store) is None}  # the store has it
         if gone:
@@ -239,10 +282,13 @@ class Pipeline:
                 )
             )
 
-    def _probe(self, res: ImageResult, image_id: str) -> None:
-        mode = f"-{self.pod}" if self.pod else ""
-        record = self.state_dir / "probes" / f"{image_id.split(':')[-1]}{mode}.json"
-        fresh = self.force_probe and (self.targets is None or res.name in self.targets)
+    async def _probe(self, res: ImageResult, built: Built) -> None:
+        pod = self.backend.pod if isinstance(self.backend, Local) else None
+        record = self.settings.state_dir / "probes" / f"{built.id.split(':')[-1]}"
+        record = record.with_name(record.name + (f"-{pod}" if pod else "") + ".json")
+        fresh = not built.id or (
+            self.force_probe and (self.targets is None or res.name in self.targets)
+        )
         data = (
             None
             if fresh
@@ -258,18 +304,8 @@ class Pipeline:
             self.on_event(res.name, "probes passed before for this image id; not re-run")
             return
         self.on_event(res.name, "probing")
-        if self.pod:
-            from nbpipe.probing.podprober import probe_pod
-
-            res.probes, log = probe_pod(
-                self.engine, res.ref, flavor=self.pod, ready_timeout=self.ready_timeout
-            )
-        else:
-            from nbpipe.probing.prober import probe
-
-            res.probes, log = probe(
-                self.engine, res.ref, tags=self.tags, ready_timeout=self.ready_timeout
-            )
+        image = self.catalog.resolve(res.name)
+        res.probes, log = await self.backend.probe(image, self.platform, res.ref, built)
         failed = [p for p in res.probes if p.status is Status.FAILED]
         if failed:
             res.status = Outcome.FAILED
@@ -277,9 +313,12 @@ class Pipeline:
             res.log = log
             self.on_event(res.name, f"{len(failed)} probe(s) failed")
             return
-        safe_io.atomic_write(
-            record, json.dumps([p.to_dict() for p in res.probes], indent=1), root=self.state_dir
-        )
+        if built.id:  # an image id to remember the pass by
+            safe_io.atomic_write(
+                record,
+                json.dumps([p.to_dict() for p in res.probes], indent=1),
+                root=self.settings.state_dir,
+            )
         self.on_event(res.name, "probes passed")
 
 
@@ -304,53 +343,77 @@ def _probe_record(data: object) -> bool:
     )
 
 
+def backend_for(
+    machine: "Machine",
+    options: BuildOptions,
+    settings: Settings,
+    *,
+    pod: str | None = None,
+    runner_tags: str = "",
+) -> Backend:
+    """The backend this machine builds with: Dagger when it builds through Dagger (a
+    `dagger run` session, or --engine dagger), else its local engine."""
+    if machine.dagger:
+        from nbpipe.engines import dagger as lowering
+
+        if dagger_reason(settings) is None:
+            raise NbpipeError(
+                "--engine dagger: no Dagger engine here (no `dagger` CLI on PATH and no "
+                "$DAGGER_SESSION_PORT); install Dagger or use --engine podman"
+            )
+        # where Docker Hub is out of reach: the root from another registry, by digest
+        catalog = lowering.rooted(machine.catalog, settings.dagger_root, "$NBPIPE_DAGGER_ROOT")
+        backend: Backend = DaggerBackend(catalog, options, host_source, runner_tags)
+    else:
+        backend = Local(machine.need_engine(), options, settings, machine.store, pod=pod)
+    if pod and (why := backend.cannot("pod")):
+        raise NbpipeError(why)
+    return backend
+
+
 def build(
     machine: "Machine",
     names: list[str] | None,
     options: BuildOptions,
+    settings: Settings,
     *,
     jobs: int = 2,
     probe: bool = True,
     force_probe: bool = False,
     no_cache: bool = False,
-    state_dir: Path = Path(".nbpipe"),
     on_event: Event = lambda n, w: None,
     pod: str | None = None,
     locked: bool = False,
     audit: bool = False,
 ) -> list[ImageResult]:
-    """`nbpipe build` / `test`: through Dagger when the machine builds with it, else the
-    local engine, on the machine's root; names unknown to the catalog are an error.
-    ``audit``: each image's Python packages checked against PyPI's advisories too."""
+    """`nbpipe build` / `test`: the machine's backend on the machine's root; names unknown
+    to the catalog are an error. ``audit``: each image's Python packages checked against
+    PyPI's advisories too (needs the local engine, which reads the image)."""
     for n in names or []:
         machine.catalog.entry(n)
-    if machine.dagger:
-        from nbpipe.run import dagger_run as dagger_client
-
-        if pod:
-            raise NbpipeError(f"--as {pod} plays the pod with podman: use --engine podman")
-        return dagger_client.run(
-            machine.catalog, names or None, machine.platform, options, on_event, jobs
-        )
+    backend = backend_for(machine, options, settings, pod=pod)
+    catalog = backend.catalog if isinstance(backend, DaggerBackend) else machine.catalog
     pipe = Pipeline(
-        machine.catalog,
-        machine.need_engine(),
+        catalog,
+        backend,
         machine.platform,
         options,
-        state_dir=state_dir,
+        settings,
         jobs=jobs,
         probe=probe,
         force_probe=force_probe,
         no_cache=no_cache,
         on_event=on_event,
-        store=machine.store,
-        pod=pod,
         locked=locked,
         targets=frozenset(names) if force_probe and names else None,
     )
     results = anyio.run(pipe.run, names or None)
     if audit:
+        if pipe.engine is None:
+            raise NbpipeError(
+                "--audit reads each image's packages with podman: use --engine podman"
+            )
         from nbpipe.supply import audit as audits
 
-        audits.built_images(machine.need_engine(), results, on_event=on_event)
+        audits.built_images(pipe.engine, results, on_event=on_event)
     return results

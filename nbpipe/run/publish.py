@@ -24,11 +24,14 @@ from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.image import Image
 from nbpipe.recipe.naming import content_tag
 from nbpipe.recipe.options import BuildOptions
-from nbpipe.run import schedule
-from nbpipe.run.pipeline import Pipeline
+from nbpipe.run.backends import DaggerBackend, Local
+from nbpipe.run.pipeline import Pipeline, backend_for
+from nbpipe.run.report import ImageResult
+from nbpipe.run.settings import Settings
 from nbpipe.supply import sbom
 
 if TYPE_CHECKING:
+    from nbpipe.run.machine import Machine
     from nbpipe.supply.signing import SigningKey
 
 COMPRESSIONS = ("gzip", "zstd")  # gzip first: the default, what every runtime can pull
@@ -77,32 +80,36 @@ def version_tags(engine: OciEngine, ref: str) -> list[str]:
 
 
 def publish(
-    catalog: Catalog,
+    machine: "Machine",
     names: list[str],
-    engine: OciEngine,
     registry: Registry,
     *,
     platforms: tuple[str, ...] | None,
     options: BuildOptions,
-    state_dir: Path,
+    settings: Settings,
     extra_tags: tuple[str, ...] = (),
     latest: bool = False,
-    native: str,
     compression: str = "gzip",
     locked: bool = False,
     sign_key: "SigningKey | None" = None,
     on_event: Callable[[str, str], None] = lambda n, w: None,
 ) -> list[Published]:
-    """Publish ``names`` parents first (one at a time: pushes share the uplink); a failed
-    image blocks the named images built on it, the others still go. Raises at the end,
-    naming every image that did not go, if any did not. ``compression``: the layers'
-    (gzip, which every runtime pulls; zstd, smaller and faster to unpack, needs
-    containerd >= 1.5 / CRI-O / podman >= 3 on the nodes). ``sign_key``: sign every
-    platform image and the list, and attach each platform's SBOM and provenance, signed
-    (sigstore's tags in the registry; see sigstore.py)."""
+    """Publish ``names``: every platform built first through the one pipeline (and probed
+    where it runs natively), then pushed parents first, one at a time (pushes share the
+    uplink); a failed image blocks the named images built on it, the others still go.
+    Raises at the end, naming every image that did not go, if any did not.
+    ``compression``: the layers' (gzip, which every runtime pulls; zstd, smaller and faster
+    to unpack, needs containerd >= 1.5 / CRI-O / podman >= 3 on the nodes). ``sign_key``:
+    sign every platform image and the list, and attach each platform's SBOM and provenance,
+    signed (sigstore's tags in the registry; see sigstore.py). In a Dagger session the
+    images are built and pushed through Dagger (unsigned: see DaggerBackend.cannot)."""
     if compression not in COMPRESSIONS:
         raise NbpipeError(f"--compression {compression}: use one of {', '.join(COMPRESSIONS)}")
-    wanted = {}
+    backend = backend_for(machine, options, settings)
+    if sign_key is not None and (why := backend.cannot("sign")):
+        raise NbpipeError(why)
+    catalog = backend.catalog if isinstance(backend, DaggerBackend) else machine.catalog
+    wanted: dict[str, tuple[Image, tuple[str, ...]]] = {}
     for name in names:
         img = catalog.resolve(name)
         plats = tuple(p for p in img.platforms if platforms is None or p in platforms)
@@ -112,45 +119,136 @@ def publish(
             )
         wanted[name] = (img, plats)
     order = [n for n in catalog.order(names) if n in wanted]
+    native = machine.platform
+    # 1. every platform built (and probed where it runs natively) before anything moves
+    built: dict[str, dict[str, ImageResult]] = {n: {} for n in order}
+    for p in dict.fromkeys(p for n in order for p in wanted[n][1]):
+        on_event("nbpipe", f"building for {p}")
+        if isinstance(backend, Local):
+            backend.known = None  # what the last platform built is in the store now
+        pipe = Pipeline(
+            catalog,
+            backend,
+            p,
+            options,
+            settings,
+            probe=(p == native),
+            on_event=on_event,
+            locked=locked,
+        )
+        for r in anyio.run(pipe.run, [n for n in order if p in wanted[n][1]]):
+            if r.name in built:
+                built[r.name][p] = r
+        moved = [line for r in built_all(built) for line in r.refreshed]
+        if moved:  # the tags were computed from the old lock: publish on the new one
+            raise NbpipeError(
+                f"Debian's archive had moved, the lock was refreshed ({'; '.join(moved)}); "
+                "nothing was pushed: publish again to push under the new digest "
+                "(releases: --locked)"
+            )
+    # 2. pushed parents first; an image whose build failed, or that sits on one, stays
     done: dict[str, Published] = {}
     problems: dict[str, str] = {}
-
-    async def work(name: str) -> bool:
+    for name in order:
         img, plats = wanted[name]
-        done[name] = await anyio.to_thread.run_sync(
-            lambda: _publish_one(
-                catalog,
-                img,
-                plats,
-                engine,
-                registry,
-                options,
-                state_dir,
-                extra_tags,
-                latest,
-                native,
-                on_event,
-                compression,
-                locked,
-                sign_key,
-            )
-        )
-        return True
-
-    def blocked(name: str, by: str) -> None:
-        problems[name] = f"{name}: not published: {by} was not"
-
-    def failed(name: str, exc: Exception) -> None:
-        problems[name] = str(exc) if isinstance(exc, NbpipeError) else f"{name}: {exc!r}"
-        on_event(name, "failed")
-
-    anyio.run(
-        lambda: schedule.run(catalog, order, work, jobs=1, on_blocked=blocked, on_error=failed)
-    )
+        bad = [(p, built[name][p]) for p in plats if not built[name][p].ok]
+        above = next((a for a in catalog.ancestors(name) if a in problems), None)
+        if above is not None:
+            problems[name] = f"{name}: not published: {above} was not"
+            continue
+        if bad:
+            p, r = bad[0]
+            problems[name] = f"{name} for {p}: {r.status}: {r.message} - nothing was pushed"
+            on_event(name, "failed")
+            continue
+        refs = {p: built[name][p].ref for p in plats}
+        try:
+            if isinstance(backend, DaggerBackend):
+                done[name] = anyio.run(
+                    _push_dagger,
+                    backend,
+                    img,
+                    plats,
+                    registry,
+                    extra_tags,
+                    latest,
+                    native,
+                    on_event,
+                )
+            else:
+                done[name] = _push_one(
+                    img,
+                    plats,
+                    refs,
+                    backend.engine,
+                    registry,
+                    options,
+                    settings.state_dir,
+                    extra_tags,
+                    latest,
+                    native,
+                    on_event,
+                    compression,
+                    sign_key,
+                )
+        except NbpipeError as exc:
+            problems[name] = str(exc)
+            on_event(name, "failed")
     if problems:
         went = f" (published: {', '.join(done)})" if done else ""
         raise NbpipeError("; ".join(problems[n] for n in order if n in problems) + went)
     return [done[n] for n in order]
+
+
+def built_all(built: dict[str, dict[str, ImageResult]]) -> list[ImageResult]:
+    return [r for per in built.values() for r in per.values()]
+
+
+def tags_for(
+    ctag: str, versions: list[str], extra_tags: tuple[str, ...], latest: bool
+) -> list[str]:
+    """Every tag an image gets: content, versions, the date, extra ones, latest."""
+    tags = [ctag, *versions, time.strftime("%Y%m%d", time.gmtime()), *extra_tags]
+    return list(dict.fromkeys(tags + (["latest"] if latest else [])))
+
+
+async def _push_dagger(
+    backend: DaggerBackend,
+    img: Image,
+    plats: tuple[str, ...],
+    registry: Registry,
+    extra_tags: tuple[str, ...],
+    latest: bool,
+    native: str,
+    on_event: Callable[[str, str], None],
+) -> Published:
+    """Push through Dagger: one manifest list of every platform's container per tag."""
+    import dagger
+    from dagger import dag
+
+    repo = registry.repo(img.name)
+    res = Published(img.name, repo, plats)
+    async with backend.session():
+        variants = {p: backend.container(img, p) for p in plats}
+        first = variants.get(native) or variants[plats[0]]
+        probe = first.with_exec(["python3", "-c", VERSIONS], expect=dagger.ReturnType.ANY)
+        versions = []
+        if await probe.exit_code() == 0:
+            data = json.loads((await probe.stdout()).strip().splitlines()[-1])
+            versions = [f"{k}-{v}" for k, v in data.items()]
+        res.tags = tags_for(content_tag(img), versions, extra_tags, latest)
+        pusher = dag.container()
+        user, password = registry.credentials()
+        if user and password:
+            secret = dag.set_secret("nbpipe-registry-password", password)
+            pusher = pusher.with_registry_auth(registry.host, user, secret)
+        on_event(img.name, f"pushing {', '.join(plats)} through Dagger as {', '.join(res.tags)}")
+        for tag in res.tags:
+            ref = await pusher.publish(f"{repo}:{tag}", platform_variants=list(variants.values()))
+            res.digest = ref.rpartition("@")[2] or res.digest
+    res.uploaded = True
+    res.message = "published through Dagger (no SBOM or signature: those need podman)"
+    return res
 
 
 def layer_compression(manifest: bytes) -> str:
@@ -170,61 +268,27 @@ def layer_compression(manifest: bytes) -> str:
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
-def _publish_one(
-    catalog,
+def _push_one(
     img: Image,
-    plats,
-    engine,
-    registry,
-    options,
-    state_dir,
-    extra_tags,
-    latest,
-    native,
-    on_event,
-    compression="gzip",
-    locked: bool = False,
+    plats: tuple[str, ...],
+    refs: dict[str, str],
+    engine: OciEngine,
+    registry: Registry,
+    options: BuildOptions,
+    state_dir: Path,
+    extra_tags: tuple[str, ...],
+    latest: bool,
+    native: str,
+    on_event: Callable[[str, str], None],
+    compression: str = "gzip",
     sign_key: "SigningKey | None" = None,
 ) -> Published:
     name = img.name
     repo = registry.repo(name)
     res = Published(name, repo, plats)
     ctag = content_tag(img)
-    # 1. every platform built (and probed where it runs natively) before anything moves
-    refs = {}
-    for p in plats:
-        on_event(name, f"building for {p}")
-        pipe = Pipeline(
-            catalog,
-            engine,
-            p,
-            options,
-            state_dir=state_dir,
-            probe=(p == native),
-            on_event=on_event,
-            locked=locked,
-        )
-        results = {r.name: r for r in anyio.run(pipe.run, [name])}
-        r = results[name]
-        moved = [line for res_ in results.values() for line in res_.refreshed]
-        if moved:  # the tags were computed from the old lock: publish on the new one
-            raise NbpipeError(
-                f"{name}: Debian's archive had moved, the lock was refreshed "
-                f"({'; '.join(moved)}); nothing was pushed: publish again to "
-                "push under the new digest (releases: --locked)"
-            )
-        if not r.ok:
-            raise NbpipeError(f"{name} for {p}: {r.status}: {r.message} - nothing was pushed")
-        refs[p] = r.ref
     first = refs[native] if native in refs else refs[plats[0]]
-    tags = [
-        ctag,
-        *version_tags(engine, first),
-        time.strftime("%Y%m%d", time.gmtime()),
-        *extra_tags,
-        *(["latest"] if latest else []),
-    ]
-    res.tags = list(dict.fromkeys(tags))
+    res.tags = tags_for(ctag, version_tags(engine, first), extra_tags, latest)
     for p, ref in refs.items():
         res.sboms.append(sbom.write(engine, ref, name, p, state_dir / "sbom"))
     with registry.authfile() as auth:

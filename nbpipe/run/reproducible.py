@@ -8,16 +8,20 @@ import subprocess
 import tarfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
 from nbpipe.engines import dockerfile
 from nbpipe.engines.oci import OciEngine
 from nbpipe.errors import NbpipeError
-from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.options import BuildOptions
-from nbpipe.run.pipeline import Pipeline
+from nbpipe.run.backends import Local
+from nbpipe.run.pipeline import Pipeline, backend_for
+from nbpipe.run.settings import Settings
+
+if TYPE_CHECKING:
+    from nbpipe.run.machine import Machine
 
 
 @dataclass
@@ -33,17 +37,19 @@ class Verdict:
         return self.ids[0] == self.ids[1]
 
 
-def verify(
-    catalog: Catalog,
-    name: str,
-    engine: OciEngine,
-    platform: str,
-    options: BuildOptions,
-    state_dir: Path,
-) -> Verdict:
+def verify(machine: "Machine", name: str, options: BuildOptions, settings: Settings) -> Verdict:
+    """Build ``name`` twice from scratch on its parent as built (through the one pipeline)
+    and compare; a backend that cannot build from scratch says so in one line."""
+    backend = backend_for(machine, options, settings)
+    if why := backend.cannot("verify"):
+        raise NbpipeError(why)
+    assert isinstance(backend, Local)  # the one backend that can
+    catalog, engine, platform = machine.catalog, backend.engine, machine.platform
+    state_dir = settings.state_dir
+    catalog.entry(name)  # an unknown name: one line listing the valid ones
     parent = catalog.parent_name(name)
     if parent:  # the parent as it is built (or built now, once)
-        pipe = Pipeline(catalog, engine, platform, options, state_dir=state_dir, probe=False)
+        pipe = Pipeline(catalog, backend, platform, options, settings, probe=False)
         results = {r.name: r for r in anyio.run(pipe.run, [parent])}
         if not results[parent].ok:
             raise NbpipeError(f"{parent}: {results[parent].status}: {results[parent].message}")

@@ -63,7 +63,9 @@ class ImageState:
         }
 
 
-def unreachable(image: Image, platform: str, wheelhouse: bool = False) -> str:
+def unreachable(
+    image: Image, platform: str, wheelhouse: bool = False, assume: frozenset[str] = frozenset()
+) -> str:
     """Why ``image``'s own steps cannot run here ("" when they can): hosts out of reach
     (an index pip may skip for a wheelhouse does not count) and unpinned downloads."""
     hosts: list[str] = []
@@ -71,7 +73,9 @@ def unreachable(image: Image, platform: str, wheelhouse: bool = False) -> str:
     for st in image.steps_for(platform):
         soft = isinstance(st, Pip) and wheelhouse and st.index_url
         hosts += [
-            h for h in st.sources() if not soft and h not in hosts and not sources.reachable(h)
+            h
+            for h in st.sources()
+            if not soft and h not in hosts and not sources.reachable(h, assume)
         ]
         unpinned += st.unpinned()
     why = []
@@ -90,6 +94,7 @@ def assess(
     *,
     wheelhouse: bool = False,
     rebuild: bool = False,
+    assume: frozenset[str] = frozenset(),
 ) -> list[ImageState]:
     """The state of ``names`` and their ancestors (default: all) on ``platform``, parents
     first; images not made for ``platform`` are left out. ``rebuild``: built ones too."""
@@ -103,7 +108,9 @@ def assess(
     asked = [n for n in unbuilt if not doomed & set(catalog.ancestors(n))]
     hosts = {h for n in asked for st in images[n].steps_for(platform) for h in st.sources()}
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:
-        list(pool.map(sources.reachable, hosts))  # all at once; the answers are cached
+        list(
+            pool.map(lambda h: sources.reachable(h, assume), hosts)
+        )  # all at once; the answers are cached
     out: dict[str, ImageState] = {}
     for n in order:
         img, ref = images[n], refs[n]
@@ -128,7 +135,7 @@ def assess(
                 blocked_by=by,
             )
             continue
-        why = unreachable(img, platform, wheelhouse)
+        why = unreachable(img, platform, wheelhouse, assume)
         out[n] = ImageState(
             n, platform, digest, ref, State.UNBUILDABLE if why else State.TO_BUILD, why
         )
@@ -229,7 +236,14 @@ def plan(
     whose digest changed from that plan file. ``registry``: those whose content tag is
     there are published, not to build."""
     cat, platform = machine.catalog, machine.platform
-    states = assess(cat, platform, machine.store, names, wheelhouse=wheelhouse)
+    states = assess(
+        cat,
+        platform,
+        machine.store,
+        names,
+        wheelhouse=wheelhouse,
+        assume=machine.settings.assume_reachable,
+    )
     if since is not None:
         previous = previous_digests(since, platform, machine.root_name)
         changed = set(cat.affected(previous, platform))

@@ -73,7 +73,7 @@ def run_pipeline(
     names: list[str],
     **kw,
 ) -> dict[str, ImageResult]:
-    pipe = Pipeline(catalog, engine, platform, options, state_dir=state_dir, **kw)
+    pipe = Pipeline.local(catalog, engine, platform, options, state_dir=state_dir, **kw)
     return {r.name: r for r in anyio.run(pipe.run, names)}
 
 

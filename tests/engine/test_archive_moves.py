@@ -141,7 +141,7 @@ def demo_catalog(root: BaseRef, lock_path: Path) -> Catalog:
 
 
 def run(cat: Catalog, engine, platform, state_dir, options=BuildOptions(), **kw):
-    pipe = Pipeline(cat, engine, platform, options, state_dir=state_dir, probe=False, **kw)
+    pipe = Pipeline.local(cat, engine, platform, options, state_dir=state_dir, probe=False, **kw)
     return {r.name: r for r in anyio.run(pipe.run, [IMAGE])}
 
 

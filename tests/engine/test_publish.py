@@ -17,12 +17,23 @@ from nbpipe.engines.registry import PASSWORD_ENV, USER_ENV, Registry
 from nbpipe.errors import NbpipeError
 from nbpipe.recipe import platforms as plat
 from nbpipe.recipe.naming import content_tag
-from nbpipe.run.publish import publish, spawner_options
+from nbpipe.run.publish import spawner_options
 
 pytestmark = pytest.mark.engine
 
 SCRIPT = Path(__file__).parents[2] / ".ci" / "setup-registry.sh"
 
+
+
+def publish(catalog, names, engine, registry, *, state_dir, native, **kw):
+    """The publish of a machine whose native platform is ``native``, on ``engine``."""
+    from nbpipe.run.machine import Machine
+    from nbpipe.run.publish import publish as publish_on
+    from nbpipe.run.settings import Settings
+
+    settings = Settings(state_dir=state_dir)
+    machine = Machine(catalog, native, None, engine, None, settings=settings)
+    return publish_on(machine, names, registry, settings=settings, **kw)
 
 def _port() -> int:
     with socket.socket() as s:

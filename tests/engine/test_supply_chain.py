@@ -328,7 +328,7 @@ def test_audit_finds_a_planted_vulnerable_pin_and_passes_a_clean_one(
     _pypi_reachable()
     name = f"sc-audit-{pin.split('==')[0]}"
     local_family.add(name, "base", lambda i: i.with_(python_venv()).with_pip(pin))
-    pipe = Pipeline(local_family, engine, platform, options, state_dir=state_dir, probe=False)
+    pipe = Pipeline.local(local_family, engine, platform, options, state_dir=state_dir, probe=False)
     r = {x.name: x for x in anyio.run(pipe.run, [name])}[name]
     assert r.ok, r.message
     doc = {"components": sbom.components(engine, r.ref)}

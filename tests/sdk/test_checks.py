@@ -353,7 +353,6 @@ def test_the_prober_starts_the_image_as_kubernetes_would_and_cleans_up(tmp_path,
 
     from nbpipe.probing import prober
 
-    monkeypatch.setenv("NBPIPE_WORKDIR", str(tmp_path / "work"))
     seen: dict = {}
 
     class Engine:
@@ -388,6 +387,7 @@ def test_the_prober_starts_the_image_as_kubernetes_would_and_cleans_up(tmp_path,
             seen["fake"].stop()
 
     results, log = prober.probe(Engine(), "localhost/nbpipe/x:1", tags={"cuda"},
+                                workdir=tmp_path / "work",
                                 ready_timeout=5)
     assert statuses(results) == GOOD, [r for r in results if r.status is not GOOD[r.name]]
     assert log.splitlines() == [f"log {i}" for i in range(15, 40)]

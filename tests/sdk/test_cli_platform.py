@@ -18,6 +18,7 @@ import yaml
 
 from nbpipe.cli import commands as cli
 from nbpipe.recipe import platforms as plat
+from nbpipe.run.settings import Settings
 from nbpipe.run.report import ImageResult, Outcome
 from nbpipe.probes.result import ProbeResult, Status
 from tests.sdk.test_publish import fake  # noqa: F401  (a fake skopeo/podman on PATH)
@@ -184,7 +185,7 @@ def test_the_pipeline_names_the_root_of_a_block(tmp_path) -> None:
     cat.add("pin", ROOT, lambda img: img.with_download("https://example.org/x", None, "/x"))
     cat.add("kid", "pin", lambda img: img.with_env("K", "1"))
     cat.add("grandkid", "kid", lambda img: img.with_env("G", "1"))
-    pipe = Pipeline(cat, Engine(cat), plat.AMD64, state_dir=tmp_path, probe=False)
+    pipe = Pipeline.local(cat, Engine(cat), plat.AMD64, state_dir=tmp_path, probe=False)
     got = {r.name: r for r in anyio.run(pipe.run, None)}
     assert [got[n].blocked_by for n in ("pin", "kid", "grandkid")] == [None, "pin", "pin"]
     from nbpipe.run.report import verdict
@@ -206,12 +207,12 @@ def test_test_probes_only_the_images_named(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(prober, "probe", lambda engine, ref, **kw: (
         calls.append(ref.split("/")[-1].split(":")[0]) or
         [ProbeResult("cors", Status.PASSED, "ok", 0.1)], ""))
-    pipe = Pipeline(cat, Engine(cat, built=("a", "b")), plat.AMD64, state_dir=tmp_path,
+    pipe = Pipeline.local(cat, Engine(cat, built=("a", "b")), plat.AMD64, state_dir=tmp_path,
                     force_probe=True, targets=frozenset({"b"}))
     anyio.run(pipe.run, ["b"])
     assert calls == ["b"]
     calls.clear()  # an ancestor built in this run is probed, as `build` does
-    pipe = Pipeline(cat, Engine(cat, built=()), plat.AMD64, state_dir=tmp_path / "2",
+    pipe = Pipeline.local(cat, Engine(cat, built=()), plat.AMD64, state_dir=tmp_path / "2",
                     force_probe=True, targets=frozenset({"b"}))
     anyio.run(pipe.run, ["b"])
     assert sorted(calls) == ["a", "b"]
@@ -240,7 +241,7 @@ def test_pipeline_build_probes_afresh_only_what_test_names(tmp_path, monkeypatch
         [ProbeResult("cors", Status.PASSED, "ok", 0.1)], ""))
     machine = SimpleNamespace(catalog=cat, dagger=None, platform=plat.AMD64,
                               store=engine.images(), need_engine=lambda: engine)
-    pipeline.build(machine, ["b"], BuildOptions(), force_probe=True, state_dir=tmp_path)
+    pipeline.build(machine, ["b"], BuildOptions(), Settings(state_dir=tmp_path), force_probe=True)
     assert calls == ["b"]
 
 

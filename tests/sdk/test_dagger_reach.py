@@ -13,7 +13,9 @@ import pytest
 
 from nbpipe.recipe import platforms as plat
 from nbpipe.engines import dagger as lowering
-from nbpipe.run import dagger_run as dagger_client
+from nbpipe.run import pipeline
+from nbpipe.run.machine import Machine
+from nbpipe.run.settings import Settings
 from nbpipe.engines.dagger_session import parse, reach
 from nbpipe.errors import NbpipeError
 
@@ -107,7 +109,7 @@ def test_rooted_family_builds_on_that_root_with_other_digests(family) -> None:
 
 def test_engine_dagger_takes_its_root_from_the_environment(family, monkeypatch) -> None:
     """`nbpipe build --engine dagger` with NBPIPE_DAGGER_ROOT lowers every image on it."""
-    import anyio
+    from nbpipe.recipe.options import BuildOptions
 
     seen: list[str] = []
 
@@ -115,25 +117,26 @@ def test_engine_dagger_takes_its_root_from_the_environment(family, monkeypatch) 
         async def sync(self) -> None:
             return None
 
-    def fake_lower(image, platform, options):
+    def fake_lower(image, platform, options, **how):
         seen.append(image.root.pinned(platform))
         return Built()
 
-    monkeypatch.setenv("DAGGER_SESSION_PORT", "1")
-    monkeypatch.setenv(dagger_client.ROOT_ENV, f"localhost:5000/nbpipe/root@{DIGEST}")
-    monkeypatch.setattr(dagger_client.lowering, "lower", fake_lower)
-    monkeypatch.setattr("dagger.connection", _NoConnection)
-    from nbpipe.recipe.options import BuildOptions
+    def build(root: str):
+        env = {"DAGGER_SESSION_PORT": "1", "NBPIPE_DAGGER_ROOT": root}
+        settings = Settings.from_env(env)
+        machine = Machine(family, plat.AMD64, None, dagger="a session", settings=settings)
+        return pipeline.build(machine, ["base"], BuildOptions(), settings, probe=False)
 
-    results = anyio.run(dagger_client.build, family, ["base"], plat.AMD64, BuildOptions())
+    monkeypatch.setattr(lowering, "lower", fake_lower)
+    monkeypatch.setattr("dagger.connection", _NoConnection)
+    results = build(f"localhost:5000/nbpipe/root@{DIGEST}")
     assert [(r.name, r.status.value) for r in results] == [("base", "built")]
     assert results[0].digest == lowering.rooted(family, f"localhost:5000/nbpipe/root@{DIGEST}"
                                                 ).resolve("base").digest(plat.AMD64)
     assert seen == [f"localhost:5000/nbpipe/root@{DIGEST}"]
-    monkeypatch.setenv(dagger_client.ROOT_ENV, "debian:bookworm")
     with pytest.raises(NbpipeError, match=r"^\$NBPIPE_DAGGER_ROOT 'debian:bookworm': give a "
                                           "registry reference pinned by digest"):
-        anyio.run(dagger_client.build, family, ["base"], plat.AMD64, BuildOptions())
+        build("debian:bookworm")
 
 
 class _NoConnection:
@@ -162,6 +165,6 @@ def test_env_names_and_version_are_the_ones_the_setup_script_uses() -> None:
 
     repo = Path(__file__).parents[2]
     script = (repo / ".ci" / "setup-dagger.sh").read_text()
-    assert f"export {dagger_client.ROOT_ENV}=" in script
+    assert "export NBPIPE_DAGGER_ROOT=" in script
     built = re.search(r"VERSION=\$\{NBPIPE_DAGGER_VERSION:-(v[0-9.]+)\}", script)
     assert built and json.loads((repo / "dagger.json").read_text())["engineVersion"] == built[1]

@@ -166,8 +166,6 @@ def client_queries() -> fake.FakeSession:
     """`nbpipe build --engine dagger` for the whole family, on both platforms."""
     from contextlib import asynccontextmanager
 
-    from nbpipe.run import dagger_run as dagger_client
-
     session = fake.FakeSession(answers())
     session.built = 0
 
@@ -178,12 +176,10 @@ def client_queries() -> fake.FakeSession:
 
     mp = pytest.MonkeyPatch()
     mp.setattr(dagger, "connection", connection)
-    mp.setenv("DAGGER_SESSION_PORT", "1")
-    mp.setenv("NBPIPE_ASSUME_REACHABLE", "*")  # as on a machine that reaches every source
     from nbpipe.family import family
     try:
         for p in plat.ALL:
-            results = dagger_client.run(family(), None, p, BuildOptions(), lambda n, w: None)
+            results = _client_build(family(), None, p)
             # what no machine may build (a download with no sha256 pinned) is never sent
             for r in results:
                 assert str(r.status) == "built" or "sha256" in r.message or \
@@ -192,6 +188,18 @@ def client_queries() -> fake.FakeSession:
     finally:
         mp.undo()
     return session
+
+
+def _client_build(catalog, names, platform):
+    """`nbpipe build --engine dagger` as `dagger run` runs it, on a machine that reaches
+    every source (the probes are the module's queries, checked above)."""
+    from nbpipe.run import pipeline
+    from nbpipe.run.machine import Machine
+    from nbpipe.run.settings import Settings
+
+    settings = Settings.from_env({"DAGGER_SESSION_PORT": "1", "NBPIPE_ASSUME_REACHABLE": "*"})
+    machine = Machine(catalog, platform, None, dagger="a session", settings=settings)
+    return pipeline.build(machine, names, BuildOptions(), settings, probe=False)
 
 
 def test_every_client_mode_query_is_valid_for_the_engine(client_queries, family) -> None:
@@ -218,8 +226,6 @@ def test_a_failing_step_names_the_image_command_and_stderr(monkeypatch, family) 
     """An EXEC_ERROR, shaped as the engine sends it, is that image failed, not a crash."""
     from contextlib import asynccontextmanager
 
-    from nbpipe.run import dagger_run as dagger_client
-
     stderr = "".join(f"line {i}\n" for i in range(100)) + "E: Unable to locate package nope\n"
     cmd = ["sh", "-c", "apt-get install -y nope"]
 
@@ -236,9 +242,7 @@ def test_a_failing_step_names_the_image_command_and_stderr(monkeypatch, family) 
             yield
 
     monkeypatch.setattr(dagger, "connection", connection)
-    monkeypatch.setenv("DAGGER_SESSION_PORT", "1")
-    results = dagger_client.run(family, ["jupyter"], plat.AMD64, BuildOptions(),
-                                lambda n, w: None)
+    results = _client_build(family, ["jupyter"], plat.AMD64)
     assert [(r.name, str(r.status)) for r in results] == [("base", "failed"), ("jupyter", "blocked")]
     msg = results[0].message
     assert msg.splitlines()[0] == "base: step failed (exit 100): sh -c apt-get install -y nope"

@@ -22,7 +22,7 @@ GOOD = [ProbeResult("http", Status.PASSED, "200", 0.5)]
 
 
 def pipeline(tmp_path: Path, events: list[str]) -> Pipeline:
-    return Pipeline(Catalog(), engine=None, platform="linux/amd64", state_dir=tmp_path,  # type: ignore[arg-type]
+    return Pipeline.local(Catalog(), None, "linux/amd64", state_dir=tmp_path,  # type: ignore[arg-type]
                     on_event=lambda name, what: events.append(what))
 
 

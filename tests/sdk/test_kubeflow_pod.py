@@ -111,13 +111,15 @@ def test_rfc3339_offsets_and_fractions() -> None:
 def test_publish_refuses_an_unknown_compression_before_building() -> None:
     from nbpipe.errors import NbpipeError
     from nbpipe.family import family
+    from nbpipe.recipe.options import BuildOptions
+    from nbpipe.run.machine import Machine
     from nbpipe.run.publish import publish
+    from nbpipe.run.settings import Settings
     from nbpipe.engines.registry import Registry
 
     with pytest.raises(NbpipeError, match="--compression lz4: use one of gzip, zstd"):
-        publish(family(), ["jupyter"], None, Registry.parse("127.0.0.1:1"),  # type: ignore[arg-type]
-                platforms=None, options=None, state_dir=Path("."), native="linux/amd64",  # type: ignore[arg-type]
-                compression="lz4")
+        publish(Machine(family(), "linux/amd64", None), ["jupyter"], Registry.parse("127.0.0.1:1"),
+                platforms=None, options=BuildOptions(), settings=Settings(), compression="lz4")
 
 
 @pytest.mark.parametrize("types, want", [

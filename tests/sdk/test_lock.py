@@ -12,6 +12,7 @@ import pytest
 from nbpipe import family as images
 from nbpipe.locks import lock
 from nbpipe.run import locking
+from nbpipe.run.settings import Settings
 from nbpipe.recipe import platforms as plat
 from nbpipe.recipe.catalog import Catalog
 from nbpipe.errors import NbpipeError
@@ -277,7 +278,8 @@ def test_refresh_builds_unlocked_resolves_each_step_keeps_other_platforms(tmp_pa
     apt_key, pip_key = _keys()
     lock.save(path, {pip_key: {plat.ARM64: LINES}})
     machine = SimpleNamespace(need_engine=lambda: OciEngine("podman", fake.paths["podman"]),
-                              platform=plat.AMD64, catalog=lock.apply(cat, path))
+                              platform=plat.AMD64, catalog=lock.apply(cat, path),
+                              settings=Settings(state_dir=tmp_path / "state"))
     events = []
     got = locking.refresh(machine, None, path, BuildOptions(), lambda n, w: events.append((n, w)))
     want = {apt_key: {plat.AMD64: "libpython3.11=3.11.2-6\npython3=3.11.2-1+b1\n"},

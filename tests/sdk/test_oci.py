@@ -290,15 +290,15 @@ def test_a_gone_container_is_not_an_error_when_removed_or_asked_about(fake) -> N
 
 
 def test_dagger_is_available_through_a_session_or_a_cli(tmp_path, monkeypatch) -> None:
-    from nbpipe.run import dagger_run as dagger_client
+    from nbpipe.run.backends import dagger_reason
+    from nbpipe.run.settings import Settings
 
-    monkeypatch.delenv("DAGGER_SESSION_PORT", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert dagger_client.available() is None
+    assert dagger_reason(Settings.from_env({})) is None
     fake = Fake(tmp_path / "cli", monkeypatch, "dagger")
-    assert dagger_client.available() == f"the dagger CLI at {fake.paths['dagger']}"
-    monkeypatch.setenv("DAGGER_SESSION_PORT", "41234")
-    assert dagger_client.available() == "the Dagger session of `dagger run`"
+    assert dagger_reason(Settings.from_env({})) == f"the dagger CLI at {fake.paths['dagger']}"
+    in_session = Settings.from_env({"DAGGER_SESSION_PORT": "41234"})
+    assert dagger_reason(in_session) == "the Dagger session of `dagger run`"
 
 
 def test_the_storage_index_is_read_from_containers_storage_files(tmp_path, monkeypatch) -> None:
@@ -376,8 +376,12 @@ def test_verify_reproducible_builds_twice_and_names_the_differing_files(fake, tm
     fake.on("export", has=("cid-a",), stdout_b64=_tar({"x": b"1", "same": b"s"}))
     fake.on("export", has=("cid-b",), stdout_b64=_tar({"x": b"2", "same": b"s", "y": b""}))
     fake.on("rm")
-    verdict = reproducible.verify(cat, "t", engine(fake), plat.AMD64, BuildOptions(),
-                                  tmp_path / "state")
+    from nbpipe.run.machine import Machine
+    from nbpipe.run.settings import Settings
+
+    settings = Settings(state_dir=tmp_path / "state")
+    machine = Machine(cat, plat.AMD64, None, engine(fake), {}, settings=settings)
+    verdict = reproducible.verify(machine, "t", BuildOptions(), settings)
     assert (verdict.name, verdict.platform, verdict.ids, verdict.same) == ("t", plat.AMD64,
                                                                            (a, b), same)
     assert verdict.differing == ([] if same else ["x", "y"])

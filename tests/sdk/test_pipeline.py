@@ -56,7 +56,7 @@ def run(pipe: Pipeline, names=None) -> dict:
 def test_parents_first_cached_kept_failures_contained(tmp_path) -> None:
     cat = family()
     engine = Engine(cat, built=("a",))
-    got = run(Pipeline(cat, engine, plat.AMD64, state_dir=tmp_path, probe=False))
+    got = run(Pipeline.local(cat, engine, plat.AMD64, state_dir=tmp_path, probe=False))
     assert {n: str(r.status) for n, r in got.items()} == {
         "a": "cached", "b": "built", "bad": "failed", "c": "blocked", "pin": "unbuildable"}
     assert engine.builds == ["b", "bad"] or engine.builds == ["bad", "b"]
@@ -66,9 +66,9 @@ def test_parents_first_cached_kept_failures_contained(tmp_path) -> None:
     assert got["b"].size == 7 and got["a"].ref == local_ref(cat.resolve("a"), plat.AMD64)
     assert {n: r.ok for n, r in got.items()} == {"a": True, "b": True, "bad": False,
                                                  "c": False, "pin": False}
-    again = run(Pipeline(cat, engine, plat.AMD64, state_dir=tmp_path, probe=False), ["b"])
+    again = run(Pipeline.local(cat, engine, plat.AMD64, state_dir=tmp_path, probe=False), ["b"])
     assert list(again) == ["a", "b"] and {str(r.status) for r in again.values()} == {"cached"}
-    fresh = run(Pipeline(cat, engine, plat.AMD64, state_dir=tmp_path, probe=False,
+    fresh = run(Pipeline.local(cat, engine, plat.AMD64, state_dir=tmp_path, probe=False,
                          no_cache=True), ["b"])
     assert {n: str(r.status) for n, r in fresh.items()} == {"a": "built", "b": "built"}
 
@@ -85,13 +85,13 @@ def test_probe_records_are_kept_per_image_id_and_failures_fail_the_image(tmp_pat
         return [ProbeResult("cors", verdict["status"], "msg", 0.1)], "the log"
 
     monkeypatch.setattr(prober, "probe", fake_probe)
-    got = run(Pipeline(cat, engine, plat.AMD64, state_dir=tmp_path), ["b"])
+    got = run(Pipeline.local(cat, engine, plat.AMD64, state_dir=tmp_path), ["b"])
     assert [r.ok for r in got.values()] == [True, True] and len(calls) == 2
     assert sorted(p.name for p in (tmp_path / "probes").iterdir()) == ["a.json", "b.json"]
-    got = run(Pipeline(cat, engine, plat.AMD64, state_dir=tmp_path), ["b"])
+    got = run(Pipeline.local(cat, engine, plat.AMD64, state_dir=tmp_path), ["b"])
     assert len(calls) == 2 and got["b"].probes == [ProbeResult("cors", Status.PASSED, "msg", 0.1)]
     verdict["status"] = Status.FAILED
-    got = run(Pipeline(cat, engine, plat.AMD64, state_dir=tmp_path, force_probe=True), ["b"])
+    got = run(Pipeline.local(cat, engine, plat.AMD64, state_dir=tmp_path, force_probe=True), ["b"])
     assert len(calls) == 3  # a probed again and failed: b, built on it, is not probed
     assert str(got["a"].status) == "failed" and got["a"].message == "probe(s) failed: cors: msg"
     assert got["a"].log == "the log"

@@ -37,7 +37,7 @@ class Recorder:
 
 @pytest.fixture(autouse=True)
 def everything_reachable(monkeypatch) -> None:
-    monkeypatch.setattr(sources, "reachable", lambda host: True)
+    monkeypatch.setattr(sources, "reachable", lambda host, assume=frozenset(): True)
 
 
 @pytest.mark.parametrize("store, root", [(LOCAL_ROOT, "local"), ({}, "registry")])
@@ -48,7 +48,7 @@ def test_plan_digests_are_the_ones_build_tags(family: Catalog, tmp_path: Path, s
     planned = {s.name: s for s in state.plan(m, ["jupyter-scipy"]).images}
     assert {s.state for s in planned.values()} == {state.State.TO_BUILD}
     engine = Recorder(m.store)
-    pipe = Pipeline(m.catalog, engine, P, probe=False, state_dir=tmp_path, store=m.store)
+    pipe = Pipeline.local(m.catalog, engine, P, probe=False, state_dir=tmp_path, store=m.store)
     results = anyio.run(pipe.run, ["jupyter-scipy"])
     assert [r.name for r in results] == list(planned) == ["base", "jupyter", "jupyter-scipy"]
     for r, (rendered, ref) in zip(results, engine.built):
@@ -73,7 +73,7 @@ def test_the_two_roots_give_different_digests(family: Catalog) -> None:
 
 
 def test_unbuildable_and_blocked_are_said_before_building(family: Catalog, monkeypatch) -> None:
-    monkeypatch.setattr(sources, "reachable", lambda host: host != "download2.rstudio.org")
+    monkeypatch.setattr(sources, "reachable", lambda host, assume=frozenset(): host != "download2.rstudio.org")
     p = state.plan(machine.choose(family, P, "registry", None, {}), ["rstudio-tidyverse"])
     by = {s.name: s for s in p.images}
     assert by["rstudio"].state is state.State.UNBUILDABLE

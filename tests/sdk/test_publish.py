@@ -22,7 +22,7 @@ from nbpipe.recipe.image import BaseRef
 from nbpipe.recipe.naming import content_tag, local_ref
 from nbpipe.recipe.options import BuildOptions
 from nbpipe.probes.result import ProbeResult, Status
-from nbpipe.run.publish import publish, spawner_options, version_tags
+from nbpipe.run.publish import spawner_options, version_tags
 from nbpipe.engines.registry import PASSWORD_ENV, USER_ENV, Registry
 
 from .fakecli import Fake
@@ -33,6 +33,17 @@ REG = Registry.parse("127.0.0.1:5000/team/")
 LIST = "sha256:" + "7" * 64
 VERSIONS = '{"python": "3.11", "lab": "4.5.11"}\n'
 
+
+
+def publish(catalog, names, engine, registry, *, state_dir, native, **kw):
+    """The publish of a machine whose native platform is ``native``, on ``engine``."""
+    from nbpipe.run.machine import Machine
+    from nbpipe.run.publish import publish as publish_on
+    from nbpipe.run.settings import Settings
+
+    settings = Settings(state_dir=state_dir)
+    machine = Machine(catalog, native, None, engine, None, settings=settings)
+    return publish_on(machine, names, registry, settings=settings, **kw)
 
 def small() -> Catalog:
     cat = Catalog()

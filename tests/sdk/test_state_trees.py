@@ -61,7 +61,7 @@ def asked(monkeypatch) -> list[str]:
     """Every host the state computation asks about; only DOWN is out of reach."""
     hosts: list[str] = []
 
-    def reachable(host: str, timeout: float = 5.0) -> bool:
+    def reachable(host: str, assume: frozenset = frozenset(), timeout: float = 5.0) -> bool:
         hosts.append(host)
         return host != DOWN
 
@@ -187,7 +187,7 @@ class Engine:
 
 
 def run(cat: Catalog, engine: Engine, tmp: Path, **kw) -> dict[str, tuple[str, str]]:
-    results = anyio.run(Pipeline(cat, engine, P, state_dir=tmp, probe=False, **kw).run, None)
+    results = anyio.run(Pipeline.local(cat, engine, P, state_dir=tmp, probe=False, **kw).run, None)
     return {r.name: (str(r.status), r.message) for r in results}
 
 
@@ -244,7 +244,7 @@ def test_a_failed_probe_blocks_every_generation_below_it(asked, tmp_path: Path,
     monkeypatch.setattr(prober, "probe", probe)
     cat = tree()
     engine = Engine(built(cat, "a", "b", "b1", "b2"))  # all cached: only the probe fails
-    results = anyio.run(Pipeline(cat, engine, P, state_dir=tmp_path).run, ["b2"])
+    results = anyio.run(Pipeline.local(cat, engine, P, state_dir=tmp_path).run, ["b2"])
     assert {r.name: str(r.status) for r in results} == {
         "a": "cached", "b": "failed", "b1": "blocked", "b2": "blocked"}
     assert engine.builds == []

@@ -1,0 +1,262 @@
+"""The engine interface the one pipeline runs on, and its implementations.
+
+A backend builds an image value under a ref and probes what it built; the pipeline
+decides everything else (what to build, in which order, what is cached, what a failure
+blocks, the report). Two kinds: `Local` (podman/buildah or docker, through the Dockerfile
+lowering; it keeps a store of built images and its build logs) and `DaggerBackend` (the
+Dagger lowering, in a `dagger run` session or inside the Dagger module; the engine keeps
+its own cache). What a backend cannot do it says in one line (`cannot`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Mapping, Protocol
+
+import anyio
+
+from nbpipe.errors import NbpipeError
+from nbpipe.probes.result import ProbeResult
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.recipe.image import Image
+from nbpipe.recipe.options import BuildOptions
+from nbpipe.run.settings import Settings
+
+if TYPE_CHECKING:
+    import dagger
+
+    from nbpipe.engines.oci import ImageInfo, OciEngine
+
+
+class BuildFailed(NbpipeError):
+    """A step failed; ``log`` is where its whole output is (None: in the message)."""
+
+    def __init__(self, message: str, log: Path | None = None):
+        super().__init__(message)
+        self.log = log
+
+
+@dataclass(frozen=True)
+class Built:
+    id: str  # the engine's image id ("" where the engine has none to give)
+    size: int | None = None
+
+
+class Backend(Protocol):
+    kind: str  # podman | docker | dagger
+
+    def store(self) -> Mapping[str, "ImageInfo"]:
+        """Images already built, by ref (an engine with its own cache: none)."""
+        ...
+
+    def session(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held for the whole run (Dagger: the connection)."""
+        ...
+
+    async def build(self, image: Image, platform: str, ref: str, *, no_cache: bool) -> Built:
+        """Build ``image`` as ``ref``; raises BuildFailed naming the step that failed."""
+        ...
+
+    async def probe(
+        self, image: Image, platform: str, ref: str, built: Built
+    ) -> tuple[list[ProbeResult], str]:
+        """The contract probes against what ``build`` made: results and a log tail."""
+        ...
+
+    def cannot(self, what: str) -> str:
+        """Why this backend cannot do ``what`` (verify, pod, refresh, sign), "" if it can."""
+        ...
+
+
+@dataclass
+class Local:
+    """podman/buildah or docker, through the Dockerfile lowering."""
+
+    engine: "OciEngine"
+    options: BuildOptions
+    settings: Settings
+    known: Mapping[str, "ImageInfo"] | None = None  # the store as just read, if it was
+    tags: set[str] | None = None  # runner tags; None: detect
+    pod: str | None = None  # probe as Kubeflow's pod: kubeflow | openshift
+    ready_timeout: float = 90.0
+
+    @property
+    def kind(self) -> str:
+        return self.engine.kind
+
+    def store(self) -> Mapping[str, "ImageInfo"]:
+        known, self.known = self.known, None  # read once; a later round reads it again
+        return self.engine.images() if known is None else known
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[None]:
+        yield
+
+    def log(self, name: str, platform: str) -> Path:
+        return self.settings.logs() / f"{name}-{platform.split('/')[1]}.log"
+
+    async def build(self, image: Image, platform: str, ref: str, *, no_cache: bool) -> Built:
+        from nbpipe.engines import dockerfile
+
+        rendered = dockerfile.render(image, platform, self.options)
+        log = self.log(image.name, platform)
+        try:
+            info = await anyio.to_thread.run_sync(
+                lambda: self.engine.build(
+                    rendered, ref, platform, self.options, log, no_cache=no_cache
+                )
+            )
+        except NbpipeError as exc:
+            raise BuildFailed(str(exc), log) from None
+        return Built(info.id, info.size)
+
+    async def probe(
+        self, image: Image, platform: str, ref: str, built: Built
+    ) -> tuple[list[ProbeResult], str]:
+        if self.pod:
+            from nbpipe.probing.podprober import probe_pod
+
+            return await anyio.to_thread.run_sync(
+                lambda: probe_pod(
+                    self.engine,
+                    ref,
+                    flavor=self.pod or "kubeflow",
+                    ready_timeout=self.ready_timeout,
+                    workdir=self.settings.workdir,
+                )
+            )
+        from nbpipe.probing.prober import probe
+
+        return await anyio.to_thread.run_sync(
+            lambda: probe(
+                self.engine,
+                ref,
+                tags=self.tags,
+                ready_timeout=self.ready_timeout,
+                workdir=self.settings.workdir,
+            )
+        )
+
+    def cannot(self, what: str) -> str:
+        if what == "pod" and self.engine.kind != "podman":
+            return "--as kubeflow|openshift plays the pod with `podman kube play`: use podman"
+        return ""
+
+
+def dagger_reason(settings: Settings) -> str | None:
+    """Why Dagger can be used here (or None): a session, or a CLI on PATH."""
+    if settings.dagger_session:
+        return "the Dagger session of `dagger run`"
+    cli = shutil.which("dagger")
+    return f"the dagger CLI at {cli}" if cli else None
+
+
+@dataclass
+class DaggerBackend:
+    """The Dagger lowering: in a `dagger run` session (``connect``: this process opens the
+    connection) or inside the Dagger module (the runtime's connection is there already)."""
+
+    catalog: Catalog
+    options: BuildOptions
+    source: Callable[[], "dagger.Directory"]  # nbpipe's package folder, for the probes
+    runner_tags: str = ""
+    connect: bool = True
+    reproducible: bool = False
+    registry: str = ""  # ci: unchanged ancestors come from there by content tag
+    published: frozenset[str] = frozenset()
+    present: frozenset[str] = frozenset()  # refs that count as there (ci: the unchanged)
+    kind: str = "dagger"
+    _built: dict[str, "dagger.Container"] = field(default_factory=dict, init=False)
+
+    def store(self) -> Mapping[str, "ImageInfo"]:
+        """Dagger keeps its own cache (a build of what is built is a cache hit): only what
+        the caller says is there counts as built."""
+        from nbpipe.engines.oci import ImageInfo
+
+        return {ref: ImageInfo(ref, "", 0, {}, "") for ref in self.present}
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[None]:
+        if not self.connect:
+            yield
+            return
+        import dagger
+
+        if shutil.which("dagger") and not os.environ.get("_EXPERIMENTAL_DAGGER_CLI_BIN"):
+            os.environ["_EXPERIMENTAL_DAGGER_CLI_BIN"] = shutil.which("dagger") or ""
+        async with dagger.connection(dagger.Config(log_output=None)):
+            yield
+
+    def container(self, image: Image, platform: str) -> "dagger.Container":
+        from nbpipe.engines import dagger as lowering
+
+        return lowering.lower(
+            image,
+            platform,
+            self.options,
+            reproducible=self.reproducible,
+            registry=self.registry,
+            published=self.published,
+        )
+
+    async def build(self, image: Image, platform: str, ref: str, *, no_cache: bool) -> Built:
+        import dagger
+
+        ctr = self.container(image, platform)
+        try:
+            await ctr.sync()
+        except dagger.ExecError as exc:
+            raise BuildFailed(failed_step(image.name, exc)) from None
+        except dagger.QueryError as exc:
+            raise BuildFailed(f"{image.name}: {exc}") from None
+        self._built[ref] = ctr
+        return Built("")
+
+    async def probe(
+        self, image: Image, platform: str, ref: str, built: Built
+    ) -> tuple[list[ProbeResult], str]:
+        from nbpipe.probing import dagger as probing
+        from nbpipe.recipe.naming import stamp
+
+        ctr = self._built.get(ref) or self.container(image, platform)
+        labels = image.config(platform).label_dict() | {
+            op.key: op.value for op in stamp(image, platform)
+        }
+        results, text = await probing.probe(
+            ctr, platform, labels, self.runner_tags, self.source(), self.catalog.resolve("base")
+        )
+        return results, text
+
+    def cannot(self, what: str) -> str:
+        return {
+            "verify": "verify-reproducible builds twice from scratch, and Dagger answers the "
+            "second build from its cache (its API has no --no-cache): use --engine podman",
+            "pod": "--as kubeflow|openshift plays the pod with `podman kube play`: "
+            "use --engine podman",
+            "refresh": "",
+            "sign": "signing and SBOMs read the built image with podman: use --engine podman, "
+            "or publish unsigned through Dagger",
+        }.get(what, "")
+
+
+def failed_step(name: str, exc) -> str:
+    """One line naming the image, the command and its exit code, then stderr's tail."""
+    cmd = " ".join(exc.command)
+    if len(cmd) > 300:
+        cmd = cmd[:300] + "..."
+    tail = "\n".join(exc.stderr.rstrip().splitlines()[-20:])[-2000:]
+    return f"{name}: step failed (exit {exc.exit_code}): {cmd}\n{tail}"
+
+
+def host_source() -> "dagger.Directory":
+    """nbpipe's own package folder, uploaded from this machine (client mode)."""
+    from dagger import dag
+
+    import nbpipe
+
+    return dag.host().directory(
+        str(Path(nbpipe.__file__).parent), exclude=["**/__pycache__", "family", "pipelines"]
+    )
