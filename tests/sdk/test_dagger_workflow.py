@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.sdk.test_dagger import registered  # noqa: F401  (the module's own typedefs)
 
 WORKFLOW = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "images.yml"
 
@@ -56,7 +55,7 @@ def dagger_calls(wf: dict) -> list[tuple[str, dict, dict]]:
     return out
 
 
-def test_every_dagger_call_names_a_function_and_its_flags(wf, registered) -> None:  # noqa: F811
+def test_every_dagger_call_names_a_function_and_its_flags(wf, registered) -> None:
     calls = dagger_calls(wf)
     assert {fn for _, _, (fn, *_) in calls} == {"ci", "test", "publish"}
     for job, step, (fn, *rest) in calls:

@@ -257,7 +257,7 @@ def test_refresh_builds_unlocked_resolves_each_step_keeps_other_platforms(tmp_pa
     from nbpipe.recipe import naming
     from nbpipe.engines.oci import ImageInfo, OciEngine
 
-    from .fakecli import Fake
+    from tests.fakes.container_cli import Fake
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NBPIPE_RUNTIME", raising=False)
