@@ -11,23 +11,30 @@ of code that is right. ``pytest --hypothesis-profile=NAME`` picks one by hand;
 ``--hypothesis-seed=N`` replays a local draw. The profile is loaded here, before any test
 module is imported, because ``@settings(...)`` takes its defaults when it decorates.
 
+Tests write nothing into the checkout: the CLI's state folder (``NBPIPE_STATE_DIR``,
+``.nbpipe`` by default) is pointed at a temporary folder for the whole session, and the
+session fails when ``git status --porcelain --ignored`` lists anything it did not list
+before the run (a new or changed untracked or ignored file, or a tracked file modified).
 The fakes that stand in for engines, CLIs and servers are in ``tests/fakes``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from nbpipe import family as images
 from nbpipe.recipe.catalog import Catalog
@@ -53,9 +60,93 @@ def hypothesis_profile(environ: Mapping[str, str]) -> str:
     return "ci" if environ.get("CI", "").strip().lower() not in _FALSE else "dev"
 
 
-settings.load_profile(hypothesis_profile(os.environ))
+PROFILE = hypothesis_profile(os.environ)
+settings.load_profile(PROFILE)
 
 REPO = Path(__file__).resolve().parents[1]
+
+# What a run may leave in the checkout: the venv, the editable install's metadata, byte code,
+# and, under the `dev` profile only, Hypothesis' example database (.hypothesis/, ignored).
+# Under `ci` Hypothesis keeps nothing: its home (the database is off, but it still caches
+# the constants it finds in the code under test) is a temporary folder, removed at the end.
+_SCRATCH = {".venv", "__pycache__", ".pytest_cache"}
+_HYPOTHESIS_HOME: str | None = None
+if PROFILE == "dev":
+    _SCRATCH.add(".hypothesis")
+else:
+    _HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="nbpipe-hypothesis-")
+    set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+
+
+def checkout_state(repo: Path = REPO) -> dict[str, tuple] | None:
+    """Every path ``git status --porcelain --ignored`` lists (each file of an untracked or
+    ignored folder), with its status and, for untracked and ignored files, size and mtime;
+    None outside a git checkout."""
+    git = shutil.which("git")
+    if git is None or not (repo / ".git").exists():
+        return None
+    r = subprocess.run([git, "status", "--porcelain", "-z", "--ignored=matching",
+                        "--untracked-files=all"], cwd=repo, capture_output=True, timeout=120)
+    if r.returncode != 0:
+        return None
+    state = {}
+    for entry in r.stdout.decode(errors="surrogateescape").split("\0"):
+        code, path = entry[:2], entry[3:]
+        if not path or any(p in _SCRATCH or p.endswith(".egg-info") for p in path.split("/")):
+            continue
+        stamp: tuple = (code,)
+        if code in ("??", "!!"):
+            with contextlib.suppress(OSError):
+                st = (repo / path).lstat()
+                stamp = (code, st.st_size, st.st_mtime_ns)
+        state[path] = stamp
+    return state
+
+
+def checkout_changes(before: dict[str, tuple], after: dict[str, tuple]) -> list[str]:
+    return [f"{after.get(p, ('gone',))[0]} {p}" for p in sorted(set(before) | set(after))
+            if before.get(p) != after.get(p)]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_CHECKOUT] = checkout_state()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _HYPOTHESIS_HOME is not None:
+        shutil.rmtree(_HYPOTHESIS_HOME, ignore_errors=True)
+    before = session.config.stash.get(_CHECKOUT, None)
+    after = checkout_state() if before is not None else None
+    if before is None or after is None:
+        return
+    changed = checkout_changes(before, after)
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = ("the tests wrote into the checkout (tests/conftest.py; write under tmp_path):\n  "
+                + "\n  ".join(changed[:50]))
+        if reporter is not None:
+            reporter.write_sep("=", "checkout changed", red=True)
+            reporter.write_line(text)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_CHECKOUT = pytest.StashKey[dict | None]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_state_dir():
+    """The CLI's state folder (probe records, logs, SBOMs, the run lock) outside the
+    checkout, for this process (``commands.STATE_DIR`` is read when the CLI is imported)
+    and every nbpipe it starts."""
+    from nbpipe.cli import commands
+
+    with tempfile.TemporaryDirectory(prefix="nbpipe-state-") as tmp, \
+            pytest.MonkeyPatch.context() as mp:
+        state = Path(tmp) / ".nbpipe"
+        mp.setenv("NBPIPE_STATE_DIR", str(state))
+        mp.setattr(commands, "STATE_DIR", state)
+        yield state
 
 
 @pytest.fixture()

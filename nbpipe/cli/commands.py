@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,8 @@ app = _group(
 )
 console = output.console()
 err = output.console(stderr=True, markup=False)  # messages carry user text
-STATE_DIR = Path(".nbpipe")  # probe records, logs, SBOMs; its lock keeps runs apart
+# probe records, logs, SBOMs; its lock keeps runs apart. NBPIPE_STATE_DIR moves it.
+STATE_DIR = Path(os.environ.get("NBPIPE_STATE_DIR") or ".nbpipe")
 
 
 def _choice(*values: str):
