@@ -11,7 +11,6 @@ import subprocess
 import pytest
 
 from nbpipe.cli import scaffold
-from tests.integration.test_team_repo import venv, wheel  # noqa: F401  (the wheel, installed)
 
 from .conftest import run_pipeline
 

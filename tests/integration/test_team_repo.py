@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 import zipfile
 from pathlib import Path
@@ -21,99 +19,9 @@ import yaml
 import nbpipe
 from nbpipe.cli import scaffold
 from nbpipe.errors import NbpipeError
-from tests.sdk.test_dagger import REGISTER, registered  # noqa: F401  (our module, registered offline)
+from tests.conftest import REGISTER, run
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def run(
-    argv: list, cwd: Path, env: dict | None = None, ok: bool = True
-) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NBPIPE_CATALOG")}
-    r = subprocess.run(
-        [str(a) for a in argv],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=clean | (env or {}),
-        timeout=300,
-    )
-    if ok:
-        assert r.returncode == 0, f"{argv}: {r.stdout}{r.stderr}"
-    return r
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """nbpipe's wheel, built from this checkout as `pip wheel` builds it (no index needed)."""
-    out = tmp_path_factory.mktemp("wheel")
-    src = out / "src"  # a copy: an in-tree build/ would leak stale files into the wheel
-    shutil.copytree(
-        REPO,
-        src,
-        symlinks=True,
-        ignore=shutil.ignore_patterns(
-            ".git",
-            ".venv",
-            "build",
-            "*.egg-info",
-            "__pycache__",
-            "reports",
-            ".nbpipe",
-            ".pytest_cache",
-        ),
-    )
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "-q",
-            "-w",
-            out,
-            src,
-        ],
-        cwd=out,
-    )
-    (whl,) = out.glob("nbpipe-*.whl")
-    return whl
-
-
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory, wheel) -> Path:
-    """A fresh venv outside the repository with only the wheel installed; its dependencies
-    come from this venv's site-packages as a plain path (no .pth of ours runs there, so the
-    editable checkout is not visible)."""
-    env = tmp_path_factory.mktemp("team-venv") / "venv"
-    run([sys.executable, "-m", "venv", "--without-pip", env], cwd=env.parent)
-    python = env / "bin" / "python"
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            python,
-            "install",
-            "--no-deps",
-            "--no-index",
-            "--disable-pip-version-check",
-            "-q",
-            wheel,
-        ],
-        cwd=env.parent,
-    )
-    site = Path(
-        run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd=env.parent
-        ).stdout.strip()
-    )
-    (site / "deps-from-the-test-venv.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    return env
 
 
 def test_wheel_installs_only_nbpipe_with_the_family_data(wheel) -> None:
@@ -466,7 +374,7 @@ def test_our_module_builds_and_tests_the_scaffolded_spec_with_valid_queries(tmp_
     from nbpipe.pipelines import Nbpipe
     from nbpipe.pipelines.main import recipe_labels
     from nbpipe.recipe import platforms as plat
-    from tests.sdk import dagger_fake as fake
+    from tests.fakes import dagger_engine as fake
     from tests.sdk.test_dagger_schema import answers, run
 
     scaffold.write_repo("team-x", "jupyter", tmp_path)

@@ -1,5 +1,5 @@
 """The contract checks, offline: every check in probes/checks.py runs against a real HTTP
-server on 127.0.0.1 and a fake exec (tests/sdk/fakes.py). A good server passes all of
+server on 127.0.0.1 and a fake exec (tests/fakes/notebook.py). A good server passes all of
 them; a server broken for one rule FAILS exactly the check for that rule, and says which
 rule in its message. Nothing else changes status."""
 
@@ -17,7 +17,7 @@ from nbpipe.probes import checks
 from nbpipe.probes.checks import INIT_MARKER, PROBE_INIT_SCRIPTS, Target, run_all
 from nbpipe.probes.result import ProbeResult, Status
 
-from .fakes import Behaviour, FakeNotebook, labels
+from tests.fakes.notebook import Behaviour, FakeNotebook, labels
 
 SENTINEL = (".bashrc", "# the user's own bashrc, there before start\n")
 IMAGE_LABELS = {

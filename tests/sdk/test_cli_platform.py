@@ -17,15 +17,22 @@ import pytest
 import yaml
 
 from nbpipe.cli import commands as cli
+from nbpipe.probes.result import ProbeResult, Status
 from nbpipe.recipe import platforms as plat
 from nbpipe.run.settings import Settings
 from nbpipe.run.report import ImageResult, Outcome
-from nbpipe.probes.result import ProbeResult, Status
-from tests.sdk.test_publish import fake  # noqa: F401  (a fake skopeo/podman on PATH)
+from tests.fakes.container_cli import Fake
+from tests.fakes.registry import registry_fake
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "examples" / "team-astro" / "team-astro.yaml"
 USAGE, ERROR = 2, 1
+
+
+@pytest.fixture()
+def fake(tmp_path, monkeypatch) -> Fake:
+    """A fake skopeo and podman on PATH (tests/fakes/registry.py)."""
+    return registry_fake(tmp_path, monkeypatch)
 
 
 @pytest.fixture(autouse=True)
@@ -179,7 +186,7 @@ def test_the_pipeline_names_the_root_of_a_block(tmp_path) -> None:
 
     from nbpipe.recipe.catalog import Catalog
     from nbpipe.run.pipeline import Pipeline
-    from tests.sdk.test_pipeline import ROOT, Engine
+    from tests.fakes.engine import ROOT, Engine
 
     cat = Catalog()
     cat.add("pin", ROOT, lambda img: img.with_download("https://example.org/x", None, "/x"))
@@ -200,7 +207,7 @@ def test_test_probes_only_the_images_named(tmp_path, monkeypatch) -> None:
 
     from nbpipe.probing import prober
     from nbpipe.run.pipeline import Pipeline
-    from tests.sdk.test_pipeline import Engine, family
+    from tests.fakes.engine import Engine, family
 
     cat = family()
     calls: list[str] = []
@@ -228,10 +235,10 @@ def test_pipeline_build_probes_afresh_only_what_test_names(tmp_path, monkeypatch
     """nbpipe.run.pipeline.build, as `nbpipe test b` calls it, on a machine with a and b built."""
     from types import SimpleNamespace
 
-    from nbpipe.run import pipeline
     from nbpipe.probing import prober
     from nbpipe.recipe.options import BuildOptions
-    from tests.sdk.test_pipeline import Engine, family
+    from nbpipe.run import pipeline
+    from tests.fakes.engine import Engine, family
 
     cat = family()
     engine = Engine(cat, built=("a", "b"))
@@ -362,9 +369,9 @@ def test_a_team_spec_has_its_own_lock(tmp_path, capsys, monkeypatch) -> None:
     data = json.loads(out)
     assert data["lock_file"] == str(tmp_path / "team.lock.json")
     assert {m["image"] for m in data["missing"]} == {"team-l"}  # its own steps, no family's
-    from nbpipe.locks import lock
-    from nbpipe.inputs import spec as specs
     from nbpipe.family import family
+    from nbpipe.inputs import spec as specs
+    from nbpipe.locks import lock
 
     cat = specs.load(spec).register(family())
     img = cat.resolve("team-l")
@@ -431,9 +438,8 @@ spawnerFormDefaults:
 
 @pytest.fixture()
 def published(fake):
-    from tests.sdk.test_publish import registry_has, small
-
     from nbpipe.recipe.naming import content_tag
+    from tests.fakes.registry import registry_has, small
 
     cat = small()
     raw = {"t": b'{"t": 1}', "u": b'{"u": 1}', "c": b'{"c": 1}'}
@@ -453,7 +459,7 @@ def _ref(cat, name: str, raw: bytes) -> str:
 
 def test_spawner_merge_keeps_the_users_defaults(published, tmp_path) -> None:
     from nbpipe.run import spawner
-    from tests.sdk.test_publish import REG
+    from tests.fakes.registry import REG
 
     cfg = write(tmp_path / "spawner_ui_config.yaml", KUBEFLOW)
     merged = spawner.merge(cfg, spawner.published(published, REG, ("u",)))
@@ -471,7 +477,7 @@ def test_spawner_blocks_never_replace_the_users_defaults(published) -> None:
     """The old output began with its own `spawnerFormDefaults:`: appended to a real file,
     YAML kept only that second key, and cpu/memory defaults were gone."""
     from nbpipe.run import spawner
-    from tests.sdk.test_publish import REG
+    from tests.fakes.registry import REG
 
     text = spawner.blocks(spawner.published(published, REG))
     assert not [line for line in text.splitlines() if line[:1] not in ("#", " ")]
@@ -485,9 +491,9 @@ def test_spawner_blocks_never_replace_the_users_defaults(published) -> None:
                                                (("t", "u"), "t and u are in the same dropdown"),
                                                (("nope",), "unknown image 'nope'")])
 def test_spawner_default_is_checked(published, defaults, fragment) -> None:
-    from nbpipe.run import spawner
     from nbpipe.errors import NbpipeError
-    from tests.sdk.test_publish import REG
+    from nbpipe.run import spawner
+    from tests.fakes.registry import REG
 
     with pytest.raises(NbpipeError, match=re.escape(fragment)):
         spawner.published(published, REG, defaults)
@@ -537,11 +543,11 @@ def test_ci_without_repo_is_a_usage_error(tmp_path, capsys, monkeypatch) -> None
 
 
 def test_team_image_labels_name_the_team_repo_and_parent(tmp_path) -> None:
-    from nbpipe.run import origin
-    from nbpipe.inputs import spec as specs
     from nbpipe.engines import dockerfile
     from nbpipe.family import family
+    from nbpipe.inputs import spec as specs
     from nbpipe.recipe.options import BuildOptions
+    from nbpipe.run import origin
 
     repo = tmp_path / "team"
     spec = write(repo / "team.yaml", "name: team-p\nparent: jupyter\n")

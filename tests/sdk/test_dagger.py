@@ -7,16 +7,16 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from nbpipe.recipe import platforms as plat
-from nbpipe.recipe.catalog import Catalog
 from nbpipe.engines import dagger as lowering
 from nbpipe.engines import dockerfile
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.options import BuildOptions
+from tests.conftest import REGISTER
 from tests.sdk.test_export import parsed
 
 dagger = pytest.importorskip("dagger")
@@ -170,45 +170,6 @@ def test_unknown_image_lists_valid_names() -> None:
     assert str(exc.value) == ("unknown image 'jupyter-scpiy'; known images: "
                               + ", ".join(family().names))
     assert "jupyter-scipy" in str(exc.value) and "rstudio-tidyverse" in str(exc.value)
-
-
-REGISTER = textwrap.dedent("""
-    import json, anyio
-    from dagger.client import gen
-    from dagger.mod.cli import load_module
-
-    async def query_only(self):  # the typedef query is what we check: do not send it
-        return self
-    gen.Module.id = query_only
-
-    def args(obj):
-        return [(f.name, {k: args(v) if hasattr(v, "_ctx") else v for k, v in f.args.items()})
-                for f in obj._ctx.selections]
-
-    mod = anyio.run(load_module()._typedefs)
-    print(json.dumps(args(mod), default=str))
-""")
-
-
-@pytest.fixture(scope="module")
-def registered() -> dict:
-    env = {**os.environ, "DAGGER_MODULE": "nbpipe", "DAGGER_MAIN_OBJECT": "Nbpipe"}
-    r = subprocess.run([sys.executable, "-c", REGISTER], capture_output=True, text=True,
-                       env=env, timeout=120)
-    assert r.returncode == 0, r.stderr
-    query = json.loads(r.stdout)
-    obj = [a["object"] for name, a in query if name == "withObject"][0]
-    functions = {}
-    for name, a in obj:
-        if name == "withFunction":
-            fn = a["function"]
-            head = fn[0][1]
-            functions[head["name"]] = {
-                "returns": head["returnType"],
-                "doc": next((x[1]["description"] for x in fn if x[0] == "withDescription"), ""),
-                "args": {x[1]["name"]: x[1] for x in fn if x[0] == "withArg"},
-            }
-    return functions
 
 
 def test_module_constructor_takes_a_root_off_docker_hub() -> None:

@@ -1,7 +1,7 @@
 """Every request the Dagger module and client mode send is valid for the pinned engine.
 
 Each function body of the module runs for real through dagger-io's own query builder and
-connection code; only the transport is replaced (tests/sdk/dagger_fake.py), by a session that
+connection code; only the transport is replaced (tests/fakes/dagger_engine.py), by a session that
 validates each request with graphql-core against the engine's API and answers it.
 """
 
@@ -19,7 +19,7 @@ from nbpipe.recipe import platforms as plat
 from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.naming import content_tag
 from nbpipe.recipe.options import BuildOptions
-from tests.sdk import dagger_fake as fake
+from tests.fakes import dagger_engine as fake
 
 dagger = pytest.importorskip("dagger")
 

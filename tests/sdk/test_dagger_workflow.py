@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.sdk.test_dagger import registered  # noqa: F401  (the module's own typedefs)
-
 WORKFLOW = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "images.yml"
 
 
@@ -32,7 +30,15 @@ def check_jsonschema() -> str:
     return exe
 
 
-@pytest.mark.parametrize("workflow", ["images.yml", "lock-refresh.yml"])
+WORKFLOWS = sorted(p.name for p in WORKFLOW.parent.glob("*.y*ml"))
+
+
+def test_every_workflow_is_checked_here() -> None:
+    """The schema test below takes every file in .github/workflows (a new one is covered)."""
+    assert {"images.yml", "lock-refresh.yml", "tests.yml"} <= set(WORKFLOWS), WORKFLOWS
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS)
 @pytest.mark.parametrize("broken", [None, ("runs-on:", "runs_on:"), ("steps:", "stepz:")])
 def test_workflow_matches_github_s_schema(tmp_path: Path, broken, workflow: str) -> None:
     text = (WORKFLOW.parent / workflow).read_text()
@@ -43,6 +49,24 @@ def test_workflow_matches_github_s_schema(tmp_path: Path, broken, workflow: str)
     r = subprocess.run([check_jsonschema(), "--builtin-schema", "vendor.github-workflows",
                         str(path)], capture_output=True, text=True, timeout=120)
     assert (r.returncode == 0) == (broken is None), r.stdout + r.stderr
+
+
+def test_pull_requests_run_the_offline_tests() -> None:
+    """tests.yml: every pull request runs tests/sdk and tests/integration on Python 3.11 with
+    the test extra and CI=true (the derandomized Hypothesis profile); no engine is set up."""
+    tests = yaml.safe_load((WORKFLOW.parent / "tests.yml").read_text())
+    on = tests[True]  # YAML 1.1 reads the key `on` as true
+    assert "pull_request" in on
+    (job,) = tests["jobs"].values()
+    assert str(job["env"]["CI"]) == "true"
+    steps = job["steps"]
+    setup = next(s for s in steps if str(s.get("uses", "")).startswith("actions/setup-python"))
+    assert setup["with"]["python-version"] == "3.11"
+    runs = [s["run"] for s in steps if "run" in s]
+    assert "pip install -e '.[test]'" in runs
+    (pytest_run,) = [r for r in runs if r.startswith("pytest")]
+    assert shlex.split(pytest_run)[1:] == ["tests/sdk", "tests/integration"]
+    assert not any("dagger" in str(s.get("uses", "")) for s in steps)
 
 
 def dagger_calls(wf: dict) -> list[tuple[str, dict, dict]]:
@@ -56,7 +80,7 @@ def dagger_calls(wf: dict) -> list[tuple[str, dict, dict]]:
     return out
 
 
-def test_every_dagger_call_names_a_function_and_its_flags(wf, registered) -> None:  # noqa: F811
+def test_every_dagger_call_names_a_function_and_its_flags(wf, registered) -> None:
     calls = dagger_calls(wf)
     assert {fn for _, _, (fn, *_) in calls} == {"ci", "test", "publish"}
     for job, step, (fn, *rest) in calls:

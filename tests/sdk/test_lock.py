@@ -180,6 +180,7 @@ def test_lock_files_round_trip_sorted_and_bad_ones_are_one_line(tmp_path) -> Non
 
 class Engine:
     """run_once answers what the resolving container would print."""
+    kind = "podman"  # what the pipeline names in its events
 
     def __init__(self, rc: int, stdout: str, stderr: str = "") -> None:
         self.result = subprocess.CompletedProcess([], rc, stdout, stderr)
@@ -258,7 +259,7 @@ def test_refresh_builds_unlocked_resolves_each_step_keeps_other_platforms(tmp_pa
     from nbpipe.recipe import naming
     from nbpipe.engines.oci import ImageInfo, OciEngine
 
-    from .fakecli import Fake
+    from tests.fakes.container_cli import Fake
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NBPIPE_RUNTIME", raising=False)

@@ -1,5 +1,5 @@
 """The container-CLI engine, offline: the exact command lines it runs (against a fake
-podman/docker on PATH, tests/sdk/fakecli.py), what it makes of their answers, and how a
+podman/docker on PATH, tests/fakes/container_cli.py), what it makes of their answers, and how a
 failed build names the step it failed in."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from nbpipe.errors import BuildError, NbpipeError
 from nbpipe.recipe.image import BaseRef, Image
 from nbpipe.recipe.options import BuildOptions
 
-from .fakecli import Fake
+from tests.fakes.container_cli import Fake
 
 ROOT = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64,
                                     plat.ARM64: "sha256:" + "2" * 64})

@@ -4,49 +4,13 @@ rebuilt, a failure blocks only what is built on it, probe records reused by imag
 from __future__ import annotations
 
 import anyio
-import pytest
 
-from nbpipe.recipe import platforms as plat
+from nbpipe.probes.result import ProbeResult, Status
 from nbpipe.probing import prober
-from nbpipe.recipe.catalog import Catalog
-from nbpipe.engines.oci import ImageInfo
-from nbpipe.errors import BuildError
-from nbpipe.recipe.image import BaseRef
+from nbpipe.recipe import platforms as plat
 from nbpipe.recipe.naming import local_ref
 from nbpipe.run.pipeline import Pipeline
-from nbpipe.probes.result import ProbeResult, Status
-
-ROOT = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64})
-
-
-def family() -> Catalog:
-    cat = Catalog()
-    cat.add("a", ROOT, lambda img: img.with_env("A", "1"))
-    cat.add("b", "a", lambda img: img.with_env("B", "1"))
-    cat.add("bad", "a", lambda img: img.with_env("BAD", "1"))
-    cat.add("c", "bad", lambda img: img.with_env("C", "1"))
-    cat.add("pin", ROOT, lambda img: img.with_download("https://example.org/x", None, "/x"))
-    return cat
-
-
-class Engine:
-    def __init__(self, cat: Catalog, built: tuple[str, ...] = ()) -> None:
-        self.store = {local_ref(cat.resolve(n), plat.AMD64): ImageInfo(
-            local_ref(cat.resolve(n), plat.AMD64), f"sha256:{n}", 1, {}, "") for n in built}
-        self.builds: list[str] = []
-
-    def images(self):
-        return dict(self.store)
-
-    def build(self, rendered, ref, platform, options, log, *, no_cache=False):
-        name = ref.split("/")[-1].split(":")[0]
-        assert all(p in self.store for p in [rendered.from_ref] if p.startswith("localhost/"))
-        self.builds.append(name)
-        if name == "bad":
-            raise BuildError(f"{ref}: step failed: env BAD=1")
-        info = ImageInfo(ref, f"sha256:{name}-new", 7, {}, "")
-        self.store[ref] = info
-        return info
+from tests.fakes.engine import Engine, family
 
 
 def run(pipe: Pipeline, names=None) -> dict:

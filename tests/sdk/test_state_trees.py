@@ -169,6 +169,7 @@ def test_images_shows_every_generation_blocked(tmp_path: Path) -> None:
 
 class Engine:
     """Builds nothing: records each build; ``fail`` names the images whose build fails."""
+    kind = "podman"  # what the pipeline names in its events
 
     def __init__(self, store: dict[str, ImageInfo], fail: tuple[str, ...] = ()) -> None:
         self.store, self.fail, self.builds = dict(store), fail, []

@@ -75,7 +75,7 @@ def main() -> int:
     with open(os.environ["FAKECLI_LOG"], "a") as log:
         log.write(json.dumps({"tool": tool, "argv": argv, "files": files}) + "\n")
     if rule is None:
-        sys.stderr.write(f"fakecli {tool}: no rule for {argv}\n")
+        sys.stderr.write(f"fake {tool}: no rule for {argv}\n")
         return 125
     for flag, content in rule["write"].items():
         Path(argv[argv.index(flag) + 1]).write_text(content)

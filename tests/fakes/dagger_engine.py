@@ -28,11 +28,25 @@ from pathlib import Path
 from typing import Any, Callable
 
 import graphql
-from graphql import (GraphQLArgument, GraphQLBoolean, GraphQLEnumType, GraphQLEnumValue,
-                     GraphQLField, GraphQLFloat, GraphQLID, GraphQLInputField,
-                     GraphQLInputObjectType, GraphQLInt, GraphQLInterfaceType, GraphQLList,
-                     GraphQLNonNull, GraphQLObjectType, GraphQLScalarType, GraphQLSchema,
-                     GraphQLString)
+from graphql import (
+    GraphQLArgument,
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLEnumValue,
+    GraphQLField,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInputField,
+    GraphQLInputObjectType,
+    GraphQLInt,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    GraphQLString,
+)
 
 BUILTIN = {"str": GraphQLString, "int": GraphQLInt, "bool": GraphQLBoolean,
            "float": GraphQLFloat}

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from nbpipe.recipe import contract
 from nbpipe.probes import checks, run_notebook
+from nbpipe.recipe import contract
 
 RUN_NOTEBOOK = Path(run_notebook.__file__).read_text()
 
