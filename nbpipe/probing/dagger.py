@@ -43,6 +43,10 @@ def merged(outside: list[ProbeResult], inside: list[ProbeResult]) -> list[ProbeR
     return list(out.values())
 
 
+def _failed(found: list[ProbeResult]) -> bool:
+    return any(r.status is Status.FAILED for r in found)
+
+
 async def probe(
     container: dagger.Container,
     platform: str,
@@ -99,11 +103,17 @@ async def probe(
     )
     in_text = await inside.stdout()
     report += [f"== {name} ({platform}): inside the container", in_text]
-    found = merged(results(out_text), results(in_text))
-    if await outside.exit_code() and not any(r.status is Status.FAILED for r in found):
-        found.append(ProbeResult("probes-outside", Status.FAILED, out_text.strip()[-300:]))
-    if await inside.exit_code() and not any(r.status is Status.FAILED for r in found):
-        found.append(ProbeResult("probes-inside", Status.FAILED, in_text.strip()[-300:]))
+    outside_found, inside_found = results(out_text), results(in_text)
+    found = merged(outside_found, inside_found)
+    # a run that printed no results never counts as passed
+    if not outside_found or (await outside.exit_code() and not _failed(found)):
+        why = out_text.strip()[-300:] or "no output"
+        found.append(ProbeResult("probes-outside", Status.FAILED, f"no results: {why}"))
+    if in_text.startswith("SKIPPED inside"):
+        found.append(ProbeResult("probes-inside", Status.SKIPPED, in_text.strip()))
+    elif not inside_found or (await inside.exit_code() and not _failed(found)):
+        why = in_text.strip()[-300:] or "no output"
+        found.append(ProbeResult("probes-inside", Status.FAILED, f"no results: {why}"))
     for tag in sorted(needed):
         if tag not in tags:
             why = (
@@ -122,6 +132,8 @@ async def probe(
             else:
                 status = Status.FAILED if rc else Status.PASSED
                 found.append(ProbeResult(f"smoke-{tag}", status, text))
-    for r in found[-len(needed) :] if needed else []:
-        report.append(f"{r.status.value.upper()} {r.name}: {r.message}")
+    for r in found:
+        if r.name.startswith("smoke-"):
+            mark = "SKIPPED " if r.status is Status.SKIPPED else ""
+            report.append(f"{mark}{r.name}: {r.message}")
     return found, "\n".join(report)

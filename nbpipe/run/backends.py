@@ -60,10 +60,9 @@ class Backend(Protocol):
         """Build ``image`` as ``ref``; raises BuildFailed naming the step that failed."""
         ...
 
-    async def probe(
-        self, image: Image, platform: str, ref: str, built: Built
-    ) -> tuple[list[ProbeResult], str]:
-        """The contract probes against what ``build`` made: results and a log tail."""
+    async def probe(self, name: str, platform: str, ref: str) -> tuple[list[ProbeResult], str]:
+        """The contract probes against the image ``name`` built as ``ref``: results and a
+        log tail."""
         ...
 
     def cannot(self, what: str) -> str:
@@ -113,9 +112,7 @@ class Local:
             raise BuildFailed(str(exc), log) from None
         return Built(info.id, info.size)
 
-    async def probe(
-        self, image: Image, platform: str, ref: str, built: Built
-    ) -> tuple[list[ProbeResult], str]:
+    async def probe(self, name: str, platform: str, ref: str) -> tuple[list[ProbeResult], str]:
         if self.pod:
             from nbpipe.probing.podprober import probe_pod
 
@@ -215,12 +212,11 @@ class DaggerBackend:
         self._built[ref] = ctr
         return Built("")
 
-    async def probe(
-        self, image: Image, platform: str, ref: str, built: Built
-    ) -> tuple[list[ProbeResult], str]:
+    async def probe(self, name: str, platform: str, ref: str) -> tuple[list[ProbeResult], str]:
         from nbpipe.probing import dagger as probing
         from nbpipe.recipe.naming import stamp
 
+        image = self.catalog.resolve(name)
         ctr = self._built.get(ref) or self.container(image, platform)
         labels = image.config(platform).label_dict() | {
             op.key: op.value for op in stamp(image, platform)

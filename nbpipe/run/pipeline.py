@@ -304,8 +304,7 @@ class Pipeline:
             self.on_event(res.name, "probes passed before for this image id; not re-run")
             return
         self.on_event(res.name, "probing")
-        image = self.catalog.resolve(res.name)
-        res.probes, log = await self.backend.probe(image, self.platform, res.ref, built)
+        res.probes, log = await self.backend.probe(res.name, self.platform, res.ref)
         failed = [p for p in res.probes if p.status is Status.FAILED]
         if failed:
             res.status = Outcome.FAILED

@@ -34,7 +34,14 @@ if TYPE_CHECKING:
     from nbpipe.run.machine import Machine
     from nbpipe.supply.signing import SigningKey
 
-COMPRESSIONS = ("gzip", "zstd")  # gzip first: the default, what every runtime can pull
+COMPRESSIONS = ("gzip", "zstd")
+VERSION_KEYS = (
+    "python",
+    "lab",
+    "torch",
+    "tf",
+    "cuda",
+)  # what VERSIONS prints  # gzip first: the default, what every runtime can pull
 
 VERSIONS = r"""
 import json, sys
@@ -234,8 +241,10 @@ async def _push_dagger(
         probe = first.with_exec(["python3", "-c", VERSIONS], expect=dagger.ReturnType.ANY)
         versions = []
         if await probe.exit_code() == 0:
-            data = json.loads((await probe.stdout()).strip().splitlines()[-1])
-            versions = [f"{k}-{v}" for k, v in data.items()]
+            data = json.loads((await probe.stdout()).strip().splitlines()[-1] or "{}")
+            versions = [
+                f"{k}-{v}" for k, v in data.items() if k in VERSION_KEYS and isinstance(v, str)
+            ]
         res.tags = tags_for(content_tag(img), versions, extra_tags, latest)
         pusher = dag.container()
         user, password = registry.credentials()

@@ -21,11 +21,10 @@ import pytest
 from nbpipe.engines.registry import Registry
 from nbpipe.family.jupyter import python_venv
 from nbpipe.run.pipeline import Pipeline
-from nbpipe.run.publish import publish
 from nbpipe.supply import audit, sbom, signing
 from nbpipe.supply.sigstore import verify
 
-from .test_publish import SCRIPT, _start
+from .test_publish import SCRIPT, _start, publish
 
 pytestmark = pytest.mark.engine
 POLICYCHECK = Path(__file__).parent / "policycheck"

@@ -133,8 +133,8 @@ def fake_run(monkeypatch, tmp_path):
     got: dict = {}
 
     def use(results: list[ImageResult]) -> dict:
-        def build(machine, names, options, **kw):
-            got.update(names=names, options=options, **kw)
+        def build(machine, names, options, settings, **kw):
+            got.update(names=names, options=options, settings=settings, **kw)
             return results
         monkeypatch.setattr(pipeline, "build", build)
         monkeypatch.setattr(cli, "_machine", lambda *a, **k: _Machine())

@@ -32,6 +32,11 @@ PASSWORD = "s3cr3t-registry-token-7f1c"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "team-astro"
 
 
+PROBES_PASSED = json.dumps(
+    {"results": [{"name": "http", "status": "passed", "message": "200", "seconds": 0.1}]}
+) + "\n"
+
+
 def answers(plan: dict | None = None, exit_code: int = 0):
     """What the engine would answer the module's leaf questions with."""
     def respond(call: fake.Call, chain: tuple[fake.Call, ...]):
@@ -40,8 +45,8 @@ def answers(plan: dict | None = None, exit_code: int = 0):
                 return plat.AMD64
             case "exitCode":
                 return exit_code
-            case "stdout":
-                return "ok\n"
+            case "stdout":  # what `python3 -m nbpipe.probes` prints: its lines, then JSON
+                return "PASSED  http  200\n" + PROBES_PASSED
             case "contents":
                 return json.dumps(plan or {"digests": {}})
             case "export":  # Host.directory(path).export(path): copy it, as the engine would
@@ -85,7 +90,7 @@ def module_queries(session) -> fake.FakeSession:
     run(session, nb.build, "jupyter", dagger.Platform(plat.ARM64), None, None, True)
 
     assert "SKIPPED smoke-cuda" in run(session, nb.test, "jupyter-pytorch-cuda")
-    assert "smoke-cuda: ok" in run(session, nb.test, "jupyter-pytorch-cuda", None, "cuda")
+    assert "smoke-cuda: PASSED  http  200" in run(session, nb.test, "jupyter-pytorch-cuda", None, "cuda")
     assert "SKIPPED smoke-gaudi: Dagger passes no gaudi device" in \
         run(session, nb.test, "jupyter-pytorch-gaudi", None, "gaudi")
     run(session, nb.test, "jupyter-scipy", dagger.Platform(plat.AMD64), "", ca)
@@ -274,3 +279,57 @@ def test_build_catalog_imports_a_python_team_repository(tmp_path: Path, monkeypa
     with pytest.raises(Exception, match="cannot import"):
         run(s, Nbpipe().build_catalog, dag.host().directory(str(tmp_path / "repo")),
             "images.nope:catalog", "team-y")
+
+
+def test_in_a_dagger_session_publish_goes_through_dagger_and_verify_says_why_not(
+    monkeypatch, capsys
+) -> None:
+    """Inside `dagger run` (issue 20): `publish` builds, probes and pushes through the
+    session, and `verify-reproducible` says in one line what Dagger cannot do; neither
+    claims that podman is missing."""
+    from contextlib import asynccontextmanager
+
+    from nbpipe.cli import commands as cli
+
+    digest = "sha256:" + "a" * 64
+    plain = answers()
+
+    def respond(call, chain):
+        if call.name == "publish":
+            return f"{call.args['address']}@{digest}"
+        return plain(call, chain)
+
+    session = fake.FakeSession(respond)
+
+    @asynccontextmanager
+    async def connection(config=None):
+        with fake.engine(session):
+            yield
+
+    monkeypatch.setattr(dagger, "connection", connection)
+    monkeypatch.setenv("DAGGER_SESSION_PORT", "1")
+    monkeypatch.setenv("NBPIPE_ASSUME_REACHABLE", "*")
+
+    def nbpipe(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.argv", ["nbpipe", *args])
+        with pytest.raises(SystemExit) as exc:
+            cli.main()
+        out, err = capsys.readouterr()
+        return int(exc.value.code or 0), out, err
+
+    code, out, err = nbpipe("publish", "base", "--registry", "127.0.0.1:5000/acme",
+                            "--platform", plat.AMD64, "--tag", "t1")
+    assert code == 0, err
+    assert "no usable container engine" not in err and "engine: dagger" in err
+    assert f"127.0.0.1:5000/acme/base@{digest}" in out
+    pushed = [q for q in session.queries if "publish(" in q]
+    assert pushed and all("platformVariants" in q for q in pushed)
+    assert any('address: "127.0.0.1:5000/acme/base:t1"' in q for q in pushed)
+    assert not session.errors, session.errors[:1]
+
+    code, out, err = nbpipe("verify-reproducible", "base")
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        "nbpipe: error: verify-reproducible builds twice from scratch, and Dagger answers the "
+        "second build from its cache (its API has no --no-cache): use --engine podman")
+    assert "no usable container engine" not in err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
 import pytest
 
 from nbpipe.locks import lock as locks
@@ -13,6 +14,7 @@ from nbpipe.probing import prober
 from nbpipe.run import report
 from nbpipe.recipe.catalog import Catalog
 from nbpipe.errors import NbpipeError
+from nbpipe.run.backends import Built
 from nbpipe.run.pipeline import Pipeline
 from nbpipe.probes.result import ProbeResult, Status
 from nbpipe.run.report import ImageResult
@@ -38,13 +40,13 @@ def test_a_damaged_probe_record_is_a_warning_and_is_rebuilt(tmp_path: Path, monk
     monkeypatch.setattr(prober, "probe", lambda engine, ref, **kw: (runs.append(ref) or GOOD, ""))
     events: list[str] = []
     res = ImageResult("team", "linux/amd64", "sha256:" + "c" * 64, "localhost/nbpipe/team:1")
-    pipeline(tmp_path, events)._probe(res, IMAGE_ID)
+    anyio.run(pipeline(tmp_path, events)._probe, res, Built(IMAGE_ID))
     assert runs == ["localhost/nbpipe/team:1"]  # probed again, not failed
     assert any(e.startswith("warning: ignoring the damaged record") for e in events), events
     assert json.loads(record.read_text())[0]["status"] == "passed"  # rebuilt, whole
     assert [p.name for p in record.parent.iterdir()] == [record.name]  # no temp files left
     runs.clear()
-    pipeline(tmp_path, events)._probe(res, IMAGE_ID)  # and now it is trusted
+    anyio.run(pipeline(tmp_path, events)._probe, res, Built(IMAGE_ID))  # and now it is trusted
     assert runs == [] and res.probes == GOOD
 
 

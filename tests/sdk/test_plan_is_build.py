@@ -22,6 +22,7 @@ LOCAL_ROOT = {rootfs.local_ref(P): ImageInfo(rootfs.local_ref(P), "sha256:" + "a
 
 class Recorder:
     """An engine that builds nothing: it records what it was asked to build, as what."""
+    kind = "podman"  # what the pipeline names in its events
 
     def __init__(self, store: dict[str, ImageInfo]):
         self.store, self.built = dict(store), []
