@@ -1,1 +1,2 @@
-"""What teams hand us (YAML specs, Binder repositories, requirements files) and the bounded readers that check it."""
+"""What teams hand us (YAML specs, Binder repositories, requirements files) and the bounded
+readers that check it."""

@@ -1,1 +1,2 @@
-"""The lock file and Debian's archive under it: pins, their hashes, and what has left the archive."""
+"""The lock file and Debian's archive under it: pins, their hashes, and what has left the
+archive."""

@@ -1,1 +1,2 @@
-"""The host side of the probes: starting a container (or Kubeflow's pod) and running nbpipe.probes against it."""
+"""The host side of the probes: starting a container (or Kubeflow's pod) and running
+nbpipe.probes against it."""
