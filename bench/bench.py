@@ -25,11 +25,11 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 
 from nbpipe import family as images  # noqa: E402
-from nbpipe.engines import rootfs
+from nbpipe.engines import rootfs  # noqa: E402
 from nbpipe.engines.oci import OciEngine  # noqa: E402
 from nbpipe.family import pins  # noqa: E402
 from nbpipe.probing.prober import probe  # noqa: E402
-from nbpipe.recipe import platforms as plat
+from nbpipe.recipe import platforms as plat  # noqa: E402
 from nbpipe.recipe.naming import local_ref  # noqa: E402
 from nbpipe.recipe.options import BuildOptions  # noqa: E402
 from nbpipe.run.pipeline import Pipeline  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 
 W = Path(__file__).resolve().parents[1]
 BREAKS = [
-    ("help markup", "nbpipe/cli/commands.py", "rich_markup_mode=None, ", "", "help"),
+    ("help markup", "nbpipe/cli/commands.py", "        rich_markup_mode=None,\n", "", "help"),
     (
         "-h",
         "nbpipe/cli/commands.py",
@@ -40,22 +40,30 @@ BREAKS = [
     (
         "test probes only targets (pipeline)",
         "nbpipe/run/pipeline.py",
-        "or st.state is not State.BUILT):",
-        "or True):",
+        "or st.state is not State.BUILT\n",
+        "or True\n",
         "probes_only",
     ),
     (
         "export root",
         "nbpipe/cli/commands.py",
-        "    m = _machine(_catalog(catalog, file, from_repo, parent), engine, root, platform,\n                 need_engine=False)\n    img = m.catalog.resolve(targets[0])",
-        "    m = _machine(_catalog(catalog, file, from_repo, parent), engine, 'registry', platform,\n                 need_engine=False)\n    img = m.catalog.resolve(targets[0])",
+        "        _catalog(catalog, file, from_repo, parent), engine, root, platform,"
+        " need_engine=False\n"
+        "    )\n"
+        "    img = m.catalog.resolve(targets[0])",
+        "        _catalog(catalog, file, from_repo, parent), engine, 'registry', platform,"
+        " need_engine=False\n"
+        "    )\n"
+        "    img = m.catalog.resolve(targets[0])",
         "digests_plan_gives",
     ),
     (
         "spec validate root",
         "nbpipe/cli/commands.py",
-        "    m = _machine(cat, engine, root, platform, need_engine=False)\n    from nbpipe.recipe.naming import content_tag",
-        "    m = _machine(cat, engine, 'registry', platform, need_engine=False)\n    from nbpipe.recipe.naming import content_tag",
+        "    m = _machine(cat, engine, root, platform, need_engine=False)\n"
+        "    from nbpipe.recipe.naming import content_tag",
+        "    m = _machine(cat, engine, 'registry', platform, need_engine=False)\n"
+        "    from nbpipe.recipe.naming import content_tag",
         "digests_plan_gives",
     ),
     (
@@ -110,8 +118,8 @@ BREAKS = [
     (
         "unpinned warning",
         "nbpipe/inputs/spec.py",
-        "for line, field, req in where if not PINNED.fullmatch(req.strip())]",
-        "for line, field, req in where if False]",
+        "        for line, field, req in where\n        if not PINNED.fullmatch(req.strip())\n",
+        "        for line, field, req in where\n        if False\n",
         "own_lock",
     ),
     (
@@ -132,7 +140,8 @@ BREAKS = [
         "spawner blocks top key",
         "nbpipe/run/spawner.py",
         '    for g in pub.groups:\n        lines += _block(g, "  ")',
-        '    lines.append("spawnerFormDefaults:")\n    for g in pub.groups:\n        lines += _block(g, "  ")',
+        '    lines.append("spawnerFormDefaults:")\n'
+        '    for g in pub.groups:\n        lines += _block(g, "  ")',
         "spawner_blocks",
     ),
     (
@@ -152,8 +161,8 @@ BREAKS = [
     (
         "pip on no venv",
         "nbpipe/inputs/spec.py",
-        "if ours and pip_node is not None and any(",
-        "if False and any(",
+        "            ours\n            and pip_node is not None\n            and any(",
+        "            False\n            and any(",
         "without_venv",
     ),
     (
@@ -191,7 +200,13 @@ BREAKS = [
         "pass",
         "remotes_become",
     ),
-    ("build origins", "nbpipe/cli/commands.py", "origins=origins)", "origins=())", "team_origin"),
+    (
+        "build origins",
+        "nbpipe/cli/commands.py",
+        "deb_store=deb_store), origins=origins\n",
+        "deb_store=deb_store), origins=()\n",
+        "team_origin",
+    ),
     (
         "choices",
         "nbpipe/cli/commands.py",

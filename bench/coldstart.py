@@ -124,7 +124,8 @@ def main() -> None:
     engine = m.engine
     assert engine is not None and m.local_root is not None, "needs podman and the local root"
     print(
-        f"podman, {m.platform}, root {m.local_root.pinned(m.platform)}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f"podman, {m.platform}, root {m.local_root.pinned(m.platform)}; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
     top = "jupyter" if args.quick else "jupyter-scipy"
     res = {r.name: r for r in build(m, [top], BuildOptions.from_flags(), probe=False)}

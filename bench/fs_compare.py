@@ -18,6 +18,7 @@ import sys
 import tarfile
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 
@@ -59,7 +60,7 @@ def listing(tar: Path) -> dict[str, Entry]:
                 h = hashlib.sha256()
                 f = t.extractfile(m)
                 assert f is not None
-                for chunk in iter(lambda: f.read(1 << 20), b""):
+                for chunk in iter(partial(f.read, 1 << 20), b""):
                     h.update(chunk)
                 content = h.hexdigest()
             elif m.issym() or m.islnk():

@@ -3,7 +3,7 @@ offline tests (tests/sdk) notice. Not part of CI: it takes minutes.
 
     .venv/bin/python bench/mutation.py                  # the reported run: 169 mutants, ~7 min
     .venv/bin/python bench/mutation.py --sample 0       # all ~1,250 mutants (about an hour)
-    .venv/bin/python bench/mutation.py nbpipe/locks/lock.py --sample 0   # every mutant of one module
+    .venv/bin/python bench/mutation.py nbpipe/locks/lock.py --sample 0  # each mutant of one module
     .venv/bin/python bench/mutation.py --list           # the mutants, not run
     .venv/bin/python bench/mutation.py --report         # mutation.md again from mutation.json
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +78,7 @@ def main() -> None:
             )
         )
         for verb in ("plan", "export"):
-            s, rss = median(runs, lambda: run_cli([verb, "--from-repo", str(reqs)], work))
+            s, rss = median(runs, partial(run_cli, [verb, "--from-repo", str(reqs)], work))
             rows.append(
                 (
                     f"nbpipe {verb} --from-repo (1 MiB requirements.txt)",
@@ -120,7 +121,7 @@ def main() -> None:
         )
         files = [a for i in range(1000) for a in ("-f", f"s{i}.yaml")]
         for verb, extra in (("plan", []), ("export", ["s999"])):
-            s, rss = median(runs, lambda: run_cli([verb, *files, *extra], chain))
+            s, rss = median(runs, partial(run_cli, [verb, *files, *extra], chain))
             rows.append(
                 (f"nbpipe {verb} with 1,000 chained specs", f"{s:.2f} s", f"{rss / 1024:.0f} MiB")
             )

@@ -129,7 +129,7 @@ def test_image_builds_and_passes_the_contract(tmp_path):
     assert r.returncode == 0 and mine["ok"], (mine["status"], mine["message"], failed, r.stderr[-2000:])
     assert mine["status"] in ("built", "cached") and not failed
     assert any(p["name"] == "{probe}" and p["status"] == "passed" for p in mine["probes"])
-'''
+'''  # noqa: E501 (the generated test's own lines)
 
 # GitHub Actions: the same trigger and checkout, then the nbpipe CLI or Dagger.
 WORKFLOW = """\
@@ -173,7 +173,7 @@ jobs:
           NBPIPE_REGISTRY_PASSWORD: ${{{{ secrets.GITHUB_TOKEN }}}}
           NBPIPE_SIGN_KEY: ${{{{ secrets.NBPIPE_SIGN_KEY }}}}
           NBPIPE_SIGN_PASSPHRASE: ${{{{ secrets.NBPIPE_SIGN_PASSPHRASE }}}}
-"""
+"""  # noqa: E501 (the generated workflow's own lines)
 
 CLI_STEPS = """\
       - uses: actions/setup-python@v5
@@ -379,7 +379,8 @@ def write_repo(
     check_line, build_line = (" ".join(["nbpipe", *argv]) for argv in (check, build))
     width = max(len(check_line), len(build_line), len("pip install -r requirements.txt"))
     dagger = (
-        "- `dagger.json` + `.dagger/`: this repository as a Dagger module that depends on nbpipe's\n"
+        "- `dagger.json` + `.dagger/`: this repository as a Dagger module that depends on "
+        "nbpipe's\n"
         f"  module and builds the {'Python recipe' if python else 'spec'} with it:\n"
         f"  `dagger call build export --path {name}.tar`, `dagger call test`.\n"
     )

@@ -173,7 +173,7 @@ def _merge_users(lines: list[str], origins: list[str]) -> tuple[list[str], list[
     """``USER a`` directly followed by ``USER b`` is just ``USER b``."""
     out: list[str] = []
     out_origins: list[str] = []
-    for line, origin in zip(lines, origins):
+    for line, origin in zip(lines, origins, strict=True):
         if line.startswith("USER ") and out and out[-1].startswith("USER "):
             out[-1], out_origins[-1] = line, origin
         else:

@@ -274,7 +274,7 @@ def _probes(top: Path, conf: Path, pip: list[str], files: tuple[repofiles.File, 
         m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
         if m:
             dists.setdefault(m.group(0))
-    notebooks: list[str] | bool = [
+    notebooks: list[str] = [
         rel
         for rel, _, _ in files
         if rel.endswith(".ipynb") and ".ipynb_checkpoints" not in rel.split("/")

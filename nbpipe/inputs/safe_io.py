@@ -138,7 +138,7 @@ def compose_yaml(text: str, where: str, *, error: Error = NbpipeError) -> yaml.N
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    line = event.start_mark.line + 1
+                    line = event.start_mark.line + 1 if event.start_mark else "?"
                     raise error(f"{where}:{line}: nested too deeply (more than {MAX_DEPTH} levels)")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
@@ -146,7 +146,8 @@ def compose_yaml(text: str, where: str, *, error: Error = NbpipeError) -> yaml.N
     except yaml.YAMLError as exc:
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         at = f"{where}:{mark.line + 1}" if mark else where
-        context = f"{exc.context}, " if getattr(exc, "context", None) else ""
+        context = getattr(exc, "context", None)
+        context = f"{context}, " if context else ""
         problem = getattr(exc, "problem", None) or "cannot parse"
         if "nesting depth" in problem:  # libyaml's own cap, met before ours in flow style
             raise error(f"{at}: nested too deeply (more than {MAX_DEPTH} levels)") from None

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import yaml
 
@@ -238,7 +239,12 @@ def _recipe(
             items = node.seq()
             reqs = [n.scalar() for n in items]
             warnings += _unpinned(
-                path, path, [(n.node.start_mark.line + 1, n.field, r) for n, r in zip(items, reqs)]
+                path,
+                path,
+                [
+                    (n.node.start_mark.line + 1, n.field, r)
+                    for n, r in zip(items, reqs, strict=True)
+                ],
             )
         if reqs:
             add(node, lambda: s.Pip(packages=tuple(reqs)))
@@ -252,7 +258,7 @@ def _recipe(
             value = node.scalar()  # first: a list or mapping is refused in words
             if node.node.tag != "tag:yaml.org,2002:str":
                 raise node.fail(f'{value!r} is not a string: quote it, e.g. "{value}"')
-            add(node, lambda key=key, value=value: s.Env(name=key, value=value))
+            add(node, partial(s.Env, name=key, value=value))
     if "files" in top:
         for item in top["files"].seq():
             f = item.mapping(("path", "source", "content", "mode", "owner"))
@@ -277,18 +283,14 @@ def _recipe(
             owner = f["owner"].scalar() if "owner" in f else "0:0"
             if not re.fullmatch(r"[0-9]+:[0-9]+", owner):
                 raise f["owner"].fail(f"{owner!r}: give uid:gid, e.g. 1000:0")
-            add(
-                item,
-                lambda p=f["path"].scalar(), d=data, m=mode, o=owner: s.File(
-                    path=p, content=d, mode=m, owner=o
-                ),
-            )
+            dest = f["path"].scalar()
+            add(item, partial(s.File, path=dest, content=data, mode=mode, owner=owner))
     if "init_scripts" in top:
         for key, node in top["init_scripts"].mapping().items():
             script = node.scalar("the script's text")
             if not script.startswith("#!"):
                 raise node.fail("an init script starts with a #! line, e.g. #!/bin/sh")
-            add(node, lambda k=key, sc=script: s.InitScript(name=k, script=sc))
+            add(node, partial(s.InitScript, name=key, script=script))
     if "services" in top:
         for key, node in top["services"].mapping().items():
             svc = node.mapping(("run", "finish"))
@@ -296,10 +298,10 @@ def _recipe(
                 raise node.fail("a service needs a 'run' script (it is exec'd and supervised)")
             run = svc["run"].scalar("the run script's text")
             finish = svc["finish"].scalar() if "finish" in svc else None
-            add(node, lambda k=key, r=run, f=finish: s.Service(name=k, run=r, finish=f))
+            add(node, partial(s.Service, name=key, run=run, finish=finish))
     if "labels" in top:
         for key, node in top["labels"].mapping().items():
-            add(node, lambda k=key, v=node.scalar(): s.Label(key=k, value=v))
+            add(node, partial(s.Label, key=key, value=node.scalar()))
     if "platforms" in top:
         platforms = tuple(top["platforms"].strings())
         if not platforms:
@@ -307,7 +309,7 @@ def _recipe(
         for i, p in enumerate(platforms):
             if p not in plat.ALL:
                 raise top["platforms"].seq()[i].fail(f"{p!r}: use {' or '.join(plat.ALL)}")
-    probes: dict[str, tuple[str, ...] | int] = {}
+    probes: dict[str, Any] = {}  # keyword arguments of with_probes: PROBE_KEYS only
     if "probes" in top:
         for key, node in top["probes"].mapping(PROBE_KEYS).items():
             if key == "notebook_timeout":

@@ -114,6 +114,7 @@ def _plain(node: yaml.Node, where: str, field: str, memo: dict[int, Any], error:
                 raise _fail(k, where, name, "given twice", error)
             out[key] = _plain(v, where, name, memo, error)
     else:
+        assert isinstance(node, yaml.ScalarNode)  # the one other kind of node
         out = scalar(node, where, field, error=error)
     memo[id(node)] = out
     return out
@@ -122,7 +123,7 @@ def _plain(node: yaml.Node, where: str, field: str, memo: dict[int, Any], error:
 _CONVERT = SafeConstructor()
 
 
-def scalar(node: yaml.Node, where: str, field: str, *, error: Error = NbpipeError) -> Any:
+def scalar(node: yaml.ScalarNode, where: str, field: str, *, error: Error = NbpipeError) -> Any:
     """One scalar by its resolved tag, converted inside a guard."""
     tag = node.tag
     if tag == TAG + "str":

@@ -93,7 +93,7 @@ def locked_image(name: str, image: Image, locks: dict[str, dict[str, str]]) -> I
     steps = []
     for i, st in enumerate(image.steps):
         entry = locks.get(key(name, i, st)) if isinstance(st, LOCKABLE) and not st.locked else None
-        if not entry:
+        if not entry or not isinstance(st, LOCKABLE):  # an entry implies LOCKABLE
             steps.append(st)
             continue
         plats = st.platforms or image.platforms
@@ -148,7 +148,7 @@ def relocked(catalog: Catalog) -> Catalog:
         recipe = e.recipe
         if path is not None:
             locks = cache.setdefault(path, load(path))
-            recipe = _wrap(e.recipe.__wrapped__, name, locks, path)
+            recipe = _wrap(e.recipe.__wrapped__, name, locks, path)  # type: ignore[attr-defined]
         out.entries[name] = Entry(e.name, e.parent, recipe, e.description)
     return out
 

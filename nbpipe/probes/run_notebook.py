@@ -31,7 +31,7 @@ def main() -> None:
         with open(f"/proc/{int(sys.argv[3])}/environ", "rb") as f:
             entries = [e.decode(errors="replace") for e in f.read().split(b"\0") if b"=" in e]
         os.environ.clear()
-        os.environ.update(e.split("=", 1) for e in entries)
+        os.environ.update(e.partition("=")[::2] for e in entries)
     try:
         import nbformat
         from jupyter_client.kernelspec import KernelSpecManager

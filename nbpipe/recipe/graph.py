@@ -65,10 +65,11 @@ def as_json(catalog: Catalog) -> str:
     """{"images": [{"name", "parent"}]}, parents first; a root's parent is its ref."""
     import json
 
-    rows = [
-        {"name": n, "parent": catalog.parent_name(n) or catalog.entry(n).parent.ref}
-        for n in catalog.order()
-    ]
+    def parent(name: str) -> str:
+        p = catalog.entry(name).parent
+        return p if isinstance(p, str) else p.ref
+
+    rows = [{"name": n, "parent": parent(n)} for n in catalog.order()]
     return json.dumps({"images": rows}, indent=2)
 
 

@@ -194,12 +194,10 @@ class Image:
     def with_file(
         self, path: str, content: bytes | str | Path, mode: int = 0o644, owner: str = "0:0"
     ) -> "Image":
-        data = content.read_bytes() if isinstance(content, Path) else content
-        return self.with_step(s.File(path=path, content=data, mode=mode, owner=owner))
+        return self.with_step(s.File(path=path, content=_bytes(content), mode=mode, owner=owner))
 
     def with_home_file(self, path: str, content: bytes | str | Path, mode: int = 0o644) -> "Image":
-        data = content.read_bytes() if isinstance(content, Path) else content
-        return self.with_step(s.HomeFile(path=path, content=data, mode=mode))
+        return self.with_step(s.HomeFile(path=path, content=_bytes(content), mode=mode))
 
     def with_home_tree(self, files: tuple[tuple[str, bytes, int], ...]) -> "Image":
         """Files for $HOME in one layer: (path relative to $HOME, content, mode) each."""
@@ -425,6 +423,13 @@ def _apply(start: ImageConfig, ops: tuple[Op, ...]) -> ImageConfig:
 _IMPORT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _R_LIBRARY = re.compile(r"[A-Za-z][A-Za-z0-9.]*")
 _DISTRIBUTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _bytes(content: bytes | str | Path) -> bytes:
+    """A file's content: a path is read, text is UTF-8 encoded."""
+    if isinstance(content, Path):
+        return content.read_bytes()
+    return content.encode() if isinstance(content, str) else content
 
 
 def check_probes(

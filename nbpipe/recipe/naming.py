@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from nbpipe.recipe import contract
 from nbpipe.recipe.image import BaseRef, Image, short
-from nbpipe.recipe.ops import Op, SetLabel
+from nbpipe.recipe.ops import SetLabel
 from nbpipe.recipe.options import BuildOptions
 
 LOCAL_REPO = "localhost/nbpipe"
@@ -32,7 +32,9 @@ def parent_ref(image: Image, platform: str) -> str:
     return parent.pinned(platform) if isinstance(parent, BaseRef) else local_ref(parent, platform)
 
 
-def stamp(image: Image, platform: str, options: BuildOptions = BuildOptions()) -> tuple[Op, ...]:
+def stamp(
+    image: Image, platform: str, options: BuildOptions = BuildOptions()
+) -> tuple[SetLabel, ...]:
     """Labels every engine adds so a built image says what it is (and how it was built).
     A team image (``options.origins``) names its own source, revision and parent, not
     the ones it inherits from our base image."""

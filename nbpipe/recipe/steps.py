@@ -137,7 +137,7 @@ comm -13 /tmp/nbpipe-before /tmp/nbpipe-after | grep -vxF -f /tmp/nbpipe-keep > 
 if [ -s /tmp/nbpipe-purge ]; then
   DEBIAN_FRONTEND=noninteractive xargs apt-get purge -y -q < /tmp/nbpipe-purge
 fi
-rm -f /tmp/nbpipe-before /tmp/nbpipe-after /tmp/nbpipe-keep /tmp/nbpipe-purge"""
+rm -f /tmp/nbpipe-before /tmp/nbpipe-after /tmp/nbpipe-keep /tmp/nbpipe-purge"""  # noqa: E501 (in the digest)
 
 # Every pattern is used with fullmatch: a regex `$` would accept a final newline.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

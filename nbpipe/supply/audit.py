@@ -65,8 +65,11 @@ class SourceResult:
 
 
 class AdvisorySource(Protocol):
-    name: str
-    ecosystem: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def ecosystem(self) -> str: ...
 
     def check(self, packages: list[Package]) -> SourceResult: ...
 
@@ -113,8 +116,9 @@ class PyPI:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def check(self, packages: list[Package]) -> SourceResult:
-        kw = {"transport": self.transport} if self.transport else {}
-        with httpx.Client(timeout=self.timeout, follow_redirects=True, **kw) as client:
+        with httpx.Client(
+            timeout=self.timeout, follow_redirects=True, transport=self.transport
+        ) as client:
             with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
                 answers = list(pool.map(lambda p: self._one(client, p), packages))
         findings = tuple(f for a in answers if isinstance(a, list) for f in a)

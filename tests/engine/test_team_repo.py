@@ -18,7 +18,13 @@ pytestmark = pytest.mark.engine
 
 
 def test_scaffolded_repo_builds_and_passes_the_contract(
-    local_family, engine, platform, options, state_dir, venv, tmp_path
+    local_family,
+    engine,
+    platform,
+    options,
+    state_dir,
+    venv,  # noqa: F811  (the fixture imported above)
+    tmp_path,
 ) -> None:
     jupyter = run_pipeline(
         local_family, engine, platform, options, state_dir, ["jupyter"], probe=False

@@ -50,7 +50,8 @@ TEAM_PROBE = textwrap.dedent("""
         theirs = None
     cat = family()
     print(json.dumps({
-        "images": images.__file__, "pipelines": pipelines.__file__, "team": [images.WHO, pipelines.WHO],
+        "images": images.__file__, "pipelines": pipelines.__file__,
+        "team": [images.WHO, pipelines.WHO],
         "nbpipe": nbpipe.__file__, "family": nbpipe.family.__file__,
         "module": nbpipe.pipelines.__file__, "main_object": Nbpipe.__name__,
         "ours_via_images": theirs is not None, "count": len(cat.names),
@@ -336,7 +337,11 @@ def _calls_into_ours(source: str) -> dict[str, set[str]]:
 
 
 @pytest.mark.parametrize("python", [False, True], ids=["spec", "python"])
-def test_team_module_calls_only_what_our_module_registers(registered, tmp_path, python) -> None:
+def test_team_module_calls_only_what_our_module_registers(
+    registered,  # noqa: F811  (the fixture imported above)
+    tmp_path,
+    python,
+) -> None:
     """What can be checked offline of the team module's calls into ours: each function it
     calls through `dag.nbpipe()` is registered by our module, with those argument names
     and every required one given (the query itself: test_..._on_a_live_engine)."""
