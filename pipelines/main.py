@@ -23,9 +23,9 @@ from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.image import Image
 from nbpipe.recipe.naming import content_tag, stamp
 from nbpipe.recipe.options import BuildOptions
+from nbpipe.run import report
 from nbpipe.run.backends import DaggerBackend
 from nbpipe.run.pipeline import Pipeline
-from nbpipe.run import report
 from nbpipe.run.report import ImageResult, Outcome
 from nbpipe.run.settings import Settings
 
@@ -200,7 +200,7 @@ class Nbpipe:
         """Build the image and run the contract probes on it (see test-container)."""
         img = self._image(image)
         p = await self._platform(platform)
-        ctr = await self.build(image, dagger.Platform(p), ca_bundle)
+        ctr = await self._lower(img, dagger.Platform(p), ca_bundle, None)
         return await self._probe(ctr, p, recipe_labels(img, p), runner_tags)
 
     @function
@@ -258,7 +258,7 @@ class Nbpipe:
                 raise ValueError(
                     f"{image} is not built for {p} (it has {', '.join(img.platforms)})"
                 )
-        variants = [await self.build(image, dagger.Platform(p), ca_bundle) for p in wanted]
+        variants = [await self._lower(img, dagger.Platform(p), ca_bundle, None) for p in wanted]
         pusher = dag.container()
         if password is not None:
             pusher = pusher.with_registry_auth(address, username, password)

@@ -85,8 +85,12 @@ def checkout_state(repo: Path = REPO) -> dict[str, tuple] | None:
     git = shutil.which("git")
     if git is None or not (repo / ".git").exists():
         return None
-    r = subprocess.run([git, "status", "--porcelain", "-z", "--ignored=matching",
-                        "--untracked-files=all"], cwd=repo, capture_output=True, timeout=120)
+    r = subprocess.run(
+        [git, "status", "--porcelain", "-z", "--ignored=matching", "--untracked-files=all"],
+        cwd=repo,
+        capture_output=True,
+        timeout=120,
+    )
     if r.returncode != 0:
         return None
     state = {}
@@ -104,8 +108,11 @@ def checkout_state(repo: Path = REPO) -> dict[str, tuple] | None:
 
 
 def checkout_changes(before: dict[str, tuple], after: dict[str, tuple]) -> list[str]:
-    return [f"{after.get(p, ('gone',))[0]} {p}" for p in sorted(set(before) | set(after))
-            if before.get(p) != after.get(p)]
+    return [
+        f"{after.get(p, ('gone',))[0]} {p}"
+        for p in sorted(set(before) | set(after))
+        if before.get(p) != after.get(p)
+    ]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -122,8 +129,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     changed = checkout_changes(before, after)
     if changed:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        text = ("the tests wrote into the checkout (tests/conftest.py; write under tmp_path):\n  "
-                + "\n  ".join(changed[:50]))
+        text = (
+            "the tests wrote into the checkout (tests/conftest.py; write under tmp_path):\n  "
+            + "\n  ".join(changed[:50])
+        )
         if reporter is not None:
             reporter.write_sep("=", "checkout changed", red=True)
             reporter.write_line(text)
@@ -139,8 +148,10 @@ def scratch_state_dir():
     """The CLI's state folder (probe records, logs, SBOMs, the run lock) outside the
     checkout, for this process (the CLI's settings read it at each command line) and every
     nbpipe it starts."""
-    with tempfile.TemporaryDirectory(prefix="nbpipe-state-") as tmp, \
-            pytest.MonkeyPatch.context() as mp:
+    with (
+        tempfile.TemporaryDirectory(prefix="nbpipe-state-") as tmp,
+        pytest.MonkeyPatch.context() as mp,
+    ):
         state = Path(tmp) / ".nbpipe"
         mp.setenv("NBPIPE_STATE_DIR", str(state))
         yield state
@@ -174,8 +185,9 @@ def registered() -> dict:
     """The Dagger module's functions as dagger-io registers them (name -> returns, doc,
     args), offline: the typedef query is built and read, never sent."""
     env = {**os.environ, "DAGGER_MODULE": "nbpipe", "DAGGER_MAIN_OBJECT": "Nbpipe"}
-    r = subprocess.run([sys.executable, "-c", REGISTER], capture_output=True, text=True,
-                       env=env, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", REGISTER], capture_output=True, text=True, env=env, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     query = json.loads(r.stdout)
     obj = [a["object"] for name, a in query if name == "withObject"][0]

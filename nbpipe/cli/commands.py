@@ -259,7 +259,7 @@ def _inputs(
 ) -> Inputs:
     """The catalog plus any team images given as YAML specs or a Binder repo (a spec's
     own lock file, NAME.lock.json next to it, pins its apt and pip steps)."""
-    cat = load(spec)
+    cat = load(spec or _settings().catalog)
     from nbpipe.inputs import binder
     from nbpipe.inputs import spec as specs
     from nbpipe.locks import lock as locks
@@ -982,8 +982,8 @@ def lock_cmd(
     if add_hashes:
         plats = [p for p in plat.ALL if m.local_root is None or p in m.local_root.platforms]
         with _progress() as on_event:
-            n = locks.add_hashes(m.need_engine(), m.catalog, lock_file, plats, on_event)
-        print(f"wrote {lock_file}: {n} apt line(s) gained their sha256")
+            added = locks.add_hashes(m.need_engine(), m.catalog, lock_file, plats, on_event)
+        print(f"wrote {lock_file}: {added} apt line(s) gained their sha256")
         return
     with _progress() as on_event:
         with _state_lock(on_event):
@@ -1101,10 +1101,10 @@ def spec_validate(
     loaded: list[tuple[Path, specs.Spec | None, str]] = []
     for f in files:
         try:
-            sp = specs.load(f)
-            sp.register(cat)
-            locks.apply_to(cat, sp.name, locks.spec_lock(f))
-            loaded.append((f, sp, ""))
+            one = specs.load(f)
+            one.register(cat)
+            locks.apply_to(cat, one.name, locks.spec_lock(f))
+            loaded.append((f, one, ""))
         except NbpipeError as exc:
             loaded.append((f, None, str(exc)))
     m = _machine(cat, engine, root, platform, need_engine=False)
@@ -1259,11 +1259,10 @@ def main() -> None:
         _fail("input nested too deeply to read")
         sys.exit(1)
     except Exception as exc:
-        if callable(getattr(exc, "show", None)) and isinstance(
-            getattr(exc, "exit_code", None), int
-        ):
-            exc.show()  # a usage error: click's, vendored by typer or not (never `import click`)
-            sys.exit(exc.exit_code)
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()  # a usage error: click's, vendored by typer or not (never `import click`)
+            sys.exit(code)
         if Settings.from_env().debug:  # a bug: still one line, and how to see the details
             raise
         _fail(

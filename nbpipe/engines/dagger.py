@@ -157,7 +157,7 @@ def apply(
             case Exec():
                 run = options.prepare(op)
                 switch = run.user is not None and run.user != user
-                if switch:
+                if switch and run.user is not None:
                     ctr = ctr.with_user(run.user)
                 for m in run.mounts:
                     ctr = _mount(ctr, m, options, client)

@@ -14,7 +14,7 @@ DEFAULT = "nbpipe.family:family"
 
 
 def load(spec: str | None = None) -> Catalog:
-    spec = spec or os.environ.get("NBPIPE_CATALOG") or DEFAULT
+    spec = spec or DEFAULT
     module_name, _, attr = spec.partition(":")
     if os.getcwd() not in sys.path:  # a team's module in its repository, as `python -m` finds it
         sys.path.append(os.getcwd())

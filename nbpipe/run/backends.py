@@ -46,7 +46,10 @@ class Built:
 
 
 class Backend(Protocol):
-    kind: str  # podman | docker | dagger
+    @property
+    def kind(self) -> str:
+        """podman | docker | dagger"""
+        ...
 
     def store(self) -> Mapping[str, "ImageInfo"]:
         """Images already built, by ref (an engine with its own cache: none)."""

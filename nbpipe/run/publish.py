@@ -183,6 +183,7 @@ def publish(
                     on_event,
                 )
             else:
+                assert isinstance(backend, Local)  # the other backend
                 done[name] = _push_one(
                     img,
                     plats,

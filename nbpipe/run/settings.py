@@ -28,7 +28,10 @@ ENV: dict[str, str] = {
     "NBPIPE_DEBUG": "1: an unexpected error prints its traceback (always one line otherwise)",
     "NBPIPE_REGISTRY_USER": "registry user for publish (with NBPIPE_REGISTRY_PASSWORD)",
     "NBPIPE_REGISTRY_PASSWORD": "registry password or token; read when pushing, never stored",
-    "NBPIPE_SIGN_PASSPHRASE": "the passphrase of --sign-key's encrypted cosign key",
+    "NBPIPE_SIGN_PASSPHRASE": "the passphrase of --sign-key's encrypted cosign key "
+    "(COSIGN_PASSWORD too, as cosign reads it)",
+    "REGISTRY_AUTH_FILE": "registry credentials file, as podman reads it (else DOCKER_CONFIG's "
+    "config.json, else ~/.docker/config.json)",
     "DAGGER_SESSION_PORT": "set by `dagger run`: builds go through that Dagger session",
 }
 
@@ -41,6 +44,7 @@ class Settings:
     assume_reachable: frozenset[str] = field(default_factory=frozenset)
     dagger_root: str = ""
     dagger_session: bool = False  # inside `dagger run`
+    catalog: str | None = None  # module:function (--catalog wins)
     debug: bool = False
 
     @classmethod
@@ -55,6 +59,7 @@ class Settings:
             ),
             dagger_root=env.get("NBPIPE_DAGGER_ROOT", ""),
             dagger_session=bool(env.get("DAGGER_SESSION_PORT")),
+            catalog=env.get("NBPIPE_CATALOG") or None,
             debug=bool(env.get("NBPIPE_DEBUG")),
         )
 

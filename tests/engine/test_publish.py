@@ -24,7 +24,6 @@ pytestmark = pytest.mark.engine
 SCRIPT = Path(__file__).parents[2] / ".ci" / "setup-registry.sh"
 
 
-
 def publish(catalog, names, engine, registry, *, state_dir, native, **kw):
     """The publish of a machine whose native platform is ``native``, on ``engine``."""
     from nbpipe.run.machine import Machine
@@ -34,6 +33,7 @@ def publish(catalog, names, engine, registry, *, state_dir, native, **kw):
     settings = Settings(state_dir=state_dir)
     machine = Machine(catalog, native, None, engine, None, settings=settings)
     return publish_on(machine, names, registry, settings=settings, **kw)
+
 
 def _port() -> int:
     with socket.socket() as s:

@@ -20,7 +20,7 @@ def install(folder: Path, *names: str) -> dict[str, str]:
     out = {}
     for name in names or ("podman",):
         exe = folder / name
-        exe.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).resolve()} {name} \"$@\"\n")
+        exe.write_text(f'#!/bin/sh\nexec {sys.executable} {Path(__file__).resolve()} {name} "$@"\n')
         exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
         out[name] = str(exe)
     return out
@@ -40,12 +40,29 @@ class Fake:
         monkeypatch.setenv("PATH", f"{folder / 'bin'}:{os.environ['PATH']}")
         self.save()
 
-    def on(self, *argv: str, rc: int = 0, stdout: str = "", stderr: str = "",
-           stdout_b64: str = "", has: tuple[str, ...] = (), write: dict[str, str] | None = None,
-           record: tuple[str, ...] = ()) -> "Fake":
-        self.rules.append({"argv": list(argv), "rc": rc, "stdout": stdout, "stderr": stderr,
-                           "stdout_b64": stdout_b64, "has": list(has), "write": write or {},
-                           "record": list(record)})
+    def on(
+        self,
+        *argv: str,
+        rc: int = 0,
+        stdout: str = "",
+        stderr: str = "",
+        stdout_b64: str = "",
+        has: tuple[str, ...] = (),
+        write: dict[str, str] | None = None,
+        record: tuple[str, ...] = (),
+    ) -> "Fake":
+        self.rules.append(
+            {
+                "argv": list(argv),
+                "rc": rc,
+                "stdout": stdout,
+                "stderr": stderr,
+                "stdout_b64": stdout_b64,
+                "has": list(has),
+                "write": write or {},
+                "record": list(record),
+            }
+        )
         self.save()
         return self
 
@@ -66,8 +83,14 @@ class Fake:
 def main() -> int:
     tool, argv = sys.argv[1], sys.argv[2:]
     rules = json.loads(Path(os.environ["FAKECLI_RULES"]).read_text())
-    rule = next((r for r in rules if argv[:len(r["argv"])] == r["argv"]
-                 and all(t in argv for t in r["has"])), None)
+    rule = next(
+        (
+            r
+            for r in rules
+            if argv[: len(r["argv"])] == r["argv"] and all(t in argv for t in r["has"])
+        ),
+        None,
+    )
     files = {}
     for flag in (rule or {}).get("record", []):
         if flag in argv:

@@ -48,8 +48,7 @@ from graphql import (
     GraphQLString,
 )
 
-BUILTIN = {"str": GraphQLString, "int": GraphQLInt, "bool": GraphQLBoolean,
-           "float": GraphQLFloat}
+BUILTIN = {"str": GraphQLString, "int": GraphQLInt, "bool": GraphQLBoolean, "float": GraphQLFloat}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -101,15 +100,16 @@ def _method(fn: ast.FunctionDef | ast.AsyncFunctionDef, owner: str) -> _Method |
     if select is None:
         return None
     params = {a.arg: (a.annotation, False) for a in fn.args.args + fn.args.kwonlyargs}
-    for a, d in zip(fn.args.kwonlyargs, fn.args.kw_defaults):
+    for a, d in zip(fn.args.kwonlyargs, fn.args.kw_defaults, strict=True):
         if d is not None:
             params[a.arg] = (a.annotation, True)
     args = []
     for n in ast.walk(fn):
         if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "Arg":
             gql_name = n.args[0].value  # type: ignore[attr-defined]
-            names = [x.id for x in ast.walk(n.args[1]) if isinstance(x, ast.Name)
-                     and x.id in params]
+            names = [
+                x.id for x in ast.walk(n.args[1]) if isinstance(x, ast.Name) and x.id in params
+            ]
             ann, has_default = params[names[0]]
             args.append((gql_name, ann, has_default or len(n.args) > 2))
     ret = next((n.value for n in ast.walk(fn) if isinstance(n, ast.Return) and n.value), None)
@@ -134,8 +134,9 @@ def _method(fn: ast.FunctionDef | ast.AsyncFunctionDef, owner: str) -> _Method |
 def _read(gen: Path) -> _Source:
     src = _Source()
     tree = ast.parse(gen.read_text())
-    protocols = {n.name for n in tree.body if isinstance(n, ast.ClassDef)
-                 and "Protocol" in _bases(n)}
+    protocols = {
+        n.name for n in tree.body if isinstance(n, ast.ClassDef) and "Protocol" in _bases(n)
+    }
     for node in tree.body:
         if not isinstance(node, ast.ClassDef):
             continue
@@ -144,11 +145,19 @@ def _read(gen: Path) -> _Source:
             src.scalars.append(node.name)
         elif "Enum" in bases:
             # every member name is a value of the GraphQL enum (aliases included)
-            src.enums[node.name] = [t.id for a in node.body if isinstance(a, ast.Assign)
-                                    for t in a.targets if isinstance(t, ast.Name)]
+            src.enums[node.name] = [
+                t.id
+                for a in node.body
+                if isinstance(a, ast.Assign)
+                for t in a.targets
+                if isinstance(t, ast.Name)
+            ]
         elif "Input" in bases:
-            src.inputs[node.name] = [(a.target.id, a.annotation, a.value is not None)  # type: ignore[attr-defined]
-                                     for a in node.body if isinstance(a, ast.AnnAssign)]
+            src.inputs[node.name] = [
+                (a.target.id, a.annotation, a.value is not None)  # type: ignore[attr-defined]
+                for a in node.body
+                if isinstance(a, ast.AnnAssign)
+            ]
         elif bases & ({"Type", "Root"} | set(src.py_to_gql)):
             inherited = [src.py_to_gql[b] for b in bases if b in src.py_to_gql]
             name = inherited[0] if inherited else _graphql_name(node)
@@ -177,23 +186,28 @@ class _Builder:
         for e, values in src.enums.items():
             self.types[e] = GraphQLEnumType(e, {v: GraphQLEnumValue(v) for v in values})
         for i, fields in src.inputs.items():
-            self.types[i] = GraphQLInputObjectType(i, functools.partial(self._input_fields,
-                                                                        fields))
+            self.types[i] = GraphQLInputObjectType(i, functools.partial(self._input_fields, fields))
         for name in src.interfaces:
             self.types[name] = GraphQLInterfaceType(
-                name, functools.partial(self._fields, name), resolve_type=_resolve_type)
+                name, functools.partial(self._fields, name), resolve_type=_resolve_type
+            )
         for name in src.objects:
             if name not in src.interfaces:
                 self.types[name] = GraphQLObjectType(
-                    name, functools.partial(self._fields, name),
-                    interfaces=functools.partial(self._implements, name))
+                    name,
+                    functools.partial(self._fields, name),
+                    interfaces=functools.partial(self._implements, name),
+                )
 
     def _gql(self, ann: ast.expr | None, owner: str, *, arg: bool, optional: bool = False):
         ann = _unquote(ann) if ann is not None else ast.Constant(None)
         nullable = optional
         if isinstance(ann, ast.BinOp) and isinstance(ann.op, ast.BitOr):
-            parts = [p for p in (ann.left, ann.right)
-                     if not (isinstance(p, ast.Constant) and p.value is None)]
+            parts = [
+                p
+                for p in (ann.left, ann.right)
+                if not (isinstance(p, ast.Constant) and p.value is None)
+            ]
             nullable, ann = True, _unquote(parts[0])
         if isinstance(ann, ast.Subscript) and getattr(ann.value, "id", "") == "list":
             inner = self._gql(ann.slice, owner, arg=arg)
@@ -214,8 +228,7 @@ class _Builder:
         return t if nullable else GraphQLNonNull(t)
 
     def _input_fields(self, fields):
-        return {n: GraphQLInputField(self._gql(a, "", arg=True, optional=d))
-                for n, a, d in fields}
+        return {n: GraphQLInputField(self._gql(a, "", arg=True, optional=d)) for n, a, d in fields}
 
     def _fields(self, owner: str) -> dict[str, GraphQLField]:
         out = {}
@@ -228,13 +241,20 @@ class _Builder:
                 ret = GraphQLNonNull(GraphQLList(GraphQLNonNull(self.types[name])))
             elif kind == "object":
                 name = self.src.py_to_gql.get(m.returns[1], m.returns[1])
-                ret = self.types[name] if name in self.src.interfaces \
+                ret = (
+                    self.types[name]
+                    if name in self.src.interfaces
                     else GraphQLNonNull(self.types[name])
+                )
             else:
                 ret = self._gql(m.returns[1], owner, arg=False)
-            out[m.field] = GraphQLField(ret, {
-                n: GraphQLArgument(self._gql(a, owner, arg=True, optional=d))
-                for n, a, d in m.args})
+            out[m.field] = GraphQLField(
+                ret,
+                {
+                    n: GraphQLArgument(self._gql(a, owner, arg=True, optional=d))
+                    for n, a, d in m.args
+                },
+            )
         return out
 
     def _implements(self, owner: str) -> list[GraphQLInterfaceType]:
@@ -243,9 +263,12 @@ class _Builder:
         out = []
         for name in sorted(self.src.interfaces):
             theirs = self._fields(name)
-            if all(f in mine and str(mine[f].type) == str(t.type)
-                   and all(a in mine[f].args for a in t.args)
-                   for f, t in theirs.items()):
+            if all(
+                f in mine
+                and str(mine[f].type) == str(t.type)
+                and all(a in mine[f].args for a in t.args)
+                for f, t in theirs.items()
+            ):
                 out.append(self.types[name])
         return out
 
@@ -268,8 +291,11 @@ def from_sdk() -> GraphQLSchema:
 
 
 def real_schema_path() -> Path | None:
-    for p in (os.environ.get("NBPIPE_DAGGER_SCHEMA"), "/work/shared/dagger/schema.graphqls",
-              REPO.parent / "shared/dagger/schema.graphqls"):
+    for p in (
+        os.environ.get("NBPIPE_DAGGER_SCHEMA"),
+        "/work/shared/dagger/schema.graphqls",
+        REPO.parent / "shared/dagger/schema.graphqls",
+    ):
         if p and Path(p).is_file():
             return Path(p)
     return None
@@ -291,6 +317,7 @@ def validate(document: graphql.DocumentNode) -> list[str]:
 
 
 # -- the session ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Call:
@@ -336,7 +363,8 @@ class FakeSession:
             raise TransportQueryError(problems[0], errors=[{"message": problems[0]}])
         chain: list[Call] = []
         result = graphql.execute_sync(
-            from_sdk(), doc, field_resolver=functools.partial(self._resolve, chain))
+            from_sdk(), doc, field_resolver=functools.partial(self._resolve, chain)
+        )
         if result.errors:
             err = result.errors[0]
             original = err.original_error
@@ -355,11 +383,11 @@ class FakeSession:
             return value
         kv = source.get("__kv") if isinstance(source, dict) else None
         if kv is not None and info.field_name in ("id", "name", "value"):
-            return {"id": "Label:" + json.dumps(kv), "name": kv[0], "value": kv[1]}[
-                info.field_name]
+            return {"id": "Label:" + json.dumps(kv), "name": kv[0], "value": kv[1]}[info.field_name]
         if info.field_name == "labels":
-            return [{"__typename": "Label", "__kv": kv, "__chain": mine}
-                    for kv in self.labels.items()]
+            return [
+                {"__typename": "Label", "__kv": kv, "__chain": mine} for kv in self.labels.items()
+            ]
         if info.field_name == "node" and str(args["id"]).startswith("Label:"):
             return {"__typename": "Label", "__kv": json.loads(args["id"][6:]), "__chain": mine}
         t = graphql.get_nullable_type(info.return_type)
@@ -374,8 +402,13 @@ class FakeSession:
             return f"{info.parent_type.name}:{next(self._ids)}"
         if isinstance(t, GraphQLEnumType):
             return next(iter(t.values))
-        return {"String": "", "Int": 0, "Boolean": False, "Float": 0.0,
-                "Platform": "linux/amd64"}.get(t.name)
+        return {
+            "String": "",
+            "Int": 0,
+            "Boolean": False,
+            "Float": 0.0,
+            "Platform": "linux/amd64",
+        }.get(t.name)
 
 
 @dataclass
@@ -391,10 +424,16 @@ class EngineError(Exception):
 
 def exec_error(cmd: list[str], exit_code: int, stdout: str, stderr: str) -> EngineError:
     """A failing withExec as the engine reports it (dagger-io turns it into ExecError)."""
-    return EngineError(f"process \"{' '.join(cmd)}\" did not complete successfully: "
-                       f"exit code: {exit_code}",
-                       {"_type": "EXEC_ERROR", "cmd": cmd, "exitCode": exit_code,
-                        "stdout": stdout, "stderr": stderr})
+    return EngineError(
+        f'process "{" ".join(cmd)}" did not complete successfully: exit code: {exit_code}',
+        {
+            "_type": "EXEC_ERROR",
+            "cmd": cmd,
+            "exitCode": exit_code,
+            "stdout": stdout,
+            "stderr": stderr,
+        },
+    )
 
 
 @contextlib.contextmanager

@@ -28,11 +28,16 @@ def family() -> Catalog:
 class Engine:
     """Builds nothing: ``built`` names the images already in its store (for linux/amd64),
     each build is recorded in ``builds`` and stored; the image called ``bad`` fails."""
+
     kind = "podman"  # what the pipeline names in its events
 
     def __init__(self, cat: Catalog, built: tuple[str, ...] = ()) -> None:
-        self.store = {local_ref(cat.resolve(n), plat.AMD64): ImageInfo(
-            local_ref(cat.resolve(n), plat.AMD64), f"sha256:{n}", 1, {}, "") for n in built}
+        self.store = {
+            local_ref(cat.resolve(n), plat.AMD64): ImageInfo(
+                local_ref(cat.resolve(n), plat.AMD64), f"sha256:{n}", 1, {}, ""
+            )
+            for n in built
+        }
         self.builds: list[str] = []
 
     def images(self):

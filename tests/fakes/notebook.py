@@ -144,8 +144,9 @@ class FakeNotebook:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-            def _send(self, status: int, body: bytes, ctype: str = "text/html",
-                      cors: bool = True) -> None:
+            def _send(
+                self, status: int, body: bytes, ctype: str = "text/html", cors: bool = True
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
@@ -162,7 +163,7 @@ class FakeNotebook:
                 fake.requests.append((self.command, self.path, dict(self.headers)))
                 path = self.path.split("?")[0]
                 if path.startswith(prefix):
-                    return "/" + path[len(prefix):]
+                    return "/" + path[len(prefix) :]
                 if b.ignore_prefix or b.server != "jupyter":  # others serve at /
                     return path
                 return ""
@@ -172,8 +173,7 @@ class FakeNotebook:
                 if re.fullmatch(r"/api/kernels/[\w-]+/channels", path):
                     return self._websocket(path.split("/")[3])
                 if path in ("/", "/lab"):
-                    return self._send(200, b"<html><body>lab</body></html>",
-                                      cors=b.cors_on_lab)
+                    return self._send(200, b"<html><body>lab</body></html>", cors=b.cors_on_lab)
                 if path == "/api/kernels":
                     return self._send(b.kernels_status, b.kernels_body, "application/json")
                 self._send(404, b"not found")
@@ -196,8 +196,9 @@ class FakeNotebook:
 
             def _websocket(self, kid: str) -> None:
                 key = self.headers["Sec-WebSocket-Key"]
-                accept = base64.b64encode(hashlib.sha1(
-                    (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+                accept = base64.b64encode(
+                    hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+                ).decode()
                 self.send_response(101, "Switching Protocols")
                 self.send_header("Upgrade", "websocket")
                 self.send_header("Connection", "Upgrade")
@@ -210,14 +211,26 @@ class FakeNotebook:
                 if out is None:
                     out = f"42 {b.uid} {b.home}\n"
                 replies = [
-                    {"msg_type": "status", "parent_header": {"msg_id": "other"},
-                     "content": {"execution_state": "busy"}},
-                    {"msg_type": "stream", "parent_header": parent,
-                     "content": {"name": "stdout", "text": out}},
-                    {"msg_type": "execute_reply", "parent_header": parent,
-                     "content": {"status": "ok"}},
-                    {"msg_type": "status", "parent_header": parent,
-                     "content": {"execution_state": "idle"}},
+                    {
+                        "msg_type": "status",
+                        "parent_header": {"msg_id": "other"},
+                        "content": {"execution_state": "busy"},
+                    },
+                    {
+                        "msg_type": "stream",
+                        "parent_header": parent,
+                        "content": {"name": "stdout", "text": out},
+                    },
+                    {
+                        "msg_type": "execute_reply",
+                        "parent_header": parent,
+                        "content": {"status": "ok"},
+                    },
+                    {
+                        "msg_type": "status",
+                        "parent_header": parent,
+                        "content": {"execution_state": "idle"},
+                    },
                 ]
                 for r in replies:
                     self.wfile.write(_frame(json.dumps(r)))
@@ -237,20 +250,29 @@ class FakeNotebook:
             return self._svstat()
         if argv[:3] == ["python3", "-c", checks.DISTRIBUTIONS_CODE]:
             # the real mapping code, run against this test environment's distributions
-            r = subprocess.run([sys.executable, "-c", *argv[2:]], capture_output=True,
-                               text=True, timeout=timeout)
+            r = subprocess.run(
+                [sys.executable, "-c", *argv[2:]], capture_output=True, text=True, timeout=timeout
+            )
             return r.returncode, r.stdout + r.stderr
         if argv[:2] == ["python3", "-c"] and argv[2] == RUN_NOTEBOOK:
             self.notebook_runs.append(argv[3:])
             if argv[3] in b.failing_notebooks:
                 cell, error = b.failing_notebooks[argv[3]]
                 return 1, "kernel log line\n" + run_notebook.MARK + json.dumps(
-                    {"cell": cell, "error": error}) + "\n"
+                    {"cell": cell, "error": error}
+                ) + "\n"
             return 0, run_notebook.MARK + json.dumps({"cells": 4, "seconds": 0.5}) + "\n"
         if argv[0] == "python3":
             bad = [m for m in argv[3:] if m not in b.modules]
-            return (1, "; ".join(f"{m} (ModuleNotFoundError: No module named '{m}')"
-                                 for m in bad) + "\n") if bad else (0, "\n")
+            return (
+                (
+                    1,
+                    "; ".join(f"{m} (ModuleNotFoundError: No module named '{m}')" for m in bad)
+                    + "\n",
+                )
+                if bad
+                else (0, "\n")
+            )
         if argv[0] == "Rscript":
             libs = re.findall(r"library\(([\w.]+)\)", argv[2])
             bad = [lib for lib in libs if lib not in b.r_libraries]
@@ -268,8 +290,11 @@ class FakeNotebook:
 
     def _sh(self, script: str) -> tuple[int, str]:
         b = self.b
-        ids = {"id -u": f"{b.uid}\n", "id -g": f"{b.gid}\n",
-               "id -G": " ".join(map(str, b.groups)) + "\n"}
+        ids = {
+            "id -u": f"{b.uid}\n",
+            "id -g": f"{b.gid}\n",
+            "id -G": " ".join(map(str, b.groups)) + "\n",
+        }
         if script in ids:
             return 0, ids[script]
         if m := re.fullmatch(r"getent passwd (\d+) \| cut -d: -f1", script):
@@ -279,13 +304,17 @@ class FakeNotebook:
         if m := re.fullmatch(r"cat /proc/(\d+)/status", script):
             if int(m.group(1)) != self.pid:
                 return 1, f"cat: /proc/{m.group(1)}/status: No such file or directory\n"
-            return 0, (f"Name:\tjupyter-lab\nPid:\t{self.pid}\n"
-                       f"Uid:\t{b.uid}\t{b.uid}\t{b.uid}\t{b.uid}\n"
-                       f"Gid:\t{b.gid}\t{b.gid}\t{b.gid}\t{b.gid}\n"
-                       f"Groups:\t{' '.join(map(str, b.groups))}\n")
+            return 0, (
+                f"Name:\tjupyter-lab\nPid:\t{self.pid}\n"
+                f"Uid:\t{b.uid}\t{b.uid}\t{b.uid}\t{b.uid}\n"
+                f"Gid:\t{b.gid}\t{b.gid}\t{b.gid}\t{b.gid}\n"
+                f"Groups:\t{' '.join(map(str, b.groups))}\n"
+            )
         if re.search(r"/proc/\d+/environ", script) or script == "env":
-            return 0, (f"PATH=/usr/bin\nHOME={b.home}\nNB_PREFIX={b.prefix}\nEMPTY=\n"
-                       "JUPYTER_ARGS=--ServerApp.base_url=/x\n")  # '=' inside a value
+            return 0, (
+                f"PATH=/usr/bin\nHOME={b.home}\nNB_PREFIX={b.prefix}\nEMPTY=\n"
+                "JUPYTER_ARGS=--ServerApp.base_url=/x\n"
+            )  # '=' inside a value
         if script == f"cd {contract.SKEL} && find . -mindepth 1 -type f":
             return 0, "".join(f"./{rel}\n" for rel in b.skeleton)
         if m := re.fullmatch(r"kill -9 (\d+)", script):

@@ -20,8 +20,9 @@ from nbpipe.recipe.image import BaseRef
 from nbpipe.recipe.naming import local_ref
 from tests.fakes.container_cli import Fake
 
-ROOT = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64,
-                                    plat.ARM64: "sha256:" + "2" * 64})
+ROOT = BaseRef(
+    "example.org/root", {plat.AMD64: "sha256:" + "1" * 64, plat.ARM64: "sha256:" + "2" * 64}
+)
 REG = Registry.parse("127.0.0.1:5000/team/")
 LIST = "sha256:" + "7" * 64
 VERSIONS = '{"python": "3.11", "lab": "4.5.11"}\n'
@@ -29,8 +30,9 @@ VERSIONS = '{"python": "3.11", "lab": "4.5.11"}\n'
 
 def small() -> Catalog:
     cat = Catalog()
-    cat.add("t", ROOT, lambda img: img.with_env("T", "1").with_label(contract.LABEL_SERVER,
-                                                                      "jupyter"))
+    cat.add(
+        "t", ROOT, lambda img: img.with_env("T", "1").with_label(contract.LABEL_SERVER, "jupyter")
+    )
     cat.add("u", "t", lambda img: img.with_env("U", "1"))
     cat.add("c", ROOT, lambda img: img.with_label(contract.LABEL_SERVER, "codeserver"))
     cat.add("r", ROOT, lambda img: img.with_env("R", "1"))
@@ -42,17 +44,29 @@ def registry_fake(tmp_path, monkeypatch) -> Fake:
     for var in (USER_ENV, PASSWORD_ENV, "REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "NBPIPE_RUNTIME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(prober, "probe", lambda engine, ref, **kw: (
-        [ProbeResult("http-ready", Status.PASSED, "200")], ""))
+    monkeypatch.setattr(
+        prober,
+        "probe",
+        lambda engine, ref, **kw: ([ProbeResult("http-ready", Status.PASSED, "200")], ""),
+    )
     return Fake(tmp_path / "cli", monkeypatch, "podman", "skopeo")
 
 
-def engine_with(fake: Fake, cat: Catalog, built: dict[str, tuple[str, ...]],
-                monkeypatch) -> OciEngine:
+def engine_with(
+    fake: Fake, cat: Catalog, built: dict[str, tuple[str, ...]], monkeypatch
+) -> OciEngine:
     """A podman whose store holds ``built`` (name -> platforms) of ``cat``."""
-    store = {local_ref(cat.resolve(n), p): ImageInfo(
-        local_ref(cat.resolve(n), p), "sha256:" + hashlib.sha256(f"{n}{p}".encode()).hexdigest(),
-        1, {}, "") for n, ps in built.items() for p in ps}
+    store = {
+        local_ref(cat.resolve(n), p): ImageInfo(
+            local_ref(cat.resolve(n), p),
+            "sha256:" + hashlib.sha256(f"{n}{p}".encode()).hexdigest(),
+            1,
+            {},
+            "",
+        )
+        for n, ps in built.items()
+        for p in ps
+    }
     monkeypatch.setattr(OciEngine, "images", lambda self: store)
     fake.on("image", "inspect", stdout=json.dumps([{"Id": "sha256:" + "ab" * 32, "Size": 1}]))
     fake.on("run", has=("--entrypoint", "python3"), stdout=VERSIONS)
