@@ -44,7 +44,7 @@ def row(what: str, value: str) -> None:
 
 def pipeline(cat, engine, platform, **kw):
     options = BuildOptions(ca_bundle=CA if CA.exists() else None)
-    return Pipeline(cat, engine, platform, options, state_dir=Path(tempfile.mkdtemp()), **kw)
+    return Pipeline.local(cat, engine, platform, options, state_dir=Path(tempfile.mkdtemp()), **kw)
 
 
 def main() -> None:
@@ -195,7 +195,9 @@ def plan_against_registry(family, engine, platform) -> None:
 
     from nbpipe.engines.registry import Registry
     from nbpipe.recipe.naming import content_tag
+    from nbpipe.run.machine import Machine
     from nbpipe.run.publish import publish
+    from nbpipe.run.settings import Settings
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -209,15 +211,14 @@ def plan_against_registry(family, engine, platform) -> None:
         reg = Registry.parse(f"127.0.0.1:{port}")
         built = CHAIN  # the chain the bench built; plan then looks up all 17
         options = BuildOptions(ca_bundle=CA if CA.exists() else None)
+        settings = Settings(state_dir=Path(tempfile.mkdtemp()))
         publish(
-            family,
+            Machine(family, platform, None, engine, None, settings=settings),
             built,
-            engine,
             reg,
             platforms=(platform,),
             options=options,
-            state_dir=Path(tempfile.mkdtemp()),
-            native=platform,
+            settings=settings,
         )
         t = time.monotonic()
         with reg.authfile() as auth:

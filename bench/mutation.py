@@ -75,7 +75,16 @@ TARGETS: dict[str, list[str]] = {
     ],
     "nbpipe/engines/dagger.py": [T + "test_golden.py", T + "test_dagger.py"],
     "nbpipe/engines/oci.py": [T + "test_oci.py", T + "test_publish.py"],
-    "nbpipe/run/dagger_run.py": [T + "test_oci.py", T + "test_dagger_schema.py"],
+    "nbpipe/run/backends.py": [
+        T + "test_oci.py",
+        T + "test_dagger_schema.py",
+        T + "test_pipeline.py",
+    ],
+    "nbpipe/run/pipeline.py": [
+        T + "test_pipeline.py",
+        T + "test_state_trees.py",
+        T + "test_plan_is_build.py",
+    ],
     "nbpipe/probes/checks.py": [T + "test_checks.py"],
     "nbpipe/inputs/spec.py": [T + "test_spec.py", T + "test_hostile_spec.py", T + "test_golden.py"],
 }
