@@ -942,7 +942,9 @@ def lock_cmd(
     wanted = names or own or None
     if check:
         entries = locks.load(lock_file)
-        missing = locks.uncovered(cat, entries, wanted, ancestors=own is None)
+        missing, cannot = _lockable_here(
+            cat, locks.uncovered(cat, entries, wanted, ancestors=own is None)
+        )
         gone = _vanished(
             cat,
             entries,
@@ -957,6 +959,7 @@ def lock_cmd(
                 {
                     "lock_file": str(lock_file),
                     "missing": [u.to_dict() for u in missing],
+                    "unbuildable_here": [{**u.to_dict(), "why": why} for u, why in cannot],
                     "gone": gone,
                 }
             )
@@ -968,6 +971,13 @@ def lock_cmd(
                 if missing
                 else f"every apt and pip step is locked in {lock_file}"
             )
+            for u, why in cannot:
+                print(f"cannot lock here: {u}: {why}")
+            if cannot:
+                print(
+                    f"{len(cannot)} step(s) of images that cannot build here "
+                    "(not counted: lock them where their sources are reachable)"
+                )
             for g in gone:
                 print(f"gone from the archive: {g}")
             if gone:
@@ -996,6 +1006,36 @@ def lock_cmd(
                 only=own,
             )
     print(f"wrote {lock_file}: {sum(len(v) for v in current.values())} locked step(s)")
+
+
+def _lockable_here(cat: Catalog, missing: list) -> tuple[list, list]:
+    """Split unlocked steps into those of images that build here (they count) and those
+    of images that cannot (a source out of reach or unpinned, here or in an ancestor),
+    each with the reason: a lock is written by building, so those wait for a machine that
+    reaches their sources."""
+    from nbpipe.locks import lock as locks
+    from nbpipe.run.state import unreachable
+
+    plain = locks.unlocked(cat)
+    assume = _settings().assume_reachable
+    why: dict[tuple[str, str], str] = {}
+
+    def reason(name: str, platform: str) -> str:
+        if (name, platform) not in why:
+            own = unreachable(plain.resolve(name), platform, assume=assume)
+            parent = plain.parent_name(name)
+            up = reason(parent, platform) if parent else ""
+            why[name, platform] = f"{name} {own}" if own else up
+        return why[name, platform]
+
+    counted, cannot = [], []
+    for u in missing:
+        r = reason(u.image, u.platform)
+        if r:
+            cannot.append((u, r))
+        else:
+            counted.append(u)
+    return counted, cannot
 
 
 def _vanished(

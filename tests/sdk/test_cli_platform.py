@@ -330,13 +330,44 @@ def test_build_json_is_the_report(fake_run, capsys, monkeypatch) -> None:
 # -- 5. lock --check and spec locks --------------------------------------------------------
 
 
-def test_lock_check_honours_the_names(capsys, monkeypatch) -> None:
-    code, out, _ = run(capsys, monkeypatch, "lock", "--check", "jupyter-pytorch", "--json")
+def test_lock_check_honours_the_names(capsys, monkeypatch, tmp_path) -> None:
+    from nbpipe.engines import sources
+
+    monkeypatch.setattr(sources, "reachable", lambda host, assume=frozenset(): True)
+    empty = tmp_path / "lock.json"
+    empty.write_text(json.dumps({"locks": {}}))
+    code, out, _ = run(capsys, monkeypatch, "lock", "--check", "jupyter-tensorflow", "--json",
+                       "--lock-file", str(empty))
     assert code == ERROR
     images = {m["image"] for m in json.loads(out)["missing"]}
-    assert images == {"jupyter-pytorch"}  # not the 26 steps of the whole family
+    assert images == {"base", "jupyter", "jupyter-tensorflow"}  # not the whole family
     code, out, _ = run(capsys, monkeypatch, "lock", "--check", "base", "jupyter")
     assert code == 0 and "every apt and pip step is locked" in out
+
+
+def test_lock_check_lists_what_cannot_build_here_with_why_and_does_not_count_it(
+    capsys, monkeypatch, tmp_path
+) -> None:
+    """A lock is written by building: an image whose source is out of reach here (or an
+    ancestor's) is listed with the reason, not counted as unlocked (issue 19)."""
+    from nbpipe.engines import sources
+
+    monkeypatch.setattr(sources, "reachable", lambda host, assume=frozenset(): (
+        host != "download.pytorch.org"))
+    empty = tmp_path / "lock.json"
+    empty.write_text(json.dumps({"locks": {}}))
+    code, out, _ = run(capsys, monkeypatch, "lock", "--check", "jupyter-pytorch-full", "--json",
+                       "--lock-file", str(empty))
+    data = json.loads(out)
+    assert code == ERROR  # base and jupyter build here and are not locked in that file
+    assert {m["image"] for m in data["missing"]} == {"base", "jupyter"}
+    cannot = {(m["image"], m["why"]) for m in data["unbuildable_here"]}
+    want = "jupyter-pytorch needs download.pytorch.org, not reachable from here"
+    assert cannot == {("jupyter-pytorch", want), ("jupyter-pytorch-full", want)}
+    code, out, _ = run(capsys, monkeypatch, "lock", "--check", "jupyter-pytorch")
+    assert code == 0
+    assert f"cannot lock here: jupyter-pytorch step 0 (pip torch==2.12.0" in out and want in out
+    assert "every apt and pip step is locked" in out
 
 
 @pytest.mark.parametrize("argv,fragment", [
