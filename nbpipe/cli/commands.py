@@ -199,6 +199,14 @@ DebStoreOpt = typer.Option(
     "apt steps install from first and builds add to (auto: "
     "~/.cache/nbpipe/debs; none: off)",
 )
+PullDebsOpt = typer.Option(
+    None,
+    "--registry",
+    callback=_registry,
+    metavar="HOST[:PORT][/NAMESPACE]",
+    help="where `publish` pushed the images: their pinned .debs fill the package store "
+    "before building (exact rebuilds after Debian's archive moved)",
+)
 LockedOpt = typer.Option(
     False,
     "--locked",
@@ -474,9 +482,11 @@ def _run_pipeline(
     locked: bool = False,
     deb_store: str = "auto",
     audit: bool = False,
+    registry: str | None = None,
 ) -> None:
     from dataclasses import replace
 
+    from nbpipe.engines.registry import Registry
     from nbpipe.recipe.options import BuildOptions
     from nbpipe.run import report
     from nbpipe.run.pipeline import build as run_build
@@ -500,6 +510,7 @@ def _run_pipeline(
             locked=locked,
             audit=audit,
             on_event=on_event,
+            registry=Registry.parse(registry) if registry else None,
         )
         js, md = report.write(results, report_dir)  # under the lock: this run's reports
     if as_json:
@@ -593,6 +604,7 @@ def build(
     catalog: Optional[str] = CatalogOpt,
     locked: bool = LockedOpt,
     deb_store: str = DebStoreOpt,
+    registry: Optional[str] = PullDebsOpt,
     audit: bool = typer.Option(
         False,
         "--audit",
@@ -621,6 +633,7 @@ def build(
         locked=locked,
         deb_store=deb_store,
         audit=audit,
+        registry=registry,
     )
 
 
@@ -650,6 +663,7 @@ def test(
     catalog: Optional[str] = CatalogOpt,
     locked: bool = LockedOpt,
     deb_store: str = DebStoreOpt,
+    registry: Optional[str] = PullDebsOpt,
     as_: str = typer.Option(
         "container",
         "--as",
@@ -684,6 +698,7 @@ def test(
         as_json=as_json,
         locked=locked,
         deb_store=deb_store,
+        registry=registry,
     )
 
 

@@ -45,6 +45,7 @@ from nbpipe.run.state import ImageState, State, assess
 
 if TYPE_CHECKING:
     from nbpipe.engines.oci import ImageInfo, OciEngine
+    from nbpipe.engines.registry import Registry
     from nbpipe.run.machine import Machine
 
 Event = Callable[[str, str], None]  # (image name, what is happening)
@@ -384,12 +385,26 @@ def build(
     pod: str | None = None,
     locked: bool = False,
     audit: bool = False,
+    registry: "Registry | None" = None,
 ) -> list[ImageResult]:
     """`nbpipe build` / `test`: the machine's backend on the machine's root; names unknown
     to the catalog are an error. ``audit``: each image's Python packages checked against
-    PyPI's advisories too (needs the local engine, which reads the image)."""
+    PyPI's advisories too (needs the local engine, which reads the image). ``registry``:
+    where `publish` put the images' pinned .debs: they fill the package store first."""
     for n in names or []:
         machine.catalog.entry(n)
+    if registry is not None and options.deb_store is not None:
+        from nbpipe.supply import debs
+
+        order = machine.catalog.order(names or None)
+        images = [machine.catalog.resolve(n) for n in order]
+        debs.fill(
+            registry,
+            [i for i in images if machine.platform in i.platforms],
+            machine.platform,
+            options.deb_store,
+            on_event,
+        )
     backend = backend_for(machine, options, settings, pod=pod)
     catalog = backend.catalog if isinstance(backend, DaggerBackend) else machine.catalog
     pipe = Pipeline(

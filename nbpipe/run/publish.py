@@ -72,6 +72,7 @@ class Published:
     compression: str = ""  # of the layers in the registry: gzip | zstd (as pushed, or found)
     signed: str = ""  # "" (no --sign-key) | what signing did
     platform_digests: dict[str, str] = field(default_factory=dict)
+    debs: int = 0  # pinned .debs pushed beside it (supply/debs.py), all platforms
 
     @property
     def ref(self) -> str:
@@ -331,11 +332,19 @@ def _push_one(
             res.digest = engine.publish_list(remote, [f"{repo}:{t}" for t in moving], flags)
             res.uploaded = res.uploaded or not existing
         res.platform_digests = {p: registry.digest(ref, auth) or "" for p, ref in remote.items()}
+        if options.deb_store is not None:  # the package store beside it: exact rebuilds
+            from nbpipe.supply import debs
+
+            res.debs = sum(debs.push(registry, img, p, options.deb_store, auth) for p in plats)
+            if res.debs:
+                on_event(name, f"{res.debs} pinned .deb(s) beside it as *.debs artifacts")
         if sign_key is not None:
             res.signed = _sign(
                 registry, auth, res, img, ctag, options, compression, engine, sign_key, on_event
             )
         res.message = "published" if res.uploaded else "already published: nothing uploaded"
+        if res.debs:
+            res.message += f"; {res.debs} pinned .deb(s) beside it"
         if res.signed:
             res.message += f"; {res.signed}"
         if res.compression and res.compression != compression:

@@ -53,7 +53,7 @@ def _skopeo() -> str:
     return skopeo
 
 
-def _copy(registry: Registry, src: str, dest: str, auth: Path | None, *, push: bool) -> None:
+def copy(registry: Registry, src: str, dest: str, auth: Path | None, *, push: bool) -> None:
     tls = "true" if registry.tls_verify else "false"
     flags = [f"--{'dest' if push else 'src'}-tls-verify={tls}"]
     if auth:
@@ -99,7 +99,7 @@ def fetch(
     if sum(size for _, _, size, _ in listed) > MAX_ARTIFACT:
         raise NbpipeError(f"{ref}: over {MAX_ARTIFACT >> 20} MiB: not reading it")
     with safe_io.private_dir("nbpipe-attach-") as tmp:
-        _copy(registry, f"docker://{ref}", f"dir:{tmp / 'a'}", auth, push=False)
+        copy(registry, f"docker://{ref}", f"dir:{tmp / 'a'}", auth, push=False)
         out = []
         for media, dg, _size, ann in listed:
             data = (tmp / "a" / dg.removeprefix("sha256:")).read_bytes()
@@ -170,7 +170,7 @@ def push(
         }
         (tmp / "oci" / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
         (tmp / "oci" / "index.json").write_text(json.dumps(index))
-        _copy(
+        copy(
             registry,
             f"oci:{tmp / 'oci'}:artifact",
             f"docker://{repo}:{tag(digest, suffix)}",

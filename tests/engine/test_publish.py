@@ -305,3 +305,40 @@ def test_wrong_password_is_a_clear_error_and_nothing_is_pushed(
         native=platform,
     )[0]
     assert ok.uploaded
+
+
+def test_the_package_store_travels_beside_the_image_and_comes_back_checked(
+    registry, tmp_path
+) -> None:
+    """`publish` pushes an image's pinned .debs as `<content tag>-<arch>.debs` (layers are
+    the .debs, digests their lock sha256); `build --registry` pulls them into an empty store,
+    each checked; only what the store lacks is fetched (issue 19)."""
+    import hashlib
+
+    from nbpipe.recipe.image import BaseRef, Image
+    from nbpipe.recipe.steps import Apt
+    from nbpipe.supply import debs
+
+    files = {name: f"not really a .deb: {name}\n".encode() * 50 for name in ("aa", "bb")}
+    sha = {n: hashlib.sha256(b).hexdigest() for n, b in files.items()}
+    locked = "".join(f"{n}=1.0-1@sha256:{sha[n]}\n" for n in files)
+    root = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64})
+    img = Image.from_base(root, "t").with_step(Apt(packages=("aa", "bb"), locked=locked))
+    store = tmp_path / "store"
+    store.mkdir()
+    for n, data in files.items():
+        (store / f"{sha[n]}.deb").write_bytes(data)
+    with registry.authfile() as auth:
+        assert debs.push(registry, img, plat.AMD64, store, auth) == 2
+        assert debs.push(registry, img, plat.AMD64, store, auth) == 2  # there: not again
+        raw = _inspect_raw(f"{registry.repo('t')}:{debs.tag(img, plat.AMD64)}")
+        assert [x["digest"] for x in raw["layers"]] == sorted(f"sha256:{s}" for s in sha.values())
+        assert {x["mediaType"] for x in raw["layers"]} == {debs.MEDIA}
+        empty = tmp_path / "empty"
+        assert debs.pull(registry, img, plat.AMD64, empty, auth) == 2
+        assert {p.name: p.read_bytes() for p in empty.iterdir()} == {
+            f"{sha[n]}.deb": files[n] for n in files
+        }
+        assert debs.pull(registry, img, plat.AMD64, empty, auth) == 0  # nothing lacking
+        other = Image.from_base(root, "u").with_step(Apt(packages=("aa",), locked=locked.splitlines()[0]))
+        assert debs.pull(registry, other, plat.AMD64, tmp_path / "none", auth) == 0  # unpublished

@@ -624,6 +624,18 @@ def test_build_passes_the_team_origins(fake_run, capsys, monkeypatch, tmp_path) 
     assert [p.name for p in got["options"].origins] == ["team-astro"]
 
 
+@pytest.mark.parametrize("command", ["build", "test"])
+def test_build_registry_fills_the_package_store_from_there(
+    command, fake_run, capsys, monkeypatch
+) -> None:
+    got = fake_run(_results(("base", Outcome.CACHED, None)))
+    code, _, err = run(capsys, monkeypatch, command, "base", "--registry", "127.0.0.1:5000/acme")
+    assert code == 0, err
+    assert got["registry"].address == "127.0.0.1:5000/acme"
+    code, _, _ = run(capsys, monkeypatch, command, "base")
+    assert got["registry"] is None
+
+
 # -- 10. errors and usage ------------------------------------------------------------------
 
 CHOICES = [(["graph", "--format", "svg"], "--format"), (["plan", "--engine", "foo"], "--engine"),
