@@ -202,156 +202,210 @@ def _recipe(
     (``ours``: a catalog image's name, whose Python environment is known; a pinned ref's
     is not)."""
     steps: list[s.Step] = []
-    platforms: tuple[str, ...] | None = None
-    budget = safe_io.Budget(MAX_SPEC_BYTES, "the spec", error=SpecError)
-    pip_node: _Node | None = None
-
-    def add(node: _Node, make: Callable[[], s.Step]) -> None:
-        try:
-            steps.append(make())
-        except NbpipeError as exc:
-            message = str(exc)
-            kind, sep, rest = message.partition(": ")
-            raise node.fail(rest if sep and kind in STEP_KINDS else message) from None
-
-    snapshot = None
-    if "debian_snapshot" in top:  # apt from Debian's snapshot of that time (README, "Locks")
-        snapshot = top["debian_snapshot"].scalar("a time like 20261126T000000Z")
-        try:
-            s.snapshot_sources(snapshot)
-        except NbpipeError as exc:
-            raise top["debian_snapshot"].fail(str(exc)) from None
+    snapshot = _snapshot(top)
     if "apt" in top:
         pkgs = top["apt"].strings()
         if pkgs:
-            add(top["apt"], lambda: s.Apt(packages=tuple(pkgs), snapshot=snapshot))
-    if "pip" in top:
-        node = top["pip"]
-        if isinstance(node.node, yaml.MappingNode):
-            req = node.mapping(("requirements",))["requirements"]
-            file = _inside(path, req)
-            if not file.is_file():
-                raise req.fail(f"no such file {req.scalar()!r} next to the spec")
-            numbered = requirements.pip_lines(file)
-            reqs = [r for _, r in numbered]
-            warnings += _unpinned(file, path, [(n, "requirements", r) for n, r in numbered])
-        else:
-            items = node.seq()
-            reqs = [n.scalar() for n in items]
-            warnings += _unpinned(
-                path,
-                path,
-                [
-                    (n.node.start_mark.line + 1, n.field, r)
-                    for n, r in zip(items, reqs, strict=True)
-                ],
-            )
-        if reqs:
-            add(node, lambda: s.Pip(packages=tuple(reqs)))
-            pip_node = node
+            _add(steps, top["apt"], lambda: s.Apt(packages=tuple(pkgs), snapshot=snapshot))
+    pip_node = _pip(top, path, warnings, steps)
     if "npm" in top:
-        pkgs = top["npm"].strings()
-        if pkgs:
-            add(top["npm"], lambda: s.Npm(packages=tuple(pkgs)))
-    if "env" in top:
-        for key, node in top["env"].mapping().items():
-            value = node.scalar()  # first: a list or mapping is refused in words
-            if node.node.tag != "tag:yaml.org,2002:str":
-                raise node.fail(f'{value!r} is not a string: quote it, e.g. "{value}"')
-            add(node, partial(s.Env, name=key, value=value))
-    if "files" in top:
-        for item in top["files"].seq():
-            f = item.mapping(("path", "source", "content", "mode", "owner"))
-            if "path" not in f:
-                raise item.fail("needs 'path' (where the file goes in the image)")
-            if ("source" in f) == ("content" in f):
-                raise item.fail(
-                    "give exactly one of 'source' (a file next to the spec) or 'content'"
-                )
-            if "source" in f:
-                src = _inside(path, f["source"])
-                if not src.is_file():
-                    raise f["source"].fail(
-                        f"no such file {f['source'].scalar()!r} next to the spec"
-                    )
-                where = f"{path}:{f['source'].node.start_mark.line + 1}: {f['source'].field}"
-                budget.take(src.stat().st_size, where)  # before reading: sparse files too
-                data = safe_io.read_bytes(src, where, limit=MAX_FILE_BYTES, error=SpecError)
-            else:
-                data = f["content"].scalar().encode()
-            mode = _mode(f["mode"]) if "mode" in f else 0o644
-            owner = f["owner"].scalar() if "owner" in f else "0:0"
-            if not re.fullmatch(r"[0-9]+:[0-9]+", owner):
-                raise f["owner"].fail(f"{owner!r}: give uid:gid, e.g. 1000:0")
-            dest = f["path"].scalar()
-            add(item, partial(s.File, path=dest, content=data, mode=mode, owner=owner))
-    if "init_scripts" in top:
-        for key, node in top["init_scripts"].mapping().items():
-            script = node.scalar("the script's text")
-            if not script.startswith("#!"):
-                raise node.fail("an init script starts with a #! line, e.g. #!/bin/sh")
-            add(node, partial(s.InitScript, name=key, script=script))
-    if "services" in top:
-        for key, node in top["services"].mapping().items():
-            svc = node.mapping(("run", "finish"))
-            if "run" not in svc:
-                raise node.fail("a service needs a 'run' script (it is exec'd and supervised)")
-            run = svc["run"].scalar("the run script's text")
-            finish = svc["finish"].scalar() if "finish" in svc else None
-            add(node, partial(s.Service, name=key, run=run, finish=finish))
+        npm = top["npm"].strings()
+        if npm:
+            _add(steps, top["npm"], lambda: s.Npm(packages=tuple(npm)))
+    _env(top, steps)
+    _files(top, path, steps)
+    _init_scripts(top, steps)
+    _services(top, steps)
     if "labels" in top:
         for key, node in top["labels"].mapping().items():
-            add(node, partial(s.Label, key=key, value=node.scalar()))
-    if "platforms" in top:
-        platforms = tuple(top["platforms"].strings())
-        if not platforms:
-            raise top["platforms"].fail(f"give at least one: {' or '.join(plat.ALL)}")
-        for i, p in enumerate(platforms):
-            if p not in plat.ALL:
-                raise top["platforms"].seq()[i].fail(f"{p!r}: use {' or '.join(plat.ALL)}")
-    probes: dict[str, Any] = {}  # keyword arguments of with_probes: PROBE_KEYS only
-    if "probes" in top:
-        for key, node in top["probes"].mapping(PROBE_KEYS).items():
-            if key == "notebook_timeout":
-                text = node.scalar("a number of seconds")
-                if not re.fullmatch(r"[0-9]{1,9}", text):  # ASCII only: '²'.isdigit() is True
-                    raise node.fail(f"{text[:60]!r} is not a number of seconds (1 to 86400)")
-                probes[key] = int(text)
-            else:
-                probes[key] = tuple(node.strings())
-            try:
-                check_probes(**{key: probes[key]})
-            except NbpipeError as exc:
-                raise node.fail(str(exc).split(": ", 1)[1]) from None
+            _add(steps, node, partial(s.Label, key=key, value=node.scalar()))
+    platforms = _platforms(top)
+    probes = _probes(top)
 
     def recipe(parent: Image) -> Image:
-        img = parent
-        if platforms is not None:
-            missing = [p for p in platforms if p not in parent.platforms]
-            if missing:
-                raise SpecError(
-                    f"{path}: platforms: {', '.join(missing)} not offered by the "
-                    f"parent (it has {', '.join(parent.platforms)})"
-                )
-            img = img.with_platforms(*platforms)
-        venv = parent.config().env_dict().get("VIRTUAL_ENV")
-        if (
-            ours
-            and pip_node is not None
-            and any(
-                isinstance(st, s.Pip) and st.python.startswith(contract.VENV + "/") for st in steps
-            )
-            and venv != contract.VENV
-        ):
-            raise pip_node.fail(
-                f"the parent {ours} has no Python "
-                f"environment at {contract.VENV} to install into (jupyter "
-                "and the images built on it have one); build on one of "
-                "those, or install Debian's python3-* packages with apt"
-            )
+        img = _on_parent(parent, platforms, path)
+        if ours and pip_node is not None:
+            _need_venv(parent, steps, pip_node, ours)
         return img.with_step(*steps).with_probes(**probes)
 
     return recipe
+
+
+def _add(steps: list[s.Step], node: _Node, make: Callable[[], s.Step]) -> None:
+    """Append the step ``make`` builds; its own error is told at ``node``'s line."""
+    try:
+        steps.append(make())
+    except NbpipeError as exc:
+        message = str(exc)
+        kind, sep, rest = message.partition(": ")
+        raise node.fail(rest if sep and kind in STEP_KINDS else message) from None
+
+
+def _snapshot(top: dict[str, _Node]) -> str | None:
+    """debian_snapshot: apt from Debian's snapshot of that time (README, "Locks")."""
+    if "debian_snapshot" not in top:
+        return None
+    snapshot = top["debian_snapshot"].scalar("a time like 20261126T000000Z")
+    try:
+        s.snapshot_sources(snapshot)
+    except NbpipeError as exc:
+        raise top["debian_snapshot"].fail(str(exc)) from None
+    return snapshot
+
+
+def _pip(
+    top: dict[str, _Node], path: Path, warnings: list[str], steps: list[s.Step]
+) -> _Node | None:
+    """pip: a list, or {requirements: FILE}; warns of each unpinned requirement. Returns
+    the field's node when it added a step."""
+    if "pip" not in top:
+        return None
+    node = top["pip"]
+    if isinstance(node.node, yaml.MappingNode):
+        req = node.mapping(("requirements",))["requirements"]
+        file = _inside(path, req)
+        if not file.is_file():
+            raise req.fail(f"no such file {req.scalar()!r} next to the spec")
+        numbered = requirements.pip_lines(file)
+        reqs = [r for _, r in numbered]
+        warnings += _unpinned(file, path, [(n, "requirements", r) for n, r in numbered])
+    else:
+        items = node.seq()
+        reqs = [n.scalar() for n in items]
+        warnings += _unpinned(
+            path,
+            path,
+            [(n.node.start_mark.line + 1, n.field, r) for n, r in zip(items, reqs, strict=True)],
+        )
+    if not reqs:
+        return None
+    _add(steps, node, lambda: s.Pip(packages=tuple(reqs)))
+    return node
+
+
+def _env(top: dict[str, _Node], steps: list[s.Step]) -> None:
+    if "env" not in top:
+        return
+    for key, node in top["env"].mapping().items():
+        value = node.scalar()  # first: a list or mapping is refused in words
+        if node.node.tag != "tag:yaml.org,2002:str":
+            raise node.fail(f'{value!r} is not a string: quote it, e.g. "{value}"')
+        _add(steps, node, partial(s.Env, name=key, value=value))
+
+
+def _files(top: dict[str, _Node], path: Path, steps: list[s.Step]) -> None:
+    """files: each from a file next to the spec (all of them within MAX_SPEC_BYTES) or
+    given as content."""
+    if "files" not in top:
+        return
+    budget = safe_io.Budget(MAX_SPEC_BYTES, "the spec", error=SpecError)
+    for item in top["files"].seq():
+        f = item.mapping(("path", "source", "content", "mode", "owner"))
+        if "path" not in f:
+            raise item.fail("needs 'path' (where the file goes in the image)")
+        if ("source" in f) == ("content" in f):
+            raise item.fail("give exactly one of 'source' (a file next to the spec) or 'content'")
+        if "source" in f:
+            data = _file_source(f["source"], path, budget)
+        else:
+            data = f["content"].scalar().encode()
+        mode = _mode(f["mode"]) if "mode" in f else 0o644
+        owner = f["owner"].scalar() if "owner" in f else "0:0"
+        if not re.fullmatch(r"[0-9]+:[0-9]+", owner):
+            raise f["owner"].fail(f"{owner!r}: give uid:gid, e.g. 1000:0")
+        dest = f["path"].scalar()
+        _add(steps, item, partial(s.File, path=dest, content=data, mode=mode, owner=owner))
+
+
+def _file_source(source: _Node, path: Path, budget: safe_io.Budget) -> bytes:
+    """The bytes of a file next to the spec, counted against the spec's budget."""
+    src = _inside(path, source)
+    if not src.is_file():
+        raise source.fail(f"no such file {source.scalar()!r} next to the spec")
+    where = f"{path}:{source.node.start_mark.line + 1}: {source.field}"
+    budget.take(src.stat().st_size, where)  # before reading: sparse files too
+    return safe_io.read_bytes(src, where, limit=MAX_FILE_BYTES, error=SpecError)
+
+
+def _init_scripts(top: dict[str, _Node], steps: list[s.Step]) -> None:
+    if "init_scripts" not in top:
+        return
+    for key, node in top["init_scripts"].mapping().items():
+        script = node.scalar("the script's text")
+        if not script.startswith("#!"):
+            raise node.fail("an init script starts with a #! line, e.g. #!/bin/sh")
+        _add(steps, node, partial(s.InitScript, name=key, script=script))
+
+
+def _services(top: dict[str, _Node], steps: list[s.Step]) -> None:
+    if "services" not in top:
+        return
+    for key, node in top["services"].mapping().items():
+        svc = node.mapping(("run", "finish"))
+        if "run" not in svc:
+            raise node.fail("a service needs a 'run' script (it is exec'd and supervised)")
+        run = svc["run"].scalar("the run script's text")
+        finish = svc["finish"].scalar() if "finish" in svc else None
+        _add(steps, node, partial(s.Service, name=key, run=run, finish=finish))
+
+
+def _platforms(top: dict[str, _Node]) -> tuple[str, ...] | None:
+    if "platforms" not in top:
+        return None
+    platforms = tuple(top["platforms"].strings())
+    if not platforms:
+        raise top["platforms"].fail(f"give at least one: {' or '.join(plat.ALL)}")
+    for i, p in enumerate(platforms):
+        if p not in plat.ALL:
+            raise top["platforms"].seq()[i].fail(f"{p!r}: use {' or '.join(plat.ALL)}")
+    return platforms
+
+
+def _probes(top: dict[str, _Node]) -> dict[str, Any]:
+    """The keyword arguments of with_probes (PROBE_KEYS only), each checked."""
+    probes: dict[str, Any] = {}
+    if "probes" not in top:
+        return probes
+    for key, node in top["probes"].mapping(PROBE_KEYS).items():
+        if key == "notebook_timeout":
+            text = node.scalar("a number of seconds")
+            if not re.fullmatch(r"[0-9]{1,9}", text):  # ASCII only: '²'.isdigit() is True
+                raise node.fail(f"{text[:60]!r} is not a number of seconds (1 to 86400)")
+            probes[key] = int(text)
+        else:
+            probes[key] = tuple(node.strings())
+        try:
+            check_probes(**{key: probes[key]})
+        except NbpipeError as exc:
+            raise node.fail(str(exc).split(": ", 1)[1]) from None
+    return probes
+
+
+def _on_parent(parent: Image, platforms: tuple[str, ...] | None, path: Path) -> Image:
+    """The parent, narrowed to the spec's platforms (each one the parent offers)."""
+    if platforms is None:
+        return parent
+    missing = [p for p in platforms if p not in parent.platforms]
+    if missing:
+        raise SpecError(
+            f"{path}: platforms: {', '.join(missing)} not offered by the "
+            f"parent (it has {', '.join(parent.platforms)})"
+        )
+    return parent.with_platforms(*platforms)
+
+
+def _need_venv(parent: Image, steps: list[s.Step], pip_node: _Node, ours: str) -> None:
+    """A pip step into our Python environment needs a parent that has it."""
+    into_venv = any(
+        isinstance(st, s.Pip) and st.python.startswith(contract.VENV + "/") for st in steps
+    )
+    if into_venv and parent.config().env_dict().get("VIRTUAL_ENV") != contract.VENV:
+        raise pip_node.fail(
+            f"the parent {ours} has no Python "
+            f"environment at {contract.VENV} to install into (jupyter "
+            "and the images built on it have one); build on one of "
+            "those, or install Debian's python3-* packages with apt"
+        )
 
 
 def _inside(spec: Path, node: _Node) -> Path:

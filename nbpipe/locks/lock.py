@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Collection
 from nbpipe.errors import NbpipeError
 from nbpipe.recipe.catalog import Catalog, Entry
 from nbpipe.recipe.image import Image, sha256_json
+from nbpipe.recipe.ops import Exec
 from nbpipe.recipe.steps import Apt, Pip
 
 if TYPE_CHECKING:
@@ -297,18 +298,17 @@ def unlocked(catalog: Catalog, only: "Collection[str] | None" = None) -> Catalog
     return out
 
 
-def resolve(engine: "OciEngine", ref: str, step: Pip, ca_bundle: Path | None) -> str:
-    """Lock lines for ``step``, resolved in the built image ``ref`` under what it has."""
+def resolve(engine: "OciEngine", ref: str, step: Pip, options: "BuildOptions") -> str:
+    """Lock lines for ``step``, resolved in the built image ``ref`` under what it has; pip
+    reaches its index with the CA bundle as a build step would (BuildOptions.ca)."""
     extra = ["--network", "host", "-e", f"PY={step.python}"]
-    if ca_bundle is not None:
-        extra += [
-            "-v",
-            f"{ca_bundle}:/run/secrets/nbpipe-ca.crt:ro",
-            "-e",
-            "PIP_CERT=/run/secrets/nbpipe-ca.crt",
-            "-e",
-            "SSL_CERT_FILE=/run/secrets/nbpipe-ca.crt",
-        ]
+    mounts, env = options.ca(Exec(RESOLVE, network=True))
+    for m in mounts:
+        if options.ca_bundle is None:  # a Dagger secret: no file `podman run` could mount
+            raise NbpipeError("resolving a pip step needs the CA bundle as a file")
+        extra += ["-v", f"{options.ca_bundle}:{m.target}:ro"]
+    for name, value in env:
+        extra += ["-e", f"{name}={value}"]
     pip_args = []
     if step.index_url:
         pip_args += ["--index-url", step.index_url]

@@ -18,6 +18,7 @@ from nbpipe.probes import kernel, run_notebook
 from nbpipe.probes.csp import refusal as frame_ancestors_refusal
 from nbpipe.probes.http import Client, wait_ready
 from nbpipe.probes.result import ProbeFailure, ProbeResult, ProbeSkip, Status
+from nbpipe.probes.smoke import ADD_TAG, SCRIPTS, SKIP, skip_reason
 from nbpipe.recipe import contract
 
 # runs argv in the container: (exit code, output); takes timeout= (seconds) when given
@@ -433,18 +434,19 @@ def commands(t: Target) -> str:
 
 def smoke(tag: str) -> Callable[[Target], str]:
     def check(t: Target) -> str:
-        needed = contract.listed(t.labels, contract.LABEL_RUNNER_TAGS)
-        if tag not in needed:
-            raise ProbeSkip(f"the image needs no {tag} runner")
-        if tag not in t.runner_tags:
-            raise ProbeSkip(
-                f"this runner has no '{tag}' tag (set NBPIPE_RUNNER_TAGS={tag} on a "
-                f"runner with that accelerator)"
-            )
-        if t.smoke is None:
-            raise ProbeSkip(f"the engine cannot give the container a {tag} device")
+        why = skip_reason(
+            tag,
+            contract.listed(t.labels, contract.LABEL_RUNNER_TAGS),
+            t.runner_tags,
+            devices=() if t.smoke is None else SCRIPTS,
+            add_tag=ADD_TAG,
+            no_device="the engine cannot give the container a {tag} device",
+        )
+        if why is not None:
+            raise ProbeSkip(why)
+        assert t.smoke is not None  # skip_reason sees no devices without it
         rc, out = t.smoke(tag)
-        if rc == 77:
+        if rc == SKIP:
             raise ProbeSkip(out.strip() or f"no {tag} device visible in the container")
         if rc != 0:
             raise ProbeFailure(f"{tag} smoke test failed (exit {rc}): {out.strip()[-400:]}")

@@ -159,159 +159,177 @@ def kernels_path(t: Target) -> str:
 
 
 def pod_checks(facts: PodFacts) -> tuple[Callable[[Target], str], ...]:
-    """ready, culler-decode and gateway-notebook, bound to one pod."""
+    """ready, culler-decode and gateway-notebook, bound to one pod (a check's name is its
+    function's: pod-ready, openshift-identity, culler-decode, gateway-notebook)."""
 
     def pod_ready(t: Target) -> str:
-        """Bounded twice: by cpu-seconds used until the first 200 (what the start costs,
-        the same on a busy CI machine as on an idle node: at the cpu limit it takes
-        cpu-seconds / limit of wall time), and by wall time (sleeps and hangs)."""
-        _need_server(t)
-        path = kernels_path(t) if t.server == "jupyter" else t.ready_path()
-        seconds, last = wait_ready(culler_client(t, facts), path, t.ready_timeout)
-        total = time.monotonic() - facts.started
-        if isinstance(last, str) or last.status != 200:
-            got = last if isinstance(last, str) else f"HTTP {last.status}"
-            raise ProbeFailure(
-                f"GET {path} (the culler's request) gave no 200 "
-                f"within {t.ready_timeout:.0f}s (last: {got})"
-            )
-        t.startup_seconds = total
-        cpu = cpu_seconds(t)
-        limit = float(facts.cpu_limit) if facts.cpu_limit else None
-        idle = f", {cpu / limit:.1f}s on an idle node" if cpu is not None and limit else ""
-        seen = (
-            f"{total:.2f}s after play ({cpu:.2f} cpu-s at cpu limit {facts.cpu_limit}{idle})"
-            if cpu is not None
-            else f"{total:.2f}s after play"
-        )
-        if cpu is not None and cpu > facts.ready_cpu_bound:
-            raise ProbeFailure(
-                f"first 200 on {path} {seen}: start-up used more than "
-                f"{facts.ready_cpu_bound:.1f} cpu-s; it does too much before the "
-                "server listens"
-            )
-        if total > facts.ready_wall_bound:
-            raise ProbeFailure(
-                f"first 200 on {path} {seen}: more than "
-                f"{facts.ready_wall_bound:.0f}s; start-up waits on something"
-            )
-        return (
-            f"200 on {path} {seen}; bounds {facts.ready_cpu_bound:.1f} cpu-s, "
-            f"{facts.ready_wall_bound:.0f}s"
-        )
-
-    def culler_decode(t: Target) -> str:
-        _need_jupyter(t)
-        user = Client(t.base_url, headers=dict(GATEWAY_HEADERS))
-        kid = kernel.start_kernel(user, t.prefix)  # a kernel, so last_activity is there to parse
-        try:
-            kernel.execute(user, t.prefix, kid, "pass")
-            r = culler_client(t, facts).get(kernels_path(t))
-            if r.status != 200:
-                raise ProbeFailure(
-                    f"GET {kernels_path(t)} without credentials answered "
-                    f"{r.status}: the culler gets nothing and never culls"
-                )
-            try:
-                kernels = decode_kernels(r.body)
-            except ProbeFailure as exc:
-                raise ProbeFailure(f"the culler cannot decode {kernels_path(t)}: {exc}") from None
-            if kid not in [k["id"] for k in kernels]:
-                raise ProbeFailure(f"{kernels_path(t)} does not list the running kernel {kid}")
-        finally:
-            user.request(
-                "DELETE", f"{t.prefix}api/kernels/{kid}", headers=kernel.api_headers(user, t.prefix)
-            )
-        states = ", ".join(sorted({k["execution_state"] for k in kernels}))
-        return (
-            f"{len(kernels)} kernel(s) decode as []KernelStatus (states: {states}; "
-            "last_activity RFC 3339)"
-        )
-
-    def gateway_notebook(t: Target) -> str:
-        _need_jupyter(t)
-        user = Client(t.base_url, headers=dict(GATEWAY_HEADERS))
-        headers = kernel.api_headers(user, t.prefix)
-        model = {
-            "type": "notebook",
-            "format": "json",
-            "content": {
-                "nbformat": 4,
-                "nbformat_minor": 5,
-                "metadata": {},
-                "cells": [
-                    {
-                        "cell_type": "code",
-                        "id": "nbpipe-probe",
-                        "metadata": {},
-                        "execution_count": None,
-                        "outputs": [],
-                        "source": CELL,
-                    }
-                ],
-            },
-        }
-        r = user.request(
-            "PUT",
-            f"{t.prefix}api/contents/{NOTEBOOK}",
-            headers=headers,
-            body=json.dumps(model).encode(),
-        )
-        if r.status not in (200, 201):
-            raise ProbeFailure(
-                f"saving {NOTEBOOK} through the gateway (PUT api/contents) "
-                f"answered {r.status}: {r.body[:200]!r}"
-            )
-        r = user.request(
-            "POST",
-            f"{t.prefix}api/sessions",
-            headers=headers,
-            body=json.dumps(
-                {
-                    "path": NOTEBOOK,
-                    "name": NOTEBOOK,
-                    "type": "notebook",
-                    "kernel": {"name": "python3"},
-                }
-            ).encode(),
-        )
-        if r.status not in (200, 201):
-            raise ProbeFailure(
-                f"opening {NOTEBOOK} (POST api/sessions) answered {r.status}: {r.body[:200]!r}"
-            )
-        session = r.json()
-        try:
-            out = kernel.execute(user, t.prefix, session["kernel"]["id"], CELL)
-        finally:
-            user.request("DELETE", f"{t.prefix}api/sessions/{session['id']}", headers=headers)
-        answer = (out.split() + [""])[0]
-        if answer != "42":
-            raise ProbeFailure(f"the notebook's cell printed {out!r}, want '42 ...'")
-        back = user.get(f"{t.prefix}api/contents/{NOTEBOOK}?content=1")
-        if back.status != 200 or back.json()["content"]["cells"][0]["source"] != CELL:
-            raise ProbeFailure(f"{NOTEBOOK} did not read back as saved ({back.status})")
-        return f"saved {NOTEBOOK} and ran its cell through {GATEWAY_HOST}: {out.strip()}"
+        return _pod_ready(t, facts)
 
     def openshift_identity(t: Target) -> str:
-        if facts.uid is None:
-            raise ProbeSkip("not an OpenShift pod")
-        status = dict(
-            line.split(":", 1) for line in t.sh("cat /proc/1/status").splitlines() if ":" in line
-        )
-        uid, gid = status["Uid"].split()[0], status["Gid"].split()[0]
-        if uid != str(facts.uid) or gid != "0":
-            raise ProbeFailure(
-                f"pid 1 runs as uid {uid} gid {gid}; restricted-v2 gives uid {facts.uid} gid 0"
-            )
-        if status.get("NoNewPrivs", "").strip() != "1":
-            raise ProbeFailure("privilege escalation is allowed (NoNewPrivs 0)")
-        if int(status["CapEff"], 16) or int(status["CapBnd"], 16):
-            raise ProbeFailure(
-                f"capabilities left: CapEff {status['CapEff'].strip()}, "
-                f"CapBnd {status['CapBnd'].strip()}"
-            )
-        return (
-            f"uid {uid} gid 0 groups {status['Groups'].strip()}, no new privileges, no capabilities"
-        )
+        return _openshift_identity(t, facts)
+
+    def culler_decode(t: Target) -> str:
+        return _culler_decode(t, facts)
+
+    def gateway_notebook(t: Target) -> str:
+        return _gateway_notebook(t)
 
     return pod_ready, openshift_identity, culler_decode, gateway_notebook
+
+
+def _pod_ready(t: Target, facts: PodFacts) -> str:
+    """Bounded twice: by cpu-seconds used until the first 200 (what the start costs, the
+    same on a busy CI machine as on an idle node: at the cpu limit it takes cpu-seconds /
+    limit of wall time), and by wall time (sleeps and hangs)."""
+    _need_server(t)
+    path = kernels_path(t) if t.server == "jupyter" else t.ready_path()
+    seconds, last = wait_ready(culler_client(t, facts), path, t.ready_timeout)
+    total = time.monotonic() - facts.started
+    if isinstance(last, str) or last.status != 200:
+        got = last if isinstance(last, str) else f"HTTP {last.status}"
+        raise ProbeFailure(
+            f"GET {path} (the culler's request) gave no 200 "
+            f"within {t.ready_timeout:.0f}s (last: {got})"
+        )
+    t.startup_seconds = total
+    cpu = cpu_seconds(t)
+    seen = _startup_seen(total, cpu, facts.cpu_limit)
+    if cpu is not None and cpu > facts.ready_cpu_bound:
+        raise ProbeFailure(
+            f"first 200 on {path} {seen}: start-up used more than "
+            f"{facts.ready_cpu_bound:.1f} cpu-s; it does too much before the "
+            "server listens"
+        )
+    if total > facts.ready_wall_bound:
+        raise ProbeFailure(
+            f"first 200 on {path} {seen}: more than "
+            f"{facts.ready_wall_bound:.0f}s; start-up waits on something"
+        )
+    return (
+        f"200 on {path} {seen}; bounds {facts.ready_cpu_bound:.1f} cpu-s, "
+        f"{facts.ready_wall_bound:.0f}s"
+    )
+
+
+def _startup_seen(total: float, cpu: float | None, cpu_limit: str | None) -> str:
+    """What the start cost: wall time after play, and cpu-seconds where they are known."""
+    limit = float(cpu_limit) if cpu_limit else None
+    if cpu is None:
+        return f"{total:.2f}s after play"
+    idle = f", {cpu / limit:.1f}s on an idle node" if limit else ""
+    return f"{total:.2f}s after play ({cpu:.2f} cpu-s at cpu limit {cpu_limit}{idle})"
+
+
+def _culler_decode(t: Target, facts: PodFacts) -> str:
+    _need_jupyter(t)
+    user = Client(t.base_url, headers=dict(GATEWAY_HEADERS))
+    kid = kernel.start_kernel(user, t.prefix)  # a kernel, so last_activity is there to parse
+    try:
+        kernel.execute(user, t.prefix, kid, "pass")
+        r = culler_client(t, facts).get(kernels_path(t))
+        if r.status != 200:
+            raise ProbeFailure(
+                f"GET {kernels_path(t)} without credentials answered "
+                f"{r.status}: the culler gets nothing and never culls"
+            )
+        try:
+            kernels = decode_kernels(r.body)
+        except ProbeFailure as exc:
+            raise ProbeFailure(f"the culler cannot decode {kernels_path(t)}: {exc}") from None
+        if kid not in [k["id"] for k in kernels]:
+            raise ProbeFailure(f"{kernels_path(t)} does not list the running kernel {kid}")
+    finally:
+        user.request(
+            "DELETE", f"{t.prefix}api/kernels/{kid}", headers=kernel.api_headers(user, t.prefix)
+        )
+    states = ", ".join(sorted({k["execution_state"] for k in kernels}))
+    return (
+        f"{len(kernels)} kernel(s) decode as []KernelStatus (states: {states}; "
+        "last_activity RFC 3339)"
+    )
+
+
+def _gateway_notebook(t: Target) -> str:
+    """Save a notebook, open it in a session and run its cell, all through the gateway
+    (as JupyterLab does), then read it back."""
+    _need_jupyter(t)
+    user = Client(t.base_url, headers=dict(GATEWAY_HEADERS))
+    headers = kernel.api_headers(user, t.prefix)
+    _save_notebook(t, user, headers)
+    out = _run_notebook(t, user, headers)
+    answer = (out.split() + [""])[0]
+    if answer != "42":
+        raise ProbeFailure(f"the notebook's cell printed {out!r}, want '42 ...'")
+    back = user.get(f"{t.prefix}api/contents/{NOTEBOOK}?content=1")
+    if back.status != 200 or back.json()["content"]["cells"][0]["source"] != CELL:
+        raise ProbeFailure(f"{NOTEBOOK} did not read back as saved ({back.status})")
+    return f"saved {NOTEBOOK} and ran its cell through {GATEWAY_HOST}: {out.strip()}"
+
+
+def _save_notebook(t: Target, user: Client, headers: dict[str, str]) -> None:
+    """PUT api/contents: NOTEBOOK with its one cell, CELL."""
+    cell: dict[str, object] = {
+        "cell_type": "code",
+        "id": "nbpipe-probe",
+        "metadata": {},
+        "execution_count": None,
+        "outputs": [],
+        "source": CELL,
+    }
+    content = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [cell]}
+    model = {"type": "notebook", "format": "json", "content": content}
+    r = user.request(
+        "PUT",
+        f"{t.prefix}api/contents/{NOTEBOOK}",
+        headers=headers,
+        body=json.dumps(model).encode(),
+    )
+    if r.status not in (200, 201):
+        raise ProbeFailure(
+            f"saving {NOTEBOOK} through the gateway (PUT api/contents) "
+            f"answered {r.status}: {r.body[:200]!r}"
+        )
+
+
+def _run_notebook(t: Target, user: Client, headers: dict[str, str]) -> str:
+    """Open NOTEBOOK in a session (POST api/sessions), run CELL in its kernel and close
+    the session; returns what the cell printed."""
+    session_model = {
+        "path": NOTEBOOK,
+        "name": NOTEBOOK,
+        "type": "notebook",
+        "kernel": {"name": "python3"},
+    }
+    r = user.request(
+        "POST", f"{t.prefix}api/sessions", headers=headers, body=json.dumps(session_model).encode()
+    )
+    if r.status not in (200, 201):
+        raise ProbeFailure(
+            f"opening {NOTEBOOK} (POST api/sessions) answered {r.status}: {r.body[:200]!r}"
+        )
+    session = r.json()
+    try:
+        return kernel.execute(user, t.prefix, session["kernel"]["id"], CELL)
+    finally:
+        user.request("DELETE", f"{t.prefix}api/sessions/{session['id']}", headers=headers)
+
+
+def _openshift_identity(t: Target, facts: PodFacts) -> str:
+    if facts.uid is None:
+        raise ProbeSkip("not an OpenShift pod")
+    status = dict(
+        line.split(":", 1) for line in t.sh("cat /proc/1/status").splitlines() if ":" in line
+    )
+    uid, gid = status["Uid"].split()[0], status["Gid"].split()[0]
+    if uid != str(facts.uid) or gid != "0":
+        raise ProbeFailure(
+            f"pid 1 runs as uid {uid} gid {gid}; restricted-v2 gives uid {facts.uid} gid 0"
+        )
+    if status.get("NoNewPrivs", "").strip() != "1":
+        raise ProbeFailure("privilege escalation is allowed (NoNewPrivs 0)")
+    if int(status["CapEff"], 16) or int(status["CapBnd"], 16):
+        raise ProbeFailure(
+            f"capabilities left: CapEff {status['CapEff'].strip()}, "
+            f"CapBnd {status['CapBnd'].strip()}"
+        )
+    return f"uid {uid} gid 0 groups {status['Groups'].strip()}, no new privileges, no capabilities"

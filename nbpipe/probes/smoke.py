@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterable
 
 SKIP = 77
 
@@ -63,6 +64,9 @@ sys.exit(0 if err < 1e-1 else 1)
 
 SCRIPTS = {"cuda": CUDA, "gaudi": GAUDI}
 
+# how a user gives this runner a tag, for runner_tags() below (skip_reason fills in {tag})
+ADD_TAG = "set NBPIPE_RUNNER_TAGS={tag}"
+
 
 def runner_tags() -> set[str]:
     """The tags this runner carries: $NBPIPE_RUNNER_TAGS, else what the host shows."""
@@ -75,6 +79,49 @@ def runner_tags() -> set[str]:
     if shutil.which("hl-smi") or os.path.exists("/dev/accel/accel0"):
         tags.add("gaudi")
     return tags
+
+
+def skip_reason(
+    tag: str,
+    needed: Iterable[str],
+    runner: Iterable[str],
+    *,
+    devices: Iterable[str],
+    add_tag: str,
+    no_device: str,
+) -> str | None:
+    """Why the ``tag`` smoke test does not run here, or None when it runs.
+
+    ``needed``: the tags the image's runner-tags label names; ``runner``: the tags this
+    runner carries; ``devices``: the tags whose device the engine can pass into a
+    container; ``add_tag``: how a user gives a runner a tag (``{tag}`` is filled in);
+    ``no_device``: why, when the engine passes no such device (``{tag}`` filled in).
+    """
+    if tag not in set(needed):
+        return f"the image needs no {tag} runner"
+    if tag not in set(runner):
+        how = add_tag.format(tag=tag)
+        return f"this runner has no '{tag}' tag ({how} on a runner with that accelerator)"
+    if tag not in set(devices):
+        return no_device.format(tag=tag)
+    return None
+
+
+def plan(
+    needed: Iterable[str],
+    runner: Iterable[str],
+    *,
+    devices: Iterable[str],
+    add_tag: str,
+    no_device: str,
+) -> dict[str, str | None]:
+    """For each tag the image needs, sorted: None to run its smoke test, else why it is
+    skipped (see skip_reason)."""
+    needed, runner, devices = set(needed), set(runner), set(devices)
+    return {
+        tag: skip_reason(tag, needed, runner, devices=devices, add_tag=add_tag, no_device=no_device)
+        for tag in sorted(needed)
+    }
 
 
 def main(argv: list[str]) -> int:

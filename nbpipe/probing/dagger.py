@@ -13,13 +13,15 @@ from dagger import dag
 
 from nbpipe.engines import dagger as lowering
 from nbpipe.probes.result import ProbeResult, Status
-from nbpipe.probes.smoke import SCRIPTS, SKIP
+from nbpipe.probes.smoke import SCRIPTS, SKIP, plan
 from nbpipe.recipe import contract
 from nbpipe.recipe.image import Image
 from nbpipe.recipe.steps import apt_install
 
 PROBE_SOURCE = "/opt/nbpipe-src"
 DEVICES = {"cuda"}  # experimentalWithAllGPUs is NVIDIA only; Dagger has no HPU
+ADD_TAG = "pass --runner-tags {tag}"
+NO_DEVICE = "Dagger passes no {tag} device into containers; run `nbpipe test` with Podman"
 
 
 def results(stdout: str) -> list[ProbeResult]:
@@ -63,9 +65,14 @@ async def probe(
     nb = container.with_env_variable("NB_PREFIX", prefix).with_mounted_directory(
         contract.HOME, dag.directory(), owner=f"{contract.NB_UID}:{contract.USERS_GID}"
     )
-    tags = {t for t in runner_tags.split(",") if t}
-    needed = set(contract.listed(labels, contract.LABEL_RUNNER_TAGS))
-    if needed & tags & DEVICES:
+    smokes = plan(
+        contract.listed(labels, contract.LABEL_RUNNER_TAGS),
+        [t for t in runner_tags.split(",") if t],
+        devices=DEVICES,
+        add_tag=ADD_TAG,
+        no_device=NO_DEVICE,
+    )
+    if None in smokes.values():  # a smoke test runs: give the container the GPUs
         nb = nb.experimental_with_all_gp_us()
     args = ["--prefix", prefix, "--labels", json.dumps(labels)]
     outside = (
@@ -114,16 +121,9 @@ async def probe(
     elif not inside_found or (await inside.exit_code() and not _failed(found)):
         why = in_text.strip()[-300:] or "no output"
         found.append(ProbeResult("probes-inside", Status.FAILED, f"no results: {why}"))
-    for tag in sorted(needed):
-        if tag not in tags:
-            why = (
-                f"this runner has no '{tag}' tag (pass --runner-tags {tag} on a runner "
-                "with that accelerator)"
-            )
-            found.append(ProbeResult(f"smoke-{tag}", Status.SKIPPED, why))
-        elif tag not in DEVICES:
-            why = f"Dagger passes no {tag} device into containers; run `nbpipe test` with Podman"
-            found.append(ProbeResult(f"smoke-{tag}", Status.SKIPPED, why))
+    for tag, skip in smokes.items():
+        if skip is not None:
+            found.append(ProbeResult(f"smoke-{tag}", Status.SKIPPED, skip))
         else:
             smoke = nb.with_exec(["python3", "-c", SCRIPTS[tag]], expect=dagger.ReturnType.ANY)
             text, rc = (await smoke.stdout()).strip(), await smoke.exit_code()

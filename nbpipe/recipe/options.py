@@ -141,6 +141,15 @@ class BuildOptions:
             pass
         return replace(self, labels=(*self.labels, *labels))
 
+    def ca(self, op: Exec) -> tuple[tuple[SecretMount, ...], tuple[tuple[str, str], ...]]:
+        """What the CA bundle adds to ``op``: a secret mount at CA_TARGET and every TLS
+        client's variable (CA_ENV) pointing at it, when a CA is set and ``op`` uses the
+        network; nothing otherwise. The one rule for how a CA reaches a build step (through
+        ``prepare``) or a resolve in a built image (locks/lock.py)."""
+        if not (self.has_ca and op.network):
+            return (), ()
+        return (SecretMount(CA_TARGET, CA_ID),), tuple((k, CA_TARGET) for k in CA_ENV)
+
     def prepare(self, op: Exec) -> Exec:
         """The Exec an engine really runs: reproducibility env, plus CA and wheels if set."""
         env = [
@@ -149,9 +158,9 @@ class BuildOptions:
             ("FORCE_SOURCE_DATE", "1"),
         ]  # TeX: format files dated by the epoch too
         mounts = list(op.mounts)
-        if self.has_ca and op.network:
-            mounts.append(SecretMount(CA_TARGET, CA_ID))
-            env += [(k, CA_TARGET) for k in CA_ENV]
+        ca_mounts, ca_env = self.ca(op)
+        mounts += ca_mounts
+        env += ca_env
         if self.has_wheelhouse and op.pip:
             mounts.append(BindMount(WHEELHOUSE_TARGET, WHEELHOUSE_ID))
             env.append(("PIP_FIND_LINKS", WHEELHOUSE_TARGET))

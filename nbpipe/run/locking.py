@@ -80,7 +80,7 @@ def refresh(
                 continue
             on_event(name, f"resolving step {i}: {brief(st.describe())}")
             if isinstance(st, Pip):
-                lines = resolve(eng, naming.local_ref(img, platform), st, options.ca_bundle)
+                lines = resolve(eng, naming.local_ref(img, platform), st, options)
             else:  # what apt installs on the parent, as it is built
                 lines = resolve_apt(eng, naming.parent_ref(img, platform), st)
                 keep_debs(eng, options, archive.pins(lines), platform)

@@ -245,12 +245,33 @@ def test_smoke_tests_need_the_runner_tag_and_an_engine_that_gives_devices(start)
     calls = []
     t, _ = start(runner_tags=frozenset(), smoke=lambda tag: calls.append(tag) or (0, "ok"))
     [r] = run_all(t, (checks.smoke("cuda"),))
-    assert r.status is Status.SKIPPED and "this runner has no 'cuda' tag" in r.message
+    assert (r.status, r.message) == (Status.SKIPPED, "this runner has no 'cuda' tag (set "
+                                     "NBPIPE_RUNNER_TAGS=cuda on a runner with that accelerator)")
     t, _ = start(smoke=None)
     [r] = run_all(t, (checks.smoke("cuda"),))
     assert (r.status, r.message) == (Status.SKIPPED, "the engine cannot give the container "
                                                      "a cuda device")
     assert calls == []
+
+
+def test_one_rule_says_which_smoke_tests_run_on_either_engine() -> None:
+    """probes/smoke.py decides for the Podman checks and the Dagger probe alike: the
+    image's tags, then the runner's, then the engine's devices; the hint and the engine's
+    words are the caller's."""
+    from nbpipe.probes.smoke import ADD_TAG, plan, skip_reason
+    from nbpipe.probing.dagger import ADD_TAG as DAGGER_ADD_TAG, DEVICES, NO_DEVICE
+
+    assert skip_reason("gaudi", {"cuda"}, {"cuda", "gaudi"}, devices={"gaudi"},
+                       add_tag=ADD_TAG, no_device="x") == "the image needs no gaudi runner"
+    assert plan(["gaudi", "cuda"], ["cuda", "gaudi"], devices=DEVICES,
+                add_tag=DAGGER_ADD_TAG, no_device=NO_DEVICE) == {
+        "cuda": None,
+        "gaudi": "Dagger passes no gaudi device into containers; run `nbpipe test` with Podman",
+    }
+    assert plan(["cuda"], [], devices=DEVICES, add_tag=DAGGER_ADD_TAG, no_device=NO_DEVICE) == {
+        "cuda": "this runner has no 'cuda' tag (pass --runner-tags cuda on a runner with "
+                "that accelerator)"}
+    assert plan([], ["cuda"], devices=DEVICES, add_tag=ADD_TAG, no_device="x") == {}
 
 
 def test_a_server_that_never_answers_fails_http_ready(start) -> None:

@@ -17,7 +17,7 @@ from nbpipe.recipe import platforms as plat
 from nbpipe.recipe.catalog import Catalog
 from nbpipe.errors import NbpipeError
 from nbpipe.recipe.image import BaseRef
-from nbpipe.recipe.options import BuildOptions
+from nbpipe.recipe.options import CA_ENV, CA_TARGET, BuildOptions
 from nbpipe.recipe.steps import Apt, Pip
 
 LINES = "numpy==2.4.6 --hash=sha256:" + "a" * 64 + "\n"
@@ -197,6 +197,7 @@ def _report(*items: dict) -> str:
 
 def test_pip_resolution_becomes_sorted_hash_pinned_lines(tmp_path) -> None:
     ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
     engine = Engine(0, _report(
         {"metadata": {"name": "Zeta", "version": "1.0"},
          "download_info": {"archive_info": {"hashes": {"sha256": "b" * 64}}}},
@@ -204,7 +205,7 @@ def test_pip_resolution_becomes_sorted_hash_pinned_lines(tmp_path) -> None:
          "download_info": {"archive_info": {"hash": "sha256=" + "c" * 64}}}))
     step = Pip(packages=("zeta==1.0",), index_url="https://idx.example/simple",
                extra_index_urls=("https://more.example/simple",))
-    lines = lock.resolve(engine, "localhost/nbpipe/x:1", step, ca)
+    lines = lock.resolve(engine, "localhost/nbpipe/x:1", step, BuildOptions(ca_bundle=ca))
     assert lines == (f"alpha==2.0 --hash=sha256:{'c' * 64}\n"
                      f"Zeta==1.0 --hash=sha256:{'b' * 64}\n")
     [(ref, argv, extra, timeout)] = engine.calls
@@ -212,11 +213,13 @@ def test_pip_resolution_becomes_sorted_hash_pinned_lines(tmp_path) -> None:
     assert argv[:2] == ["/bin/sh", "-c"] and argv[3:] == [
         "resolve", "--index-url", "https://idx.example/simple",
         "--extra-index-url", "https://more.example/simple", "zeta==1.0"]
+    # the CA reaches the resolve as BuildOptions gives it to a build step: same target,
+    # every TLS client's variable
     assert extra == ["--network", "host", "-e", "PY=/opt/venv/bin/python",
-                     "-v", f"{ca}:/run/secrets/nbpipe-ca.crt:ro",
-                     "-e", "PIP_CERT=/run/secrets/nbpipe-ca.crt",
-                     "-e", "SSL_CERT_FILE=/run/secrets/nbpipe-ca.crt"]
-    lock.resolve(engine, "r", Pip(packages=("x==1",)), None)
+                     "-v", f"{ca.resolve()}:{CA_TARGET}:ro",
+                     *[a for k in CA_ENV for a in ("-e", f"{k}={CA_TARGET}")]]
+    assert CA_TARGET == "/run/secrets/nbpipe-ca.crt" and {"PIP_CERT", "SSL_CERT_FILE"} <= set(CA_ENV)
+    lock.resolve(engine, "r", Pip(packages=("x==1",)), BuildOptions())
     assert engine.calls[-1][2] == ["--network", "host", "-e", "PY=/opt/venv/bin/python"]
     assert engine.calls[-1][1][3:] == ["resolve", "x==1"]
 
@@ -224,14 +227,14 @@ def test_pip_resolution_becomes_sorted_hash_pinned_lines(tmp_path) -> None:
 def test_pip_resolution_failures_name_the_step() -> None:
     step = Pip(packages=("zeta==1.0",))
     with pytest.raises(NbpipeError) as exc:
-        lock.resolve(Engine(1, "", "ERROR: no matching distribution\n"), "r", step, None)
+        lock.resolve(Engine(1, "", "ERROR: no matching distribution\n"), "r", step, BuildOptions())
     assert str(exc.value) == ("pip could not resolve `pip zeta==1.0` in r: "
                               "ERROR: no matching distribution")
     no_hash = Engine(0, _report({"metadata": {"name": "z", "version": "1"},
                                  "download_info": {"url": "https://x/z.tgz",
                                                    "archive_info": {"hash": "md5=ab"}}}))
     with pytest.raises(NbpipeError) as exc:
-        lock.resolve(no_hash, "r", step, None)
+        lock.resolve(no_hash, "r", step, BuildOptions())
     assert str(exc.value) == ("z 1: pip's index gave no sha256 for https://x/z.tgz; it cannot "
                               "be locked")
 
