@@ -340,5 +340,7 @@ def test_the_package_store_travels_beside_the_image_and_comes_back_checked(
             f"{sha[n]}.deb": files[n] for n in files
         }
         assert debs.pull(registry, img, plat.AMD64, empty, auth) == 0  # nothing lacking
-        other = Image.from_base(root, "u").with_step(Apt(packages=("aa",), locked=locked.splitlines()[0]))
+        other = Image.from_base(root, "u").with_step(
+            Apt(packages=("aa",), locked=locked.splitlines()[0])
+        )
         assert debs.pull(registry, other, plat.AMD64, tmp_path / "none", auth) == 0  # unpublished

@@ -314,7 +314,7 @@ def test_every_listing_has_json(argv, capsys, monkeypatch) -> None:
     data = json.loads(out)
     keys = {"images": {"platform", "root", "images"}, "graph": {"images"},
             "plan": {"platform", "root", "order", "digests", "states", "published"},
-            "lock": {"lock_file", "missing", "gone"},
+            "lock": {"lock_file", "missing", "unbuildable_here", "gone"},
             "spec": {"platform", "root", "specs"}}[argv[0]]
     assert set(data) == keys
 
