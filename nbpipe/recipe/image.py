@@ -160,6 +160,8 @@ class Image:
         index_url: str | None = None,
         extra_index_urls: tuple[str, ...] = (),
         platforms: tuple[str, ...] = (),
+        remove: tuple[str, ...] = (),
+        after: str = "",
     ) -> "Image":
         return self.with_step(
             s.Pip(
@@ -167,6 +169,8 @@ class Image:
                 index_url=index_url,
                 extra_index_urls=extra_index_urls,
                 platforms=platforms,
+                remove=remove,
+                after=after,
             )
         )
 

@@ -326,6 +326,11 @@ class Pip(Step):
     # A lock (see nbpipe/locks/lock.py): every distribution this step installs, pinned with its
     # sha256 ("name==1.0 --hash=sha256:..." lines). pip then refuses anything else.
     locked: str | None = None
+    # What the install leaves that no one needs at run time (test suites, source maps),
+    # gone in this same layer, since a later step cannot make a layer smaller: shell globs
+    # removed after the install, then ``after`` (shell commands, run as ``user``).
+    remove: tuple[str, ...] = ()
+    after: str = ""
 
     def __post_init__(self) -> None:
         if not self.packages:
@@ -348,6 +353,10 @@ class Pip(Step):
             script += shlex.join(args) + f"\nrm -f {lock}"
         else:
             script += shlex.join(args + list(self.packages))
+        if self.remove:
+            script += f"\nrm -rf {' '.join(self.remove)}"
+        if self.after:
+            script += f"\n{self.after}"
         cache = CacheMount("/var/cache/nbpipe/pip", "nbpipe-pip", owner=self.user)
         return (
             Exec(
@@ -362,6 +371,13 @@ class Pip(Step):
                 ),
             ),
         )
+
+    def canonical(self) -> dict[str, Any]:
+        body = super().canonical()
+        for name in ("remove", "after"):  # added later: steps without them keep their digests
+            if not body[name]:
+                del body[name]
+        return body
 
     def sources(self) -> tuple[str, ...]:
         hosts = [urlparse(u).hostname or u for u in (self.index_url, *self.extra_index_urls) if u]

@@ -129,6 +129,28 @@ def test_pip_lowering_uses_the_venv_owner_and_the_cache() -> None:
     assert s.Pip(packages=("x==1",)).sources() == ("pypi.org", "files.pythonhosted.org")
 
 
+def test_pip_removes_what_no_one_needs_in_its_own_layer() -> None:
+    plain = s.Pip(packages=("x==1",))
+    assert "remove" not in plain.canonical() and "after" not in plain.canonical()
+    [op] = s.Pip(packages=("x==1",), remove=("/opt/venv/a/tests", "/opt/venv/*.map"),
+                 after="hardlink -q -t /a /b").lower()
+    assert op.script.splitlines()[-2:] == [
+        "rm -rf /opt/venv/a/tests /opt/venv/*.map", "hardlink -q -t /a /b"]
+    assert op.user == "1000:0"  # the venv's owner, in the install's own Exec (one layer)
+    slim = s.Pip(packages=("x==1",), remove=("/r",))
+    assert slim.canonical()["remove"] == ["/r"] and slim.canonical() != plain.canonical()
+
+
+def test_the_family_prunes_only_test_suites_nothing_imports() -> None:
+    from nbpipe.family import jupyter
+
+    script = jupyter.slim()["after"]
+    for kept in ("tables/tests", "numexpr/tests", "numba/tests", "jupyterlab/tests"):
+        assert f"! -path {jupyter.SITE_PACKAGES}/{kept} " in script
+    assert "! -path '*/jedi/third_party/*'" in script
+    assert jupyter.NO_IRI_GRAMMAR in script
+
+
 @pytest.mark.parametrize("files,message", [
     ((), "home tree: give at least one file"),
     ((("/a", b"", 0o644),), "home tree: '/a' must be a plain path relative to $HOME"),
