@@ -925,6 +925,12 @@ def lock_cmd(
         "of an older lock their .debs' sha256 (the "
         "package store's key), re-resolving nothing",
     ),
+    missing: bool = typer.Option(
+        False,
+        "--missing",
+        help="lock only the images with steps not locked yet for this platform, built "
+        "on their parents as locked (nothing locked moves)",
+    ),
 ) -> None:
     """Resolve every apt and pip step as it builds today and pin it (pip: with hashes)."""
     from nbpipe.locks import lock as locks
@@ -1010,6 +1016,13 @@ def lock_cmd(
             added = locks.add_hashes(m.need_engine(), m.catalog, lock_file, plats, on_event)
         print(f"wrote {lock_file}: {added} apt line(s) gained their sha256")
         return
+    if missing and own is None:  # the images whose steps lack an entry for this platform
+        entries = locks.load(lock_file) if lock_file.exists() else {}
+        gaps, _ = _lockable_here(cat, locks.uncovered(cat, entries, wanted))
+        own = sorted({u.image for u in gaps if u.platform == m.platform})
+        if not own:
+            print(f"nothing to lock for {m.platform}: every step that builds here is locked")
+            return
     with _progress() as on_event:
         with _state_lock(on_event):
             current = locking.refresh(

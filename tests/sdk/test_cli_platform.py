@@ -712,3 +712,38 @@ def test_spawner_options_command_merges_a_given_file(published, tmp_path, capsys
     data = yaml.safe_load(out)["spawnerFormDefaults"]
     assert data["image"]["value"] == _ref(published, "u", b'{"u": 1}')
     assert data["cpu"]["value"] == "0.5"
+
+
+def test_lock_missing_locks_only_the_images_with_gaps_on_their_parents_as_locked(
+    capsys, monkeypatch, tmp_path
+) -> None:
+    """`nbpipe lock --missing`: only images whose steps lack an entry for this platform are
+    re-resolved (the rest stay as locked); nothing at all when nothing is missing."""
+    from nbpipe.engines import sources
+    from nbpipe.run import locking
+
+    monkeypatch.setattr(sources, "reachable", lambda host, assume=frozenset(): True)
+    monkeypatch.setattr(cli, "_machine", lambda *a, **k: _Machine())
+    asked: dict = {}
+
+    def refresh(machine, names, lock_file, options, on_event, *, only=None):
+        asked.update(names=names, only=only)
+        return {}
+
+    monkeypatch.setattr(locking, "refresh", refresh)
+    from nbpipe import family as images
+
+    data = json.loads(images.LOCK_FILE.read_text())  # ours, less the tensorflow image's
+    data["locks"] = {k: v for k, v in data["locks"].items()
+                     if not k.startswith("jupyter-tensorflow")}
+    lock_file = tmp_path / "lock.json"
+    lock_file.write_text(json.dumps(data))
+    code, out, err = run(capsys, monkeypatch, "lock", "--missing", "jupyter-tensorflow",
+                         "--lock-file", str(lock_file))
+    assert code == 0, err
+    # base and jupyter are locked in that file: only the tensorflow image moves
+    assert asked == {"names": ["jupyter-tensorflow"], "only": ["jupyter-tensorflow"]}
+    asked.clear()
+    code, out, _ = run(capsys, monkeypatch, "lock", "--missing", "base", "jupyter",
+                       "--lock-file", str(lock_file))
+    assert code == 0 and asked == {} and "nothing to lock for linux/amd64" in out
