@@ -32,8 +32,12 @@ INSPECT = [{"Id": IID, "Size": 1, "Created": "", "Config": {"Labels": {}}}]
 @pytest.fixture()
 def fake(tmp_path, monkeypatch) -> Fake:
     monkeypatch.delenv("NBPIPE_RUNTIME", raising=False)
-    for var in ("NBPIPE_REGISTRY_USER", "NBPIPE_REGISTRY_PASSWORD", "REGISTRY_AUTH_FILE",
-                "DOCKER_CONFIG"):
+    for var in (
+        "NBPIPE_REGISTRY_USER",
+        "NBPIPE_REGISTRY_PASSWORD",
+        "REGISTRY_AUTH_FILE",
+        "DOCKER_CONFIG",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.docker/config.json
     monkeypatch.setattr(oci, "_storage_index", lambda: None)
@@ -43,11 +47,15 @@ def fake(tmp_path, monkeypatch) -> Fake:
     return f
 
 
-def build_with(fake: Fake, tmp_path: Path, registry: str, *, kind: str = "podman",
-               no_cache: bool = False) -> list[str]:
+def build_with(
+    fake: Fake, tmp_path: Path, registry: str, *, kind: str = "podman", no_cache: bool = False
+) -> list[str]:
     """The build command line Local runs for IMG with this cache registry."""
-    local = Local(OciEngine(kind, fake.paths[kind]), BuildOptions(),
-                  Settings(state_dir=tmp_path / "state", cache_registry=registry))
+    local = Local(
+        OciEngine(kind, fake.paths[kind]),
+        BuildOptions(),
+        Settings(state_dir=tmp_path / "state", cache_registry=registry),
+    )
     anyio.run(lambda: local.build(IMG, plat.AMD64, "localhost/nbpipe/t:1", no_cache=no_cache))
     return fake.calls(kind)[0]
 
@@ -60,12 +68,22 @@ def test_the_engine_pulls_from_and_pushes_to_the_cache_repository(fake, tmp_path
     cache = LayerCache("reg.example/acme/t-cache", ("--tls-verify=true",))
     rendered = dockerfile.render(IMG, plat.AMD64)
     OciEngine("podman", fake.paths["podman"]).build(
-        rendered, "localhost/nbpipe/t:1", plat.AMD64, BuildOptions(), tmp_path / "t.log",
-        cache=cache)
+        rendered,
+        "localhost/nbpipe/t:1",
+        plat.AMD64,
+        BuildOptions(),
+        tmp_path / "t.log",
+        cache=cache,
+    )
     argv = fake.calls("podman")[0]
     i = argv.index("--cache-from")
-    assert argv[i:i + 5] == ["--cache-from", "reg.example/acme/t-cache",
-                             "--cache-to", "reg.example/acme/t-cache", "--tls-verify=true"]
+    assert argv[i : i + 5] == [
+        "--cache-from",
+        "reg.example/acme/t-cache",
+        "--cache-to",
+        "reg.example/acme/t-cache",
+        "--tls-verify=true",
+    ]
     assert "--layers" in argv  # buildah caches (and shares) only intermediate layers
 
 
@@ -123,7 +141,8 @@ def test_a_bad_cache_registry_is_refused_by_name(fake, tmp_path) -> None:
 
 def test_the_setting_comes_from_the_environment_and_the_flag_wins(monkeypatch) -> None:
     assert Settings.from_env({"NBPIPE_CACHE_REGISTRY": "reg.example/acme/"}).cache_registry == (
-        "reg.example/acme")
+        "reg.example/acme"
+    )
     assert Settings.from_env({}).cache_registry == ""
     monkeypatch.setattr(cli, "_SETTINGS", [Settings(cache_registry="env.example/a")])
     cli._cache_registry(None)
