@@ -47,13 +47,14 @@ def demo(family: Catalog, token: str, last: str) -> Catalog:
     root = family.entry("base").parent
     assert isinstance(root, BaseRef)
     cat = family.rebased(root)
+    nonce = "cat /proc/sys/kernel/random/uuid >"
     cat.add(
         NAME,
         "base",
         lambda img: (
             img.with_env("NBPIPE_CACHE_TEST", token)
-            .with_run(f"cat /proc/sys/kernel/random/uuid > /tmp/nonce-a && sleep {SLEEP}")
-            .with_run(f"cat /proc/sys/kernel/random/uuid > /tmp/nonce-b && echo {last} > /tmp/variant")
+            .with_run(f"{nonce} /tmp/nonce-a && sleep {SLEEP}")
+            .with_run(f"{nonce} /tmp/nonce-b && echo {last} > /tmp/variant")
         ),
     )
     return cat
