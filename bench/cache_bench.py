@@ -51,11 +51,11 @@ def free_port() -> int:
 
 def fresh_run(label, engine, catalog, platform, options, work, root_tar, image, cache) -> float:
     """IMAGE built in a store of its own that holds only the root; returns the seconds."""
-    node = replace(engine, graph_root=str(work / label))
-    node._run(["load", "-i", str(root_tar)])
     tmp = work / f"{label}-tmp"
     tmp.mkdir()
     os.environ["TMPDIR"] = str(tmp)  # buildah's cache mounts live under $TMPDIR
+    node = replace(engine, graph_root=str(work / label))
+    node._run(["load", "-i", str(root_tar)])
     settings = Settings(state_dir=work / f"{label}-state", cache_registry=cache)
     pipe = Pipeline.local(catalog, node, platform, options, settings=settings, probe=False)
     start = time.monotonic()
@@ -74,6 +74,7 @@ def fresh_run(label, engine, catalog, platform, options, work, root_tar, image, 
         return seconds
     finally:
         node._run(["system", "reset", "--force"], check=False, timeout=300)
+        os.environ["TMPDIR"] = str(work)
         shutil.rmtree(work / label, ignore_errors=True)
         shutil.rmtree(work / f"{label}-run", ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
