@@ -258,7 +258,8 @@ class OciEngine:
             if self.runtime:
                 args += ["--runtime", self.runtime]
             if cache is not None:
-                args += [*([] if no_cache else ["--cache-from", cache.repo])]
+                if not no_cache:
+                    args += ["--cache-from", cache.repo]
                 args += ["--cache-to", cache.repo, *cache.flags]
         else:
             if cache is not None:
