@@ -53,7 +53,7 @@ def fresh_run(label, engine, catalog, platform, options, work, root_tar, image, 
     """IMAGE built in a store of its own that holds only the root; returns the seconds."""
     tmp = work / f"{label}-tmp"
     tmp.mkdir()
-    os.environ["TMPDIR"] = str(tmp)  # buildah's cache mounts live under $TMPDIR
+    os.environ["TMPDIR"] = tempfile.tempdir = str(tmp)  # buildah's cache mounts live there
     node = replace(engine, graph_root=str(work / label))
     node._run(["load", "-i", str(root_tar)])
     settings = Settings(state_dir=work / f"{label}-state", cache_registry=cache)
@@ -74,7 +74,7 @@ def fresh_run(label, engine, catalog, platform, options, work, root_tar, image, 
         return seconds
     finally:
         node._run(["system", "reset", "--force"], check=False, timeout=300)
-        os.environ["TMPDIR"] = str(work)
+        os.environ["TMPDIR"] = tempfile.tempdir = str(work)
         shutil.rmtree(work / label, ignore_errors=True)
         shutil.rmtree(work / f"{label}-run", ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
