@@ -130,6 +130,16 @@ CaOpt = typer.Option(
     "image; auto: this machine's own bundle if it has one; none: the image's "
     "own trust",
 )
+CacheOpt = typer.Option(
+    None,
+    "--cache-registry",
+    callback=_registry,
+    metavar="HOST[:PORT]/NAMESPACE",
+    help="share built layers through this registry (podman): pull a step's layer from "
+    "<registry>/<image>-cache instead of running it, push the ones built here (default: "
+    "$NBPIPE_CACHE_REGISTRY; credentials and --tls-verify as --registry's). Not with "
+    "docker; a Dagger build keeps its own cache and ignores it",
+)
 JsonOpt = typer.Option(False, "--json", help='print JSON on stdout (shape: README, "JSON output")')
 
 
@@ -149,6 +159,14 @@ def _root(
 ) -> None:
     """Build, test and publish the notebook-server image family."""
     _SETTINGS[:] = [Settings.from_env()]
+
+
+def _cache_registry(value: Optional[str]) -> None:
+    """--cache-registry replaces $NBPIPE_CACHE_REGISTRY in this command line's settings."""
+    if value is not None:
+        from dataclasses import replace
+
+        _SETTINGS[:] = [replace(_settings(), cache_registry=value.rstrip("/"))]
 
 
 def _examples(*lines: str) -> str:
@@ -610,10 +628,12 @@ def build(
         "--audit",
         help="also check each image's Python packages against PyPI's advisories (in the report)",
     ),
+    cache_registry: Optional[str] = CacheOpt,
 ) -> None:
     """Build images (parents first, already-built digests skipped) and probe each one.
     Exit 1 if an image asked for was not built and probed (unbuildable here, blocked,
     failed), unless --allow-unbuildable (failures still count)."""
+    _cache_registry(cache_registry)
     inputs = _inputs(catalog, file, from_repo, parent)
     _run_pipeline(
         inputs.targets(names),
@@ -674,9 +694,11 @@ def test(
         "controller makes (podman kube play); openshift: that pod "
         "under the restricted-v2 SCC",
     ),
+    cache_registry: Optional[str] = CacheOpt,
 ) -> None:
     """Run the notebook-server contract probes against the images named (fresh, never
     from a record); ancestors are built if needed, and probed only when built now."""
+    _cache_registry(cache_registry)
     inputs = _inputs(catalog, file, from_repo, parent)
     targets = inputs.targets(names)
     if not targets:
@@ -784,8 +806,10 @@ def publish(
     locked: bool = LockedOpt,
     deb_store: str = DebStoreOpt,
     sign_key: Optional[str] = cli_supply.SignKeyOpt,
+    cache_registry: Optional[str] = CacheOpt,
 ) -> None:
     """Build every platform, push, then one manifest list per tag (all or nothing)."""
+    _cache_registry(cache_registry)
     from dataclasses import replace
 
     from nbpipe.engines.registry import Registry

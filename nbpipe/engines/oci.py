@@ -25,6 +25,10 @@ from nbpipe.recipe.options import CA_ID, DEBSTORE_ID, WHEELHOUSE_ID, BuildOption
 BUILD_TIMEOUT = 6 * 3600  # seconds for one image build (the slowest here take minutes)
 _STEP_BUILDAH = re.compile(r"^STEP (\d+)/(\d+):")
 _PINNED_DEB = re.compile(r"=[A-Za-z0-9.+~:-]+ ([0-9a-f]{64})")  # steps.Apt's lock lines
+DOCKER_NO_CACHE = (
+    "--cache-registry: not supported with docker (BuildKit's registry cache needs a buildx "
+    "builder of its own): use --engine podman"
+)
 _STEP_BUILDKIT = re.compile(r"^#\d+ \[(?:[\w-]+ )?\s*(\d+)/(\d+)\]")
 
 
@@ -35,6 +39,32 @@ class ImageInfo:
     size: int  # bytes, uncompressed
     labels: dict[str, str]
     created: str
+
+
+@dataclass(frozen=True)
+class LayerCache:
+    """A registry repository that podman/buildah builds share layers through
+    (`--cache-from`/`--cache-to`, buildah >= 1.27): a runner that has never built a step
+    pulls the layer another runner pushed instead of running it.
+
+    Why it can never serve a layer of another recipe: buildah tags each cached layer by a
+    sha256 over the parent image's layer digests (diffIDs) and history, the manifest
+    type, and the instruction's own text (for COPY, the digest of the files copied).
+    With `--layers` every step's parent is the previous step's image, so a key covers the
+    whole chain down to FROM. Our FROM is content-addressed (a parent built from its own
+    recipe digest, or the root pinned by sha256) and every input of a step is in its
+    text: Debian pins with their sha256, Python pins, files by content. A recipe that
+    changes a step changes that instruction's key and, through the parent chain, every
+    later one; the final LABEL carries the image's digest (io.nbpipe.digest), so the
+    finished image is never another recipe's. (The `# digest:` comment line itself is
+    not an instruction: it is not in any key.) What is mounted rather than copied (the
+    CA bundle, a wheelhouse, the .deb store, package caches) is not in a key, and need
+    not be: options change where bytes come from, never which bytes (recipe/options.py).
+    A parent that arrives another way (a docker-archive load: another manifest type)
+    only misses the cache, never hits a wrong layer."""
+
+    repo: str  # host[:port]/namespace/NAME-cache
+    flags: tuple[str, ...] = ()  # --tls-verify=..., --authfile FILE (Registry.flags)
 
 
 @dataclass(frozen=True)
@@ -156,9 +186,11 @@ class OciEngine:
         log: Path,
         *,
         no_cache: bool = False,
+        cache: LayerCache | None = None,
     ) -> ImageInfo:
         """Build, then tag ``ref`` only if the build succeeded; raise BuildError naming
-        the failed step and the last lines of its log otherwise."""
+        the failed step and the last lines of its log otherwise. ``cache``: the registry
+        repository to pull cached layers from and push new ones to (podman only)."""
         with tempfile.TemporaryDirectory(prefix="nbpipe-ctx-") as tmp:
             ctx = Path(tmp)
             rendered.write(ctx)
@@ -169,7 +201,7 @@ class OciEngine:
                 _link_tree(options.deb_store, ctx / DEBSTORE_ID, only=wanted)
             iidfile = ctx / ".iid"
             pull = "never" if rendered.from_ref.startswith("localhost/") else "missing"
-            args = self._build_args(ctx, platform, options, iidfile, no_cache, pull)
+            args = self._build_args(ctx, platform, options, iidfile, no_cache, pull, cache)
             env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDAH_LAYERS": "true"}
             with safe_io.new_file(log) as out:  # a link left at the log's name: replaced
                 out.write(f"$ {self.binary} {' '.join(args)}\n\n{rendered.text}\n")
@@ -205,9 +237,11 @@ class OciEngine:
         iidfile: Path,
         no_cache: bool,
         pull: str = "missing",
+        cache: LayerCache | None = None,
     ) -> list[str]:
         """``pull``: never for our own local parents (built first, never in a registry);
-        missing for a registry root, pulled once by its pinned digest."""
+        missing for a registry root, pulled once by its pinned digest. ``cache``: layers
+        from and to a registry (--no-cache: only to it, a rebuild refreshes it)."""
         args = [
             "build",
             "--platform",
@@ -223,7 +257,13 @@ class OciEngine:
             args += ["--layers", f"--pull={pull}", "--timestamp", str(options.source_date_epoch)]
             if self.runtime:
                 args += ["--runtime", self.runtime]
+            if cache is not None:
+                if not no_cache:
+                    args += ["--cache-from", cache.repo]
+                args += ["--cache-to", cache.repo, *cache.flags]
         else:
+            if cache is not None:
+                raise NbpipeError(DOCKER_NO_CACHE)
             args += ["--progress", "plain"]
         if no_cache:
             args.append("--no-cache")

@@ -38,13 +38,14 @@ class Registry:
     tls_verify: bool = True
 
     @classmethod
-    def parse(cls, address: str) -> "Registry":
+    def parse(cls, address: str, flag: str = "--registry") -> "Registry":
+        """``flag``: the option (or variable) that gave the address, for the message."""
         address = address.rstrip("/")
         if "://" in address:
-            raise NbpipeError(f"--registry {address}: give host[:port][/namespace], no scheme")
+            raise NbpipeError(f"{flag} {address}: give host[:port][/namespace], no scheme")
         if not ADDRESS.fullmatch(address):
             raise NbpipeError(
-                f"--registry {address!r}: give host[:port][/namespace] "
+                f"{flag} {address!r}: give host[:port][/namespace] "
                 "(e.g. ghcr.io/acme or 127.0.0.1:5000): lowercase letters, "
                 "digits, '.', '_', '-', no spaces"
             )

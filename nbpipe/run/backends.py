@@ -14,7 +14,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterator, Mapping, Protocol
 
 import anyio
 
@@ -28,7 +28,7 @@ from nbpipe.run.settings import Settings
 if TYPE_CHECKING:
     import dagger
 
-    from nbpipe.engines.oci import ImageInfo, OciEngine
+    from nbpipe.engines.oci import ImageInfo, LayerCache, OciEngine
 
 
 class BuildFailed(NbpipeError):
@@ -69,7 +69,8 @@ class Backend(Protocol):
         ...
 
     def cannot(self, what: str) -> str:
-        """Why this backend cannot do ``what`` (verify, pod, refresh, sign), "" if it can."""
+        """Why this backend cannot do ``what`` (verify, pod, refresh, sign, cache), "" if it
+        can."""
         ...
 
 
@@ -106,14 +107,31 @@ class Local:
         rendered = dockerfile.render(image, platform, self.options)
         log = self.log(image.name, platform)
         try:
-            info = await anyio.to_thread.run_sync(
-                lambda: self.engine.build(
-                    rendered, ref, platform, self.options, log, no_cache=no_cache
+            with self.layer_cache(image.name or "custom") as cache:
+                info = await anyio.to_thread.run_sync(
+                    lambda: self.engine.build(
+                        rendered, ref, platform, self.options, log, no_cache=no_cache, cache=cache
+                    )
                 )
-            )
         except NbpipeError as exc:
             raise BuildFailed(str(exc), log) from None
         return Built(info.id, info.size)
+
+    @contextlib.contextmanager
+    def layer_cache(self, name: str) -> "Iterator[LayerCache | None]":
+        """The shared layer cache for image ``name`` (settings.cache_registry): its
+        repository ``<registry>/<name>-cache``, with the Registry's --tls-verify rule
+        (plain HTTP on loopback only) and credentials (a private auth file while the
+        build runs). None without a cache registry."""
+        if not self.settings.cache_registry:
+            yield None
+            return
+        from nbpipe.engines.oci import LayerCache
+        from nbpipe.engines.registry import Registry
+
+        reg = Registry.parse(self.settings.cache_registry, "--cache-registry")
+        with reg.authfile() as auth:
+            yield LayerCache(reg.repo(f"{name}-cache"), tuple(reg.flags(auth)))
 
     async def probe(self, name: str, platform: str, ref: str) -> tuple[list[ProbeResult], str]:
         if self.pod:
@@ -143,6 +161,10 @@ class Local:
     def cannot(self, what: str) -> str:
         if what == "pod" and self.engine.kind != "podman":
             return "--as kubeflow|openshift plays the pod with `podman kube play`: use podman"
+        if what == "cache" and self.engine.kind != "podman":
+            from nbpipe.engines.oci import DOCKER_NO_CACHE
+
+            return DOCKER_NO_CACHE
         return ""
 
 
@@ -203,6 +225,7 @@ class DaggerBackend:
         )
 
     async def build(self, image: Image, platform: str, ref: str, *, no_cache: bool) -> Built:
+        """settings.cache_registry is not used: the Dagger engine keeps its own cache."""
         import dagger
 
         ctr = self.container(image, platform)

@@ -368,6 +368,12 @@ def backend_for(
         backend = Local(machine.need_engine(), options, settings, machine.store, pod=pod)
     if pod and (why := backend.cannot("pod")):
         raise NbpipeError(why)
+    if settings.cache_registry and not machine.dagger:  # Dagger keeps its own cache
+        if why := backend.cannot("cache"):
+            raise NbpipeError(why)
+        from nbpipe.engines.registry import Registry
+
+        Registry.parse(settings.cache_registry, "--cache-registry")  # before any build
     return backend
 
 

@@ -25,6 +25,8 @@ ENV: dict[str, str] = {
     "NBPIPE_DAGGER_ROOT": "NAME@sha256:DIGEST of a Debian bookworm root that Dagger builds "
     "start from instead of docker.io's (a registry without Docker Hub)",
     "NBPIPE_CATALOG": "module:function giving the catalog, as --catalog (default: our family)",
+    "NBPIPE_CACHE_REGISTRY": "HOST[:PORT]/NAMESPACE whose <image>-cache repositories podman "
+    "builds pull cached layers from and push new ones to, as --cache-registry (default: none)",
     "NBPIPE_DEBUG": "1: an unexpected error prints its traceback (always one line otherwise)",
     "NBPIPE_REGISTRY_USER": "registry user for publish (with NBPIPE_REGISTRY_PASSWORD)",
     "NBPIPE_REGISTRY_PASSWORD": "registry password or token; read when pushing, never stored",
@@ -45,6 +47,8 @@ class Settings:
     dagger_root: str = ""
     dagger_session: bool = False  # inside `dagger run`
     catalog: str | None = None  # module:function (--catalog wins)
+    # host[:port]/namespace of the shared layer cache (--cache-registry wins); "" none
+    cache_registry: str = ""
     debug: bool = False
 
     @classmethod
@@ -60,6 +64,7 @@ class Settings:
             dagger_root=env.get("NBPIPE_DAGGER_ROOT", ""),
             dagger_session=bool(env.get("DAGGER_SESSION_PORT")),
             catalog=env.get("NBPIPE_CATALOG") or None,
+            cache_registry=env.get("NBPIPE_CACHE_REGISTRY", "").strip().rstrip("/"),
             debug=bool(env.get("NBPIPE_DEBUG")),
         )
 

@@ -43,7 +43,7 @@ class Engine:
     def images(self):
         return dict(self.store)
 
-    def build(self, rendered, ref, platform, options, log, *, no_cache=False):
+    def build(self, rendered, ref, platform, options, log, *, no_cache=False, cache=None):
         name = ref.split("/")[-1].split(":")[0]
         assert all(p in self.store for p in [rendered.from_ref] if p.startswith("localhost/"))
         self.builds.append(name)

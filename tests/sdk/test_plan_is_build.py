@@ -30,7 +30,7 @@ class Recorder:
     def images(self) -> dict[str, ImageInfo]:
         return dict(self.store)
 
-    def build(self, rendered, ref, platform, options, log, *, no_cache=False) -> ImageInfo:
+    def build(self, rendered, ref, platform, options, log, *, no_cache=False, cache=None) -> ImageInfo:
         self.built.append((rendered, ref))
         self.store[ref] = ImageInfo(ref, "sha256:" + str(len(self.built)).zfill(64), 1, {}, "")
         return self.store[ref]

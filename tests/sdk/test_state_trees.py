@@ -177,7 +177,7 @@ class Engine:
     def images(self) -> dict[str, ImageInfo]:
         return dict(self.store)
 
-    def build(self, rendered, ref, platform, options, log, *, no_cache=False) -> ImageInfo:
+    def build(self, rendered, ref, platform, options, log, *, no_cache=False, cache=None) -> ImageInfo:
         name = ref.split("/")[-1].split(":")[0]
         assert not rendered.from_ref.startswith("localhost/") or rendered.from_ref in self.store
         self.builds.append(name)
