@@ -949,7 +949,7 @@ def lock_cmd(
         "of an older lock their .debs' sha256 (the "
         "package store's key), re-resolving nothing",
     ),
-    missing: bool = typer.Option(
+    only_missing: bool = typer.Option(
         False,
         "--missing",
         help="lock only the images with steps not locked yet for this platform, built "
@@ -1040,7 +1040,7 @@ def lock_cmd(
             added = locks.add_hashes(m.need_engine(), m.catalog, lock_file, plats, on_event)
         print(f"wrote {lock_file}: {added} apt line(s) gained their sha256")
         return
-    if missing and own is None:  # the images whose steps lack an entry for this platform
+    if only_missing and own is None:  # the images whose steps lack an entry for this platform
         entries = locks.load(lock_file) if lock_file.exists() else {}
         gaps, _ = _lockable_here(cat, locks.uncovered(cat, entries, wanted))
         own = sorted({u.image for u in gaps if u.platform == m.platform})
