@@ -258,7 +258,6 @@ class DaggerBackend:
             "second build from its cache (its API has no --no-cache): use --engine podman",
             "pod": "--as kubeflow|openshift plays the pod with `podman kube play`: "
             "use --engine podman",
-            "refresh": "",
             "sign": "signing and SBOMs read the built image with podman: use --engine podman, "
             "or publish unsigned through Dagger",
         }.get(what, "")
