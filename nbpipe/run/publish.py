@@ -83,8 +83,14 @@ def version_tags(engine: OciEngine, ref: str) -> list[str]:
     r = engine.run_once(ref, ["python3", "-c", VERSIONS], timeout=300)
     if r.returncode != 0:
         return []  # no Python in this image: no version tags, not an error
-    versions = json.loads(r.stdout.strip().splitlines()[-1])
-    return [f"{k}-{v}" for k, v in versions.items()]
+    return parse_versions(r.stdout)
+
+
+def parse_versions(stdout: str) -> list[str]:
+    """The tags from VERSIONS' last line (`python-3.11`, `lab-4.5.11`, ...), on any engine."""
+    lines = stdout.strip().splitlines()
+    data = json.loads(lines[-1]) if lines else {}
+    return [f"{k}-{v}" for k, v in data.items() if k in VERSION_KEYS and isinstance(v, str)]
 
 
 def publish(
@@ -241,12 +247,7 @@ async def _push_dagger(
         variants = {p: backend.container(img, p) for p in plats}
         first = variants.get(native) or variants[plats[0]]
         probe = first.with_exec(["python3", "-c", VERSIONS], expect=dagger.ReturnType.ANY)
-        versions = []
-        if await probe.exit_code() == 0:
-            data = json.loads((await probe.stdout()).strip().splitlines()[-1] or "{}")
-            versions = [
-                f"{k}-{v}" for k, v in data.items() if k in VERSION_KEYS and isinstance(v, str)
-            ]
+        versions = parse_versions(await probe.stdout()) if await probe.exit_code() == 0 else []
         res.tags = tags_for(content_tag(img), versions, extra_tags, latest)
         pusher = dag.container()
         user, password = registry.credentials()
