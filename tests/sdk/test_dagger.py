@@ -148,7 +148,7 @@ def test_caches_are_locked_cache_volumes_and_the_ca_a_secret(family: Catalog, ca
     sels = selections(lowering.lower(family.resolve("jupyter"), plat.AMD64,
                                      BuildOptions(ca_bundle=ca)))
     caches = {_arg(s.args["cache"])[0][1]["key"] for s in sels if s.name == "withMountedCache"}
-    assert caches == {"nbpipe-apt-archives", "nbpipe-pip"}
+    assert caches == {"nbpipe-apt-archives", "nbpipe-pip", "nbpipe-uv"}
     secret = [s for s in sels if s.name == "withMountedSecret"][0]
     assert _arg(secret.args["source"]) == [("secret", {"uri": f"file://{ca}"})]
     assert not any(s.name in ("withNewFile", "withFile") and "BEGIN CERT" in str(s.args)
