@@ -50,8 +50,10 @@ UV_WHEELS = (
     "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
 )
 UV_HOME = "/tmp/nbpipe-uv"
-UV_CACHE = "/var/cache/nbpipe/uv"
 PIP_CACHE = "/var/cache/nbpipe/pip"
+# In pip's cache mount, not one of its own: Buildah 1.28 (Debian 12's) releases only one
+# of a RUN's `sharing=locked` cache mounts, so the next RUN with the other one hangs.
+UV_CACHE = f"{PIP_CACHE}/uv"
 INSTALLERS = ("uv", "pip")
 
 # Files that differ between two otherwise identical apt runs: removing them keeps layers
@@ -381,7 +383,6 @@ class Pip(Step):
         mounts = [CacheMount(PIP_CACHE, "nbpipe-pip", owner=self.user)]
         env = [("PIP_CACHE_DIR", PIP_CACHE), ("PIP_DISABLE_PIP_VERSION_CHECK", "1")]
         if self.installer == "uv":  # hermetic: no user config, no Python downloads
-            mounts.append(CacheMount(UV_CACHE, "nbpipe-uv", owner=self.user))
             env += [
                 ("UV_CACHE_DIR", UV_CACHE),
                 ("UV_NO_CONFIG", "1"),
@@ -485,7 +486,7 @@ class Npm(Step):
             *self.packages,
         ]
         lines = ["set -eu"]
-        mounts = [CacheMount("/var/cache/nbpipe/npm", "nbpipe-npm", owner="0:0")]
+        mounts = [CacheMount("/var/cache/nbpipe/npm", "nbpipe-npm", owner="0:0", shared=True)]
         if self.build_deps:
             lines += [
                 "dpkg-query -W -f='${Package}\\n' | sort > /tmp/nbpipe-before",

@@ -51,7 +51,7 @@ def calls_table(calls: list, start_user: str = "root") -> list[tuple]:
                 user = a["name"]
             case "withMountedCache":
                 mounts[a["path"]] = ("cache", _arg(a["cache"])[0][1]["key"], a.get("owner"),
-                                     a["sharing"])
+                                     a.get("sharing", "SHARED"))  # the client omits a default
             case "withMountedSecret":
                 mounts[a["path"]] = ("secret", a.get("mode", 0o400))
             case "withMountedDirectory":
@@ -148,7 +148,7 @@ def test_caches_are_locked_cache_volumes_and_the_ca_a_secret(family: Catalog, ca
     sels = selections(lowering.lower(family.resolve("jupyter"), plat.AMD64,
                                      BuildOptions(ca_bundle=ca)))
     caches = {_arg(s.args["cache"])[0][1]["key"] for s in sels if s.name == "withMountedCache"}
-    assert caches == {"nbpipe-apt-archives", "nbpipe-pip", "nbpipe-uv"}
+    assert caches == {"nbpipe-apt-archives", "nbpipe-pip"}
     secret = [s for s in sels if s.name == "withMountedSecret"][0]
     assert _arg(secret.args["source"]) == [("secret", {"uri": f"file://{ca}"})]
     assert not any(s.name in ("withNewFile", "withFile") and "BEGIN CERT" in str(s.args)
