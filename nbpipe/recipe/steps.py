@@ -414,7 +414,9 @@ class Pip(Step):
         # Bytecode as pip writes it (only what this step installs; checked-hash .pyc under
         # SOURCE_DATE_EPOCH); copies, since the cache is another file system; with several
         # indexes, pip's rule (best version across all of them; the lock's hashes pin files).
-        args = [f"{UV_HOME}/bin/uv", "pip", "install", "--python", self.python]
+        # TMPDIR: uv leaves lock files there (uv-setuptools-*.lock) that would differ per run
+        args = [f"TMPDIR={UV_HOME}/tmp", f"{UV_HOME}/bin/uv", "pip", "install"]
+        args += ["--python", self.python]
         args += ["--compile-bytecode", "--link-mode", "copy", *self._indexes()]
         if self.extra_index_urls:
             args += ["--index-strategy", "unsafe-best-match"]
@@ -427,6 +429,8 @@ class Pip(Step):
                 del body[name]
         if body["installer"] == "pip":  # pip steps keep the digests they had before uv
             del body["installer"]
+        else:  # another uv may install other bytes: a new version is a new digest
+            body["installer"] = f"uv=={UV_VERSION}"
         return body
 
     def sources(self) -> tuple[str, ...]:
@@ -451,6 +455,7 @@ def _uv_setup(python: str) -> list[str]:
         f"echo 'uv=={UV_VERSION} {hashes}' > {req}",
         shlex.join(pip),
         f"rm -f {req}",
+        f"mkdir {UV_HOME}/tmp",
     ]
 
 

@@ -142,8 +142,8 @@ def test_uv_installs_by_default_from_a_hash_checked_wheel_and_leaves_nothing() -
                         "--quiet --no-deps --require-hashes --target /tmp/nbpipe-uv "
                         "-r /tmp/nbpipe-uv.txt")
     assert lines[6:] == [
-        "rm -f /tmp/nbpipe-uv.txt",
-        "/tmp/nbpipe-uv/bin/uv pip install --python /opt/venv/bin/python --compile-bytecode "
+        "rm -f /tmp/nbpipe-uv.txt", "mkdir /tmp/nbpipe-uv/tmp",
+        "TMPDIR=/tmp/nbpipe-uv/tmp /tmp/nbpipe-uv/bin/uv pip install --python /opt/venv/bin/python --compile-bytecode "
         "--link-mode copy --extra-index-url https://more.example/simple --index-strategy "
         "unsafe-best-match --require-hashes -r /tmp/nbpipe-pip.lock",
         "rm -rf /tmp/nbpipe-uv", "rm -f /tmp/nbpipe-pip.lock"]
@@ -162,7 +162,8 @@ def test_uv_installs_by_default_from_a_hash_checked_wheel_and_leaves_nothing() -
 
 def test_the_installer_is_in_the_digest_but_pip_steps_keep_their_old_one() -> None:
     uv, pip = s.Pip(packages=("x==1",)), s.Pip(packages=("x==1",), installer="pip")
-    assert uv.canonical()["installer"] == "uv" and "installer" not in pip.canonical()
+    assert uv.canonical()["installer"] == f"uv=={s.UV_VERSION}"
+    assert "installer" not in pip.canonical()
     assert uv.canonical() != pip.canonical()
     with pytest.raises(NbpipeError, match="installer 'conda' is not one of uv, pip"):
         s.Pip(packages=("x==1",), installer="conda")
