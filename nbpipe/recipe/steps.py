@@ -498,10 +498,14 @@ class Npm(Step):
                 *apt_install(*self.build_deps),
             ]
             mounts.append(APT_ARCHIVES)
-        lines += [shlex.join(args), "rm -rf /root/.npm/_logs /root/.cache/node-gyp"]
+        # Node 22+ caches compiled code in $TMPDIR/node-compile-cache: other bytes each run
+        lines += [
+            shlex.join(args),
+            "rm -rf /root/.npm/_logs /root/.cache/node-gyp /tmp/node-compile-cache",
+        ]
         if self.build_deps:  # purge what we added, but keep libraries the built modules use
             lines += [NPM_PURGE_BUILD_DEPS.format(prefix=shlex.quote(self.prefix)), APT_CLEANUP]
-        env = [("npm_config_cache", "/var/cache/nbpipe/npm")]
+        env = [("npm_config_cache", "/var/cache/nbpipe/npm"), ("NODE_DISABLE_COMPILE_CACHE", "1")]
         if self.nodedir:
             env.append(("npm_config_nodedir", self.nodedir))
         return (

@@ -219,3 +219,12 @@ def test_a_home_tree_is_one_layer_owned_by_jovyan() -> None:
     assert tree.describe() == "home-tree ~/ (2 files, 3 bytes)"
     assert s.Entrypoint(argv=("/init", "a b"), cmd=("lab",)).describe() == \
         "entrypoint /init 'a b' lab"
+
+
+def test_npm_leaves_no_node_compile_cache_and_shares_its_download_cache() -> None:
+    [op] = s.Npm(packages=("code-server@4.0.0",), build_deps=("g++",)).lower()
+    assert dict(op.env)["NODE_DISABLE_COMPILE_CACHE"] == "1"  # other bytes each run
+    assert "rm -rf /root/.npm/_logs /root/.cache/node-gyp /tmp/node-compile-cache" in op.script
+    npm, apt = op.mounts
+    assert (npm.id, npm.shared, apt.id, apt.shared) == (
+        "nbpipe-npm", True, "nbpipe-apt-archives", False)
