@@ -192,10 +192,9 @@ def _mount(ctr, m, options: BuildOptions, client):
     import dagger
 
     match m:
-        case CacheMount(target=t, id=i, owner=o):
-            return ctr.with_mounted_cache(
-                t, client.cache_volume(i), sharing=dagger.CacheSharingMode.LOCKED, owner=o
-            )
+        case CacheMount(target=t, id=i, owner=o, shared=shared):
+            how = dagger.CacheSharingMode.SHARED if shared else dagger.CacheSharingMode.LOCKED
+            return ctr.with_mounted_cache(t, client.cache_volume(i), sharing=how, owner=o)
         case SecretMount(target=t):
             secret = options.ca_secret or client.secret(f"file://{options.ca_bundle}")
             return ctr.with_mounted_secret(t, secret, mode=0o444)

@@ -86,9 +86,10 @@ def _word(value: str) -> str:
 
 def _mount_flag(m: CacheMount | SecretMount | BindMount) -> str:
     match m:
-        case CacheMount(target=t, id=i, owner=o):
+        case CacheMount(target=t, id=i, owner=o, shared=shared):
             uid, gid = o.split(":")
-            return f"--mount=type=cache,id={i},target={t},sharing=locked,uid={uid},gid={gid}"
+            how = "shared" if shared else "locked"
+            return f"--mount=type=cache,id={i},target={t},sharing={how},uid={uid},gid={gid}"
         case SecretMount(target=t, id=i):
             return f"--mount=type=secret,id={i},target={t},mode=0444"
         case BindMount(target=t, id=i):

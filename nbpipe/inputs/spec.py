@@ -4,6 +4,7 @@
     parent: jupyter              # a family image, or a digest-pinned ref (name@sha256:...)
     apt: [libcfitsio10]
     pip: [astropy==7.1.0]        # or: pip: {requirements: requirements.txt}
+                                 # or {packages: [...], installer: pip} (default: uv)
     env: {ASTRO_DATA: /home/jovyan/data}
     files: [{path: /etc/astro.cfg, source: astro.cfg, mode: "0644"}]
     init_scripts: {10-astro: "#!/bin/sh\\necho hi\\n"}
@@ -261,26 +262,44 @@ def _pip(
     if "pip" not in top:
         return None
     node = top["pip"]
+    installer = "uv"
     if isinstance(node.node, yaml.MappingNode):
-        req = node.mapping(("requirements",))["requirements"]
-        file = _inside(path, req)
-        if not file.is_file():
-            raise req.fail(f"no such file {req.scalar()!r} next to the spec")
-        numbered = requirements.pip_lines(file)
-        reqs = [r for _, r in numbered]
-        warnings += _unpinned(file, path, [(n, "requirements", r) for n, r in numbered])
+        fields = node.mapping(("requirements", "packages", "installer"))
+        if ("requirements" in fields) == ("packages" in fields):
+            raise node.fail("give either requirements: FILE or packages: [...]")
+        if "installer" in fields:
+            installer = fields["installer"].scalar()
+            if installer not in s.INSTALLERS:
+                raise fields["installer"].fail(
+                    f"{installer!r} is not an installer; give one of {', '.join(s.INSTALLERS)}"
+                )
+        listed = fields.get("packages")
+        if listed is not None:
+            reqs, more = _listed(path, listed)
+            warnings += more
+        else:
+            req = fields["requirements"]
+            file = _inside(path, req)
+            if not file.is_file():
+                raise req.fail(f"no such file {req.scalar()!r} next to the spec")
+            numbered = requirements.pip_lines(file)
+            reqs = [r for _, r in numbered]
+            warnings += _unpinned(file, path, [(n, "requirements", r) for n, r in numbered])
     else:
-        items = node.seq()
-        reqs = [n.scalar() for n in items]
-        warnings += _unpinned(
-            path,
-            path,
-            [(n.node.start_mark.line + 1, n.field, r) for n, r in zip(items, reqs, strict=True)],
-        )
+        reqs, more = _listed(path, node)
+        warnings += more
     if not reqs:
         return None
-    _add(steps, node, lambda: s.Pip(packages=tuple(reqs)))
+    _add(steps, node, lambda: s.Pip(packages=tuple(reqs), installer=installer))
     return node
+
+
+def _listed(path: Path, node: _Node) -> tuple[list[str], list[str]]:
+    """Requirements given in the spec itself, and a warning for each one not pinned."""
+    items = node.seq()
+    reqs = [n.scalar() for n in items]
+    lines = [(n.node.start_mark.line + 1, n.field, r) for n, r in zip(items, reqs, strict=True)]
+    return reqs, _unpinned(path, path, lines)
 
 
 def _env(top: dict[str, _Node], steps: list[s.Step]) -> None:

@@ -51,7 +51,10 @@ cat /tmp/nbpipe-report.json
 
 
 def key(image: str, index: int, step: Apt | Pip) -> str:
+    """The installer (uv or pip) is not part of it: both install the same resolution."""
     unlocked = dataclasses.replace(step, locked=None, platforms=())
+    if isinstance(unlocked, Pip):
+        unlocked = dataclasses.replace(unlocked, installer="pip")
     return f"{image}/{index}/{sha256_json(unlocked.canonical())[7:23]}"
 
 

@@ -162,6 +162,7 @@ class Image:
         platforms: tuple[str, ...] = (),
         remove: tuple[str, ...] = (),
         after: str = "",
+        installer: str = "uv",
     ) -> "Image":
         return self.with_step(
             s.Pip(
@@ -171,6 +172,7 @@ class Image:
                 platforms=platforms,
                 remove=remove,
                 after=after,
+                installer=installer,
             )
         )
 

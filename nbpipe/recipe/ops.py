@@ -19,6 +19,10 @@ class CacheMount:
     target: str
     id: str
     owner: str = "0:0"  # uid:gid of the mount point
+    # Locked: one command at a time (apt, pip). Shared: for a cache that is safe to write
+    # at once (npm's). An Exec has at most one locked cache: Buildah 1.28 (Debian 12's)
+    # releases only one of a RUN's locked caches, so the next RUN using another hangs.
+    shared: bool = False
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,7 @@ class BuildOptions:
         env += ca_env
         if self.has_wheelhouse and op.pip:
             mounts.append(BindMount(WHEELHOUSE_TARGET, WHEELHOUSE_ID))
-            env.append(("PIP_FIND_LINKS", WHEELHOUSE_TARGET))
+            env += [("PIP_FIND_LINKS", WHEELHOUSE_TARGET), ("UV_FIND_LINKS", WHEELHOUSE_TARGET)]
         if self.has_deb_store and op.apt:
             mounts.append(BindMount(DEBSTORE_TARGET, DEBSTORE_ID))
         return replace(op, mounts=tuple(mounts), env=(*env, *op.env))

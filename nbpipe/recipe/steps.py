@@ -40,6 +40,22 @@ SNAPSHOT_ARCHIVE = "snapshot.debian.org"
 PYPI_HOSTS = ("pypi.org", "files.pythonhosted.org")
 NPM_REGISTRY = "registry.npmjs.org"
 
+# uv installs pip steps (parallel downloads, unpacking and bytecode compiling). It comes from
+# PyPI like any locked requirement: this exact version, one of these wheels, checked by
+# sha256 (x86_64; aarch64 manylinux_2_28 and _2_17), into /tmp for one step only.
+UV_VERSION = "0.13.9"
+UV_WHEELS = (
+    "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
+    "ecb6028d79dc96fbeafffe5c8af62a7099487ebc05a701e76714eebcffd06375",
+    "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
+)
+UV_HOME = "/tmp/nbpipe-uv"
+PIP_CACHE = "/var/cache/nbpipe/pip"
+# In pip's cache mount, not one of its own: Buildah 1.28 (Debian 12's) releases only one
+# of a RUN's `sharing=locked` cache mounts, so the next RUN with the other one hangs.
+UV_CACHE = f"{PIP_CACHE}/uv"
+INSTALLERS = ("uv", "pip")
+
 # Files that differ between two otherwise identical apt runs: removing them keeps layers
 # small and digests reproducible (measured: see DESIGN.md "Engines on our machines").
 APT_CLEANUP = (
@@ -315,7 +331,8 @@ class Apt(Step):
 
 @dataclass(frozen=True, kw_only=True)
 class Pip(Step):
-    """pip install into the image's venv, as its owner, with pip's cache outside layers."""
+    """Python packages into the image's venv, as its owner, with the download cache outside
+    layers. ``installer``: uv (default; parallel, same lock, same hashes) or pip."""
 
     kind: ClassVar[str] = "pip"
     packages: tuple[str, ...]
@@ -324,13 +341,14 @@ class Pip(Step):
     python: str = contract.VENV_PYTHON
     user: str = JOVYAN
     # A lock (see nbpipe/locks/lock.py): every distribution this step installs, pinned with its
-    # sha256 ("name==1.0 --hash=sha256:..." lines). pip then refuses anything else.
+    # sha256 ("name==1.0 --hash=sha256:..." lines). The installer then refuses anything else.
     locked: str | None = None
     # What the install leaves that no one needs at run time (test suites, source maps),
     # gone in this same layer, since a later step cannot make a layer smaller: shell globs
     # removed after the install, then ``after`` (shell commands, run as ``user``).
     remove: tuple[str, ...] = ()
     after: str = ""
+    installer: str = "uv"
 
     def __post_init__(self) -> None:
         if not self.packages:
@@ -338,54 +356,107 @@ class Pip(Step):
         for p in self.packages:
             if not isinstance(p, str) or not _PIP_SPEC.fullmatch(p):
                 raise NbpipeError(f"pip: {p!r} is not a requirement like 'name==1.2.3'")
+        if self.installer not in INSTALLERS:
+            raise NbpipeError(
+                f"pip: installer {self.installer!r} is not one of {', '.join(INSTALLERS)}"
+            )
 
     def lower(self) -> tuple[Op, ...]:
-        args = [self.python, "-m", "pip", "install", "--no-input", "--progress-bar", "off"]
-        if self.index_url:
-            args += ["--index-url", self.index_url]
-        for url in self.extra_index_urls:
-            args += ["--extra-index-url", url]
-        script = "set -eu\n"
+        lines = ["set -eu"]
+        lock = "/tmp/nbpipe-pip.lock"
         if self.locked:  # the locked closure, checked by hash, instead of a fresh resolve
-            lock = "/tmp/nbpipe-pip.lock"
-            script += f"cat > {lock} <<'NBPIPE_LOCK'\n{self.locked.strip()}\nNBPIPE_LOCK\n"
-            args += ["--require-hashes", "-r", lock]
-            script += shlex.join(args) + f"\nrm -f {lock}"
+            lines.append(f"cat > {lock} <<'NBPIPE_LOCK'\n{self.locked.strip()}\nNBPIPE_LOCK")
+            what = ["--require-hashes", "-r", lock]
         else:
-            script += shlex.join(args + list(self.packages))
+            what = list(self.packages)
+        if self.installer == "uv":
+            lines += [*_uv_setup(self.python), shlex.join([*self._uv_args(), *what])]
+            lines.append(f"rm -rf {UV_HOME}")
+        else:
+            lines.append(shlex.join([*self._pip_args(), *what]))
+        if self.locked:
+            lines.append(f"rm -f {lock}")
         if self.remove:
-            script += f"\nrm -rf {' '.join(self.remove)}"
+            lines.append(f"rm -rf {' '.join(self.remove)}")
         if self.after:
-            script += f"\n{self.after}"
-        cache = CacheMount("/var/cache/nbpipe/pip", "nbpipe-pip", owner=self.user)
+            lines.append(self.after)
+        mounts = [CacheMount(PIP_CACHE, "nbpipe-pip", owner=self.user)]
+        env = [("PIP_CACHE_DIR", PIP_CACHE), ("PIP_DISABLE_PIP_VERSION_CHECK", "1")]
+        if self.installer == "uv":  # hermetic: no user config, no Python downloads
+            env += [
+                ("UV_CACHE_DIR", UV_CACHE),
+                ("UV_NO_CONFIG", "1"),
+                ("UV_NO_PROGRESS", "1"),
+                ("UV_PYTHON_DOWNLOADS", "never"),
+            ]
         return (
             Exec(
-                script,
+                "\n".join(lines),
                 user=self.user,
                 network=True,
                 pip=True,
-                mounts=(cache,),
-                env=(
-                    ("PIP_CACHE_DIR", "/var/cache/nbpipe/pip"),
-                    ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
-                ),
+                mounts=tuple(mounts),
+                env=tuple(env),
             ),
         )
+
+    def _indexes(self) -> list[str]:
+        args = ["--index-url", self.index_url] if self.index_url else []
+        for url in self.extra_index_urls:
+            args += ["--extra-index-url", url]
+        return args
+
+    def _pip_args(self) -> list[str]:
+        pip = [self.python, "-m", "pip", "install", "--no-input", "--progress-bar", "off"]
+        return [*pip, *self._indexes()]
+
+    def _uv_args(self) -> list[str]:
+        # Bytecode as pip writes it (only what this step installs; checked-hash .pyc under
+        # SOURCE_DATE_EPOCH); copies, since the cache is another file system; with several
+        # indexes, pip's rule (best version across all of them; the lock's hashes pin files).
+        # TMPDIR: uv leaves lock files there (uv-setuptools-*.lock) that would differ per run
+        args = [f"TMPDIR={UV_HOME}/tmp", f"{UV_HOME}/bin/uv", "pip", "install"]
+        args += ["--python", self.python]
+        args += ["--compile-bytecode", "--link-mode", "copy", *self._indexes()]
+        if self.extra_index_urls:
+            args += ["--index-strategy", "unsafe-best-match"]
+        return args
 
     def canonical(self) -> dict[str, Any]:
         body = super().canonical()
         for name in ("remove", "after"):  # added later: steps without them keep their digests
             if not body[name]:
                 del body[name]
+        if body["installer"] == "pip":  # pip steps keep the digests they had before uv
+            del body["installer"]
+        else:  # another uv may install other bytes: a new version is a new digest
+            body["installer"] = f"uv=={UV_VERSION}"
         return body
 
     def sources(self) -> tuple[str, ...]:
         hosts = [urlparse(u).hostname or u for u in (self.index_url, *self.extra_index_urls) if u]
-        return tuple(hosts) if self.index_url else (*PYPI_HOSTS, *hosts)
+        if self.index_url and self.installer == "pip":
+            return tuple(hosts)
+        return tuple(dict.fromkeys((*PYPI_HOSTS, *hosts)))  # uv itself comes from PyPI
 
     def describe(self) -> str:
         lock = f" (locked: {len(self.locked.splitlines())} pinned)" if self.locked else ""
-        return "pip " + " ".join(self.packages) + lock
+        via = " (with pip)" if self.installer == "pip" else ""
+        return "pip " + " ".join(self.packages) + via + lock
+
+
+def _uv_setup(python: str) -> list[str]:
+    """uv for one step: its pinned wheel installed by the venv's own pip, hash-checked."""
+    hashes = " ".join(f"--hash=sha256:{h}" for h in UV_WHEELS)
+    req = f"{UV_HOME}.txt"
+    pip = [python, "-m", "pip", "install", "--no-input", "--progress-bar", "off", "--quiet"]
+    pip += ["--no-deps", "--require-hashes", "--target", UV_HOME, "-r", req]
+    return [
+        f"echo 'uv=={UV_VERSION} {hashes}' > {req}",
+        shlex.join(pip),
+        f"rm -f {req}",
+        f"mkdir {UV_HOME}/tmp",
+    ]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -420,7 +491,7 @@ class Npm(Step):
             *self.packages,
         ]
         lines = ["set -eu"]
-        mounts = [CacheMount("/var/cache/nbpipe/npm", "nbpipe-npm", owner="0:0")]
+        mounts = [CacheMount("/var/cache/nbpipe/npm", "nbpipe-npm", owner="0:0", shared=True)]
         if self.build_deps:
             lines += [
                 "dpkg-query -W -f='${Package}\\n' | sort > /tmp/nbpipe-before",

@@ -51,7 +51,7 @@ def calls_table(calls: list, start_user: str = "root") -> list[tuple]:
                 user = a["name"]
             case "withMountedCache":
                 mounts[a["path"]] = ("cache", _arg(a["cache"])[0][1]["key"], a.get("owner"),
-                                     a["sharing"])
+                                     a.get("sharing", "SHARED"))  # the client omits a default
             case "withMountedSecret":
                 mounts[a["path"]] = ("secret", a.get("mode", 0o400))
             case "withMountedDirectory":

@@ -99,3 +99,18 @@ def test_external_sources_are_declared(family: Catalog) -> None:
 def test_plan_for_pytorch_cuda_full(family: Catalog) -> None:
     assert family.order(["jupyter-pytorch-cuda-full"]) == [
         "base", "jupyter", "jupyter-pytorch-cuda", "jupyter-pytorch-cuda-full"]
+
+
+def test_no_command_holds_two_locked_caches(family: Catalog) -> None:
+    """Buildah 1.28 releases only one of a RUN's `sharing=locked` caches: a second RUN of
+    the same build using the other one would wait for ever (seen: jupyter-scipy's second
+    pip step, when uv's cache was a mount of its own)."""
+    from nbpipe.recipe.ops import CacheMount, Exec
+
+    for name in family.order():
+        image = family.resolve(name)
+        for platform in image.platforms:
+            for op in image.ops(platform):
+                if isinstance(op, Exec):
+                    locked = [m.id for m in op.mounts if isinstance(m, CacheMount) and not m.shared]
+                    assert len(locked) <= 1, (name, platform, locked)

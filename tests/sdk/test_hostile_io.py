@@ -131,7 +131,12 @@ def test_second_run_waits_then_names_the_holder(tmp_path: Path) -> None:
 
 
 AUTH_HOLDER = """
-import sys, threading, time
+import signal, sys, threading, time
+# As started from a terminal, whoever started the suite: a background job (`pytest &`)
+# or nohup hands its children SIGINT/SIGHUP ignored, and an ignored signal ends nothing.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+for sig in (signal.SIGTERM, signal.SIGHUP):
+    signal.signal(sig, signal.SIG_DFL)
 from nbpipe.engines.registry import Registry
 from nbpipe.inputs.safe_io import exit_on_signals
 

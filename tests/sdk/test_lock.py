@@ -114,6 +114,8 @@ def test_key_names_image_step_and_the_unlocked_step() -> None:
     assert lock.key("t", 1, replace(step, locked=LINES, platforms=(plat.AMD64,))) == pip_key
     assert lock.key("u", 1, step) != pip_key and lock.key("t", 2, step) != pip_key
     assert lock.key("t", 1, Pip(packages=("numpy==2.4.7",))) != pip_key
+    # uv and pip install the same resolution: one entry serves both
+    assert lock.key("t", 1, replace(step, installer="pip")) == pip_key
 
 
 def test_a_fresh_entry_is_always_applied_and_not_reported(tmp_path) -> None:
@@ -129,8 +131,8 @@ def test_a_fresh_entry_is_always_applied_and_not_reported(tmp_path) -> None:
     arm = img.steps_for(plat.ARM64)
     assert (arm[0].locked, arm[1].locked) == (APT_LINES, None)
     assert arm[1].platforms == (plat.ARM64,) and amd[1].platforms == (plat.AMD64,)
-    assert "--require-hashes" in img.ops(plat.AMD64)[1].script
-    assert "--require-hashes" not in img.ops(plat.ARM64)[1].script
+    assert "--require-hashes -r /tmp/nbpipe-pip.lock" in img.ops(plat.AMD64)[1].script
+    assert "/tmp/nbpipe-pip.lock" not in img.ops(plat.ARM64)[1].script
     # the lock is identity: t and its child change on amd64 only... and arm64 for apt
     plain_digests = small().digests(plat.AMD64)
     assert cat.digests(plat.AMD64)["t"] != plain_digests["t"]

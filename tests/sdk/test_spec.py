@@ -46,6 +46,12 @@ BAD = [
     ("name: x\nparent: jupyter\nprobes: {imports: numpy}\n", ":3: probes.imports: must be a list"),
     ("name: x\nparent: [jupyter\n", ":2: not valid YAML"),
     ("name: x\nparent: jupyter\npip: {requirements: nope.txt}\n", ":3: pip.requirements: no such file"),
+    ("name: x\nparent: jupyter\npip: {packages: [a==1], installer: conda}\n",
+     ":3: pip.installer: 'conda' is not an installer; give one of uv, pip"),
+    ("name: x\nparent: jupyter\npip: {installer: pip}\n",
+     ":3: pip: give either requirements: FILE or packages: [...]"),
+    ("name: x\nparent: jupyter\npip: {packages: [a==1], index: x}\n",
+     ":3: pip.index: unknown key; allowed here: requirements, packages, installer"),
 ]
 
 
@@ -63,6 +69,17 @@ def test_good_spec_becomes_an_image_on_its_parent(tmp_path) -> None:
     assert img.parent == cat.resolve("jupyter")
     assert [st.describe() for st in img.steps[:3]] == [
         "apt libcfitsio10", "pip astropy==8.0.2", "env A=1"]
+
+
+def test_a_spec_may_keep_pip_as_its_installer(tmp_path) -> None:
+    (tmp_path / "req.txt").write_text("astropy==8.0.2\n")
+    for pip in ("{packages: [astropy==8.0.2], installer: pip}",
+                "{requirements: req.txt, installer: pip}"):
+        sp = spec.load(write(tmp_path, f"name: team-x\nparent: jupyter\npip: {pip}\n"))
+        step = sp.register(images.family()).resolve("team-x").steps[0]
+        assert (step.installer, step.packages) == ("pip", ("astropy==8.0.2",))
+    sp = spec.load(write(tmp_path, GOOD))
+    assert sp.register(images.family()).resolve("team-x").steps[1].installer == "uv"
 
 
 @pytest.mark.parametrize("text,message", BAD, ids=[m for _, m in BAD])

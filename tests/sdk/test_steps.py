@@ -118,15 +118,55 @@ def test_describe_names_each_step_the_way_failures_quote_it() -> None:
 
 def test_pip_lowering_uses_the_venv_owner_and_the_cache() -> None:
     [op] = s.Pip(packages=("numpy==2.0",), index_url="https://idx.example/simple",
-                 extra_index_urls=("https://more.example/simple",)).lower()
+                 extra_index_urls=("https://more.example/simple",), installer="pip").lower()
     assert op.script == ("set -eu\n/opt/venv/bin/python -m pip install --no-input --progress-bar "
                          "off --index-url https://idx.example/simple --extra-index-url "
                          "https://more.example/simple numpy==2.0")
     assert (op.user, op.network, op.pip) == ("1000:0", True, True)
     assert op.mounts == (CacheMount("/var/cache/nbpipe/pip", "nbpipe-pip", owner="1000:0"),)
-    assert s.Pip(packages=("x==1",), index_url="https://idx.example/simple").sources() == (
-        "idx.example",)
+    assert s.Pip(packages=("x==1",), index_url="https://idx.example/simple",
+                 installer="pip").sources() == ("idx.example",)
     assert s.Pip(packages=("x==1",)).sources() == ("pypi.org", "files.pythonhosted.org")
+
+
+def test_uv_installs_by_default_from_a_hash_checked_wheel_and_leaves_nothing() -> None:
+    locked = "numpy==2.0 --hash=sha256:" + SHA
+    [op] = s.Pip(packages=("numpy==2.0",), locked=locked,
+                 extra_index_urls=("https://more.example/simple",)).lower()
+    lines = op.script.splitlines()
+    hashes = " ".join(f"--hash=sha256:{h}" for h in s.UV_WHEELS)
+    assert lines[:5] == [
+        "set -eu", "cat > /tmp/nbpipe-pip.lock <<'NBPIPE_LOCK'", locked, "NBPIPE_LOCK",
+        f"echo 'uv=={s.UV_VERSION} {hashes}' > /tmp/nbpipe-uv.txt"]
+    assert lines[5] == ("/opt/venv/bin/python -m pip install --no-input --progress-bar off "
+                        "--quiet --no-deps --require-hashes --target /tmp/nbpipe-uv "
+                        "-r /tmp/nbpipe-uv.txt")
+    assert lines[6:] == [
+        "rm -f /tmp/nbpipe-uv.txt", "mkdir /tmp/nbpipe-uv/tmp",
+        "TMPDIR=/tmp/nbpipe-uv/tmp /tmp/nbpipe-uv/bin/uv pip install --python /opt/venv/bin/python --compile-bytecode "
+        "--link-mode copy --extra-index-url https://more.example/simple --index-strategy "
+        "unsafe-best-match --require-hashes -r /tmp/nbpipe-pip.lock",
+        "rm -rf /tmp/nbpipe-uv", "rm -f /tmp/nbpipe-pip.lock"]
+    # one cache mount (see test_family's locked caches): uv's cache is a folder in pip's
+    assert op.mounts == (CacheMount("/var/cache/nbpipe/pip", "nbpipe-pip", owner="1000:0"),)
+    assert dict(op.env)["UV_CACHE_DIR"] == "/var/cache/nbpipe/pip/uv"
+    assert dict(op.env)["UV_NO_CONFIG"] == "1" and dict(op.env)["UV_PYTHON_DOWNLOADS"] == "never"
+    [one] = s.Pip(packages=("x==1",)).lower()  # one index: uv's own rule, no strategy
+    assert "--index-strategy" not in one.script and one.script.splitlines()[-2].endswith(" x==1")
+    # uv itself comes from PyPI, whatever the step's index
+    assert s.Pip(packages=("x==1",), index_url="https://idx.example/simple").sources() == (
+        "pypi.org", "files.pythonhosted.org", "idx.example")
+    assert s.Pip(packages=("x==1",)).describe() == "pip x==1"
+    assert s.Pip(packages=("x==1",), installer="pip").describe() == "pip x==1 (with pip)"
+
+
+def test_the_installer_is_in_the_digest_but_pip_steps_keep_their_old_one() -> None:
+    uv, pip = s.Pip(packages=("x==1",)), s.Pip(packages=("x==1",), installer="pip")
+    assert uv.canonical()["installer"] == f"uv=={s.UV_VERSION}"
+    assert "installer" not in pip.canonical()
+    assert uv.canonical() != pip.canonical()
+    with pytest.raises(NbpipeError, match="installer 'conda' is not one of uv, pip"):
+        s.Pip(packages=("x==1",), installer="conda")
 
 
 def test_pip_removes_what_no_one_needs_in_its_own_layer() -> None:
