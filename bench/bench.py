@@ -259,9 +259,37 @@ def locked_files(catalog, chain: list[str], platform: str) -> list[File]:
     return list(out.values())
 
 
+def uses_uv(catalog, chain: list[str], platform: str) -> bool:
+    return any(
+        isinstance(st, Pip) and getattr(st, "installer", "pip") == "uv"
+        for name in chain
+        for st in catalog.resolve(name).steps_for(platform)
+    )
+
+
+def uv_wheel(arch: str) -> File:
+    """The pinned uv wheel a uv step fetches (once a run: pip's cache mount keeps it)."""
+    from nbpipe.recipe.steps import UV_VERSION, UV_WHEELS
+
+    tag = {"amd64": "x86_64", "arm64": "aarch64"}[arch]
+    data = json.loads(_get(f"{PYPI}/uv/json"))
+    for u in data["releases"].get(UV_VERSION, []):
+        if u["digests"]["sha256"] in UV_WHEELS and tag in u["filename"]:
+            url = urllib.parse.urljoin(f"{PYPI}/uv/json", u["url"])
+            return File(f"uv=={UV_VERSION}", u["digests"]["sha256"], "whl", url, u["size"])
+    sys.exit(f"uv=={UV_VERSION}: none of its pinned wheels is on PyPI for {arch}")
+
+
 def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=120) as r:
-        return r.read()
+    for attempt in range(3):  # this machine's network drops a connection now and then
+        try:
+            with urllib.request.urlopen(url, timeout=120) as r:
+                return r.read()
+        except OSError:
+            if attempt == 2:
+                raise
+            time.sleep(1 + attempt)
+    raise AssertionError("unreachable")
 
 
 def find_urls(files: list[File], arch: str) -> list[File]:
@@ -311,7 +339,7 @@ def find_urls(files: list[File], arch: str) -> list[File]:
 def download(f: File, folder: Path) -> int:
     path = folder / f.url.rsplit("/", 1)[1]
     h = hashlib.sha256()
-    for attempt in (1, 2):
+    for attempt in range(3):  # a dropped connection is tried again (counted in the time)
         try:
             with urllib.request.urlopen(f.url, timeout=300) as r, path.open("wb") as out:
                 while chunk := r.read(1 << 20):
@@ -331,7 +359,10 @@ def limit(ctx: Ctx, jobs: int) -> None:
     head("limit: the chain's locked wheels and .debs, downloaded then unpacked")
     files = locked_files(ctx.catalog, ctx.chain, ctx.platform)
     t = time.monotonic()
-    files = find_urls(files, ctx.platform.split("/")[1])
+    arch = ctx.platform.split("/")[1]
+    files = find_urls(files, arch)
+    if uses_uv(ctx.catalog, ctx.chain, ctx.platform):  # the installer's own wheel, too
+        files.append(uv_wheel(arch))
     files.sort(key=lambda f: -f.size)  # the largest first: no long tail of one big file
     lookup = time.monotonic() - t
     got, out = ctx.work / "limit-download", ctx.work / "limit-unpack"
@@ -339,8 +370,15 @@ def limit(ctx: Ctx, jobs: int) -> None:
     out.mkdir()
     t = time.monotonic()
     with ThreadPoolExecutor(jobs) as pool:
-        fetched = list(pool.map(lambda f: download(f, got), files))
+        fetched = list(pool.map(lambda f: (download(f, got), time.monotonic() - t), files))
     fetch = time.monotonic() - t
+    by_kind = {
+        k: (
+            sum(b for (b, _), f in zip(fetched, files, strict=True) if f.kind == k),
+            max((d for (_, d), f in zip(fetched, files, strict=True) if f.kind == k), default=0.0),
+        )
+        for k in ("whl", "deb")
+    }
 
     def unpack(item: tuple[int, File]) -> None:
         i, f = item
@@ -374,17 +412,24 @@ def limit(ctx: Ctx, jobs: int) -> None:
         "wheels": n["whl"],
         "debs": n["deb"],
         "sdists": sdists,
-        "download_bytes": sum(fetched),
+        "download_bytes": sum(b for b, _ in fetched),
         "unpacked_bytes": on_disk,
         "parallel_downloads": jobs,
+        "pypi_bytes_done_s": by_kind["whl"],
+        "debian_bytes_done_s": by_kind["deb"],
     }
+    uv = " (uv's wheel among them)" if any(f.name.startswith("uv==") for f in files) else ""
     row(
-        f"files: {n['whl']} Python + {n['deb']} .debs (URLs found in {lookup:.1f} s)",
-        f"{sum(fetched) / 1e6:,.0f} MB, unpacked {on_disk / 1e6:,.0f} MB",
+        f"files: {n['whl']} Python{uv} + {n['deb']} .debs (URLs found in {lookup:.1f} s)",
+        f"{sum(b for b, _ in fetched) / 1e6:,.0f} MB, unpacked {on_disk / 1e6:,.0f} MB",
     )
     row(
         f"download ({jobs} at a time) / unpack ({os.cpu_count()} at a time)",
-        f"{fetch:.1f} s ({sum(fetched) / 1e6 / fetch:,.0f} MB/s) / {unpacked:.1f} s",
+        f"{fetch:.1f} s ({sum(b for b, _ in fetched) / 1e6 / fetch:,.0f} MB/s) / {unpacked:.1f} s",
+    )
+    row(
+        "  PyPI / Debian: bytes, all done after",
+        " / ".join(f"{b / 1e6:,.0f} MB, {d:.1f} s" for b, d in by_kind.values()),
     )
     if sdists:
         row("  of the Python files, sdists (unpacked, not built)", ", ".join(sdists))
