@@ -451,7 +451,11 @@ def shared(ctx: Ctx) -> None:
     }
     row("cold, filling the cache registry", f"{first:.1f} s")
     row("second fresh store, cache filled", f"{second:.1f} s (cache {used / 1e6:,.0f} MB)")
-    show_ratio("shared cache / its cold", second, first, "<= 0.2")
+    show_ratio("shared cache / its cold (which also pushed)", second, first, "<= 0.2")
+    if "cold" in FIGURES:  # the cold section's builds alone: no pushes, probes left out
+        builds = FIGURES["cold"]["seconds"] - FIGURES["cold"]["probe_s"]
+        FIGURES["shared"]["cold_builds_s"] = round(builds, 1)
+        show_ratio("shared cache / the cold section's builds (no probes)", second, builds)
 
 
 def first_notebook(ctx: Ctx, ready_runs: int, compression: str) -> None:
@@ -700,6 +704,15 @@ def summary() -> None:
         goals.append(
             ("shared <= 0.2 x its cold", ratio(sh["cached_s"], sh["cold_filling_s"]), 0.2, "x")
         )
+        if "cold_builds_s" in sh:  # the stricter reading: a cold run that pushed nothing
+            goals.append(
+                (
+                    "shared <= 0.2 x cold builds",
+                    ratio(sh["cached_s"], sh["cold_builds_s"]),
+                    0.2,
+                    "x",
+                )
+            )
     sz = FIGURES.get("cold", {}).get("sizes") or FIGURES.get("sizes") or {}
     if "jupyter" in sz:
         goals.append(("jupyter <= 450 MB", round(sz["jupyter"] / 1e6), 450, "MB"))
