@@ -30,7 +30,7 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 sys.path.insert(0, str(ROOT_DIR / "bench"))
 
-from fresh import registry  # noqa: E402
+from fresh import drop_store, registry  # noqa: E402
 
 from nbpipe.family import family  # noqa: E402
 from nbpipe.probes.checks import Target  # noqa: E402
@@ -152,9 +152,7 @@ def cold_node(
                         flush=True,
                     )
         finally:
-            for old in pulled:
-                node.remove(old)
-            node._run(["system", "reset", "--force"], check=False, timeout=300)
+            drop_store(node)
     return out
 
 
