@@ -15,19 +15,22 @@ pushed after jupyter, and the registry's own blob store says what that second pu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
+sys.path.insert(0, str(ROOT_DIR / "bench"))
+
+from fresh import drop_store, registry  # noqa: E402
 
 from nbpipe.family import family  # noqa: E402
 from nbpipe.probes.checks import Target  # noqa: E402
@@ -39,19 +42,12 @@ from nbpipe.run.machine import detect  # noqa: E402
 from nbpipe.run.pipeline import build  # noqa: E402
 from nbpipe.run.publish import COMPRESSIONS  # noqa: E402
 
-REGISTRY = ROOT_DIR / ".ci/setup-registry.sh"
 NAIVE = "localhost/bench/handwritten:latest"
 CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def row(*cells: str) -> None:
     print("| " + " | ".join(cells) + " |", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def blobs(data: Path) -> set[str]:
@@ -111,6 +107,81 @@ def ready_seconds(node, ref: str, limits: bool) -> tuple[float, float | None]:
         return took, cpu_seconds(Target(pod.base_url, "/", {}, exec_))
 
 
+@dataclass
+class ColdNode:
+    """What `cold_node` measured, by (name, compression) and (name, limits)."""
+
+    sizes: dict[tuple[str, str], int] = field(default_factory=dict)  # compressed layers
+    pulls: dict[tuple[str, str], float] = field(default_factory=dict)
+    ready: dict[tuple[str, bool], list[tuple[float, float | None]]] = field(default_factory=dict)
+    sharing: str = ""
+
+    def first_notebook(self, name: str, comp: str) -> float:
+        """Pull plus the median ready time at Kubeflow's limits: the cold node's first
+        notebook."""
+        return self.pulls[name, comp] + statistics.median(w for w, _ in self.ready[name, True])
+
+
+def cold_node(
+    engine, refs: dict[str, str], compressions, ready_runs: int, work: Path, both: bool = True
+) -> ColdNode:
+    """Each of ``refs`` (name -> ref in ``engine``'s store) pushed to a loopback registry
+    per compression, then pulled into a podman store that has pulled nothing else, and
+    played as Kubeflow's pod ``ready_runs`` times (``both``: also without limits)."""
+    # one registry per compression: podman 4.3 has no --force-compression, and reuses a
+    # layer the registry already holds in the other compression
+    node = replace(engine, graph_root=str(work / "node"))  # a store that has pulled nothing
+    out = ColdNode()
+    pulled: list[str] = []
+    with contextlib.ExitStack() as stack:
+        regs = {c: stack.enter_context(registry(work / c)) for c in compressions}
+        try:
+            for comp in compressions:
+                for name, ref in refs.items():
+                    _one(engine, node, out, work, regs[comp], comp, name, ref, pulled)
+                    if comp == compressions[0]:  # ready does not depend on the layers' travel
+                        if not out.ready:  # the node's first pod also makes podman's pause
+                            ready_seconds(node, pulled[-1], True)  # image: not counted
+                        for limits in (True, False) if both else (True,):
+                            out.ready[name, limits] = [
+                                ready_seconds(node, pulled[-1], limits) for _ in range(ready_runs)
+                            ]
+                    print(
+                        f"  {name} {comp}: {out.sizes[name, comp] / 1e6:,.0f} MB, pull "
+                        f"{out.pulls[name, comp]:.1f} s",
+                        flush=True,
+                    )
+        finally:
+            drop_store(node)
+    return out
+
+
+def _one(engine, node, out: ColdNode, work, reg, comp, name, ref, pulled) -> None:
+    """Push ``ref`` to ``reg`` with ``comp`` layers, then pull it into the emptied node."""
+    repo = f"{reg}/{name.split()[0]}:bench"
+    before = blobs(work / comp / "data")
+    engine.push(ref, f"docker://{repo}", ["--tls-verify=false", "--compression-format", comp])
+    added = blobs(work / comp / "data") - before
+    layers = manifest(repo)["layers"]
+    out.sizes[name, comp] = sum(x["size"] for x in layers)
+    if name == "jupyter-scipy" and comp == "gzip" and "jupyter" in {n for n, _ in out.sizes}:
+        parent = {x["digest"] for x in manifest(f"{reg}/jupyter:bench")["layers"]}
+        own = [x for x in layers if x["digest"] not in parent]
+        sent = [x for x in layers if x["digest"].split(":")[1] in added]
+        out.sharing = (
+            f"jupyter-scipy pushed after jupyter: {len(layers)} layers, "
+            f"{len(layers) - len(own)} of them jupyter's; the registry "
+            f"received {len(sent)} layer(s), "
+            f"{sum(x['size'] for x in sent) / 1e6:,.0f} MB "
+            f"(its own: {len(own)}, {sum(x['size'] for x in own) / 1e6:,.0f} MB)"
+        )
+    for old in pulled:  # the node holds nothing of ours before each pull
+        node.remove(old)
+    pulled.clear()
+    out.pulls[name, comp] = node.pull(repo, ["--tls-verify=false"])
+    pulled.append(repo)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ready-runs", type=int, default=3)
@@ -128,7 +199,7 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
     top = "jupyter" if args.quick else "jupyter-scipy"
-    res = {r.name: r for r in build(m, [top], BuildOptions.from_flags(), probe=False)}
+    res = {r.name: r for r in build(m, [top], BuildOptions.from_flags(), m.settings, probe=False)}
     refs = {"jupyter": res["jupyter"].ref}
     if not args.quick:
         naive_build = build_naive(engine, m.local_root.pinned(m.platform))
@@ -137,68 +208,11 @@ def main() -> None:
     print(f"built: {', '.join(f'{n} {r.status.value}' for n, r in res.items())}\n")
 
     work = Path(tempfile.mkdtemp(prefix="coldstart-", dir="/var/tmp"))
-    # one registry per compression: podman 4.3 has no --force-compression, and reuses a
-    # layer the registry already holds in the other compression
-    regs = {}
-    for comp in COMPRESSIONS:
-        port = free_port()
-        subprocess.run(
-            ["bash", str(REGISTRY), "start", str(port), str(work / comp)],
-            check=True,
-            capture_output=True,
-        )
-        regs[comp] = f"127.0.0.1:{port}"
-    node = replace(engine, graph_root=str(work / "node"))  # a store that has pulled nothing
-    sizes: dict[tuple[str, str], int] = {}
-    pulls: dict[tuple[str, str], float] = {}
-    ready: dict[tuple[str, bool], list[tuple[float, float | None]]] = {}
-    sharing = ""
-    pulled: list[str] = []
     try:
-        for comp in COMPRESSIONS:
-            for name, ref in refs.items():
-                reg = regs[comp]
-                repo = f"{reg}/{name.split()[0]}:bench"
-                before = blobs(work / comp / "data")
-                engine.push(
-                    ref, f"docker://{repo}", ["--tls-verify=false", "--compression-format", comp]
-                )
-                added = blobs(work / comp / "data") - before
-                layers = manifest(repo)["layers"]
-                sizes[name, comp] = sum(x["size"] for x in layers)
-                if name == "jupyter-scipy" and comp == "gzip":
-                    parent = {x["digest"] for x in manifest(f"{reg}/jupyter:bench")["layers"]}
-                    own = [x for x in layers if x["digest"] not in parent]
-                    sent = [x for x in layers if x["digest"].split(":")[1] in added]
-                    sharing = (
-                        f"jupyter-scipy pushed after jupyter: {len(layers)} layers, "
-                        f"{len(layers) - len(own)} of them jupyter's; the registry "
-                        f"received {len(sent)} layer(s), "
-                        f"{sum(x['size'] for x in sent) / 1e6:,.0f} MB "
-                        f"(its own: {len(own)}, {sum(x['size'] for x in own) / 1e6:,.0f} MB)"
-                    )
-                for old in pulled:  # the node holds nothing of ours before each pull
-                    node.remove(old)
-                pulls[name, comp] = node.pull(repo, ["--tls-verify=false"])
-                pulled.append(repo)
-                if comp == "gzip":  # ready does not depend on how the layers travelled
-                    if not ready:  # the node's first pod also makes podman's pause image
-                        ready_seconds(node, repo, True)
-                    for limits in (True, False):
-                        ready[name, limits] = [
-                            ready_seconds(node, repo, limits) for _ in range(args.ready_runs)
-                        ]
-                print(
-                    f"  {name} {comp}: {sizes[name, comp] / 1e6:,.0f} MB, pull "
-                    f"{pulls[name, comp]:.1f} s",
-                    flush=True,
-                )
+        cold = cold_node(engine, refs, COMPRESSIONS, args.ready_runs, work)
     finally:
-        for old in pulled:
-            node.remove(old)
-        for comp in COMPRESSIONS:
-            subprocess.run(["bash", str(REGISTRY), "stop", str(work / comp)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
+    sizes, pulls, ready = cold.sizes, cold.pulls, cold.ready
 
     print()
     row(
@@ -238,7 +252,7 @@ def main() -> None:
             f"{sizes['jupyter-scipy', comp] / sizes[naive, comp]:.2f}",
             end="",
         )
-    print(f"\n{sharing}")
+    print(f"\n{cold.sharing}")
 
 
 if __name__ == "__main__":
