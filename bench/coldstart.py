@@ -30,7 +30,7 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 sys.path.insert(0, str(ROOT_DIR / "bench"))
 
-from fresh import drop_store, registry  # noqa: E402
+from fresh import registry  # noqa: E402
 
 from nbpipe.family import family  # noqa: E402
 from nbpipe.probes.checks import Target  # noqa: E402
@@ -152,7 +152,7 @@ def cold_node(
                         flush=True,
                     )
         finally:
-            drop_store(node)
+            node.drop_store()
     return out
 
 

@@ -59,22 +59,6 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
-def drop_store(store: OciEngine) -> None:
-    """Empty a store of its own (``store.graph_root``) and remove its folders. Never
-    `podman system reset`: besides the store it removes podman's tmpdir (/run/libpod),
-    which every store on the machine shares; the machine's own podman then "refreshes"
-    every container it knows, running ones included (a Dagger engine was shown as Created
-    while it ran, and its lock could not be taken again)."""
-    assert store.graph_root, "only a store of its own is dropped"
-    for args in (["pod", "rm", "-af"], ["rm", "-af"], ["rmi", "-af"]):
-        store._run(args, check=False, timeout=300)
-    if shutil.which("buildah"):  # a build's working containers, if one was cut off
-        run = ["--root", store.graph_root, "--runroot", f"{store.graph_root}-run"]
-        subprocess.run(["buildah", *run, "rm", "--all"], capture_output=True, timeout=300)
-    for p in (store.graph_root, f"{store.graph_root}-run"):
-        shutil.rmtree(p, ignore_errors=True)
-
-
 def save_root(engine: OciEngine, ref: str, path: Path) -> Path:
     """The root as an OCI archive: what a new runner starts from."""
     engine._run(["save", "--format", "oci-archive", "-o", str(path), ref])
@@ -199,7 +183,7 @@ class Node:
         return self.store.inspect(ref).size
 
     def close(self) -> None:
-        drop_store(self.store)
+        self.store.drop_store()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

@@ -59,7 +59,8 @@ def codeserver_python(image: Image) -> Image:
         .with_download(url, sha256, "/tmp/nbpipe-ms-python.vsix")
         .with_run(
             f"code-server --extensions-dir {EXTENSIONS} --install-extension "
-            "/tmp/nbpipe-ms-python.vsix && rm -rf /tmp/nbpipe-ms-python.vsix /tmp/node-compile-cache",
+            "/tmp/nbpipe-ms-python.vsix"
+            " && rm -rf /tmp/nbpipe-ms-python.vsix /tmp/node-compile-cache",
             user=str(contract.NB_UID),
         )
         .with_probes(imports=("ipykernel", "kfp", "kubeflow"))

@@ -167,6 +167,21 @@ class OciEngine:
     def remove(self, ref: str) -> None:
         self._run(["rmi", "-f", ref], check=False)
 
+    def drop_store(self) -> None:
+        """Empty a store of its own (``graph_root``: a test's, a bench's fresh runner) and
+        remove its folders. Never `podman system reset`: besides the store it removes
+        podman's tmpdir (/run/libpod), which every store on the machine shares, and the
+        machine's own podman then "refreshes" its running containers."""
+        if self.graph_root is None:
+            raise NbpipeError("drop_store: only a store of its own (graph_root) is dropped")
+        for args in (["pod", "rm", "-af"], ["rm", "-af"], ["rmi", "-af"]):
+            self._run(args, check=False, timeout=300)
+        if shutil.which("buildah"):  # a build's working containers, if one was cut off
+            run = ["--root", self.graph_root, "--runroot", f"{self.graph_root}-run"]
+            subprocess.run(["buildah", *run, "rm", "--all"], capture_output=True, timeout=300)
+        for folder in (self.graph_root, f"{self.graph_root}-run"):
+            shutil.rmtree(folder, ignore_errors=True)
+
     def import_tar(self, tar: Path, ref: str, platform: str) -> str:
         """Import a root filesystem tarball as an image; returns its id (sha256:...)."""
         args = ["import"]

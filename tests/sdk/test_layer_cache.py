@@ -163,3 +163,22 @@ def test_every_building_command_takes_the_flag_and_checks_it(command, capsys, mo
         cli.main()
     assert exc.value.code == 2
     assert "--cache-registry" in capsys.readouterr().err
+
+
+def test_a_store_of_its_own_is_dropped_without_resetting_the_machines_podman(
+    fake: Fake, tmp_path
+) -> None:
+    """Fresh runners (tests, benches) empty their own store; `system reset` would also
+    remove /run/libpod, which every store on the machine shares."""
+    graph = tmp_path / "store"
+    (graph / "overlay").mkdir(parents=True)
+    Path(f"{graph}-run").mkdir()
+    fake.on("pod").on("rm").on("rmi")
+    OciEngine("podman", fake.paths["podman"], graph_root=str(graph)).drop_store()
+    calls = [c[4:] for c in fake.calls("podman")]  # after --root G --runroot G-run
+    assert calls == [["pod", "rm", "-af"], ["rm", "-af"], ["rmi", "-af"]]
+    assert all(c[:4] == ["--root", str(graph), "--runroot", f"{graph}-run"]
+               for c in fake.calls("podman"))
+    assert not graph.exists() and not Path(f"{graph}-run").exists()
+    with pytest.raises(NbpipeError, match="only a store of its own"):
+        OciEngine("podman", fake.paths["podman"]).drop_store()
