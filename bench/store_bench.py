@@ -98,7 +98,8 @@ def refresh_one_step(root, engine, image: str, platform: str, options: BuildOpti
     catalog = family_on(moved).rebased(root)
     # The refresh most likely gives back today's pin, i.e. the real lock: not built yet
     real = local_ref(family_on(LOCK_FILE).rebased(root).resolve(image), platform)
-    engine._run(["rmi", "--ignore", real], check=False)
+    moved_ref = local_ref(catalog.resolve(image), platform)  # a rerun's, if any
+    engine._run(["rmi", "--ignore", real, moved_ref], check=False)
     stamps: list[tuple[float, str]] = []
     settings = Settings(state_dir=work / "state")
 
@@ -139,7 +140,11 @@ def main() -> None:
     options = BuildOptions.from_flags(deb_store=str(store))
     store_size(family_on(LOCK_FILE).rebased(root), args.image, platform, store)
     if not args.skip_refresh:
-        refresh_one_step(root, engine, args.image, platform, options)
+        # without the store: a store that holds the pinned .deb installs it by sha256,
+        # whatever the archive has (that is the point of it), and nothing is refreshed
+        refresh_one_step(
+            root, engine, args.image, platform, BuildOptions.from_flags(deb_store="none")
+        )
     if args.skip_rebuild:
         return
     catalog = family_on(LOCK_FILE).rebased(root)
