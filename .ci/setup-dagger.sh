@@ -302,6 +302,10 @@ stage_start() {
     if [[ $(podman container inspect -f '{{.State.Running}}' "$ENGINE_NAME" 2>/dev/null) == true ]]; then
         log "start: $ENGINE_NAME already running"; return
     fi
+    # a previous engine of ours that died (or was killed) may have left processes or rules
+    if [[ -n $(podman container inspect -f '{{.Id}}' "$ENGINE_NAME" 2>/dev/null) || -s $PREFIX/engine.id ]]; then
+        stage_stop
+    fi
     podman rm -f "$ENGINE_NAME" >/dev/null 2>&1 || true
     mkdir -p "$PREFIX/state"
     publish_registry
@@ -310,6 +314,7 @@ stage_start() {
         -v "$PREFIX/publish:$PREFIX/publish" -v "$PREFIX/publish/engine.yml:/etc/nbpipe/registries/publish.yml:ro" \
         -p "127.0.0.1:$PUBLISH_PORT:$PUBLISH_PORT" \
         "$ENGINE_IMAGE" --debug >/dev/null
+    podman container inspect -f '{{.Id}}' "$ENGINE_NAME" > "$PREFIX/engine.id"
     write_env
     for i in $(seq 1 120); do
         if timeout 10 "$BIN/dagger" query -M <<<'{version}' >/dev/null 2>&1; then
@@ -352,9 +357,77 @@ export NBPIPE_DAGGER_PUBLISH_CREDENTIALS=$PREFIX/publish/credentials
 ENV
 }
 
+# What a stopped engine must not leave: processes of its container, and the port-forwarding
+# rules netavark made for it. Seen 2026-12-07 (bench/dagger_live.md): podman lost the
+# container's state (inspect said "created", pid 0, while conmon, tini and the engine ran),
+# `podman stop` stopped nothing, SIGTERM did not end tini, SIGKILL did but left netavark's
+# DNAT rules for 127.0.0.1:$PUBLISH_PORT -> the dead container's address, and the next
+# start failed until they were deleted. So stop checks what is left, by the container's id
+# only (never by a process name), and says what it tried when something is left.
+engine_pids() {  # processes in the container's cgroup, and the conmon monitors of its id
+    local id=$1 p
+    for p in /proc/[0-9]*; do
+        grep -qs "libpod-$id" "$p/cgroup" 2>/dev/null && printf '%s\n' "${p#/proc/}"
+    done
+    ps -eo pid=,args= | awk -v id="$id" '$2 ~ /(^|\/)conmon$/ && index($0, " -c " id " ") { print $1 }'
+}
+
+stale_rules() {  # netavark's nat rules commented with the id, and the DNAT chains they jump to
+    local id=$1 rule chain
+    command -v iptables >/dev/null || return 0
+    iptables -w -t nat -S 2>/dev/null | grep -F -- "podman id: $id" | while read -r rule; do
+        chain=$(sed -n 's/.* -j \(NETAVARK-DN-[A-Za-z0-9]*\).*/\1/p' <<<"$rule")
+        eval "iptables -w -t nat ${rule/#-A /-D }" || return 1
+        if [[ -n $chain ]] && ! iptables -w -t nat -S 2>/dev/null | grep -q -- "-j $chain\b"; then
+            iptables -w -t nat -F "$chain" && iptables -w -t nat -X "$chain" || return 1
+        fi
+        log "stop: deleted netavark's rule for $id: $rule${chain:+ (and chain $chain)}"
+    done
+}
+
 stage_stop() {
-    podman stop -t 10 "$ENGINE_NAME" >/dev/null 2>&1 || true
-    log "stop: $ENGINE_NAME stopped (state kept in $PREFIX/state; start again: $0 start)"
+    local id running left err tried=()
+    id=$(podman container inspect -f '{{.Id}}' "$ENGINE_NAME" 2>/dev/null) || id=
+    [[ -n $id ]] || id=$(cat "$PREFIX/engine.id" 2>/dev/null) || id=
+    if [[ -z $id ]]; then
+        log "stop: no container $ENGINE_NAME and no $PREFIX/engine.id: nothing to stop"
+        return 0
+    fi
+    if err=$(podman stop -t 10 "$ENGINE_NAME" 2>&1 >/dev/null); then
+        tried+=("podman stop -t 10 $ENGINE_NAME: ok")
+    else
+        tried+=("podman stop -t 10 $ENGINE_NAME: ${err##*$'\n'}")
+    fi
+    running=$(podman container inspect -f '{{.State.Running}}' "$ENGINE_NAME" 2>/dev/null) || running=
+    left=$(engine_pids "$id" | sort -un | tr '\n' ' ')
+    if [[ $running == true || -n ${left// } ]]; then
+        err=$(podman kill "$ENGINE_NAME" 2>&1 >/dev/null) && tried+=("podman kill: ok") \
+            || tried+=("podman kill: ${err##*$'\n'}")
+        sleep 2
+        left=$(engine_pids "$id" | sort -un | tr '\n' ' ')
+    fi
+    if [[ -n ${left// } ]]; then  # podman's state no longer matches: end them by pid
+        # shellcheck disable=SC2086
+        kill -TERM $left 2>/dev/null; tried+=("kill -TERM $left")
+        sleep 5
+        left=$(engine_pids "$id" | sort -un | tr '\n' ' ')
+        if [[ -n ${left// } ]]; then
+            # shellcheck disable=SC2086
+            kill -KILL $left 2>/dev/null; tried+=("kill -KILL $left")
+            sleep 2
+            left=$(engine_pids "$id" | sort -un | tr '\n' ' ')
+        fi
+    fi
+    # network teardown as podman does it when it still knows the container, then by hand
+    podman container cleanup "$ENGINE_NAME" >/dev/null 2>&1 && tried+=("podman container cleanup: ok")
+    stale_rules "$id" || tried+=("deleting netavark's rules for $id: failed")
+    running=$(podman container inspect -f '{{.State.Running}}' "$ENGINE_NAME" 2>/dev/null) || running=
+    local rules
+    rules=$(iptables -w -t nat -S 2>/dev/null | grep -cF -- "podman id: $id" || true)
+    if [[ $running == true || -n ${left// } || ${rules:-0} != 0 ]]; then
+        die "stop: $ENGINE_NAME ($id) is not stopped: podman says running=${running:-unknown}, processes left: ${left:-none}, netavark rules left: ${rules:-0}; tried: $(IFS=';'; echo "${tried[*]}")"
+    fi
+    log "stop: $ENGINE_NAME stopped (${tried[*]}; state kept in $PREFIX/state; start again: $0 start)"
 }
 
 stage_status() {
@@ -374,8 +447,10 @@ need_tools() {
 main() {
     local stage
     [[ $(id -u) -eq 0 ]] || die "run as root (it runs a privileged engine container)"
-    need_tools
     [[ $# -gt 0 ]] || set -- all
+    for stage in "$@"; do  # stop and status need podman only
+        [[ $stage == stop || $stage == status ]] || { need_tools; break; }
+    done
     for stage in "$@"; do
         case $stage in
             all) main sources compile root content images image wrapper start ;;
