@@ -280,14 +280,24 @@ stage_image() {
     log "image: $ENGINE_IMAGE"
 }
 
-# The wrapper: `dagger` reaching our engine container with no further settings.
+# The wrapper: `dagger` reaching our engine with no further settings, through the engine's
+# own socket (unix:///run/dagger/engine.sock inside, engine/distconsts), which the container
+# publishes as $SOCK. Not container+podman://: that runs `podman exec NAME buildctl
+# dial-stdio` for every client, and podman's state of the container can be lost while the
+# engine runs. Seen twice on 2026-12-07: when /run/libpod/alive goes missing (another user
+# of this machine's podman removed /run/libpod), the next podman command "refreshes" every
+# container as after a reboot ("Refreshing container ...: acquiring lock 0 ...: file
+# exists"), the engine's state becomes "created", pid 0, and every `podman exec` is refused
+# ("can only create exec sessions on running containers"), so every dagger command hung
+# 10 min at "connecting to engine". The socket only needs the engine process.
+SOCK=$PREFIX/run/engine.sock
 stage_wrapper() {
     mkdir -p "$BIN"
     cat > "$BIN/dagger.tmp" <<WRAP
 #!/bin/sh
 # nbpipe's dagger $VERSION (built by .ci/setup-dagger.sh): the CLI, pointed at the engine
-# container $ENGINE_NAME (start it: bash .ci/setup-dagger.sh start).
-: "\${_EXPERIMENTAL_DAGGER_RUNNER_HOST:=container+podman://$ENGINE_NAME}"
+# container $ENGINE_NAME by its socket (start it: bash .ci/setup-dagger.sh start).
+: "\${_EXPERIMENTAL_DAGGER_RUNNER_HOST:=unix://$SOCK}"
 export _EXPERIMENTAL_DAGGER_RUNNER_HOST
 export DO_NOT_TRACK=1 DAGGER_NO_NAG=1
 exec $PREFIX/build/dagger "\$@"
@@ -299,18 +309,21 @@ WRAP
 stage_start() {
     local t0 i
     t0=$(date +%s.%N)
-    if [[ $(podman container inspect -f '{{.State.Running}}' "$ENGINE_NAME" 2>/dev/null) == true ]]; then
-        log "start: $ENGINE_NAME already running"; return
+    stage_wrapper  # (again: a wrapper from before the socket still says container+podman://)
+    if [[ $(podman container inspect -f '{{.State.Running}}' "$ENGINE_NAME" 2>/dev/null) == true ]] \
+        && timeout 10 "$BIN/dagger" query -M <<<'{version}' >/dev/null 2>&1; then
+        log "start: $ENGINE_NAME already running and answering"; return
     fi
     # a previous engine of ours that died (or was killed) may have left processes or rules
     if [[ -n $(podman container inspect -f '{{.Id}}' "$ENGINE_NAME" 2>/dev/null) || -s $PREFIX/engine.id ]]; then
         stage_stop
     fi
     podman rm -f "$ENGINE_NAME" >/dev/null 2>&1 || true
-    mkdir -p "$PREFIX/state"
+    mkdir -p "$PREFIX/state" "$PREFIX/run"
+    rm -f "$SOCK"
     publish_registry
     podman run -d --name "$ENGINE_NAME" --privileged \
-        -v "$PREFIX/state:/var/lib/dagger" -v "$PREFIX/mirror/data:/var/lib/nbpipe-mirror:ro" \
+        -v "$PREFIX/state:/var/lib/dagger" -v "$PREFIX/run:/run/dagger" -v "$PREFIX/mirror/data:/var/lib/nbpipe-mirror:ro" \
         -v "$PREFIX/publish:$PREFIX/publish" -v "$PREFIX/publish/engine.yml:/etc/nbpipe/registries/publish.yml:ro" \
         -p "127.0.0.1:$PUBLISH_PORT:$PUBLISH_PORT" \
         "$ENGINE_IMAGE" --debug >/dev/null
@@ -372,16 +385,22 @@ engine_pids() {  # processes in the container's cgroup, and the conmon monitors 
     ps -eo pid=,args= | awk -v id="$id" '$2 ~ /(^|\/)conmon$/ && index($0, " -c " id " ") { print $1 }'
 }
 
-stale_rules() {  # netavark's nat rules commented with the id, and the DNAT chains they jump to
-    local id=$1 rule chain
+# netavark's nat rules for a container: a jump from NETAVARK-HOSTPORT-DNAT per host port,
+# commented with the container's id, into the NETWORK's chain NETAVARK-DN-<hash>, which other
+# containers' ports share; in it, that port's rules (mark, DNAT to the container's address).
+# Host ports are the host's, so a chain rule for one of our ports is ours.
+stale_rules() {
+    local id=$1 rule port chain
     command -v iptables >/dev/null || return 0
-    iptables -w -t nat -S 2>/dev/null | grep -F -- "podman id: $id" | while read -r rule; do
+    { iptables -w -t nat -S 2>/dev/null | grep -F -- "podman id: $id" || true; } | while read -r rule; do
         chain=$(sed -n 's/.* -j \(NETAVARK-DN-[A-Za-z0-9]*\).*/\1/p' <<<"$rule")
-        eval "iptables -w -t nat ${rule/#-A /-D }" || return 1
-        if [[ -n $chain ]] && ! iptables -w -t nat -S 2>/dev/null | grep -q -- "-j $chain\b"; then
-            iptables -w -t nat -F "$chain" && iptables -w -t nat -X "$chain" || return 1
+        port=$(sed -n 's/.* --dport \([0-9]*\) .*/\1/p' <<<"$rule")
+        if [[ -n $chain && -n $port ]]; then
+            iptables -w -t nat -S "$chain" 2>/dev/null | grep -- "^-A $chain .* --dport $port " \
+                | while read -r r; do eval "iptables -w -t nat ${r/#-A /-D }" || exit 1; done || return 1
         fi
-        log "stop: deleted netavark's rule for $id: $rule${chain:+ (and chain $chain)}"
+        eval "iptables -w -t nat ${rule/#-A /-D }" || return 1
+        log "stop: deleted netavark's rules for $id, host port ${port:-?}: $rule and its ${chain:-?} rules"
     done
 }
 

@@ -271,7 +271,10 @@ def test_team_dagger_module_calls_ours_on_a_live_engine(tmp_path, live_dagger) -
         source = "./vendor/nbpipe"
         files = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=REPO, capture_output=True, text=True, check=True,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split("\0")
         for rel in filter(None, files):
             if (REPO / rel).is_file():
@@ -287,8 +290,11 @@ def test_team_dagger_module_calls_ours_on_a_live_engine(tmp_path, live_dagger) -
         assert text.count("dag.nbpipe().") == 2  # the two calls (the docstring names it too)
         main.write_text(text.replace("dag.nbpipe().", f"dag.nbpipe(root={root!r})."))
     if source.startswith("./"):  # the team repository is the git repository it names it in
-        for argv in (["init", "-q"], ["add", "-A"],
-                     ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "team-x"]):
+        for argv in (
+            ["init", "-q"],
+            ["add", "-A"],
+            ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "team-x"],
+        ):
             subprocess.run(["git", *argv], cwd=tmp_path, check=True, capture_output=True)
     r = subprocess.run(
         ["dagger", "develop"], cwd=tmp_path, capture_output=True, text=True, timeout=3600
