@@ -322,7 +322,13 @@ stage_start() {
     mkdir -p "$PREFIX/state" "$PREFIX/run"
     rm -f "$SOCK"
     publish_registry
+    # engine.json mounted, not only copied into the image: its `gc` settings change without
+    # an image rebuild. Those are explicit because BuildKit's defaults keep 20% of the disk
+    # free (51 GB of this 252 GB disk, which has 24 GB free): the engine then pruned every
+    # withExec result as each session ended, and each `dagger call` rebuilt the whole chain
+    # (seen 2026-12-07: `localCache { minFreeSpace }` 51000000000, "dagql pruned result").
     podman run -d --name "$ENGINE_NAME" --privileged \
+        -v "$REPO/.ci/dagger/engine.json:/etc/dagger/engine.json:ro" \
         -v "$PREFIX/state:/var/lib/dagger" -v "$PREFIX/run:/run/dagger" -v "$PREFIX/mirror/data:/var/lib/nbpipe-mirror:ro" \
         -v "$PREFIX/publish:$PREFIX/publish" -v "$PREFIX/publish/engine.yml:/etc/nbpipe/registries/publish.yml:ro" \
         -p "127.0.0.1:$PUBLISH_PORT:$PUBLISH_PORT" \
