@@ -280,14 +280,24 @@ stage_image() {
     log "image: $ENGINE_IMAGE"
 }
 
-# The wrapper: `dagger` reaching our engine container with no further settings.
+# The wrapper: `dagger` reaching our engine with no further settings, through the engine's
+# own socket (unix:///run/dagger/engine.sock inside, engine/distconsts), which the container
+# publishes as $SOCK. Not container+podman://: that runs `podman exec NAME buildctl
+# dial-stdio` for every client, and podman's state of the container can be lost while the
+# engine runs. Seen twice on 2026-12-07: when /run/libpod/alive goes missing (another user
+# of this machine's podman removed /run/libpod), the next podman command "refreshes" every
+# container as after a reboot ("Refreshing container ...: acquiring lock 0 ...: file
+# exists"), the engine's state becomes "created", pid 0, and every `podman exec` is refused
+# ("can only create exec sessions on running containers"), so every dagger command hung
+# 10 min at "connecting to engine". The socket only needs the engine process.
+SOCK=$PREFIX/run/engine.sock
 stage_wrapper() {
     mkdir -p "$BIN"
     cat > "$BIN/dagger.tmp" <<WRAP
 #!/bin/sh
 # nbpipe's dagger $VERSION (built by .ci/setup-dagger.sh): the CLI, pointed at the engine
-# container $ENGINE_NAME (start it: bash .ci/setup-dagger.sh start).
-: "\${_EXPERIMENTAL_DAGGER_RUNNER_HOST:=container+podman://$ENGINE_NAME}"
+# container $ENGINE_NAME by its socket (start it: bash .ci/setup-dagger.sh start).
+: "\${_EXPERIMENTAL_DAGGER_RUNNER_HOST:=unix://$SOCK}"
 export _EXPERIMENTAL_DAGGER_RUNNER_HOST
 export DO_NOT_TRACK=1 DAGGER_NO_NAG=1
 exec $PREFIX/build/dagger "\$@"
@@ -299,17 +309,31 @@ WRAP
 stage_start() {
     local t0 i
     t0=$(date +%s.%N)
-    if [[ $(podman container inspect -f '{{.State.Running}}' "$ENGINE_NAME" 2>/dev/null) == true ]]; then
-        log "start: $ENGINE_NAME already running"; return
+    stage_wrapper  # (again: a wrapper from before the socket still says container+podman://)
+    if [[ $(podman container inspect -f '{{.State.Running}}' "$ENGINE_NAME" 2>/dev/null) == true ]] \
+        && timeout 10 "$BIN/dagger" query -M <<<'{version}' >/dev/null 2>&1; then
+        log "start: $ENGINE_NAME already running and answering"; return
+    fi
+    # a previous engine of ours that died (or was killed) may have left processes or rules
+    if [[ -n $(podman container inspect -f '{{.Id}}' "$ENGINE_NAME" 2>/dev/null) || -s $PREFIX/engine.id ]]; then
+        stage_stop
     fi
     podman rm -f "$ENGINE_NAME" >/dev/null 2>&1 || true
-    mkdir -p "$PREFIX/state"
+    mkdir -p "$PREFIX/state" "$PREFIX/run"
+    rm -f "$SOCK"
     publish_registry
+    # engine.json mounted, not only copied into the image: its `gc` settings change without
+    # an image rebuild. Those are explicit because BuildKit's defaults keep 20% of the disk
+    # free (51 GB of this 252 GB disk, which has 24 GB free): the engine then pruned every
+    # withExec result as each session ended, and each `dagger call` rebuilt the whole chain
+    # (seen 2026-12-07: `localCache { minFreeSpace }` 51000000000, "dagql pruned result").
     podman run -d --name "$ENGINE_NAME" --privileged \
-        -v "$PREFIX/state:/var/lib/dagger" -v "$PREFIX/mirror/data:/var/lib/nbpipe-mirror:ro" \
+        -v "$REPO/.ci/dagger/engine.json:/etc/dagger/engine.json:ro" \
+        -v "$PREFIX/state:/var/lib/dagger" -v "$PREFIX/run:/run/dagger" -v "$PREFIX/mirror/data:/var/lib/nbpipe-mirror:ro" \
         -v "$PREFIX/publish:$PREFIX/publish" -v "$PREFIX/publish/engine.yml:/etc/nbpipe/registries/publish.yml:ro" \
         -p "127.0.0.1:$PUBLISH_PORT:$PUBLISH_PORT" \
         "$ENGINE_IMAGE" --debug >/dev/null
+    podman container inspect -f '{{.Id}}' "$ENGINE_NAME" > "$PREFIX/engine.id"
     write_env
     for i in $(seq 1 120); do
         if timeout 10 "$BIN/dagger" query -M <<<'{version}' >/dev/null 2>&1; then
@@ -352,9 +376,83 @@ export NBPIPE_DAGGER_PUBLISH_CREDENTIALS=$PREFIX/publish/credentials
 ENV
 }
 
+# What a stopped engine must not leave: processes of its container, and the port-forwarding
+# rules netavark made for it. Seen 2026-12-07 (bench/dagger_live.md): podman lost the
+# container's state (inspect said "created", pid 0, while conmon, tini and the engine ran),
+# `podman stop` stopped nothing, SIGTERM did not end tini, SIGKILL did but left netavark's
+# DNAT rules for 127.0.0.1:$PUBLISH_PORT -> the dead container's address, and the next
+# start failed until they were deleted. So stop checks what is left, by the container's id
+# only (never by a process name), and says what it tried when something is left.
+engine_pids() {  # processes in the container's cgroup, and the conmon monitors of its id
+    local id=$1 p
+    for p in /proc/[0-9]*; do
+        grep -qs "libpod-$id" "$p/cgroup" 2>/dev/null && printf '%s\n' "${p#/proc/}"
+    done
+    ps -eo pid=,args= | awk -v id="$id" '$2 ~ /(^|\/)conmon$/ && index($0, " -c " id " ") { print $1 }'
+}
+
+# netavark's nat rules for a container: a jump from NETAVARK-HOSTPORT-DNAT per host port,
+# commented with the container's id, into the NETWORK's chain NETAVARK-DN-<hash>, which other
+# containers' ports share; in it, that port's rules (mark, DNAT to the container's address).
+# Host ports are the host's, so a chain rule for one of our ports is ours.
+stale_rules() {
+    local id=$1 rule port chain
+    command -v iptables >/dev/null || return 0
+    { iptables -w -t nat -S 2>/dev/null | grep -F -- "podman id: $id" || true; } | while read -r rule; do
+        chain=$(sed -n 's/.* -j \(NETAVARK-DN-[A-Za-z0-9]*\).*/\1/p' <<<"$rule")
+        port=$(sed -n 's/.* --dport \([0-9]*\) .*/\1/p' <<<"$rule")
+        if [[ -n $chain && -n $port ]]; then
+            iptables -w -t nat -S "$chain" 2>/dev/null | grep -- "^-A $chain .* --dport $port " \
+                | while read -r r; do eval "iptables -w -t nat ${r/#-A /-D }" || exit 1; done || return 1
+        fi
+        eval "iptables -w -t nat ${rule/#-A /-D }" || return 1
+        log "stop: deleted netavark's rules for $id, host port ${port:-?}: $rule and its ${chain:-?} rules"
+    done
+}
+
 stage_stop() {
-    podman stop -t 10 "$ENGINE_NAME" >/dev/null 2>&1 || true
-    log "stop: $ENGINE_NAME stopped (state kept in $PREFIX/state; start again: $0 start)"
+    local id running left err tried=()
+    id=$(podman container inspect -f '{{.Id}}' "$ENGINE_NAME" 2>/dev/null) || id=
+    [[ -n $id ]] || id=$(cat "$PREFIX/engine.id" 2>/dev/null) || id=
+    if [[ -z $id ]]; then
+        log "stop: no container $ENGINE_NAME and no $PREFIX/engine.id: nothing to stop"
+        return 0
+    fi
+    if err=$(podman stop -t 10 "$ENGINE_NAME" 2>&1 >/dev/null); then
+        tried+=("podman stop -t 10 $ENGINE_NAME: ok")
+    else
+        tried+=("podman stop -t 10 $ENGINE_NAME: ${err##*$'\n'}")
+    fi
+    running=$(podman container inspect -f '{{.State.Running}}' "$ENGINE_NAME" 2>/dev/null) || running=
+    left=$(engine_pids "$id" | sort -un | tr '\n' ' ')
+    if [[ $running == true || -n ${left// } ]]; then
+        err=$(podman kill "$ENGINE_NAME" 2>&1 >/dev/null) && tried+=("podman kill: ok") \
+            || tried+=("podman kill: ${err##*$'\n'}")
+        sleep 2
+        left=$(engine_pids "$id" | sort -un | tr '\n' ' ')
+    fi
+    if [[ -n ${left// } ]]; then  # podman's state no longer matches: end them by pid
+        # shellcheck disable=SC2086
+        kill -TERM $left 2>/dev/null; tried+=("kill -TERM $left")
+        sleep 5
+        left=$(engine_pids "$id" | sort -un | tr '\n' ' ')
+        if [[ -n ${left// } ]]; then
+            # shellcheck disable=SC2086
+            kill -KILL $left 2>/dev/null; tried+=("kill -KILL $left")
+            sleep 2
+            left=$(engine_pids "$id" | sort -un | tr '\n' ' ')
+        fi
+    fi
+    # network teardown as podman does it when it still knows the container, then by hand
+    podman container cleanup "$ENGINE_NAME" >/dev/null 2>&1 && tried+=("podman container cleanup: ok")
+    stale_rules "$id" || tried+=("deleting netavark's rules for $id: failed")
+    running=$(podman container inspect -f '{{.State.Running}}' "$ENGINE_NAME" 2>/dev/null) || running=
+    local rules
+    rules=$(iptables -w -t nat -S 2>/dev/null | grep -cF -- "podman id: $id" || true)
+    if [[ $running == true || -n ${left// } || ${rules:-0} != 0 ]]; then
+        die "stop: $ENGINE_NAME ($id) is not stopped: podman says running=${running:-unknown}, processes left: ${left:-none}, netavark rules left: ${rules:-0}; tried: $(IFS=';'; echo "${tried[*]}")"
+    fi
+    log "stop: $ENGINE_NAME stopped (${tried[*]}; state kept in $PREFIX/state; start again: $0 start)"
 }
 
 stage_status() {
@@ -374,8 +472,10 @@ need_tools() {
 main() {
     local stage
     [[ $(id -u) -eq 0 ]] || die "run as root (it runs a privileged engine container)"
-    need_tools
     [[ $# -gt 0 ]] || set -- all
+    for stage in "$@"; do  # stop and status need podman only
+        [[ $stage == stop || $stage == status ]] || { need_tools; break; }
+    done
     for stage in "$@"; do
         case $stage in
             all) main sources compile root content images image wrapper start ;;

@@ -84,8 +84,8 @@ def lower(
     only the steps after it run (one CI job per image, never the whole family).
 
     ``reproducible``: Dagger has no layer-timestamp option, so the result is flattened to
-    one layer whose every file time is clamped to SOURCE_DATE_EPOCH
-    (``Directory.with_timestamps``), with the image's config set again from the recipe.
+    one layer whose every file time is clamped to SOURCE_DATE_EPOCH (see ``clamped``), with
+    the image's config set again from the recipe.
     """
     import dagger
     from dagger import dag
@@ -112,11 +112,42 @@ def lower(
     return ctr
 
 
+# Where ``clamped`` mounts the built rootfs, and the empty folder it copies it into.
+CLAMP_FROM, CLAMP_TO = "/.nbpipe-rootfs", "/.nbpipe-flat"
+CLAMP_SCRIPT = 'cp -a "$1/." "$2/" && find "$2" -exec touch -h -d "@$3" {} +'
+
+
+def clamped(ctr, epoch: int, client) -> "dagger.Directory":
+    """``ctr``'s root file system as ONE layer, every file, folder and link time ``epoch``.
+
+    Not ``Directory.with_timestamps``: on v0.21.8 it calls os.Chtimes on every path, which
+    follows symlinks, so a dangling link (/etc/alternatives/awk.1.gz -> a man page our dpkg
+    excludes) fails the export with "chtimes ...: no such file or directory", and an absolute
+    link would set a time on the engine's own file, not the image's (core/directory.go at
+    v0.21.8). Nor ``with_rootfs(ctr.rootfs())`` as is: a Directory keeps its snapshot chain,
+    so the export has every step's layer again, with the steps' own file times (seen live:
+    7 layers for base). So the image's own GNU cp and touch run as root: the built rootfs,
+    mounted at CLAMP_FROM, is copied (owners, modes, links, hard links, xattrs) into an empty
+    Directory mounted at CLAMP_TO, whose result is one snapshot on an empty one; then
+    ``touch -h`` sets every path's own times there (utimensat, AT_SYMLINK_NOFOLLOW). Mounts,
+    not ``/``: the exec's /proc, /sys, /dev, /etc/hosts and /etc/resolv.conf (and the stubs the
+    engine makes for them) are in neither. Touching a path never changes its folder's time,
+    so the order find visits them in does not matter.
+    """
+    return (
+        ctr.with_user("root")
+        .with_mounted_directory(CLAMP_FROM, ctr.rootfs())
+        .with_mounted_directory(CLAMP_TO, client.directory())
+        .with_exec(["sh", "-c", CLAMP_SCRIPT, "nbpipe-clamp", CLAMP_FROM, CLAMP_TO, str(epoch)])
+        .directory(CLAMP_TO)
+    )
+
+
 def flatten(ctr, image: Image, platform: str, options: BuildOptions, client):
     """One layer, file times clamped, and the config the recipe (and stamp) defines."""
     import dagger
 
-    rootfs = ctr.rootfs().with_timestamps(options.source_date_epoch)
+    rootfs = clamped(ctr, options.source_date_epoch, client)
     out = client.container(platform=dagger.Platform(platform)).with_rootfs(rootfs)
     cfg = image.config(platform)
     for k, v in cfg.env:

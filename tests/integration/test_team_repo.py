@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -258,19 +259,29 @@ def test_team_dagger_module_calls_ours_on_a_live_engine(tmp_path, live_dagger) -
     """What needs an engine: `dag.nbpipe()` exists only in the client `dagger develop`
     generates for the module's dependencies, so the queries the team module sends through
     it cannot be built offline (dagger-io has no codegen without an engine)."""
-    if not os.environ.get("NBPIPE_TEAM_DEP_SOURCE"):
-        # Seen on engine v0.21.8 (README, "With Dagger"): a local dependency is refused by
-        # absolute path ("local module dep source path ... is absolute"), and a team module
-        # made inside this checkout takes the checkout as its `source` (DefaultPath "/" is
-        # the git root), so its spec is not there. The dependency has to come by address.
-        pytest.skip(
-            "the team module needs our module by a git address it can fetch "
-            "(set NBPIPE_TEAM_DEP_SOURCE, e.g. github.com/nbpipe/nbpipe@<ref>); "
-            "a local checkout cannot stand in for it"
-        )
     scaffold.write_repo("team-x", "jupyter", tmp_path)
     conf = json.loads((tmp_path / "dagger.json").read_text())
-    conf["dependencies"][0]["source"] = os.environ["NBPIPE_TEAM_DEP_SOURCE"]
+    source = os.environ.get("NBPIPE_TEAM_DEP_SOURCE", "")
+    if not source:
+        # Our module by address needs a git host the engine can fetch from (none here). A local
+        # dependency is refused by absolute path on v0.21.8 ("local module dep source path ...
+        # is absolute"), and one outside the team's git repository escapes its context; so
+        # this checkout's files (tracked and new, as `git ls-files` lists them) are vendored
+        # into the team repository, a git repository of its own, and named by relative path.
+        source = "./vendor/nbpipe"
+        files = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\0")
+        for rel in filter(None, files):
+            if (REPO / rel).is_file():
+                dst = tmp_path / "vendor" / "nbpipe" / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / rel, dst)
+    conf["dependencies"][0]["source"] = source
     (tmp_path / "dagger.json").write_text(json.dumps(conf))
     root = os.environ.get("NBPIPE_DAGGER_ROOT", "")
     if root:  # no Docker Hub here: our module builds on the root the engine's registry has
@@ -278,6 +289,13 @@ def test_team_dagger_module_calls_ours_on_a_live_engine(tmp_path, live_dagger) -
         text = main.read_text()
         assert text.count("dag.nbpipe().") == 2  # the two calls (the docstring names it too)
         main.write_text(text.replace("dag.nbpipe().", f"dag.nbpipe(root={root!r})."))
+    if source.startswith("./"):  # the team repository is the git repository it names it in
+        for argv in (
+            ["init", "-q"],
+            ["add", "-A"],
+            ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "team-x"],
+        ):
+            subprocess.run(["git", *argv], cwd=tmp_path, check=True, capture_output=True)
     r = subprocess.run(
         ["dagger", "develop"], cwd=tmp_path, capture_output=True, text=True, timeout=3600
     )

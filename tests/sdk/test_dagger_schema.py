@@ -130,9 +130,11 @@ def test_every_module_query_is_valid_for_the_engine(module_queries) -> None:
     assert len(s.queries) > 100
     text = "\n".join(s.queries)
     for field in ("withRegistryAuth", "publish", "withServiceBinding", "experimentalWithAllGPUs",
-                  "withMountedSecret", "withMountedCache", "withRootfs", "withTimestamps",
+                  "withMountedSecret", "withMountedCache", "withRootfs", "withMountedDirectory",
                   "export", "labels"):
         assert field in text, f"no query used {field}"
+    # Directory.withTimestamps follows symlinks on v0.21.8 and fails on a dangling one
+    assert "withTimestamps" not in text, "reproducible builds clamp times with touch -h"
 
 
 def test_the_registry_password_is_a_secret_never_plain_text(module_queries) -> None:
