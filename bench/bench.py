@@ -154,6 +154,12 @@ class Ctx:
     options: BuildOptions  # a fresh runner's: no .deb store
     node: fresh.Node | None = None  # cold's nbpipe node, kept for warm
 
+    def pipeline(self, catalog, platform: str, **how) -> Pipeline:
+        """A pipeline on this machine's own store (the CA if any, a state folder of its own)."""
+        options = BuildOptions(ca_bundle=CA if CA.exists() else None)
+        state = Path(tempfile.mkdtemp(dir=self.work))
+        return Pipeline.local(catalog, self.engine, platform, options, state_dir=state, **how)
+
 
 def describe(run: fresh.Run) -> dict:
     per = {}
@@ -492,15 +498,7 @@ def first_notebook(ctx: Ctx, ready_runs: int, compression: str) -> None:
 # -- this machine's own store ----------------------------------------------------------------
 def ensure_built(ctx: Ctx, names: list[str]) -> None:
     """``names`` built in this machine's store (cached after the first time), no probes."""
-    pipe = Pipeline.local(
-        ctx.catalog,
-        ctx.engine,
-        ctx.platform,
-        BuildOptions(ca_bundle=CA if CA.exists() else None),
-        state_dir=Path(tempfile.mkdtemp(dir=ctx.work)),
-        probe=False,
-    )
-    res = anyio.run(pipe.run, names)
+    res = anyio.run(ctx.pipeline(ctx.catalog, ctx.platform, probe=False).run, names)
     bad = [f"{r.name}: {r.status.value} {r.message}" for r in res if not r.ok]
     if bad:
         sys.exit("; ".join(bad))
@@ -551,17 +549,7 @@ def rebuild_one_package(ctx: Ctx) -> None:
     try:
         changed = images.family().rebased(rootfs.local_root(ctx.engine, (ctx.platform,)))
         t = time.monotonic()
-        res = anyio.run(
-            Pipeline.local(
-                changed,
-                ctx.engine,
-                ctx.platform,
-                BuildOptions(ca_bundle=CA if CA.exists() else None),
-                state_dir=Path(tempfile.mkdtemp(dir=ctx.work)),
-                probe=False,
-            ).run,
-            ["jupyter-scipy"],
-        )
+        res = anyio.run(ctx.pipeline(changed, ctx.platform, probe=False).run, ["jupyter-scipy"])
         seconds = time.monotonic() - t
         # gone again (with its untagged intermediate layers), so the next run rebuilds it
         ctx.engine.remove(local_ref(changed.resolve("jupyter-scipy"), ctx.platform))
@@ -614,15 +602,7 @@ def arm64(ctx: Ctx) -> None:
     arm = images.family().rebased(both)
     t = time.monotonic()
     res = anyio.run(
-        Pipeline.local(
-            arm,
-            ctx.engine,
-            plat.ARM64,
-            BuildOptions(ca_bundle=CA if CA.exists() else None),
-            state_dir=Path(tempfile.mkdtemp(dir=ctx.work)),
-            probe=False,
-            no_cache=True,
-        ).run,
+        ctx.pipeline(arm, plat.ARM64, probe=False, no_cache=True).run,
         ["jupyter"],
     )
     seconds = time.monotonic() - t

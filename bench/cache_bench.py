@@ -26,12 +26,9 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 sys.path.insert(0, str(ROOT_DIR / "bench"))
 
-from fresh import folder_bytes, fresh_run, registry, save_root  # noqa: E402
+from fresh import folder_bytes, fresh_run, local_podman, registry, save_root  # noqa: E402
 
-from nbpipe.engines import rootfs  # noqa: E402
-from nbpipe.engines.oci import OciEngine  # noqa: E402
 from nbpipe.family import family  # noqa: E402
-from nbpipe.recipe import platforms as plat  # noqa: E402
 from nbpipe.recipe.options import BuildOptions  # noqa: E402
 
 
@@ -60,11 +57,7 @@ def main() -> None:
     ap.add_argument("--deb-store", default="auto", help="auto (this machine's) | none | DIR")
     args = ap.parse_args()
 
-    engine = OciEngine.detect("podman")
-    platform = plat.host()
-    root = rootfs.local_root(engine, (platform,))
-    if root is None:
-        sys.exit("no local root: run `nbpipe base bootstrap` first")
+    engine, platform, root = local_podman()
     catalog = family().rebased(root)
     options = BuildOptions.from_flags(deb_store=args.deb_store)
     work = Path(tempfile.mkdtemp(prefix="cachebench-", dir="/var/tmp"))  # short run roots

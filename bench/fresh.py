@@ -30,6 +30,7 @@ from nbpipe.run.settings import Settings  # noqa: E402
 if TYPE_CHECKING:
     from nbpipe.engines.oci import OciEngine
     from nbpipe.recipe.catalog import Catalog
+    from nbpipe.recipe.image import BaseRef
     from nbpipe.recipe.options import BuildOptions
 
 REGISTRY = ROOT_DIR / ".ci/setup-registry.sh"
@@ -57,6 +58,20 @@ def registry(folder: Path) -> Iterator[str]:
 
 def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def local_podman() -> tuple["OciEngine", str, "BaseRef"]:
+    """This machine's podman, platform and local debootstrap root (exit if it has none)."""
+    from nbpipe.engines import rootfs
+    from nbpipe.engines.oci import OciEngine
+    from nbpipe.recipe import platforms as plat
+
+    engine = OciEngine.detect("podman")
+    platform = plat.host()
+    root = rootfs.local_root(engine, (platform,))
+    if root is None:
+        sys.exit("no local root: run `nbpipe base bootstrap` first")
+    return engine, platform, root
 
 
 def save_root(engine: OciEngine, ref: str, path: Path) -> Path:

@@ -30,13 +30,10 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT_DIR))
 sys.path.insert(0, str(ROOT_DIR / "bench"))
 
-from fresh import fresh_run, save_root  # noqa: E402
+from fresh import fresh_run, local_podman, save_root  # noqa: E402
 
-from nbpipe.engines import rootfs  # noqa: E402
-from nbpipe.engines.oci import OciEngine  # noqa: E402
 from nbpipe.family import LOCK_FILE, base, codeserver, jupyter, pytorch, rstudio, tensorflow  # noqa: E402
 from nbpipe.locks import archive, lock  # noqa: E402
-from nbpipe.recipe import platforms as plat  # noqa: E402
 from nbpipe.recipe.catalog import Catalog  # noqa: E402
 from nbpipe.recipe.naming import local_ref  # noqa: E402
 from nbpipe.recipe.options import DEFAULT_DEB_STORE, BuildOptions  # noqa: E402
@@ -131,11 +128,7 @@ def main() -> None:
     ap.add_argument("--skip-refresh", action="store_true", help="no refresh (2.)")
     args = ap.parse_args()
 
-    engine = OciEngine.detect("podman")
-    platform = plat.host()
-    root = rootfs.local_root(engine, (platform,))
-    if root is None:
-        sys.exit("no local root: run `nbpipe base bootstrap` first")
+    engine, platform, root = local_podman()
     store = DEFAULT_DEB_STORE
     options = BuildOptions.from_flags(deb_store=str(store))
     store_size(family_on(LOCK_FILE).rebased(root), args.image, platform, store)
