@@ -312,14 +312,9 @@ def resolve(engine: "OciEngine", ref: str, step: Pip, options: "BuildOptions") -
         extra += ["-v", f"{options.ca_bundle}:{m.target}:ro"]
     for name, value in env:
         extra += ["-e", f"{name}={value}"]
-    pip_args = []
-    if step.index_url:
-        pip_args += ["--index-url", step.index_url]
-    for url in step.extra_index_urls:
-        pip_args += ["--extra-index-url", url]
     r = engine.run_once(
         ref,
-        ["/bin/sh", "-c", RESOLVE, "resolve", *pip_args, *step.packages],
+        ["/bin/sh", "-c", RESOLVE, "resolve", *step.index_args(), *step.packages],
         extra=extra,
         timeout=1800,
     )

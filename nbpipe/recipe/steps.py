@@ -400,7 +400,8 @@ class Pip(Step):
             ),
         )
 
-    def _indexes(self) -> list[str]:
+    def index_args(self) -> list[str]:
+        """The step's indexes as pip's and uv's flags (lock.resolve asks pip with them)."""
         args = ["--index-url", self.index_url] if self.index_url else []
         for url in self.extra_index_urls:
             args += ["--extra-index-url", url]
@@ -408,7 +409,7 @@ class Pip(Step):
 
     def _pip_args(self) -> list[str]:
         pip = [self.python, "-m", "pip", "install", "--no-input", "--progress-bar", "off"]
-        return [*pip, *self._indexes()]
+        return [*pip, *self.index_args()]
 
     def _uv_args(self) -> list[str]:
         # Bytecode as pip writes it (only what this step installs; checked-hash .pyc under
@@ -417,7 +418,7 @@ class Pip(Step):
         # TMPDIR: uv leaves lock files there (uv-setuptools-*.lock) that would differ per run
         args = [f"TMPDIR={UV_HOME}/tmp", f"{UV_HOME}/bin/uv", "pip", "install"]
         args += ["--python", self.python]
-        args += ["--compile-bytecode", "--link-mode", "copy", *self._indexes()]
+        args += ["--compile-bytecode", "--link-mode", "copy", *self.index_args()]
         if self.extra_index_urls:
             args += ["--index-strategy", "unsafe-best-match"]
         return args
