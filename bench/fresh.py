@@ -139,6 +139,8 @@ class Node:
         self.store = replace(self.engine, graph_root=str(self.work / self.label))
         self.tmp = self.work / f"{self.label}-tmp"
         self.tmp.mkdir(parents=True)
+        # its package store: empty at first, as `--deb-store auto` is on a new machine
+        self.debs = self.work / f"{self.label}-debs"
         self.store._run(["load", "-i", str(self.root_tar)])
 
     def build(
@@ -152,13 +154,17 @@ class Node:
         probe: bool = False,
         no_cache: bool = False,
         label: str = "",
+        prefetch: bool = True,
     ) -> Run:
         """``names`` and their ancestors built (and probed) on this node; exits naming
-        what failed. A state folder of its own per run: probes are never skipped."""
+        what failed. A state folder of its own per run: probes are never skipped.
+        ``prefetch``: as the command line does by default (NBPIPE_PREFETCH)."""
         self.runs += 1
         label = label or f"{self.label}-{self.runs}"
         state = self.work / f"{label}-state"
-        settings = Settings(state_dir=state, cache_registry=cache)
+        settings = Settings(state_dir=state, cache_registry=cache, prefetch=prefetch)
+        if options.deb_store is None:  # none given: the node's own, as a new machine has
+            options = replace(options, deb_store=self.debs)
         events: list[tuple[float, str, str]] = []
         start = time.monotonic()
 
@@ -200,6 +206,7 @@ class Node:
     def close(self) -> None:
         self.store.drop_store()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        shutil.rmtree(self.debs, ignore_errors=True)
 
 
 @contextlib.contextmanager

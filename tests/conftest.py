@@ -147,13 +147,16 @@ _CHECKOUT = pytest.StashKey[dict | None]()
 def scratch_state_dir():
     """The CLI's state folder (probe records, logs, SBOMs, the run lock) outside the
     checkout, for this process (the CLI's settings read it at each command line) and every
-    nbpipe it starts."""
+    nbpipe it starts. And no prefetch (NBPIPE_PREFETCH=0): a command line run on a fake
+    engine must not fetch the family's locked files from PyPI and Debian; the tests of
+    prefetch turn it on where they mean it (Settings(prefetch=True))."""
     with (
         tempfile.TemporaryDirectory(prefix="nbpipe-state-") as tmp,
         pytest.MonkeyPatch.context() as mp,
     ):
         state = Path(tmp) / ".nbpipe"
         mp.setenv("NBPIPE_STATE_DIR", str(state))
+        mp.setenv("NBPIPE_PREFETCH", "0")
         yield state
 
 

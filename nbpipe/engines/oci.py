@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, overload
 
 from nbpipe.engines.dockerfile import Rendered
 from nbpipe.errors import BuildError, NbpipeError
@@ -39,6 +39,7 @@ class ImageInfo:
     size: int  # bytes, uncompressed
     labels: dict[str, str]
     created: str
+    arch: str = ""  # amd64 | arm64 ("" where the listing does not say)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,10 @@ class OciEngine:
 
     def tag(self, source: str, ref: str) -> None:
         self._run(["tag", source, ref])
+
+    def untag(self, ref: str) -> None:
+        """Drop the name ``ref`` only; the image stays under its other names."""
+        self._run(["untag", ref, ref] if self.kind == "podman" else ["rmi", ref], check=False)
 
     def remove(self, ref: str) -> None:
         self._run(["rmi", "-f", ref], check=False)
@@ -297,12 +302,23 @@ class OciEngine:
         tail = "\n".join("    " + line for line in lines[-15:])
         return f"{ref}: step failed: {where}\n  log: {log}\n{tail}"
 
-    def cache_dir(self, cache_id: str) -> Path | None:
+    @overload
+    def cache_dir(self, cache_id: str) -> Path | None: ...
+    @overload
+    def cache_dir(self, cache_id: str, *, create: tuple[int, int]) -> Path: ...
+    def cache_dir(self, cache_id: str, *, create: tuple[int, int] | None = None) -> Path | None:
         """The host folder of a build cache mount, where this engine keeps it there
-        (buildah: $TMPDIR or /var/tmp, `buildah-cache/<id>`); None where it does not."""
+        (buildah as root: $TMPDIR or /var/tmp, `buildah-cache/<id>`); None where it does
+        not. ``create`` (uid, gid): made as buildah makes it for a mount with that owner
+        when missing; an engine without such folders is then an error."""
+        base = Path(os.environ.get("TMPDIR") or "/var/tmp") / "buildah-cache" / cache_id
+        if create is not None and (self.kind != "podman" or os.geteuid() != 0):
+            raise NbpipeError(f"{self.kind} keeps no build cache folders this run can fill")
         if self.kind != "podman":
             return None
-        base = Path(os.environ.get("TMPDIR") or "/var/tmp") / "buildah-cache" / cache_id
+        if create is not None and not base.is_dir():
+            base.mkdir(parents=True, exist_ok=True)
+            os.chown(base, *create)
         return base if base.is_dir() else None
 
     # -- registries ------------------------------------------------------------------
@@ -517,6 +533,7 @@ def _info(ref: str, data: dict) -> ImageInfo:
         size=int(data.get("Size", 0)),
         labels=dict(labels),
         created=str(data.get("Created", "")),
+        arch=str(data.get("Architecture", "")),
     )
 
 

@@ -51,6 +51,9 @@ UV_WHEELS = (
 )
 UV_HOME = "/tmp/nbpipe-uv"
 PIP_CACHE = "/var/cache/nbpipe/pip"
+PREFETCHED_DIR = "prefetched"  # in pip's cache mount: <Pip.prefetch_key()>/, a lock's files
+PREFETCHED = f"{PIP_CACHE}/{PREFETCHED_DIR}"
+UV_PREFETCHED = f"uv-{UV_VERSION}"  # the folder there holding uv's own wheel
 # In pip's cache mount, not one of its own: Buildah 1.28 (Debian 12's) releases only one
 # of a RUN's `sharing=locked` cache mounts, so the next RUN with the other one hangs.
 UV_CACHE = f"{PIP_CACHE}/uv"
@@ -65,16 +68,20 @@ APT_CLEANUP = (
 APT_ARCHIVES = CacheMount("/var/cache/apt/archives", "nbpipe-apt-archives")
 
 
-def apt_install(*packages: str, snapshot: str | None = None, args: str | None = None) -> list[str]:
+def apt_install(
+    *packages: str, snapshot: str | None = None, args: str | None = None, when: str = ""
+) -> list[str]:
     """The one way a step installs Debian packages: fresh lists, no recommends, the .debs
     kept in the APT_ARCHIVES cache mount (outside every layer). ``snapshot``: from
     Debian's dated snapshot instead of the image's own sources (which stay as they are).
-    ``args``: shell words standing for the packages (the package store's "$@")."""
+    ``args``: shell words standing for the packages (the package store's "$@");
+    ``when``: a shell test that must hold for the lists to be fetched."""
     setup, opts = snapshot_sources(snapshot) if snapshot else ([], "")
     what = args if args is not None else " ".join(shlex.quote(p) for p in packages)
+    update = f"apt-get update -q{opts}"
     return [
         *setup,
-        f"apt-get update -q{opts}",
+        f"if {when}; then {update}; fi" if when else update,
         f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends{opts}"
         " -o APT::Keep-Downloaded-Packages=true " + what,
     ]
@@ -85,8 +92,11 @@ APT_PINS = "/tmp/nbpipe-apt.lock"
 
 # Each pin from the package store when it holds the .deb (checked by sha256: a file that
 # does not match stops the build), else from the archive by name=version.
+# ``remote``: 1 when some pin must come from the archive (then apt needs fresh lists);
+# with every .deb at hand apt installs the files alone, without asking the archive.
 _FROM_STORE = """\
 set --
+remote=0
 while read -r pin sum; do
   deb={store}/$sum.deb
   if [ -f "$deb" ]; then
@@ -97,6 +107,7 @@ while read -r pin sum; do
     set -- "$@" "$deb"
   else
     set -- "$@" "$pin"
+    remote=1
   fi
 done < {pins}"""
 
@@ -109,7 +120,7 @@ def apt_install_from_store(
     return [
         f"cat > {APT_PINS} <<'NBPIPE_LOCK'\n{lines}\nNBPIPE_LOCK",
         _FROM_STORE.format(store=DEB_STORE, pins=APT_PINS),
-        *apt_install(snapshot=snapshot, args='"$@"'),
+        *apt_install(snapshot=snapshot, args='"$@"', when='[ "$remote" = 1 ]'),
         f"rm -f {APT_PINS}",
     ]
 
@@ -369,11 +380,21 @@ class Pip(Step):
             what = ["--require-hashes", "-r", lock]
         else:
             what = list(self.packages)
+        fetched = ""
+        if self.locked and not (self.index_url or self.extra_index_urls):
+            # The run's prefetch (run/prefetch.py) may have fetched every file of this lock
+            # into pip's cache mount while earlier steps built: then install from there
+            # alone, the lock's hashes checked as ever. Otherwise from the index.
+            folder = f"{PREFETCHED}/{self.prefetch_key()}"
+            lines.append(
+                f"set --\nif [ -d {folder} ]; then set -- --no-index --find-links {folder}; fi"
+            )
+            fetched = ' "$@"'
         if self.installer == "uv":
-            lines += [*_uv_setup(self.python), shlex.join([*self._uv_args(), *what])]
+            lines += [*_uv_setup(self.python), shlex.join([*self._uv_args(), *what]) + fetched]
             lines.append(f"rm -rf {UV_HOME}")
         else:
-            lines.append(shlex.join([*self._pip_args(), *what]))
+            lines.append(shlex.join([*self._pip_args(), *what]) + fetched)
         if self.locked:
             lines.append(f"rm -f {lock}")
         if self.remove:
@@ -399,6 +420,10 @@ class Pip(Step):
                 env=tuple(env),
             ),
         )
+
+    def prefetch_key(self) -> str:
+        """The folder under PREFETCHED that holds this lock's files, once all are there."""
+        return hashlib.sha256((self.locked or "").strip().encode()).hexdigest()[:16]
 
     def index_args(self) -> list[str]:
         """The step's indexes as pip's and uv's flags (lock.resolve asks pip with them)."""
@@ -452,9 +477,11 @@ def _uv_setup(python: str) -> list[str]:
     req = f"{UV_HOME}.txt"
     pip = [python, "-m", "pip", "install", "--no-input", "--progress-bar", "off", "--quiet"]
     pip += ["--no-deps", "--require-hashes", "--target", UV_HOME, "-r", req]
+    fetched = f"{PREFETCHED}/{UV_PREFETCHED}"  # uv's wheel, when the run's prefetch got it
     return [
         f"echo 'uv=={UV_VERSION} {hashes}' > {req}",
-        shlex.join(pip),
+        f'uv_from=""\nif [ -d {fetched} ]; then uv_from="--no-index --find-links {fetched}"; fi',
+        shlex.join(pip) + " $uv_from",
         f"rm -f {req}",
         f"mkdir {UV_HOME}/tmp",
     ]

@@ -28,6 +28,7 @@ from nbpipe.run.settings import Settings
 if TYPE_CHECKING:
     import dagger
 
+    from nbpipe.engines.dockerfile import Rendered
     from nbpipe.engines.oci import ImageInfo, LayerCache, OciEngine
 
 
@@ -43,6 +44,7 @@ class BuildFailed(NbpipeError):
 class Built:
     id: str  # the engine's image id ("" where the engine has none to give)
     size: int | None = None
+    pulled: bool = False  # the finished image came whole from the cache registry
 
 
 class Backend(Protocol):
@@ -108,14 +110,55 @@ class Local:
         log = self.log(image.name, platform)
         try:
             with self.layer_cache(image.name or "custom") as cache:
-                info = await anyio.to_thread.run_sync(
-                    lambda: self.engine.build(
-                        rendered, ref, platform, self.options, log, no_cache=no_cache, cache=cache
+                info, pulled = await anyio.to_thread.run_sync(
+                    lambda: self._build_or_pull(
+                        rendered, image, platform, ref, log, no_cache, cache
                     )
                 )
         except NbpipeError as exc:
             raise BuildFailed(str(exc), log) from None
-        return Built(info.id, info.size)
+        return Built(info.id, info.size, pulled=pulled)
+
+    def _build_or_pull(
+        self,
+        rendered: "Rendered",
+        image: Image,
+        platform: str,
+        ref: str,
+        log: Path,
+        no_cache: bool,
+        cache: "LayerCache | None",
+    ) -> "tuple[ImageInfo, bool]":
+        """With a cache registry: the finished image pulled when it holds it (True), else
+        built (layers from and to the cache) and shared for the next runner (False)."""
+        if cache is None:
+            info = self.engine.build(rendered, ref, platform, self.options, log, no_cache=no_cache)
+            return info, False
+        from nbpipe.engines import image_cache
+        from nbpipe.engines.oci import DOCKER_NO_CACHE
+        from nbpipe.inputs import safe_io
+
+        if self.engine.kind != "podman":
+            raise NbpipeError(DOCKER_NO_CACHE)
+
+        key = image_cache.key(self.engine, rendered, platform)
+        missed = ""
+        if not no_cache:
+            got, line = image_cache.fetch(
+                self.engine, cache, key, ref, image.digest(platform), platform
+            )
+            if got is not None:
+                with safe_io.new_file(log) as out:
+                    out.write(f"{line}\n\n{rendered.text}\n")
+                return got, True
+            missed = line
+        info = self.engine.build(
+            rendered, ref, platform, self.options, log, no_cache=no_cache, cache=cache
+        )
+        shared = image_cache.share(self.engine, cache, key, ref)
+        with log.open("a") as out:
+            out.write(f"\n{missed}\n{shared}\n" if missed else f"\n{shared}\n")
+        return info, False
 
     @contextlib.contextmanager
     def layer_cache(self, name: str) -> "Iterator[LayerCache | None]":

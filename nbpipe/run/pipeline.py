@@ -14,6 +14,7 @@ before anything is built.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +40,7 @@ from nbpipe.run.backends import (
     dagger_reason,
     host_source,
 )
+from nbpipe.run.prefetch import Prefetch
 from nbpipe.run.report import ImageResult, Outcome
 from nbpipe.run.settings import Settings
 from nbpipe.run.state import ImageState, State, assess
@@ -73,6 +75,7 @@ class Pipeline:
     locked: bool = False  # a pin that left the archive is an error, never a lock change
     _refreshed: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
     _refreshed_keys: set[str] = field(default_factory=set, init=False, repr=False)
+    _prefetch: Prefetch | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def local(
@@ -158,7 +161,11 @@ class Pipeline:
             results[name].status = Outcome.FAILED
             results[name].message = f"{type(exc).__name__}: {exc}"
 
-        async with self.backend.session():
+        to_build = [n for n, s in states.items() if s.state is State.TO_BUILD]
+        self._prefetch = self._prefetcher(to_build)
+        async with self.backend.session(), anyio.create_task_group() as tg:
+            if self._prefetch is not None:
+                tg.start_soon(self._prefetch.run, self.catalog, to_build)
             await schedule.run(
                 self.catalog,
                 list(states),
@@ -171,7 +178,18 @@ class Pipeline:
                     n for n, s in states.items() if s.state in (State.UNBUILDABLE, State.BLOCKED)
                 },
             )
+            tg.cancel_scope.cancel()  # what is left to fetch, nothing will install
         return list(results.values())
+
+    def _prefetcher(self, to_build: list[str]) -> Prefetch | None:
+        """Fetching every locked file at once, where the engine's cache mounts are folders
+        here (podman as root) and there is something to build without --no-cache."""
+        engine = self.engine
+        if not (to_build and self.settings.prefetch and not self.no_cache and engine):
+            return None
+        if engine.kind != "podman" or os.geteuid() != 0:
+            return None
+        return Prefetch(engine, self.platform, self.options.deb_store, self.on_event)
 
     # -- one image ---------------------------------------------------------------------
     async def _one(self, st: ImageState, res: ImageResult) -> None:
@@ -186,6 +204,8 @@ class Pipeline:
                 self.on_event(res.name, "unbuildable: " + st.reason)
                 return
             else:
+                if self._prefetch is not None:
+                    await self._prefetch.ready(st.name)
                 self.on_event(res.name, f"building with {self.backend.kind}")
                 image = self.catalog.resolve(st.name)
                 try:
@@ -197,7 +217,8 @@ class Pipeline:
                         return
                     raise
                 res.status, res.size = Outcome.BUILT, built.size
-                self.on_event(res.name, f"built in {time.monotonic() - started:.0f}s")
+                how = " (pulled whole from the cache registry)" if built.pulled else ""
+                self.on_event(res.name, f"built in {time.monotonic() - started:.0f}s{how}")
                 if self.engine is not None:
                     self._keep_debs(st.name)
             if self.probe and (

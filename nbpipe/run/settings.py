@@ -27,6 +27,8 @@ ENV: dict[str, str] = {
     "NBPIPE_CATALOG": "module:function giving the catalog, as --catalog (default: our family)",
     "NBPIPE_CACHE_REGISTRY": "HOST[:PORT]/NAMESPACE whose <image>-cache repositories podman "
     "builds pull cached layers from and push new ones to, as --cache-registry (default: none)",
+    "NBPIPE_PREFETCH": "0: each build step fetches its own files when it runs (default: a "
+    "podman run fetches every locked file of the images it builds at once, parents' first)",
     "NBPIPE_DEBUG": "1: an unexpected error prints its traceback (always one line otherwise)",
     "NBPIPE_REGISTRY_USER": "registry user for publish (with NBPIPE_REGISTRY_PASSWORD)",
     "NBPIPE_REGISTRY_PASSWORD": "registry password or token; read when pushing, never stored",
@@ -49,6 +51,9 @@ class Settings:
     catalog: str | None = None  # module:function (--catalog wins)
     # host[:port]/namespace of the shared layer cache (--cache-registry wins); "" none
     cache_registry: str = ""
+    # fetch every locked file at the run's start (run/prefetch.py): on for the command line
+    # (NBPIPE_PREFETCH), off for a Pipeline made in code unless asked for
+    prefetch: bool = False
     debug: bool = False
 
     @classmethod
@@ -65,6 +70,7 @@ class Settings:
             dagger_session=bool(env.get("DAGGER_SESSION_PORT")),
             catalog=env.get("NBPIPE_CATALOG") or None,
             cache_registry=env.get("NBPIPE_CACHE_REGISTRY", "").strip().rstrip("/"),
+            prefetch=env.get("NBPIPE_PREFETCH", "1").strip() != "0",
             debug=bool(env.get("NBPIPE_DEBUG")),
         )
 

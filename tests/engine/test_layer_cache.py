@@ -1,8 +1,10 @@
 """Layers shared between runners (issue 23, item 3), for real: one loopback registry
 (Debian's docker-registry), two podman stores. The first store builds a small image on
-base with --cache-registry and pushes its layers; a SECOND, empty store (a fresh runner:
-only base, loaded) builds the same recipe and pulls the layers instead of running the
-steps; a changed recipe does not get the old layer.
+base with --cache-registry and pushes its layers and the finished image; a SECOND, empty
+store (a fresh runner: only base, loaded) builds the same recipe and pulls the finished
+image instead of running the steps; a changed recipe gets the unchanged step's layer
+from buildah's step cache, never the old image nor the old changed layer; a forged
+entry (another image under a recipe's key) is dropped and the recipe built.
 
 "Did not run" is shown by a side effect: each RUN step writes a fresh random nonce (and
 the first also sleeps), so a step that ran again would leave another nonce and take the
@@ -18,11 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from nbpipe.engines import dockerfile, image_cache
 from nbpipe.engines.oci import OciEngine
 from nbpipe.engines.registry import Registry
 from nbpipe.recipe.catalog import Catalog
 from nbpipe.recipe.image import BaseRef
 from nbpipe.recipe.options import BuildOptions
+from nbpipe.run.backends import Local as Backend
 from nbpipe.run.settings import Settings
 from tests.engine.conftest import run_pipeline
 from tests.engine.test_publish import SCRIPT, _start
@@ -116,16 +120,16 @@ def test_a_fresh_store_pulls_the_layers_another_store_pushed(
         assert second.ok, second.message
         assert second.status == "built"  # built here: not in this store before
         log2 = (tmp_path / "s2/logs" / f"{NAME}-{platform.split('/')[1]}.log").read_text()
-        assert log2.count("--> Cache pulled from remote") >= 3, log2[-2000:]
-        assert "--> Pushing cache" not in log2  # nothing new to share
+        assert "image cache: pulled the finished image" in log2, log2[-2000:]
         # the steps did not run: the first store's nonces, the same image, faster
         assert nonces(fresh, second.ref) == first_nonces
         assert fresh.inspect(second.ref).id == built_id
         assert warm < SLEEP < cold, (warm, cold)
-        print(f"\nlayer cache: cold {cold:.1f} s, from the cache registry {warm:.1f} s")
+        print(f"\nimage cache: cold {cold:.1f} s, from the cache registry {warm:.1f} s")
 
-        # 3. A changed recipe (the second step) gets the first step's layer, and never the
-        # old second one: that step runs, and its layer is this recipe's own.
+        # 3. A changed recipe (the second step): no finished image under its key, so it
+        # builds; buildah's step cache serves the first step's layer, never the old
+        # second one: that step runs, and its layer is this recipe's own.
         changed = demo(local_family, token, "two")
         third = run_pipeline(
             changed,
@@ -144,7 +148,36 @@ def test_a_fresh_store_pulls_the_layers_another_store_pushed(
         r = fresh.run_once(third.ref, ["cat", "/tmp/variant"])
         assert r.stdout.strip() == "two"
         log3 = (tmp_path / "s3/logs" / f"{NAME}-{platform.split('/')[1]}.log").read_text()
+        assert "image cache: no finished image" in log3, log3[-2000:]
+        assert "--> Cache pulled from remote" in log3, log3[-2000:]  # step a's layer
         assert "--> Pushing cache" in log3, log3[-2000:]  # the changed step ran, and is shared
+        assert "image cache: pushed the finished image" in log3, log3[-2000:]
+
+        # 4. A forged entry: recipe "three"'s key made to hold the image of recipe "one".
+        # The pull says it is another recipe: dropped, and "three" is built here.
+        forged = demo(local_family, token, "three")
+        image = forged.resolve(NAME)
+        rendered = dockerfile.render(image, platform, options)
+        with Backend(fresh, options, settings).layer_cache(NAME) as cache:
+            assert cache is not None
+            dest = image_cache.remote(cache, image_cache.key(fresh, rendered, platform))
+            fresh.push(second.ref, f"docker://{dest}", cache.flags)
+        fourth = run_pipeline(
+            forged,
+            fresh,
+            platform,
+            options,
+            tmp_path / "s4",
+            [NAME],
+            probe=False,
+            settings=settings,
+        )[NAME]
+        assert fourth.ok, fourth.message
+        log4 = (tmp_path / "s4/logs" / f"{NAME}-{platform.split('/')[1]}.log").read_text()
+        assert "image cache: dropped" in log4 and image.digest(platform) in log4, log4[-2000:]
+        r = fresh.run_once(fourth.ref, ["cat", "/tmp/variant"])
+        assert r.stdout.strip() == "three"
+        assert fresh.inspect(fourth.ref).labels["io.nbpipe.digest"] == image.digest(platform)
     finally:
         fresh.drop_store()  # never `system reset`: /run/libpod is the machine's
         engine.remove(first.ref)

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from nbpipe.cli import commands as cli
-from nbpipe.engines import dockerfile, oci
+from nbpipe.engines import dockerfile, image_cache, oci
 from nbpipe.engines.oci import LayerCache, OciEngine
 from nbpipe.errors import NbpipeError
 from nbpipe.recipe import platforms as plat
@@ -27,6 +27,7 @@ ROOT = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64})
 IMG = Image.from_base(ROOT, "t").with_env("A", "1").with_run("id")
 IID = "sha256:" + "ab" * 32
 INSPECT = [{"Id": IID, "Size": 1, "Created": "", "Config": {"Labels": {}}}]
+LABEL = "io.nbpipe.digest"
 
 
 @pytest.fixture()
@@ -57,7 +58,7 @@ def build_with(
         Settings(state_dir=tmp_path / "state", cache_registry=registry),
     )
     anyio.run(lambda: local.build(IMG, plat.AMD64, "localhost/nbpipe/t:1", no_cache=no_cache))
-    return fake.calls(kind)[0]
+    return next(c for c in fake.calls(kind) if "build" in c)
 
 
 def after(argv: list[str], flag: str) -> str:
@@ -120,6 +121,102 @@ def test_no_cache_pushes_but_never_pulls(fake, tmp_path) -> None:
     assert after(argv, "--cache-to") == "127.0.0.1:5000/acme/t-cache"
 
 
+def image_cache_calls(fake: Fake, what: str) -> list[list[str]]:
+    return [c for c in fake.calls("podman") if c[0] == what]
+
+
+def test_a_finished_image_in_the_cache_is_pulled_instead_of_built(fake, tmp_path) -> None:
+    """The whole image under its key, saying it is this recipe for this platform: one
+    pull, tagged as the ref, and nothing built or pushed."""
+    digest = IMG.digest(plat.AMD64)
+    good = [{**INSPECT[0], "Architecture": "amd64", "Config": {"Labels": {LABEL: digest}}}]
+    fake.rules.clear()
+    fake.on("image", "exists", rc=1).on("pull").on("untag").on("tag")
+    fake.on("image", "inspect", stdout=json.dumps(good))
+    local = Local(
+        OciEngine("podman", fake.paths["podman"]),
+        BuildOptions(),
+        Settings(state_dir=tmp_path / "state", cache_registry="127.0.0.1:5000/acme"),
+    )
+    built = anyio.run(lambda: local.build(IMG, plat.AMD64, "localhost/nbpipe/t:1", no_cache=False))
+    assert built.pulled and built.id == IID
+    [pull] = image_cache_calls(fake, "pull")
+    key = image_cache.key(
+        OciEngine("podman", fake.paths["podman"]), dockerfile.render(IMG, plat.AMD64), plat.AMD64
+    )
+    assert pull[-1] == f"127.0.0.1:5000/acme/t-cache:nbpipe-image-{key}"
+    assert "--tls-verify=false" in pull
+    assert ["tag", pull[-1], "localhost/nbpipe/t:1"] in fake.calls("podman")
+    assert not image_cache_calls(fake, "build") and not image_cache_calls(fake, "push")
+    log = (tmp_path / "state" / "logs" / "t-amd64.log").read_text()
+    assert "image cache: pulled the finished image" in log
+
+
+@pytest.mark.parametrize(
+    "labels, arch, why",
+    [
+        ({LABEL: "sha256:" + "0" * 64}, "amd64", "it says it is"),
+        (None, "arm64", "it is for 'arm64'"),
+    ],
+)
+def test_a_cached_image_of_another_recipe_or_platform_is_dropped_and_built(
+    fake, tmp_path, labels, arch, why
+) -> None:
+    """A key that (by accident or by a forged push) holds another image never serves it."""
+    other = [
+        {
+            **INSPECT[0],
+            "Architecture": arch,
+            "Config": {"Labels": labels or {LABEL: IMG.digest(plat.AMD64)}},
+        }
+    ]
+    fake.rules.clear()
+    fake.on("image", "exists", rc=1).on("pull").on("rmi").on(
+        "push", write={"--digestfile": "sha256:1"}
+    )
+    fake.on("build", write={"--iidfile": IID}).on("tag")
+    fake.on("image", "inspect", stdout=json.dumps(other))
+    argv = build_with(fake, tmp_path, "127.0.0.1:5000/acme")
+    assert after(argv, "--cache-from") == "127.0.0.1:5000/acme/t-cache"  # built, step cache on
+    [rmi] = image_cache_calls(fake, "rmi")
+    assert rmi[-1].startswith("127.0.0.1:5000/acme/t-cache:nbpipe-image-")
+    log = (tmp_path / "state" / "logs" / "t-amd64.log").read_text()
+    assert f"image cache: dropped {rmi[-1]}: {why}" in log
+
+
+def test_a_built_image_is_shared_under_its_key_and_no_cache_never_pulls(fake, tmp_path) -> None:
+    fake.on("push", write={"--digestfile": "sha256:1"})
+    build_with(fake, tmp_path, "127.0.0.1:5000/acme", no_cache=True)
+    assert not image_cache_calls(fake, "pull")
+    [push] = image_cache_calls(fake, "push")
+    assert push[-2:][0] == "localhost/nbpipe/t:1"
+    assert push[-1].startswith("docker://127.0.0.1:5000/acme/t-cache:nbpipe-image-")
+    log = (tmp_path / "state" / "logs" / "t-amd64.log").read_text()
+    assert "image cache: pushed the finished image" in log
+
+
+def test_the_key_covers_the_parent_the_text_and_the_copied_files(fake, tmp_path) -> None:
+    """Any change a build could see changes the key: the parent image (its id), the
+    platform, the Dockerfile, a copied file's bytes."""
+    engine = OciEngine("podman", fake.paths["podman"])
+    fake.rules.clear()
+    fake.on("image", "exists", rc=1)
+    r = dockerfile.render(IMG, plat.AMD64)
+    base = image_cache.key(engine, r, plat.AMD64)
+    assert base == image_cache.key(engine, r, plat.AMD64)
+    assert base != image_cache.key(engine, r, plat.ARM64)
+    assert base != image_cache.key(
+        engine, dockerfile.render(IMG.with_env("B", "2"), plat.AMD64), plat.AMD64
+    )
+    with_file = dockerfile.Rendered(r.text, r.from_ref, {"f": b"1"})
+    assert image_cache.key(engine, with_file, plat.AMD64) != image_cache.key(
+        engine, dockerfile.Rendered(r.text, r.from_ref, {"f": b"2"}), plat.AMD64
+    )
+    fake.rules.clear()
+    fake.on("image", "exists").on("image", "inspect", stdout=json.dumps(INSPECT))
+    assert image_cache.key(engine, r, plat.AMD64) != base  # the parent is here: its id counts
+
+
 def test_docker_says_in_one_line_it_is_not_supported(fake, tmp_path) -> None:
     with pytest.raises(BuildFailed, match="--cache-registry: not supported with docker"):
         build_with(fake, tmp_path, "127.0.0.1:5000/acme", kind="docker")
@@ -177,8 +274,9 @@ def test_a_store_of_its_own_is_dropped_without_resetting_the_machines_podman(
     OciEngine("podman", fake.paths["podman"], graph_root=str(graph)).drop_store()
     calls = [c[4:] for c in fake.calls("podman")]  # after --root G --runroot G-run
     assert calls == [["pod", "rm", "-af"], ["rm", "-af"], ["rmi", "-af"]]
-    assert all(c[:4] == ["--root", str(graph), "--runroot", f"{graph}-run"]
-               for c in fake.calls("podman"))
+    assert all(
+        c[:4] == ["--root", str(graph), "--runroot", f"{graph}-run"] for c in fake.calls("podman")
+    )
     assert not graph.exists() and not Path(f"{graph}-run").exists()
     with pytest.raises(NbpipeError, match="only a store of its own"):
         OciEngine("podman", fake.paths["podman"]).drop_store()

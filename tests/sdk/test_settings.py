@@ -44,4 +44,6 @@ def test_settings_come_from_the_environment_given() -> None:
     assert (s.state_dir, s.workdir, s.runtime, s.dagger_root, s.catalog) == (
         Path("/tmp/st"), Path("/tmp/wd"), "runc", "r@sha256:x", "m:f")
     assert s.assume_reachable == {"a.example", "b.example"} and s.dagger_session and s.debug
-    assert Settings.from_env({}) == Settings()
+    # the command line prefetches by default; a Pipeline made in code only when asked
+    assert Settings.from_env({}) == Settings(prefetch=True)
+    assert not Settings.from_env({"NBPIPE_PREFETCH": "0"}).prefetch

@@ -1,0 +1,163 @@
+"""Downloads start at once (run/prefetch.py), offline: what lands where in the build cache
+mounts, when a pip step's folder appears (only whole), and what the step's script does
+with it. The network is replaced by a fake that serves each file's bytes by sha256; the
+real thing is tests/engine/test_prefetch.py."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+import pytest
+
+from nbpipe.engines.oci import OciEngine
+from nbpipe.locks import downloads
+from nbpipe.locks.downloads import LockedFile
+from nbpipe.recipe import platforms as plat
+from nbpipe.recipe import steps as s
+from nbpipe.recipe.catalog import Catalog
+from nbpipe.recipe.image import BaseRef
+from nbpipe.run.prefetch import Prefetch
+
+ROOT = BaseRef("example.org/root", {plat.AMD64: "sha256:" + "1" * 64})
+BYTES = {name: f"the bytes of {name}".encode() for name in ("a", "b", "c", "d", "uv")}
+SHA = {name: hashlib.sha256(data).hexdigest() for name, data in BYTES.items()}
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="prefetch fills buildah's cache folders, which are root's"
+)
+
+
+def pip_lock(*names: str) -> str:
+    return "\n".join(f"{n}==1.0 --hash=sha256:{SHA[n]}" for n in names)
+
+
+def catalog(pip: str, apt: str) -> Catalog:
+    cat = Catalog()
+    cat.add(
+        "t",
+        ROOT,
+        lambda img: img.with_step(s.Apt(packages=("d",), locked=apt)).with_step(
+            s.Pip(packages=("a",), locked=pip)
+        ),
+    )
+    return cat
+
+
+@pytest.fixture()
+def net(monkeypatch) -> dict[str, str]:
+    """PyPI and Debian as a dict: sha256 -> the file's name there (absent: not served)."""
+    served = {
+        SHA["a"]: "a-1.0-py3-none-any.whl",
+        SHA["b"]: "b-1.0.tar.gz",
+        SHA["d"]: "d_1%3a1.0_amd64.deb",
+    }
+
+    def find_urls(files, arch):
+        found, missing = [], []
+        for f in files:
+            if f.sha256 in served:
+                name = served[f.sha256]
+                found.append(replace(f, url=f"https://x/{name}", size=10, filename=name))
+            else:
+                missing.append(f"{f.name}: not served")
+        return found, missing
+
+    def download(f: LockedFile, dest: Path) -> int:
+        data = next(BYTES[n] for n, h in SHA.items() if h == f.sha256)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        return len(data)
+
+    uv = LockedFile("uv==x", SHA["uv"], "whl", "https://x/uv.whl", 10, "uv-x-py3-none-any.whl")
+    monkeypatch.setattr(downloads, "uv_wheels", lambda arch: [uv])
+    monkeypatch.setattr(downloads, "find_urls", find_urls)
+    monkeypatch.setattr(downloads, "download", download)
+    return served
+
+
+def prefetch(
+    tmp_path: Path, monkeypatch, cat: Catalog, store: Path | None = None
+) -> tuple[Path, list[str]]:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    events: list[str] = []
+    p = Prefetch(
+        OciEngine("podman", "/bin/false"), plat.AMD64, store, lambda n, w: events.append(w)
+    )
+    anyio.run(lambda: p.run(cat, ["t"]))
+    anyio.run(lambda: p.ready("t"))  # set: never waits forever
+    return tmp_path / "buildah-cache", events
+
+
+def test_debs_land_under_apts_names_and_a_whole_lock_gets_its_folder(
+    tmp_path, monkeypatch, net
+) -> None:
+    apt = f"d=1:1.0@sha256:{SHA['d']}"
+    cat = catalog(pip_lock("a"), apt)
+    cache, events = prefetch(tmp_path, monkeypatch, cat)
+    assert (cache / "nbpipe-apt-archives" / "d_1%3a1.0_amd64.deb").read_bytes() == BYTES["d"]
+    step = cat.resolve("t").steps_for(plat.AMD64)[-1]
+    assert isinstance(step, s.Pip)
+    folder = cache / "nbpipe-pip" / s.PREFETCHED_DIR / step.prefetch_key()
+    assert [p.name for p in folder.iterdir()] == ["a-1.0-py3-none-any.whl"]
+    assert (folder / "a-1.0-py3-none-any.whl").read_bytes() == BYTES["a"]
+    # buildah makes a cache mount's folder for its owner: made the same way when missing
+    assert (cache / "nbpipe-pip").stat().st_uid == 1000
+    uv = cache / "nbpipe-pip" / s.PREFETCHED_DIR / s.UV_PREFETCHED / "uv-x-py3-none-any.whl"
+    assert uv.read_bytes() == BYTES["uv"]  # the first uv step's image fetches uv itself
+    assert events == ["prefetched 3 file(s), 0 MB, in 0s (1 pip step(s) offline)"]
+
+
+def test_with_a_package_store_debs_go_there_by_sha256_and_stored_ones_are_not_fetched(
+    tmp_path, monkeypatch, net
+) -> None:
+    store = tmp_path / "debs"
+    cat = catalog(pip_lock("a"), f"d=1:1.0@sha256:{SHA['d']}")
+    cache, events = prefetch(tmp_path, monkeypatch, cat, store)
+    assert (store / f"{SHA['d']}.deb").read_bytes() == BYTES["d"]
+    assert not (cache / "nbpipe-apt-archives" / "d_1%3a1.0_amd64.deb").exists()
+    _, again = prefetch(tmp_path, monkeypatch, cat, store)  # all there: nothing fetched
+    assert again[0].startswith("prefetched 0 file(s)")
+
+
+@pytest.mark.parametrize(
+    "names, why",
+    [(("a", "b"), "an sdist: --no-index could not build it"), (("a", "c"), "c is served nowhere")],
+)
+def test_a_lock_with_a_file_missing_or_not_a_wheel_gets_no_folder(
+    tmp_path, monkeypatch, net, names, why
+) -> None:
+    cat = catalog(pip_lock(*names), f"d=1:1.0@sha256:{SHA['d']}")
+    cache, events = prefetch(tmp_path, monkeypatch, cat)
+    folder = cache / "nbpipe-pip" / s.PREFETCHED_DIR
+    assert [p.name for p in folder.iterdir()] == [s.UV_PREFETCHED], why  # uv's only
+    assert "(0 pip step(s) offline)" in events[0]
+
+
+def test_the_step_installs_from_its_folder_only_when_it_is_there() -> None:
+    """The script, not the Dockerfile's options, decides: an image is the same with or
+    without a prefetch. With the folder: --no-index, the lock's hashes still required."""
+    locked = s.Pip(packages=("a",), locked=pip_lock("a"))
+    [op] = locked.lower()
+    folder = f"{s.PREFETCHED}/{locked.prefetch_key()}"
+    assert f"if [ -d {folder} ]; then set -- --no-index --find-links {folder}; fi" in op.script
+    assert op.script.count('--require-hashes -r /tmp/nbpipe-pip.lock "$@"') == 1
+    [with_pip] = replace(locked, installer="pip").lower()
+    assert '-r /tmp/nbpipe-pip.lock "$@"' in with_pip.script
+    # an index of the step's own, or no lock: never from a folder
+    for step in (replace(locked, index_url="https://idx.example/simple"), s.Pip(packages=("a",))):
+        [op] = step.lower()
+        assert f"{s.PREFETCHED}/{step.prefetch_key()}" not in op.script
+        assert '"$@"' not in op.script
+    assert locked.prefetch_key() != s.Pip(packages=("a",), locked=pip_lock("b")).prefetch_key()
+
+
+def test_lock_lines_of_another_shape_fetch_nothing() -> None:
+    odd = s.Pip(packages=("a",), locked="a==1.0 --hash=sha256:" + SHA["a"] + "\n-e ./x")
+    assert downloads.step_files(odd) == []
+    assert [f.kind for f in downloads.step_files(s.Pip(packages=("a",), locked=pip_lock("a")))] == [
+        "whl"
+    ]
