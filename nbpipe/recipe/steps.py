@@ -54,6 +54,7 @@ PIP_CACHE = "/var/cache/nbpipe/pip"
 PREFETCHED_DIR = "prefetched"  # in pip's cache mount: <Pip.prefetch_key()>/, a lock's files
 PREFETCHED = f"{PIP_CACHE}/{PREFETCHED_DIR}"
 UV_PREFETCHED = f"uv-{UV_VERSION}"  # the folder there holding uv's own wheel
+PENDING_WAIT = 1800  # seconds a pip step waits at most for a folder the run is fetching
 # In pip's cache mount, not one of its own: Buildah 1.28 (Debian 12's) releases only one
 # of a RUN's `sharing=locked` cache mounts, so the next RUN with the other one hangs.
 UV_CACHE = f"{PIP_CACHE}/uv"
@@ -386,6 +387,7 @@ class Pip(Step):
             # into pip's cache mount while earlier steps built: then install from there
             # alone, the lock's hashes checked as ever. Otherwise from the index.
             folder = f"{PREFETCHED}/{self.prefetch_key()}"
+            lines.append(await_prefetch(folder))
             lines.append(
                 f"set --\nif [ -d {folder} ]; then set -- --no-index --find-links {folder}; fi"
             )
@@ -471,6 +473,18 @@ class Pip(Step):
         return "pip " + " ".join(self.packages) + via + lock
 
 
+def await_prefetch(folder: str) -> str:
+    """Shell: wait while the run's prefetch says ``folder`` is on its way (a fresh
+    ``<folder>.pending``, touched every few seconds while it fetches), at most
+    PENDING_WAIT seconds; a marker a killed run left is stale within a minute, ignored."""
+    marker = f"{folder}.pending"
+    fresh = f'[ -n "$(find {marker} -mmin -1 2>/dev/null)" ]'
+    return (
+        f"n=0\nwhile [ ! -d {folder} ] && {fresh} && [ $n -lt {PENDING_WAIT} ]; do\n"
+        "  sleep 1; n=$((n+1))\ndone"
+    )
+
+
 def _uv_setup(python: str) -> list[str]:
     """uv for one step: its pinned wheel installed by the venv's own pip, hash-checked."""
     hashes = " ".join(f"--hash=sha256:{h}" for h in UV_WHEELS)
@@ -480,6 +494,7 @@ def _uv_setup(python: str) -> list[str]:
     fetched = f"{PREFETCHED}/{UV_PREFETCHED}"  # uv's wheel, when the run's prefetch got it
     return [
         f"echo 'uv=={UV_VERSION} {hashes}' > {req}",
+        await_prefetch(fetched),
         f'uv_from=""\nif [ -d {fetched} ]; then uv_from="--no-index --find-links {fetched}"; fi',
         shlex.join(pip) + " $uv_from",
         f"rm -f {req}",

@@ -2,7 +2,9 @@
 independent branches concurrently (bounded), already-built digests skipped, failures
 contained. `schedule.run` has this one caller.
 
-One image failing marks its descendants blocked and lets unrelated branches finish.
+One image failing marks its descendants blocked and lets unrelated branches finish. A
+child builds as soon as its parent is built (or cached), while the parent's probes run;
+a parent that fails them blocks the child all the same (built, never reported ok).
 
 Debian's archive moves under a lock (archive.py). When apt refuses a pinned version that
 has left the archive, the default run re-resolves that one step on the built parent,
@@ -16,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 import anyio
 
@@ -147,14 +150,28 @@ class Pipeline:
         if self.locked and self.engine is not None:
             self._refuse_gone([n for n, s in states.items() if s.state is State.TO_BUILD])
 
+        made: dict[str, Built] = {}
+
         async def work(name: str) -> bool:
-            await self._one(states[name], results[name])
+            if (image := await self._one(states[name], results[name])) is not None:
+                made[name] = image
+            return results[name].ok
+
+        async def check(name: str) -> bool:
+            await self._check(states[name], results[name], made[name])
             return results[name].ok
 
         def blocked(name: str, by: str) -> None:
-            results[name].status = Outcome.BLOCKED
-            results[name].blocked_by = results[by].blocked_by or by
-            results[name].message = f"not built: its parent {by} {results[by].status}"
+            res, parent = results[name], results[by]
+            failed = any(p.status is Status.FAILED for p in parent.probes)
+            why = "failed its probes" if failed else parent.status
+            res.message = (
+                f"not built: its parent {by} {why}"
+                if res.status is Outcome.PENDING
+                else f"not passed: its parent {by} {why}"
+            )
+            res.status = Outcome.BLOCKED
+            res.blocked_by = parent.blocked_by or by
             self.on_event(name, "blocked")
 
         def failed(name: str, exc: Exception) -> None:
@@ -165,11 +182,12 @@ class Pipeline:
         self._prefetch = self._prefetcher(to_build)
         async with self.backend.session(), anyio.create_task_group() as tg:
             if self._prefetch is not None:
-                tg.start_soon(self._prefetch.run, self.catalog, to_build)
+                tg.start_soon(self._prefetch.run, self.catalog)
             await schedule.run(
                 self.catalog,
                 list(states),
                 work,
+                then=check,
                 jobs=self.jobs,
                 on_blocked=blocked,
                 on_error=failed,
@@ -189,48 +207,66 @@ class Pipeline:
             return None
         if engine.kind != "podman" or os.geteuid() != 0:
             return None
-        return Prefetch(engine, self.platform, self.options.deb_store, self.on_event)
+        return Prefetch(engine, self.platform, self.options.deb_store, self.on_event, to_build)
 
     # -- one image ---------------------------------------------------------------------
-    async def _one(self, st: ImageState, res: ImageResult) -> None:
+    async def _one(self, st: ImageState, res: ImageResult) -> Built | None:
+        """The image made (built, or found cached): its children may build on it now,
+        while ``_check`` probes it. None: it is not there."""
         started = time.monotonic()
-        try:
+        with self._contained(res):
             if st.state is State.BUILT:
                 res.status, res.size = Outcome.CACHED, st.size
                 self.on_event(res.name, "cached: already built, nothing to do")
-                built = Built(st.image_id or "", st.size)
-            elif st.state is State.UNBUILDABLE:
+                return Built(st.image_id or "", st.size)
+            if st.state is State.UNBUILDABLE:
                 res.status, res.message = Outcome.UNBUILDABLE, st.reason
                 self.on_event(res.name, "unbuildable: " + st.reason)
-                return
-            else:
-                if self._prefetch is not None:
-                    await self._prefetch.ready(st.name)
-                self.on_event(res.name, f"building with {self.backend.kind}")
-                image = self.catalog.resolve(st.name)
-                try:
-                    built = await self.backend.build(
-                        image, self.platform, res.ref, no_cache=self.no_cache
-                    )
-                except BuildFailed as exc:
-                    if exc.log is not None and self._pins_gone(st.name, exc.log, res):
-                        return
-                    raise
-                res.status, res.size = Outcome.BUILT, built.size
-                how = " (pulled whole from the cache registry)" if built.pulled else ""
-                self.on_event(res.name, f"built in {time.monotonic() - started:.0f}s{how}")
-                if self.engine is not None:
-                    self._keep_debs(st.name)
-            if self.probe and (
-                self.targets is None or st.name in self.targets or st.state is not State.BUILT
-            ):
+                return None
+            if self._prefetch is not None:
+                await self._prefetch.ready(st.name)
+            self.on_event(res.name, f"building with {self.backend.kind}")
+            image = self.catalog.resolve(st.name)
+            try:
+                built = await self.backend.build(
+                    image, self.platform, res.ref, no_cache=self.no_cache
+                )
+            except BuildFailed as exc:
+                if exc.log is not None and self._pins_gone(st.name, exc.log, res):
+                    return None
+                raise
+            res.status, res.size = Outcome.BUILT, built.size
+            how = " (pulled whole from the cache registry)" if built.pulled else ""
+            self.on_event(res.name, f"built in {time.monotonic() - started:.0f}s{how}")
+            if self.engine is not None:
+                self._keep_debs(st.name)
+            return built
+        return None
+
+    async def _check(self, st: ImageState, res: ImageResult, built: Built) -> None:
+        """The probes of an image made, run once its parent passed its own (the scheduler
+        waits for that). A failure keeps the tag and writes no probe record, so the next
+        run probes again; so does a parent's failure: the child, built meanwhile, keeps
+        its tag, is reported blocked, unprobed, and is probed in a run its parent passes."""
+        if self.probe and (
+            self.targets is None or st.name in self.targets or st.state is not State.BUILT
+        ):
+            with self._contained(res):
                 await self._probe(res, built)
+
+    @contextmanager
+    def _contained(self, res: ImageResult) -> Iterator[None]:
+        """One phase of one image: its error fails the image, never the run; its time
+        counts in the image's seconds (not the waits between phases)."""
+        started = time.monotonic()
+        try:
+            yield
         except NbpipeError as exc:
             res.status = Outcome.FAILED
             res.message = str(exc)
             self.on_event(res.name, "failed")
         finally:
-            res.seconds = round(time.monotonic() - started, 2)
+            res.seconds = round(res.seconds + time.monotonic() - started, 2)
 
     # -- a lock the archive has moved under ----------------------------------------------
     def _pins_gone(self, name: str, log: Path, res: ImageResult) -> bool:

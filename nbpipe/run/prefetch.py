@@ -25,6 +25,7 @@ it itself. Only for podman as root, whose cache mounts are host folders (oci.cac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from nbpipe.engines.oci import OciEngine
 
 JOBS = 16  # downloads at once: what saturated this machine's link (bench/bench.py limit)
+HEARTBEAT = 5.0  # seconds between touches of the markers pip steps wait on
 PIP_MOUNT = "nbpipe-pip"
 
 
@@ -53,37 +55,60 @@ class Prefetch:
     platform: str
     deb_store: Path | None  # .debs the package store holds are not fetched
     on_event: Callable[[str, str], None]
+    names: list[str]  # the images to fetch for, in build order
     _ready: dict[str, anyio.Event] = field(default_factory=dict)
+    _pending: set[Path] = field(default_factory=set)  # markers of folders on their way
     _uv_asked: bool = False
 
     async def ready(self, name: str) -> None:
-        """Wait until ``name``'s files are fetched (or given up on); at once for an image
-        this run does not prefetch."""
+        """Wait until ``name``'s .debs are fetched (or given up on): its build may start
+        then (its package store is read when the build starts); its pip steps wait for
+        their own folders themselves (steps.Pip, the ``.pending`` marker). At once for an
+        image this run does not prefetch."""
         if name in self._ready:
             await self._ready[name].wait()
 
-    async def run(self, catalog: Catalog, names: list[str]) -> None:
-        """Fetch the files of ``names`` (in build order); each image's ``ready`` is set
-        when its own are in. Cancelled with the run."""
-        for name in names:
-            self._ready[name] = anyio.Event()
+    def __post_init__(self) -> None:  # before any build asks: no race with ``run``
+        self._ready = {name: anyio.Event() for name in self.names}
+
+    async def run(self, catalog: Catalog) -> None:
+        """Fetch the files of ``names`` (in build order: each image's .debs, then its
+        wheels); each image's ``ready`` is set when its .debs are in. Cancelled with the
+        run; no marker outlives it."""
         arch = self.platform.split("/")[1]
         pool = ThreadPoolExecutor(JOBS, thread_name_prefix="nbpipe-prefetch")
         try:
-            async with anyio.create_task_group() as tg:
-                for name in names:
-                    steps = catalog.resolve(name).steps_for(self.platform)
-                    try:
-                        jobs = await anyio.to_thread.run_sync(self._submit, pool, steps, arch)
-                    except (OSError, ValueError) as exc:  # the index could not be read
-                        self.on_event(name, f"prefetch: not done ({exc}); steps fetch their own")
-                        self._ready[name].set()
-                        continue
-                    tg.start_soon(self._finish, name, jobs)
+            async with anyio.create_task_group() as beating:
+                beating.start_soon(self._heartbeat)
+                async with anyio.create_task_group() as tg:
+                    for name in self.names:
+                        steps = catalog.resolve(name).steps_for(self.platform)
+                        try:
+                            jobs = await anyio.to_thread.run_sync(self._submit, pool, steps, arch)
+                        except (OSError, ValueError) as exc:  # the index could not be read
+                            self.on_event(
+                                name, f"prefetch: not done ({exc}); steps fetch their own"
+                            )
+                            self._ready[name].set()
+                            continue
+                        tg.start_soon(self._finish, name, jobs)
+                beating.cancel_scope.cancel()
         finally:
             for event in self._ready.values():
                 event.set()
+            for marker in list(self._pending):
+                _unmark(marker)
+            self._pending.clear()
             pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _heartbeat(self) -> None:
+        """A pip step waits on a marker only while it is fresh (steps.PENDING_FRESH): one
+        left by a run that was killed is old within a minute, and then ignored."""
+        while True:
+            for marker in list(self._pending):
+                with contextlib.suppress(OSError):
+                    os.utime(marker)
+            await anyio.sleep(HEARTBEAT)
 
     # -- one image -------------------------------------------------------------------
     def _submit(self, pool: ThreadPoolExecutor, steps: tuple[Step, ...], arch: str) -> "_Jobs":
@@ -92,26 +117,40 @@ class Prefetch:
         found, missing = downloads.find_urls(todo, arch) if todo else ([], [])
         jobs = _Jobs(missing=missing)
         pip_cache = self._cache(PIP_MOUNT, 1000, 0)
-        uv = pip_cache / PREFETCHED_DIR / UV_PREFETCHED
+        prefetched = pip_cache / PREFETCHED_DIR
         if not self._uv_asked and any(isinstance(s, Pip) and s.installer == "uv" for s in steps):
             self._uv_asked = True  # the first uv step's image fetches uv, once a run
-            if not uv.is_dir():
-                wheels = downloads.uv_wheels(arch)
-                found += wheels
-                jobs.uv = wheels
+            if not (prefetched / UV_PREFETCHED).is_dir():
+                jobs.uv = downloads.uv_wheels(arch)
+                found += jobs.uv
+                self._mark(prefetched / UV_PREFETCHED)
         by_sha = {f.sha256: f for f in found}
-        for f in by_sha.values():
+        for step, fs in files.items():
+            if isinstance(step, Pip) and fs:
+                maybe = [by_sha.get(f.sha256) for f in fs]
+                wheels = [f for f in maybe if f is not None and f.is_wheel]
+                if len(wheels) == len(fs):  # else no folder: the step asks its index
+                    jobs.folders.append((step, wheels))
+                    self._mark(prefetched / step.prefetch_key())
+        # .debs first (the build waits for them), then uv, then wheels, largest first
+        order = sorted(by_sha.values(), key=lambda f: (f.kind != "deb", f not in jobs.uv, -f.size))
+        for f in order:
             dest = self._deb(f) or self._apt_cache() / f.filename
             if f.kind == "whl":
                 dest = pip_cache / "prefetched-files" / f.sha256 / f.filename
             if dest.is_file():
                 continue
-            jobs.futures[f.sha256] = pool.submit(downloads.download, f, dest)
+            jobs.futures[f.sha256] = (f.kind, pool.submit(downloads.download, f, dest))
             jobs.bytes += f.size
-        for step, fs in files.items():
-            if isinstance(step, Pip) and fs:
-                jobs.folders.append((step, [by_sha.get(f.sha256) for f in fs]))
         return jobs
+
+    def _mark(self, folder: Path) -> None:
+        marker = folder.with_name(folder.name + ".pending")
+        if folder.is_dir():
+            return
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        self._pending.add(marker)
 
     def _stored(self, f: LockedFile) -> bool:
         deb = self._deb(f)
@@ -129,18 +168,23 @@ class Prefetch:
 
     async def _finish(self, name: str, jobs: "_Jobs") -> None:
         start = time.monotonic()
-        await anyio.to_thread.run_sync(lambda: wait(list(jobs.futures.values())))
+        debs = [fut for kind, fut in jobs.futures.values() if kind == "deb"]
+        await anyio.to_thread.run_sync(lambda: wait(debs))
+        self._ready[name].set()  # the build may start: its pip steps wait for their folders
+        await anyio.to_thread.run_sync(lambda: wait([fut for _, fut in jobs.futures.values()]))
         failed = [
-            f"{sha[:12]}: {fut.exception()}" for sha, fut in jobs.futures.items() if fut.exception()
+            f"{sha[:12]}: {fut.exception()}"
+            for sha, (_, fut) in jobs.futures.items()
+            if fut.exception()
         ]
         pip_cache = self._cache(PIP_MOUNT, 1000, 0)
         ready = 0
-        for step, maybe in jobs.folders:
-            files = [f for f in maybe if f is not None and f.is_wheel]
-            if len(files) == len(maybe) and _gather(pip_cache, step.prefetch_key(), files):
-                ready += 1
+        for step, files in jobs.folders:
+            ready += _gather(pip_cache, step.prefetch_key(), files)
+            self._unmark(pip_cache / PREFETCHED_DIR / step.prefetch_key())
         if jobs.uv:
             _gather(pip_cache, UV_PREFETCHED, jobs.uv)
+            self._unmark(pip_cache / PREFETCHED_DIR / UV_PREFETCHED)
         mb = jobs.bytes / 1e6
         self.on_event(
             name,
@@ -149,16 +193,25 @@ class Prefetch:
             + (f"; not found: {len(jobs.missing)}" if jobs.missing else "")
             + (f"; failed: {'; '.join(failed[:3])}" if failed else ""),
         )
-        self._ready[name].set()
+
+    def _unmark(self, folder: Path) -> None:
+        marker = folder.with_name(folder.name + ".pending")
+        self._pending.discard(marker)
+        _unmark(marker)
 
     def _cache(self, cache_id: str, uid: int, gid: int) -> Path:
         return self.engine.cache_dir(cache_id, create=(uid, gid))
 
 
+def _unmark(marker: Path) -> None:
+    with contextlib.suppress(OSError):
+        marker.unlink()
+
+
 @dataclass
 class _Jobs:
-    futures: dict[str, Future] = field(default_factory=dict)
-    folders: list[tuple[Pip, list[LockedFile | None]]] = field(default_factory=list)
+    futures: dict[str, tuple[str, Future]] = field(default_factory=dict)  # sha256 -> kind, job
+    folders: list[tuple[Pip, list[LockedFile]]] = field(default_factory=list)
     uv: list[LockedFile] = field(default_factory=list)  # uv's own wheels, when fetched here
     missing: list[str] = field(default_factory=list)
     bytes: int = 0

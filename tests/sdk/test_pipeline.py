@@ -3,6 +3,8 @@ rebuilt, a failure blocks only what is built on it, probe records reused by imag
 
 from __future__ import annotations
 
+import time
+
 import anyio
 
 from nbpipe.probes.result import ProbeResult, Status
@@ -60,3 +62,39 @@ def test_probe_records_are_kept_per_image_id_and_failures_fail_the_image(tmp_pat
     assert str(got["a"].status) == "failed" and got["a"].message == "probe(s) failed: cors: msg"
     assert got["a"].log == "the log"
     assert str(got["b"].status) == "blocked"
+
+
+def test_a_child_builds_while_its_parent_is_probed_and_is_blocked_when_it_fails(
+    tmp_path, monkeypatch
+) -> None:
+    cat = family()
+    engine = Engine(cat)
+    a_ref = local_ref(cat.resolve("a"), plat.AMD64)
+    calls, events = [], []
+
+    def fake_probe(engine_, ref, **kw):  # a's probes end only once b is building on a
+        calls.append(ref)
+        for _ in range(500):
+            if "b" in engine.builds:
+                break
+            time.sleep(0.01)
+        return [ProbeResult("cors", Status.FAILED, "msg", 0.1)], "the log"
+
+    monkeypatch.setattr(prober, "probe", fake_probe)
+    pipe = Pipeline.local(
+        cat,
+        engine,
+        plat.AMD64,
+        state_dir=tmp_path,
+        jobs=1,
+        on_event=lambda name, what: events.append((name, what)),
+    )
+    got = run(pipe, ["b"])
+    assert engine.builds == ["a", "b"] and calls == [a_ref]  # b built, never probed
+    assert events.index(("b", "building with podman")) < events.index(("a", "1 probe(s) failed"))
+    assert str(got["a"].status) == "failed" and not got["b"].ok
+    assert str(got["b"].status) == "blocked" and got["b"].blocked_by == "a"
+    assert got["b"].message == "not passed: its parent a failed its probes"
+    # b keeps its tag, with no probe record: the next run probes it (and a) again
+    assert local_ref(cat.resolve("b"), plat.AMD64) in engine.store
+    assert not list((tmp_path / "probes").glob("*.json"))

@@ -85,9 +85,9 @@ def prefetch(
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     events: list[str] = []
     p = Prefetch(
-        OciEngine("podman", "/bin/false"), plat.AMD64, store, lambda n, w: events.append(w)
+        OciEngine("podman", "/bin/false"), plat.AMD64, store, lambda n, w: events.append(w), ["t"]
     )
-    anyio.run(lambda: p.run(cat, ["t"]))
+    anyio.run(lambda: p.run(cat))
     anyio.run(lambda: p.ready("t"))  # set: never waits forever
     return tmp_path / "buildah-cache", events
 
@@ -135,6 +135,44 @@ def test_a_lock_with_a_file_missing_or_not_a_wheel_gets_no_folder(
     folder = cache / "nbpipe-pip" / s.PREFETCHED_DIR
     assert [p.name for p in folder.iterdir()] == [s.UV_PREFETCHED], why  # uv's only
     assert "(0 pip step(s) offline)" in events[0]
+
+
+def test_the_build_waits_for_its_debs_only_and_no_marker_outlives_the_run(
+    tmp_path, monkeypatch, net
+) -> None:
+    """The build may start once its .debs are in (its pip steps wait for their folders
+    themselves, on a fresh ``.pending`` marker); the markers go when the run ends."""
+    import threading
+
+    wheels_may_go = threading.Event()
+    fake = downloads.download
+
+    def download(f: LockedFile, dest: Path) -> int:
+        if f.kind == "whl":
+            assert wheels_may_go.wait(10), "the build's gate waited for the wheels"
+        return fake(f, dest)
+
+    monkeypatch.setattr(downloads, "download", download)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    cat = catalog(pip_lock("a"), f"d=1:1.0@sha256:{SHA['d']}")
+    step = cat.resolve("t").steps_for(plat.AMD64)[-1]
+    assert isinstance(step, s.Pip)
+    prefetched = tmp_path / "buildah-cache" / "nbpipe-pip" / s.PREFETCHED_DIR
+    p = Prefetch(OciEngine("podman", "/bin/false"), plat.AMD64, None, lambda n, w: None, ["t"])
+    seen: list[str] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(p.run, cat)
+            with anyio.fail_after(10):
+                await p.ready("t")
+            seen.extend(sorted(x.name for x in prefetched.iterdir()))
+            wheels_may_go.set()
+
+    anyio.run(main)
+    key = step.prefetch_key()
+    assert seen == [f"{key}.pending", f"{s.UV_PREFETCHED}.pending"]  # on their way
+    assert sorted(x.name for x in prefetched.iterdir()) == sorted([key, s.UV_PREFETCHED])
 
 
 def test_the_step_installs_from_its_folder_only_when_it_is_there() -> None:

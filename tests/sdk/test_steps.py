@@ -139,12 +139,13 @@ def test_uv_installs_by_default_from_a_hash_checked_wheel_and_leaves_nothing() -
         "set -eu", "cat > /tmp/nbpipe-pip.lock <<'NBPIPE_LOCK'", locked, "NBPIPE_LOCK",
         f"echo 'uv=={s.UV_VERSION} {hashes}' > /tmp/nbpipe-uv.txt"]
     uv = f"/var/cache/nbpipe/pip/prefetched/uv-{s.UV_VERSION}"  # the run's prefetch, if any
-    assert lines[5:7] == [
+    assert "\n".join(lines[5:9]) == s.await_prefetch(uv)  # while the run fetches it
+    assert lines[9:11] == [
         'uv_from=""', f'if [ -d {uv} ]; then uv_from="--no-index --find-links {uv}"; fi']
-    assert lines[7] == ("/opt/venv/bin/python -m pip install --no-input --progress-bar off "
+    assert lines[11] == ("/opt/venv/bin/python -m pip install --no-input --progress-bar off "
                         "--quiet --no-deps --require-hashes --target /tmp/nbpipe-uv "
                         "-r /tmp/nbpipe-uv.txt $uv_from")
-    assert lines[8:] == [
+    assert lines[12:] == [
         "rm -f /tmp/nbpipe-uv.txt", "mkdir /tmp/nbpipe-uv/tmp",
         "TMPDIR=/tmp/nbpipe-uv/tmp /tmp/nbpipe-uv/bin/uv pip install --python /opt/venv/bin/python --compile-bytecode "
         "--link-mode copy --extra-index-url https://more.example/simple --index-strategy "
