@@ -30,12 +30,9 @@ naive anchor is built only for jupyter-scipy unless `--naive FILE` names another
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import lzma
 import os
 import platform as pyplatform
-import re
 import resource
 import shutil
 import statistics
@@ -43,8 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,12 +58,13 @@ from nbpipe import family as images  # noqa: E402
 from nbpipe.engines import rootfs  # noqa: E402
 from nbpipe.engines.oci import OciEngine  # noqa: E402
 from nbpipe.family import pins  # noqa: E402
-from nbpipe.locks import archive  # noqa: E402
+from nbpipe.locks import downloads  # noqa: E402
+from nbpipe.locks.downloads import LockedFile  # noqa: E402
 from nbpipe.probing.prober import probe  # noqa: E402
 from nbpipe.recipe import platforms as plat  # noqa: E402
 from nbpipe.recipe.naming import local_ref  # noqa: E402
 from nbpipe.recipe.options import BuildOptions  # noqa: E402
-from nbpipe.recipe.steps import Apt, Pip  # noqa: E402
+from nbpipe.recipe.steps import Pip  # noqa: E402
 from nbpipe.run.pipeline import Pipeline  # noqa: E402
 
 CA = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -76,13 +72,6 @@ NAIVE_FILE = ROOT_DIR.parent / "shared/bench/scipy-naive.Containerfile"
 NAIVE_REF = "localhost/anchor/scipy-naive"
 SECTIONS = ("cold", "warm", "limit", "shared", "firstnb", "noop", "rebuild", "sizes", "startup")
 OPT_IN = ("arm64", "registry")
-PYPI = "https://pypi.org/pypi"
-DEBIAN = {  # suite -> archive, as the root's apt sources name them
-    "bookworm": "http://deb.debian.org/debian",
-    "bookworm-updates": "http://deb.debian.org/debian",
-    "bookworm-security": "http://deb.debian.org/debian-security",
-}
-_PIP_LINE = re.compile(r"^(\S+?)==(\S+)\s+--hash=sha256:([0-9a-f]{64})")
 
 FIGURES: dict[str, dict] = {}
 
@@ -235,33 +224,15 @@ def warm(ctx: Ctx) -> None:
 
 
 # -- limit --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class File:
-    name: str  # for messages: name==version or name=version
-    sha256: str
-    kind: str  # whl | deb
-    url: str = ""
-    size: int = 0
-
-
-def locked_files(catalog, chain: list[str], platform: str) -> list[File]:
+def locked_files(catalog, chain: list[str], platform: str) -> list[LockedFile]:
     """Every wheel and .deb the chain's locked steps install on ``platform``, once each
-    (a later step's lock lists what an earlier one installed; it is not fetched again)."""
-    out: dict[str, File] = {}
+    (a later step's lock lists what an earlier one installed; it is not fetched again):
+    what the pipeline's prefetch fetches (nbpipe/locks/downloads.py), the same way."""
+    out: dict[str, LockedFile] = {}
     for name in chain:
         for st in catalog.resolve(name).steps_for(platform):
-            if isinstance(st, Pip) and st.locked:
-                for line in st.locked.splitlines():
-                    m = _PIP_LINE.match(line.strip())
-                    if m is None:
-                        sys.exit(f"{name}: a pip lock line this bench cannot read: {line!r}")
-                    f = File(f"{m[1]}=={m[2]}", m[3], "whl")
-                    out.setdefault(f.sha256, f)
-            elif isinstance(st, Apt) and st.locked:
-                for p in archive.pins(st.locked):
-                    if not p.sha256:
-                        sys.exit(f"{name}: {p} has no sha256 (nbpipe lock --add-hashes)")
-                    out.setdefault(p.sha256, File(str(p), p.sha256, "deb"))
+            for f in downloads.step_files(st):
+                out.setdefault(f.sha256, f)
     return list(out.values())
 
 
@@ -273,102 +244,16 @@ def uses_uv(catalog, chain: list[str], platform: str) -> bool:
     )
 
 
-def uv_wheel(arch: str) -> File:
-    """The pinned uv wheel a uv step fetches (once a run: pip's cache mount keeps it)."""
-    from nbpipe.recipe.steps import UV_VERSION, UV_WHEELS
-
-    tag = {"amd64": "x86_64", "arm64": "aarch64"}[arch]
-    data = json.loads(_get(f"{PYPI}/uv/json"))
-    for u in data["releases"].get(UV_VERSION, []):
-        if u["digests"]["sha256"] in UV_WHEELS and tag in u["filename"]:
-            url = urllib.parse.urljoin(f"{PYPI}/uv/json", u["url"])
-            return File(f"uv=={UV_VERSION}", u["digests"]["sha256"], "whl", url, u["size"])
-    sys.exit(f"uv=={UV_VERSION}: none of its pinned wheels is on PyPI for {arch}")
-
-
-def _get(url: str) -> bytes:
-    for attempt in range(3):  # this machine's network drops a connection now and then
-        try:
-            with urllib.request.urlopen(url, timeout=120) as r:
-                return r.read()
-        except OSError:
-            if attempt == 2:
-                raise
-            time.sleep(1 + attempt)
-    raise AssertionError("unreachable")
-
-
-def find_urls(files: list[File], arch: str) -> list[File]:
-    """Each file's URL: wheels from PyPI's JSON API (by name and version, matched by
-    sha256), .debs from Debian's Packages indexes (by sha256)."""
-    wheels = [f for f in files if f.kind == "whl"]
-
-    def pypi(f: File) -> File:
-        name, version = f.name.split("==")
-        try:  # the project's document (the per-version one is not served everywhere)
-            data = json.loads(_get(f"{PYPI}/{name}/json"))
-        except OSError as exc:
-            sys.exit(f"{f.name}: PyPI's JSON API: {exc}")
-        for u in data["releases"].get(version, []) + data.get("urls", []):
-            if u["digests"]["sha256"] == f.sha256:
-                url = urllib.parse.urljoin(f"{PYPI}/{name}/json", u["url"])  # may be relative
-                return File(f.name, f.sha256, f.kind, url, u["size"])
-        sys.exit(f"{f.name}: no file on PyPI with sha256 {f.sha256}")
-
-    def packages(suite: str) -> dict[str, tuple[str, int]]:
-        base = DEBIAN[suite]
-        text = lzma.decompress(
-            _get(f"{base}/dists/{suite}/main/binary-{arch}/Packages.xz")
-        ).decode()
-        index = {}
-        for stanza in text.split("\n\n"):
-            fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line[:40])
-            if "SHA256" in fields and "Filename" in fields:
-                index[fields["SHA256"]] = (f"{base}/{fields['Filename']}", int(fields["Size"]))
-        return index
-
-    with ThreadPoolExecutor(16) as pool:
-        found = list(pool.map(pypi, wheels))
-        debs: dict[str, tuple[str, int]] = {}
-        if any(f.kind == "deb" for f in files):
-            for index in pool.map(packages, DEBIAN):
-                debs.update(index)
-    for f in files:
-        if f.kind == "deb":
-            if f.sha256 not in debs:
-                sys.exit(f"{f.name}: not in Debian's archive any more (sha256 {f.sha256})")
-            url, size = debs[f.sha256]
-            found.append(File(f.name, f.sha256, f.kind, url, size))
-    return found
-
-
-def download(f: File, folder: Path) -> int:
-    path = folder / f.url.rsplit("/", 1)[1]
-    h = hashlib.sha256()
-    for attempt in range(3):  # a dropped connection is tried again (counted in the time)
-        try:
-            with urllib.request.urlopen(f.url, timeout=300) as r, path.open("wb") as out:
-                while chunk := r.read(1 << 20):
-                    h.update(chunk)
-                    out.write(chunk)
-            break
-        except OSError:
-            if attempt == 2:
-                raise
-            h = hashlib.sha256()
-    if h.hexdigest() != f.sha256:
-        raise SystemExit(f"{f.name}: sha256 {h.hexdigest()} is not the lock's {f.sha256}")
-    return path.stat().st_size
-
-
 def limit(ctx: Ctx, jobs: int) -> None:
     head("limit: the chain's locked wheels and .debs, downloaded then unpacked")
     files = locked_files(ctx.catalog, ctx.chain, ctx.platform)
     t = time.monotonic()
     arch = ctx.platform.split("/")[1]
-    files = find_urls(files, arch)
+    files, missing = downloads.find_urls(files, arch)
+    if missing:
+        sys.exit("files the lock names that are found nowhere:\n  " + "\n  ".join(missing))
     if uses_uv(ctx.catalog, ctx.chain, ctx.platform):  # the installer's own wheel, too
-        files.append(uv_wheel(arch))
+        files += downloads.uv_wheels(arch)
     files.sort(key=lambda f: -f.size)  # the largest first: no long tail of one big file
     lookup = time.monotonic() - t
     got, out = ctx.work / "limit-download", ctx.work / "limit-unpack"
@@ -376,7 +261,11 @@ def limit(ctx: Ctx, jobs: int) -> None:
     out.mkdir()
     t = time.monotonic()
     with ThreadPoolExecutor(jobs) as pool:
-        fetched = list(pool.map(lambda f: (download(f, got), time.monotonic() - t), files))
+        fetched = list(
+            pool.map(
+                lambda f: (downloads.download(f, got / f.filename), time.monotonic() - t), files
+            )
+        )
     fetch = time.monotonic() - t
     by_kind = {
         k: (
@@ -386,9 +275,9 @@ def limit(ctx: Ctx, jobs: int) -> None:
         for k in ("whl", "deb")
     }
 
-    def unpack(item: tuple[int, File]) -> None:
+    def unpack(item: tuple[int, LockedFile]) -> None:
         i, f = item
-        path, dest = got / f.url.rsplit("/", 1)[1], out / f"{f.kind}-{i}"
+        path, dest = got / f.filename, out / f"{f.kind}-{i}"
         dest.mkdir()
         if f.kind == "deb":
             argv = ["dpkg-deb", "-x", str(path), str(dest)]

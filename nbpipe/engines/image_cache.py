@@ -7,11 +7,13 @@ the finished image does the same in a fraction of the time (its layers come in p
 So a build with a cache registry first asks for the finished image under a key, and a
 build that ran pushes its image under that key for the next runner.
 
-Why the key can never serve another image: it is a sha256 over the platform, the parent
-image's id (its config digest: content, history and labels) and the whole Dockerfile
-with every file it copies: everything buildah's own keys cover, for every step at once.
-A pulled image must also say it is the recipe asked for (io.nbpipe.digest) and be of the
-platform asked for; anything else is dropped and the image is built here.
+Why the key can never serve another image: it is a sha256 over the platform, the
+parent's key (for the root: its reference pinned by digest) and the whole Dockerfile with
+every file it copies: everything buildah's own keys cover, for every step of the chain
+at once. It needs no engine, so a run knows before building what the cache holds (and
+fetches nothing for it). A pulled image must also say it is the recipe asked for
+(io.nbpipe.digest) and be of the platform asked for; anything else is dropped and the
+image is built here.
 """
 
 from __future__ import annotations
@@ -30,12 +32,11 @@ if TYPE_CHECKING:
 TAG_PREFIX = "nbpipe-image-"  # buildah's own cache tags are bare hex: never this
 
 
-def key(engine: OciEngine, rendered: Rendered, platform: str) -> str:
-    """The finished image's cache key (hex): what buildah would key its last step by."""
+def key(rendered: Rendered, platform: str, parent: str) -> str:
+    """The finished image's cache key (hex). ``parent``: the parent's key, or the pinned
+    root reference for an image built on the root."""
     h = hashlib.sha256()
-    parent = rendered.from_ref
-    parent_id = engine.inspect(parent).id if engine.exists(parent) else parent  # pinned root
-    for part in (platform, parent_id, rendered.text):
+    for part in (platform, parent, rendered.text):
         h.update(part.encode() + b"\0")
     for rel in sorted(rendered.files):
         h.update(rel.encode() + b"\0" + hashlib.sha256(rendered.files[rel]).digest())

@@ -137,9 +137,12 @@ def uv_wheels(arch: str) -> list[LockedFile]:
     ]
 
 
-def find_urls(files: Iterable[LockedFile], arch: str) -> tuple[list[LockedFile], list[str]]:
+def find_urls(
+    files: Iterable[LockedFile], arch: str, debian: dict[str, tuple[str, int, str]] | None = None
+) -> tuple[list[LockedFile], list[str]]:
     """Each file with where to get it; and one line for each file found nowhere (a pin
-    that has left the archive, a wheel PyPI does not serve)."""
+    that has left the archive, a wheel PyPI does not serve). ``debian``: the archive's
+    index (debian_index) when the caller has it already."""
     files = list(files)
     found, missing = [], []
     with ThreadPoolExecutor(LOOKUPS) as pool:
@@ -151,7 +154,7 @@ def find_urls(files: Iterable[LockedFile], arch: str) -> tuple[list[LockedFile],
                 else missing.append(f"{f.name}: {got}")
             )
     if any(f.kind == "deb" for f in files):
-        index = debian_index(arch)
+        index = debian if debian is not None else debian_index(arch)
         for f in files:
             if f.kind != "deb":
                 continue

@@ -87,6 +87,7 @@ class Local:
     tags: set[str] | None = None  # runner tags; None: detect
     pod: str | None = None  # probe as Kubeflow's pod: kubeflow | openshift
     ready_timeout: float = 90.0
+    _keys: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def kind(self) -> str:
@@ -141,7 +142,7 @@ class Local:
         if self.engine.kind != "podman":
             raise NbpipeError(DOCKER_NO_CACHE)
 
-        key = image_cache.key(self.engine, rendered, platform)
+        key = self.cache_key(image, platform)
         missed = ""
         if not no_cache:
             got, line = image_cache.fetch(
@@ -159,6 +160,41 @@ class Local:
         with log.open("a") as out:
             out.write(f"\n{missed}\n{shared}\n" if missed else f"\n{shared}\n")
         return info, False
+
+    def cache_key(self, image: Image, platform: str) -> str:
+        """The image cache's key for ``image`` (engines/image_cache.py): over its chain's
+        Dockerfiles as this backend renders them, no engine asked."""
+        from nbpipe.engines import dockerfile, image_cache
+        from nbpipe.recipe.image import BaseRef
+
+        memo = (image.digest(platform), platform)
+        if memo not in self._keys:
+            rendered = dockerfile.render(image, platform, self.options)
+            parent = image.parent
+            up = (
+                rendered.from_ref
+                if isinstance(parent, BaseRef)
+                else self.cache_key(parent, platform)
+            )
+            self._keys[memo] = image_cache.key(rendered, platform, up)
+        return self._keys[memo]
+
+    def in_cache(self, image: Image, platform: str) -> bool:
+        """Whether the cache registry holds ``image`` finished (one registry look-up); a
+        registry that does not answer holds nothing."""
+        if not self.settings.cache_registry or self.engine.kind != "podman":
+            return False
+        from nbpipe.engines import image_cache
+        from nbpipe.engines.registry import Registry
+
+        reg = Registry.parse(self.settings.cache_registry, "--cache-registry")
+        with self.layer_cache(image.name or "custom") as cache, reg.authfile() as auth:
+            assert cache is not None
+            ref = image_cache.remote(cache, self.cache_key(image, platform))
+            try:
+                return reg.manifest(ref, auth) is not None
+            except NbpipeError:
+                return False
 
     @contextlib.contextmanager
     def layer_cache(self, name: str) -> "Iterator[LayerCache | None]":

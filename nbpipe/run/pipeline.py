@@ -207,6 +207,13 @@ class Pipeline:
             return None
         if engine.kind != "podman" or os.geteuid() != 0:
             return None
+        if self.settings.cache_registry and isinstance(self.backend, Local):
+            cached = [
+                n for n in to_build if self.backend.in_cache(self.catalog.resolve(n), self.platform)
+            ]
+            for n in cached:
+                self.on_event(n, "the cache registry holds it finished: nothing to fetch")
+            to_build = [n for n in to_build if n not in cached]
         return Prefetch(engine, self.platform, self.options.deb_store, self.on_event, to_build)
 
     # -- one image ---------------------------------------------------------------------

@@ -59,6 +59,7 @@ class Prefetch:
     _ready: dict[str, anyio.Event] = field(default_factory=dict)
     _pending: set[Path] = field(default_factory=set)  # markers of folders on their way
     _uv_asked: bool = False
+    _debian: dict[str, tuple[str, int, str]] | None = None  # the archive's index, once a run
 
     async def ready(self, name: str) -> None:
         """Wait until ``name``'s .debs are fetched (or given up on): its build may start
@@ -83,9 +84,13 @@ class Prefetch:
                 async with anyio.create_task_group() as tg:
                     for name in self.names:
                         steps = catalog.resolve(name).steps_for(self.platform)
-                        try:
-                            jobs = await anyio.to_thread.run_sync(self._submit, pool, steps, arch)
-                        except (OSError, ValueError) as exc:  # the index could not be read
+                        jobs = _Jobs()
+                        try:  # the .debs first: the build waits for them, and only them
+                            for kind in ("deb", "whl"):
+                                await anyio.to_thread.run_sync(
+                                    self._submit, pool, steps, arch, kind, jobs
+                                )
+                        except (OSError, ValueError) as exc:  # an index could not be read
                             self.on_event(
                                 name, f"prefetch: not done ({exc}); steps fetch their own"
                             )
@@ -111,18 +116,27 @@ class Prefetch:
             await anyio.sleep(HEARTBEAT)
 
     # -- one image -------------------------------------------------------------------
-    def _submit(self, pool: ThreadPoolExecutor, steps: tuple[Step, ...], arch: str) -> "_Jobs":
-        files = {s: downloads.step_files(s) for s in steps}
+    def _submit(
+        self, pool: ThreadPoolExecutor, steps: tuple[Step, ...], arch: str, kind: str, jobs: "_Jobs"
+    ) -> None:
+        """Look up and queue the files of ``kind`` (deb | whl) that ``steps`` install."""
+        files = {s: [f for f in downloads.step_files(s) if f.kind == kind] for s in steps}
         todo = [f for fs in files.values() for f in fs if not self._stored(f)]
-        found, missing = downloads.find_urls(todo, arch) if todo else ([], [])
-        jobs = _Jobs(missing=missing)
+        if kind == "deb" and todo and self._debian is None:
+            self._debian = downloads.debian_index(arch)  # once a run: 3 suites, ~10 MB
+        found, missing = downloads.find_urls(todo, arch, self._debian) if todo else ([], [])
+        found.sort(key=lambda f: -f.size)  # the largest first: no long tail of one big file
+        jobs.missing += missing
         pip_cache = self._cache(PIP_MOUNT, 1000, 0)
         prefetched = pip_cache / PREFETCHED_DIR
-        if not self._uv_asked and any(isinstance(s, Pip) and s.installer == "uv" for s in steps):
+        uv_first = self._uv_asked or not any(
+            isinstance(s, Pip) and s.installer == "uv" for s in steps
+        )
+        if kind == "whl" and not uv_first:
             self._uv_asked = True  # the first uv step's image fetches uv, once a run
             if not (prefetched / UV_PREFETCHED).is_dir():
                 jobs.uv = downloads.uv_wheels(arch)
-                found += jobs.uv
+                found = jobs.uv + found
                 self._mark(prefetched / UV_PREFETCHED)
         by_sha = {f.sha256: f for f in found}
         for step, fs in files.items():
@@ -132,17 +146,14 @@ class Prefetch:
                 if len(wheels) == len(fs):  # else no folder: the step asks its index
                     jobs.folders.append((step, wheels))
                     self._mark(prefetched / step.prefetch_key())
-        # .debs first (the build waits for them), then uv, then wheels, largest first
-        order = sorted(by_sha.values(), key=lambda f: (f.kind != "deb", f not in jobs.uv, -f.size))
-        for f in order:
+        for f in found:  # uv first, then the largest
             dest = self._deb(f) or self._apt_cache() / f.filename
             if f.kind == "whl":
                 dest = pip_cache / "prefetched-files" / f.sha256 / f.filename
-            if dest.is_file():
+            if dest.is_file() or f.sha256 in jobs.futures:
                 continue
             jobs.futures[f.sha256] = (f.kind, pool.submit(downloads.download, f, dest))
             jobs.bytes += f.size
-        return jobs
 
     def _mark(self, folder: Path) -> None:
         marker = folder.with_name(folder.name + ".pending")

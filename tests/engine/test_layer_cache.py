@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from nbpipe.engines import dockerfile, image_cache
+from nbpipe.engines import image_cache
 from nbpipe.engines.oci import OciEngine
 from nbpipe.engines.registry import Registry
 from nbpipe.recipe.catalog import Catalog
@@ -157,10 +157,10 @@ def test_a_fresh_store_pulls_the_layers_another_store_pushed(
         # The pull says it is another recipe: dropped, and "three" is built here.
         forged = demo(local_family, token, "three")
         image = forged.resolve(NAME)
-        rendered = dockerfile.render(image, platform, options)
-        with Backend(fresh, options, settings).layer_cache(NAME) as cache:
+        backend = Backend(fresh, options, settings)
+        with backend.layer_cache(NAME) as cache:
             assert cache is not None
-            dest = image_cache.remote(cache, image_cache.key(fresh, rendered, platform))
+            dest = image_cache.remote(cache, backend.cache_key(image, platform))
             fresh.push(second.ref, f"docker://{dest}", cache.flags)
         fourth = run_pipeline(
             forged,

@@ -56,7 +56,7 @@ def net(monkeypatch) -> dict[str, str]:
         SHA["d"]: "d_1%3a1.0_amd64.deb",
     }
 
-    def find_urls(files, arch):
+    def find_urls(files, arch, debian=None):
         found, missing = [], []
         for f in files:
             if f.sha256 in served:
@@ -75,6 +75,7 @@ def net(monkeypatch) -> dict[str, str]:
     uv = LockedFile("uv==x", SHA["uv"], "whl", "https://x/uv.whl", 10, "uv-x-py3-none-any.whl")
     monkeypatch.setattr(downloads, "uv_wheels", lambda arch: [uv])
     monkeypatch.setattr(downloads, "find_urls", find_urls)
+    monkeypatch.setattr(downloads, "debian_index", lambda arch: {})
     monkeypatch.setattr(downloads, "download", download)
     return served
 
@@ -199,3 +200,45 @@ def test_lock_lines_of_another_shape_fetch_nothing() -> None:
     assert [f.kind for f in downloads.step_files(s.Pip(packages=("a",), locked=pip_lock("a")))] == [
         "whl"
     ]
+
+
+def test_nothing_is_fetched_for_an_image_the_cache_registry_holds_finished(
+    tmp_path, monkeypatch
+) -> None:
+    """A runner that will pull an image whole (engines/image_cache.py) must not spend
+    the network on its files: the run asks the cache first (no engine needed: the key is
+    the recipe chain's)."""
+    from nbpipe.run.backends import Local
+    from nbpipe.run.pipeline import Pipeline
+    from nbpipe.run.settings import Settings
+
+    cat = catalog(pip_lock("a"), f"d=1:1.0@sha256:{SHA['d']}")
+    cat.add("u", "t", lambda img: img.with_env("U", "1"))
+    asked: list[str] = []
+
+    def in_cache(self, image, platform) -> bool:
+        asked.append(image.name)
+        return image.name == "t"
+
+    monkeypatch.setattr(Local, "in_cache", in_cache)
+    events: list[tuple[str, str]] = []
+    settings = Settings(state_dir=tmp_path, prefetch=True, cache_registry="127.0.0.1:5000/a")
+    pipe = Pipeline.local(
+        cat,
+        OciEngine("podman", "/bin/false"),
+        plat.AMD64,
+        settings=settings,
+        on_event=lambda n, w: events.append((n, w)),
+    )
+    p = pipe._prefetcher(["t", "u"])
+    assert p is not None and p.names == ["u"] and asked == ["t", "u"]
+    assert ("t", "the cache registry holds it finished: nothing to fetch") in events
+    # without a cache registry nobody is asked
+    asked.clear()
+    plain = Pipeline.local(
+        cat,
+        OciEngine("podman", "/bin/false"),
+        plat.AMD64,
+        settings=Settings(state_dir=tmp_path, prefetch=True),
+    )
+    assert plain._prefetcher(["t", "u"]).names == ["t", "u"] and asked == []  # type: ignore[union-attr]
