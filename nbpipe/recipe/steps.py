@@ -395,6 +395,8 @@ class Pip(Step):
         if self.installer == "uv":
             lines += [*_uv_setup(self.python), shlex.join([*self._uv_args(), *what]) + fetched]
             lines.append(f"rm -rf {UV_HOME}")
+            if fetched:  # what uv notes of a file installed from a folder: the file's time
+                lines.append(_UV_CACHE_NOTES.format(venv=shlex.quote(_venv(self.python))))
         else:
             lines.append(shlex.join([*self._pip_args(), *what]) + fetched)
         if self.locked:
@@ -471,6 +473,21 @@ class Pip(Step):
         lock = f" (locked: {len(self.locked.splitlines())} pinned)" if self.locked else ""
         via = " (with pip)" if self.installer == "pip" else ""
         return "pip " + " ".join(self.packages) + via + lock
+
+
+# uv writes <dist>.dist-info/uv_cache.json (the source file's mtime) for a distribution it
+# installed from a local folder, and lists it in RECORD: gone, so an image installed from
+# the run's prefetch is the one installed from the index, byte for byte.
+_UV_CACHE_NOTES = """\
+find {venv} -path '*.dist-info/uv_cache.json' | while read -r note; do
+  sed -i '/\\.dist-info\\/uv_cache\\.json,/d' "${{note%/uv_cache.json}}/RECORD"
+  rm -f "$note"
+done"""
+
+
+def _venv(python: str) -> str:
+    """The venv a python of it lives in (/opt/venv for /opt/venv/bin/python)."""
+    return str(PurePosixPath(python).parent.parent)
 
 
 def await_prefetch(folder: str) -> str:

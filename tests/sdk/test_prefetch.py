@@ -184,6 +184,10 @@ def test_the_step_installs_from_its_folder_only_when_it_is_there() -> None:
     folder = f"{s.PREFETCHED}/{locked.prefetch_key()}"
     assert f"if [ -d {folder} ]; then set -- --no-index --find-links {folder}; fi" in op.script
     assert op.script.count('--require-hashes -r /tmp/nbpipe-pip.lock "$@"') == 1
+    # uv notes a file's time (dist-info/uv_cache.json, listed in RECORD) for what it
+    # installed from a folder: removed, so the image is the index-installed one
+    # (checked for jupyter on 2026-12-07: all 11 layers the same with and without)
+    assert "find /opt/venv -path '*.dist-info/uv_cache.json'" in op.script
     [with_pip] = replace(locked, installer="pip").lower()
     assert '-r /tmp/nbpipe-pip.lock "$@"' in with_pip.script
     # an index of the step's own, or no lock: never from a folder
