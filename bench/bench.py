@@ -155,7 +155,12 @@ def describe(run: fresh.Run) -> dict:
     for r in run.results:
         b, p = run.phase(r.name)
         per[r.name] = {"status": r.status.value, "build_s": round(b, 1), "probe_s": round(p, 1)}
-    return {"seconds": round(run.seconds, 1), "images": per, "pulled_steps": run.pulled}
+    return {
+        "seconds": round(run.seconds, 1),
+        "images": per,
+        "pulled_steps": run.pulled,
+        "pulled_images": run.whole,
+    }
 
 
 def print_run(what: str, run: fresh.Run) -> None:

@@ -43,7 +43,10 @@ def shared_cache(engine, catalog, platform, options, work, root_tar, image, base
         for label, c in [("baseline", "")] * baseline + [("cold", cache), ("cached", cache)]:
             r = fresh_run(label, *run, c)
             names = ", ".join(x.name for x in r.results)
-            print(f"{label:>9}: {r.seconds:7.1f} s  ({names}; {r.pulled} step(s) pulled)")
+            print(
+                f"{label:>9}: {r.seconds:7.1f} s  ({names}; {r.whole} finished image(s) and "
+                f"{r.pulled} step(s) pulled)"
+            )
             runs.append(r)
         used = folder_bytes(work / "reg" / "data")
     base = runs[0].seconds if baseline else None

@@ -104,6 +104,7 @@ class Run:
     seconds: float
     results: list[ImageResult]
     pulled: int  # steps the shared layer cache served
+    whole: int  # images the cache registry served finished (engines/image_cache.py)
     events: list[tuple[float, str, str]]  # (seconds since start, image, what)
 
     def phase(self, name: str) -> tuple[float, float]:
@@ -188,11 +189,10 @@ class Node:
         bad = [f"{r.name}: {r.status.value} {r.message}" for r in results if not r.ok]
         if bad:
             sys.exit(f"{label}: " + "; ".join(bad))
-        pulled = sum(
-            p.read_text(errors="replace").count("--> Cache pulled from remote")
-            for p in (state / "logs").glob("*.log")
-        )
-        return Run(label, seconds, results, pulled, events)
+        logs = [p.read_text(errors="replace") for p in (state / "logs").glob("*.log")]
+        pulled = sum(text.count("--> Cache pulled from remote") for text in logs)
+        whole = sum(text.count("image cache: pulled the finished image") for text in logs)
+        return Run(label, seconds, results, pulled, whole, events)
 
     def buildah(self, args: list[str], **kw) -> subprocess.CompletedProcess[str]:
         """buildah on this node's store, with its $TMPDIR."""
