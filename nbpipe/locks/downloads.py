@@ -46,15 +46,17 @@ class LockedFile:
     filename: str = ""  # what an installer's cache calls it (apt: name_version_arch.deb)
 
     @property
-    def is_wheel(self) -> bool:
-        return self.kind == "whl" and self.url.endswith(".whl")
+    def project(self) -> str:
+        """A wheel's project name as an index lists it (PEP 503's normalized form)."""
+        return re.sub(r"[-_.]+", "-", self.name.split("==")[0]).lower()
 
 
 def step_files(step: Step) -> list[LockedFile]:
     """What a locked step installs, one entry per file (an unlocked step: none). A pip
-    step with its own index is not PyPI's to answer for: none either."""
+    step with its own index is not PyPI's to answer for, and one installed with pip does
+    not read the run's folders: none either."""
     out: list[LockedFile] = []
-    if isinstance(step, Pip) and step.locked and not (step.index_url or step.extra_index_urls):
+    if isinstance(step, Pip) and step.prefetchable:
         for line in step.locked.splitlines():
             m = PIP_LINE.match(line.strip())
             if m is None:  # a line of a shape this reader does not know: fetch nothing
@@ -196,9 +198,10 @@ def download(f: LockedFile, dest: Path) -> int:
                         h.update(chunk)
                         out.write(chunk)
                 break
-            except OSError:
+            except OSError:  # this network drops a name look-up or a connection now and then
                 if attempt == 2:
                     raise
+                time.sleep(1 + 2 * attempt)
         if h.hexdigest() != f.sha256:
             raise NbpipeError(f"{f.name}: {f.url} has sha256 {h.hexdigest()}, the lock {f.sha256}")
         os.close(fd)

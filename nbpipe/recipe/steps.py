@@ -51,7 +51,7 @@ UV_WHEELS = (
 )
 UV_HOME = "/tmp/nbpipe-uv"
 PIP_CACHE = "/var/cache/nbpipe/pip"
-PREFETCHED_DIR = "prefetched"  # in pip's cache mount: <Pip.prefetch_key()>/, a lock's files
+PREFETCHED_DIR = "prefetched"  # in pip's cache mount: <Pip.prefetch_key()>/simple, an index
 PREFETCHED = f"{PIP_CACHE}/{PREFETCHED_DIR}"
 UV_PREFETCHED = f"uv-{UV_VERSION}"  # the folder there holding uv's own wheel
 PENDING_WAIT = 1800  # seconds a pip step waits at most for a folder the run is fetching
@@ -382,14 +382,18 @@ class Pip(Step):
         else:
             what = list(self.packages)
         fetched = ""
-        if self.locked and not (self.index_url or self.extra_index_urls):
-            # The run's prefetch (run/prefetch.py) may have fetched every file of this lock
-            # into pip's cache mount while earlier steps built: then install from there
-            # alone, the lock's hashes checked as ever. Otherwise from the index.
+        if self.prefetchable:
+            # The run's prefetch (run/prefetch.py) may have fetched this lock's files into
+            # pip's cache mount while earlier steps built, as a simple index of its own:
+            # uv asks it first and takes a project it lists from it alone (first-index),
+            # the lock's hashes checked as ever; PyPI only for the rest (an sdist's build
+            # requirements, a file not found). Without the folder, PyPI as before.
             folder = f"{PREFETCHED}/{self.prefetch_key()}"
             lines.append(await_prefetch(folder))
             lines.append(
-                f"set --\nif [ -d {folder} ]; then set -- --no-index --find-links {folder}; fi"
+                f"set --\nif [ -d {folder} ]; then\n"
+                f"  set -- --extra-index-url file://{folder}/simple --index-strategy first-index\n"
+                "fi"
             )
             fetched = ' "$@"'
         if self.installer == "uv":
@@ -423,6 +427,15 @@ class Pip(Step):
                 mounts=tuple(mounts),
                 env=tuple(env),
             ),
+        )
+
+    @property
+    def prefetchable(self) -> bool:
+        """A locked uv step on PyPI alone: what the run's prefetch serves."""
+        return (
+            bool(self.locked)
+            and self.installer == "uv"
+            and not (self.index_url or self.extra_index_urls)
         )
 
     def prefetch_key(self) -> str:

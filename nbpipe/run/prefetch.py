@@ -11,11 +11,13 @@ the build cache mounts the steps already read:
   of its pins are there; without a store, into apt's archive cache (``nbpipe-apt-archives``)
   under the names apt gives them, where apt checks each against its index and does not
   fetch it again;
-- wheels into pip's cache mount (``nbpipe-pip``), one folder per locked step
-  (steps.PREFETCHED/<Pip.prefetch_key()>), moved into place only when every file of
-  that lock is there: the step then installs from it with --no-index, the lock's hashes
-  checked as ever; without it the step asks its index as before. uv's own pinned wheel
-  the same way (steps.UV_PREFETCHED), so a build fetches nothing the run already has.
+- a locked uv step's wheels and sdists into pip's cache mount (``nbpipe-pip``), one
+  folder per step (steps.PREFETCHED/<Pip.prefetch_key()>) holding the files and a simple
+  index of them, moved into place whole once the downloads are done: uv asks that index
+  first and takes each project it lists from it alone, the lock's hashes checked as
+  ever; PyPI only for the rest (an sdist's build requirements, a file not found); without
+  the folder the step asks PyPI as before. uv's own pinned wheel the same way
+  (steps.UV_PREFETCHED), so a build fetches nothing the run already has.
 
 Nothing here changes what a step's text says, so an image is the same with or without
 it. An image's build waits for its own files (so the two never fetch the same bytes);
@@ -26,6 +28,7 @@ it itself. Only for podman as root, whose cache mounts are host folders (oci.cac
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 import shutil
 import time
@@ -140,12 +143,9 @@ class Prefetch:
                 self._mark(prefetched / UV_PREFETCHED)
         by_sha = {f.sha256: f for f in found}
         for step, fs in files.items():
-            if isinstance(step, Pip) and fs:
-                maybe = [by_sha.get(f.sha256) for f in fs]
-                wheels = [f for f in maybe if f is not None and f.is_wheel]
-                if len(wheels) == len(fs):  # else no folder: the step asks its index
-                    jobs.folders.append((step, wheels))
-                    self._mark(prefetched / step.prefetch_key())
+            if isinstance(step, Pip) and fs:  # what was not found, the step gets from PyPI
+                jobs.folders.append((step, [by_sha[f.sha256] for f in fs if f.sha256 in by_sha]))
+                self._mark(prefetched / step.prefetch_key())
         for f in found:  # uv first, then the largest
             dest = self._deb(f) or self._apt_cache() / f.filename
             if f.kind == "whl":
@@ -194,13 +194,13 @@ class Prefetch:
             ready += _gather(pip_cache, step.prefetch_key(), files)
             self._unmark(pip_cache / PREFETCHED_DIR / step.prefetch_key())
         if jobs.uv:
-            _gather(pip_cache, UV_PREFETCHED, jobs.uv)
+            _gather(pip_cache, UV_PREFETCHED, jobs.uv, index=False)  # pip's --find-links
             self._unmark(pip_cache / PREFETCHED_DIR / UV_PREFETCHED)
         mb = jobs.bytes / 1e6
         self.on_event(
             name,
             f"prefetched {len(jobs.futures) - len(failed)} file(s), {mb:,.0f} MB, "
-            f"in {time.monotonic() - start:.0f}s ({ready} pip step(s) offline)"
+            f"in {time.monotonic() - start:.0f}s ({ready} pip step(s) served here)"
             + (f"; not found: {len(jobs.missing)}" if jobs.missing else "")
             + (f"; failed: {'; '.join(failed[:3])}" if failed else ""),
         )
@@ -228,20 +228,34 @@ class _Jobs:
     bytes: int = 0
 
 
-def _gather(pip_cache: Path, folder: str, files: list[LockedFile]) -> bool:
-    """PREFETCHED/``folder``: hard links to each of ``files``, moved into place whole
-    (a step sees all of its lock's files or no folder). False: a file is not there."""
+def _gather(pip_cache: Path, folder: str, files: list[LockedFile], index: bool = True) -> bool:
+    """PREFETCHED/``folder``: hard links to each of ``files`` and (``index``) a simple
+    index of them (PEP 503: simple/<project>/index.html, each link with its sha256),
+    moved into place whole: a step sees its folder complete or not at all. A file that
+    did not arrive is left out (its project then comes from PyPI). False: none did."""
     final = pip_cache / PREFETCHED_DIR / folder
     if final.is_dir():
         return True
-    fetched = [pip_cache / "prefetched-files" / f.sha256 / f.filename for f in files]
-    if not all(p.is_file() for p in fetched):
+    there = [f for f in files if (pip_cache / "prefetched-files" / f.sha256 / f.filename).is_file()]
+    if not there:
         return False
     tmp = final.with_name(f".incoming-{final.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for path in fetched:
-        os.link(path, tmp / path.name)
+    projects: dict[str, list[LockedFile]] = {}
+    for f in there:
+        os.link(pip_cache / "prefetched-files" / f.sha256 / f.filename, tmp / f.filename)
+        projects.setdefault(f.project, []).append(f)
+    if index:
+        for project, fs in projects.items():
+            links = "".join(
+                f'<a href="../../{html.escape(f.filename)}#sha256={f.sha256}">'
+                f"{html.escape(f.filename)}</a>\n"
+                for f in fs
+            )
+            page = tmp / "simple" / project / "index.html"
+            page.parent.mkdir(parents=True)
+            page.write_text(f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n")
     try:
         tmp.rename(final)
     except OSError:  # another run put it there first

@@ -1,8 +1,8 @@
 """Downloads start at once (run/prefetch.py), for real: PyPI, buildah's cache folders and
-a build. A run with prefetch fetches a locked pip step's wheel into pip's cache mount
-before the build starts, and the step installs from that folder (--no-index); the lock's
-hashes are still checked there: a file in the folder that is not the lock's stops the
-build. Each run has a $TMPDIR of its own, so buildah's cache mounts start empty."""
+a build. A run with prefetch fetches a locked pip step's wheel into pip's cache mount,
+and the step installs from that folder (uv asks its index first); the lock's hashes are
+still checked there: a file in the folder that is not the lock's stops the build. Each
+run has a $TMPDIR of its own, so buildah's cache mounts start empty."""
 
 from __future__ import annotations
 
@@ -70,9 +70,9 @@ def test_a_locked_wheel_is_fetched_first_and_installed_from_there_hash_checked(
     # iniconfig's wheel and uv's own (the first uv step of the run fetches uv): the build may
     # start at once (no .debs to wait for); its pip step waits for the folder
     assert any(
-        w.startswith("prefetched 2 file(s)") and "(1 pip step(s) offline)" in w for w in said
+        w.startswith("prefetched 2 file(s)") and "(1 pip step(s) served here)" in w for w in said
     ), said
-    assert [p.name for p in folder.iterdir()] == [WHEEL]
+    assert sorted(p.name for p in folder.iterdir()) == [WHEEL, "simple"]  # its own index
     r = engine.run_once(first.ref, ["python", "-c", "import iniconfig; print(iniconfig.__file__)"])
     assert r.returncode == 0 and "/opt/venv/" in r.stdout, r.stderr
 

@@ -103,13 +103,15 @@ def test_debs_land_under_apts_names_and_a_whole_lock_gets_its_folder(
     step = cat.resolve("t").steps_for(plat.AMD64)[-1]
     assert isinstance(step, s.Pip)
     folder = cache / "nbpipe-pip" / s.PREFETCHED_DIR / step.prefetch_key()
-    assert [p.name for p in folder.iterdir()] == ["a-1.0-py3-none-any.whl"]
+    assert sorted(p.name for p in folder.iterdir()) == ["a-1.0-py3-none-any.whl", "simple"]
     assert (folder / "a-1.0-py3-none-any.whl").read_bytes() == BYTES["a"]
+    page = (folder / "simple" / "a" / "index.html").read_text()  # PEP 503, with the sha256
+    assert f'<a href="../../a-1.0-py3-none-any.whl#sha256={SHA["a"]}">' in page
     # buildah makes a cache mount's folder for its owner: made the same way when missing
     assert (cache / "nbpipe-pip").stat().st_uid == 1000
     uv = cache / "nbpipe-pip" / s.PREFETCHED_DIR / s.UV_PREFETCHED / "uv-x-py3-none-any.whl"
     assert uv.read_bytes() == BYTES["uv"]  # the first uv step's image fetches uv itself
-    assert events == ["prefetched 3 file(s), 0 MB, in 0s (1 pip step(s) offline)"]
+    assert events == ["prefetched 3 file(s), 0 MB, in 0s (1 pip step(s) served here)"]
 
 
 def test_with_a_package_store_debs_go_there_by_sha256_and_stored_ones_are_not_fetched(
@@ -124,18 +126,25 @@ def test_with_a_package_store_debs_go_there_by_sha256_and_stored_ones_are_not_fe
     assert again[0].startswith("prefetched 0 file(s)")
 
 
-@pytest.mark.parametrize(
-    "names, why",
-    [(("a", "b"), "an sdist: --no-index could not build it"), (("a", "c"), "c is served nowhere")],
-)
-def test_a_lock_with_a_file_missing_or_not_a_wheel_gets_no_folder(
-    tmp_path, monkeypatch, net, names, why
+def test_an_sdist_is_listed_too_and_a_file_found_nowhere_is_left_to_pypi(
+    tmp_path, monkeypatch, net
 ) -> None:
-    cat = catalog(pip_lock(*names), f"d=1:1.0@sha256:{SHA['d']}")
+    """uv takes a project the folder's index lists from it alone (first-index) and asks
+    PyPI for the rest: an sdist is served (its build requirements come from PyPI), a
+    project whose file was found nowhere is not listed, so PyPI serves it."""
+    cat = catalog(pip_lock("a", "b", "c"), f"d=1:1.0@sha256:{SHA['d']}")
+    step = cat.resolve("t").steps_for(plat.AMD64)[-1]
+    assert isinstance(step, s.Pip)
     cache, events = prefetch(tmp_path, monkeypatch, cat)
-    folder = cache / "nbpipe-pip" / s.PREFETCHED_DIR
-    assert [p.name for p in folder.iterdir()] == [s.UV_PREFETCHED], why  # uv's only
-    assert "(0 pip step(s) offline)" in events[0]
+    index = cache / "nbpipe-pip" / s.PREFETCHED_DIR / step.prefetch_key() / "simple"
+    assert sorted(p.name for p in index.iterdir()) == ["a", "b"]  # c: not found
+    assert "b-1.0.tar.gz#sha256=" in (index / "b" / "index.html").read_text()
+    assert "(1 pip step(s) served here); not found: 1" in events[0]
+
+
+def test_project_names_are_listed_as_an_index_normalizes_them() -> None:
+    f = LockedFile("Foo.Bar_baz==1.0", SHA["a"], "whl")
+    assert f.project == "foo-bar-baz"
 
 
 def test_the_build_waits_for_its_debs_only_and_no_marker_outlives_the_run(
@@ -178,20 +187,25 @@ def test_the_build_waits_for_its_debs_only_and_no_marker_outlives_the_run(
 
 def test_the_step_installs_from_its_folder_only_when_it_is_there() -> None:
     """The script, not the Dockerfile's options, decides: an image is the same with or
-    without a prefetch. With the folder: --no-index, the lock's hashes still required."""
+    without a prefetch. With the folder: its index first, the lock's hashes required."""
     locked = s.Pip(packages=("a",), locked=pip_lock("a"))
     [op] = locked.lower()
     folder = f"{s.PREFETCHED}/{locked.prefetch_key()}"
-    assert f"if [ -d {folder} ]; then set -- --no-index --find-links {folder}; fi" in op.script
+    assert (
+        f"  set -- --extra-index-url file://{folder}/simple --index-strategy first-index"
+        in op.script
+    )
     assert op.script.count('--require-hashes -r /tmp/nbpipe-pip.lock "$@"') == 1
     # uv notes a file's time (dist-info/uv_cache.json, listed in RECORD) for what it
     # installed from a folder: removed, so the image is the index-installed one
     # (checked for jupyter on 2026-12-07: all 11 layers the same with and without)
     assert "find /opt/venv -path '*.dist-info/uv_cache.json'" in op.script
-    [with_pip] = replace(locked, installer="pip").lower()
-    assert '-r /tmp/nbpipe-pip.lock "$@"' in with_pip.script
-    # an index of the step's own, or no lock: never from a folder
-    for step in (replace(locked, index_url="https://idx.example/simple"), s.Pip(packages=("a",))):
+    # pip as installer, an index of the step's own, or no lock: never from a folder
+    for step in (
+        replace(locked, installer="pip"),
+        replace(locked, index_url="https://idx.example/simple"),
+        s.Pip(packages=("a",)),
+    ):
         [op] = step.lower()
         assert f"{s.PREFETCHED}/{step.prefetch_key()}" not in op.script
         assert '"$@"' not in op.script
