@@ -56,7 +56,7 @@ def step_files(step: Step) -> list[LockedFile]:
     step with its own index is not PyPI's to answer for, and one installed with pip does
     not read the run's folders: none either."""
     out: list[LockedFile] = []
-    if isinstance(step, Pip) and step.prefetchable:
+    if isinstance(step, Pip) and step.prefetchable and step.locked:
         for line in step.locked.splitlines():
             m = PIP_LINE.match(line.strip())
             if m is None:  # a line of a shape this reader does not know: fetch nothing
