@@ -7,8 +7,9 @@ Sections (all but the opt-in ones run by default, in this order; `--only` repeat
 
 - cold: base -> jupyter -> jupyter-scipy as on a fresh runner (a podman store of its own
   holding only the debootstrap root, loaded from an OCI archive; an empty $TMPDIR, so
-  buildah's pip/uv/apt cache mounts are empty; `--deb-store none`), nbpipe's probes
-  included, against `../shared/bench/scipy-naive.Containerfile` built with `buildah bud
+  buildah's pip/uv/apt cache mounts are empty; an empty package store of its own, as
+  `--deb-store auto` is on a new machine; prefetch on, as on the command line), nbpipe's
+  probes included, against `../shared/bench/scipy-naive.Containerfile` built with `buildah bud
   --no-cache --layers=false` in another fresh store, in the same run.
 - warm: the same cold build again on cold's node (its store and $TMPDIR kept, so the
   download caches are warm) with the layer cache ignored (--no-cache), probes included.
