@@ -394,6 +394,42 @@ class OutDir:
             os.close(fd)
         return os.fdopen(out, "w")
 
+    def link(self, src: Path, rel: str) -> Path:
+        """A hard link at ``folder/rel`` to ``src`` (a file of nbpipe's own, on the same
+        file system), made in a folder reached without following a link."""
+        fd, name = self._parent(rel)
+        try:
+            os.link(src, name, dst_dir_fd=fd, follow_symlinks=False)
+        except OSError as exc:
+            raise NbpipeError(f"{self.folder / rel}: cannot link: {exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
+        return self.folder / rel
+
+    def rename(self, rel: str, to: str) -> bool:
+        """``rel`` renamed ``to``, both names right in this folder; False where ``to``
+        exists already (a folder someone else put there first)."""
+        for name in (rel, to):
+            if "/" in name or name in ("", ".", ".."):
+                raise NbpipeError(f"{self.folder}: {name!r} is not a plain name")
+        try:
+            os.rename(rel, to, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+                return False
+            raise NbpipeError(
+                f"{self.folder / rel}: cannot rename: {exc.strerror or exc}"
+            ) from None
+        return True
+
+    def is_dir(self, name: str) -> bool:
+        """Whether ``name`` right in this folder is a real folder (a link is not)."""
+        try:
+            st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return stat.S_ISDIR(st.st_mode)
+
     def chmod(self, rel: str, mode: int) -> None:
         """The mode of a file or folder this writer made (a link there is refused)."""
         fd, name = self._parent(rel)

@@ -34,6 +34,8 @@ DEBIAN = {  # suite -> archive, as the root's apt sources name them
 }
 PIP_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)\s+--hash=sha256:([0-9a-f]{64})$")
 LOOKUPS = 16  # PyPI documents at once
+# A file name as PyPI and Debian give them, and nothing else: it becomes a path here.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~%-]{0,250}")
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ def debian_index(arch: str) -> dict[str, tuple[str, int, str]]:
             if {"SHA256", "Filename", "Package", "Version", "Architecture"} <= fields.keys():
                 version = fields["Version"].replace(":", "%3a")  # as apt names its files
                 name = f"{fields['Package']}_{version}_{fields['Architecture']}.deb"
+                if not SAFE_NAME.fullmatch(name):  # it becomes a path in apt's cache
+                    continue
                 index[fields["SHA256"]] = (
                     f"{base}/{fields['Filename']}",
                     int(fields["Size"]),
@@ -113,7 +117,7 @@ def pypi_file(f: LockedFile) -> LockedFile | None:
     name, version = f.name.split("==")
     data = json.loads(_get(f"{PYPI}/{urllib.parse.quote(name)}/json"))
     for u in data.get("releases", {}).get(version, []) + data.get("urls", []):
-        if u["digests"]["sha256"] == f.sha256:
+        if u["digests"]["sha256"] == f.sha256 and SAFE_NAME.fullmatch(u["filename"]):
             url = urllib.parse.urljoin(f"{PYPI}/{name}/json", u["url"])  # may be relative
             return replace(f, url=url, size=int(u["size"]), filename=u["filename"])
     return None
@@ -135,7 +139,9 @@ def uv_wheels(arch: str) -> list[LockedFile]:
             u["filename"],
         )
         for u in data.get("releases", {}).get(UV_VERSION, [])
-        if u["digests"]["sha256"] in UV_WHEELS and tag in u["filename"]
+        if u["digests"]["sha256"] in UV_WHEELS
+        and tag in u["filename"]
+        and SAFE_NAME.fullmatch(u["filename"])
     ]
 
 

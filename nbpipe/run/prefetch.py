@@ -31,6 +31,7 @@ import contextlib
 import html
 import os
 import shutil
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from typing import TYPE_CHECKING, Callable
 
 import anyio
 
+from nbpipe.errors import NbpipeError
+from nbpipe.inputs import safe_io
 from nbpipe.locks import downloads
 from nbpipe.locks.downloads import LockedFile
 from nbpipe.recipe.catalog import Catalog
@@ -63,6 +66,7 @@ class Prefetch:
     _pending: set[Path] = field(default_factory=set)  # markers of folders on their way
     _uv_asked: bool = False
     _debian: dict[str, tuple[str, int, str]] | None = None  # the archive's index, once a run
+    _staging: Path = Path("/nonexistent")  # the run's own download folder (``run``)
 
     async def ready(self, name: str) -> None:
         """Wait until ``name``'s .debs are fetched (or given up on): its build may start
@@ -81,6 +85,13 @@ class Prefetch:
         run; no marker outlives it."""
         arch = self.platform.split("/")[1]
         pool = ThreadPoolExecutor(JOBS, thread_name_prefix="nbpipe-prefetch")
+        # Wheels land in a folder of the run's own (root's, 0700) beside the cache mounts,
+        # on their file system: a build step can write in pip's cache mount (it is the
+        # step user's), so nothing is downloaded there; only hard links are made in it,
+        # in folders reached without following a link (safe_io.OutDir).
+        self._staging = Path(
+            tempfile.mkdtemp(prefix="nbpipe-prefetch-", dir=self._pip_cache().parent)
+        )
         try:
             async with anyio.create_task_group() as beating:
                 beating.start_soon(self._heartbeat)
@@ -93,7 +104,8 @@ class Prefetch:
                                 await anyio.to_thread.run_sync(
                                     self._submit, pool, steps, arch, kind, jobs
                                 )
-                        except (OSError, ValueError) as exc:  # an index could not be read
+                        # an index could not be read, or a link sits where a folder goes
+                        except (OSError, ValueError, NbpipeError) as exc:
                             self.on_event(
                                 name, f"prefetch: not done ({exc}); steps fetch their own"
                             )
@@ -108,6 +120,7 @@ class Prefetch:
                 _unmark(marker)
             self._pending.clear()
             pool.shutdown(wait=False, cancel_futures=True)
+            shutil.rmtree(self._staging, ignore_errors=True)
 
     async def _heartbeat(self) -> None:
         """A pip step waits on a marker only while it is fresh (steps.PENDING_FRESH): one
@@ -115,7 +128,7 @@ class Prefetch:
         while True:
             for marker in list(self._pending):
                 with contextlib.suppress(OSError):
-                    os.utime(marker)
+                    os.utime(marker, follow_symlinks=False)
             await anyio.sleep(HEARTBEAT)
 
     # -- one image -------------------------------------------------------------------
@@ -130,38 +143,43 @@ class Prefetch:
         found, missing = downloads.find_urls(todo, arch, self._debian) if todo else ([], [])
         found.sort(key=lambda f: -f.size)  # the largest first: no long tail of one big file
         jobs.missing += missing
-        pip_cache = self._cache(PIP_MOUNT, 1000, 0)
-        prefetched = pip_cache / PREFETCHED_DIR
-        uv_first = self._uv_asked or not any(
-            isinstance(s, Pip) and s.installer == "uv" for s in steps
-        )
-        if kind == "whl" and not uv_first:
-            self._uv_asked = True  # the first uv step's image fetches uv, once a run
-            if not (prefetched / UV_PREFETCHED).is_dir():
-                jobs.uv = downloads.uv_wheels(arch)
-                found = jobs.uv + found
-                self._mark(prefetched / UV_PREFETCHED)
-        by_sha = {f.sha256: f for f in found}
-        for step, fs in files.items():
-            if isinstance(step, Pip) and fs:  # what was not found, the step gets from PyPI
-                jobs.folders.append((step, [by_sha[f.sha256] for f in fs if f.sha256 in by_sha]))
-                self._mark(prefetched / step.prefetch_key())
+        with self._prefetched() as out:
+            uv_first = self._uv_asked or not any(
+                isinstance(s, Pip) and s.installer == "uv" for s in steps
+            )
+            if kind == "whl" and not uv_first:
+                self._uv_asked = True  # the first uv step's image fetches uv, once a run
+                if not out.is_dir(UV_PREFETCHED):
+                    jobs.uv = downloads.uv_wheels(arch)
+                    found = jobs.uv + found
+                    self._mark(out, UV_PREFETCHED)
+            by_sha = {f.sha256: f for f in found}
+            for step, fs in files.items():
+                if isinstance(step, Pip) and fs and not out.is_dir(step.prefetch_key()):
+                    # what was not found, the step gets from PyPI
+                    jobs.folders.append(
+                        (step, [by_sha[f.sha256] for f in fs if f.sha256 in by_sha])
+                    )
+                    self._mark(out, step.prefetch_key())
+        wanted = {f.sha256 for _, fs in jobs.folders for f in fs} | {f.sha256 for f in jobs.uv}
         for f in found:  # uv first, then the largest
+            if f.kind == "whl" and f.sha256 not in wanted:
+                continue  # its step's folder is there already
             dest = self._deb(f) or self._apt_cache() / f.filename
             if f.kind == "whl":
-                dest = pip_cache / "prefetched-files" / f.sha256 / f.filename
+                dest = self._staging / f.sha256 / f.filename
             if dest.is_file() or f.sha256 in jobs.futures:
                 continue
             jobs.futures[f.sha256] = (f.kind, pool.submit(downloads.download, f, dest))
             jobs.bytes += f.size
 
-    def _mark(self, folder: Path) -> None:
-        marker = folder.with_name(folder.name + ".pending")
-        if folder.is_dir():
-            return
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-        self._pending.add(marker)
+    def _prefetched(self) -> safe_io.OutDir:
+        """steps.PREFETCHED on this machine, opened without following a link."""
+        return safe_io.OutDir(self._pip_cache() / PREFETCHED_DIR, "the run's prefetch folder")
+
+    def _mark(self, out: safe_io.OutDir, folder: str) -> None:
+        out.write(f"{folder}.pending", b"")
+        self._pending.add(out.folder / f"{folder}.pending")
 
     def _stored(self, f: LockedFile) -> bool:
         deb = self._deb(f)
@@ -188,30 +206,40 @@ class Prefetch:
             for sha, (_, fut) in jobs.futures.items()
             if fut.exception()
         ]
-        pip_cache = self._cache(PIP_MOUNT, 1000, 0)
+        fetched = len(jobs.futures) - len(failed)
         ready = 0
-        for step, files in jobs.folders:
-            ready += _gather(pip_cache, step.prefetch_key(), files)
-            self._unmark(pip_cache / PREFETCHED_DIR / step.prefetch_key())
-        if jobs.uv:
-            _gather(pip_cache, UV_PREFETCHED, jobs.uv, index=False)  # pip's --find-links
-            self._unmark(pip_cache / PREFETCHED_DIR / UV_PREFETCHED)
+        try:
+            with self._prefetched() as out:
+                for step, files in jobs.folders:
+                    ready += _gather(out, step.prefetch_key(), files, self._staging)
+                if jobs.uv:  # pip's --find-links: no index
+                    _gather(out, UV_PREFETCHED, jobs.uv, self._staging, index=False)
+        except NbpipeError as exc:  # a link where a folder goes: planted, never followed
+            failed.append(f"its folders not made ({exc}); its steps ask PyPI")
+        finally:
+            for step, _ in jobs.folders:
+                self._unmark(step.prefetch_key())
+            if jobs.uv:
+                self._unmark(UV_PREFETCHED)
         mb = jobs.bytes / 1e6
         self.on_event(
             name,
-            f"prefetched {len(jobs.futures) - len(failed)} file(s), {mb:,.0f} MB, "
+            f"prefetched {fetched} file(s), {mb:,.0f} MB, "
             f"in {time.monotonic() - start:.0f}s ({ready} pip step(s) served here)"
             + (f"; not found: {len(jobs.missing)}" if jobs.missing else "")
             + (f"; failed: {'; '.join(failed[:3])}" if failed else ""),
         )
 
-    def _unmark(self, folder: Path) -> None:
-        marker = folder.with_name(folder.name + ".pending")
+    def _unmark(self, folder: str) -> None:
+        marker = self._pip_cache() / PREFETCHED_DIR / f"{folder}.pending"
         self._pending.discard(marker)
         _unmark(marker)
 
     def _cache(self, cache_id: str, uid: int, gid: int) -> Path:
         return self.engine.cache_dir(cache_id, create=(uid, gid))
+
+    def _pip_cache(self) -> Path:
+        return self._cache(PIP_MOUNT, 1000, 0)
 
 
 def _unmark(marker: Path) -> None:
@@ -228,23 +256,22 @@ class _Jobs:
     bytes: int = 0
 
 
-def _gather(pip_cache: Path, folder: str, files: list[LockedFile], index: bool = True) -> bool:
+def _gather(
+    out: safe_io.OutDir, folder: str, files: list[LockedFile], staging: Path, index: bool = True
+) -> bool:
     """PREFETCHED/``folder``: hard links to each of ``files`` and (``index``) a simple
     index of them (PEP 503: simple/<project>/index.html, each link with its sha256),
     moved into place whole: a step sees its folder complete or not at all. A file that
     did not arrive is left out (its project then comes from PyPI). False: none did."""
-    final = pip_cache / PREFETCHED_DIR / folder
-    if final.is_dir():
+    if out.is_dir(folder):
         return True
-    there = [f for f in files if (pip_cache / "prefetched-files" / f.sha256 / f.filename).is_file()]
+    there = [f for f in files if (staging / f.sha256 / f.filename).is_file()]
     if not there:
         return False
-    tmp = final.with_name(f".incoming-{final.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = f".incoming-{folder}-{os.getpid()}-{os.urandom(4).hex()}"
     projects: dict[str, list[LockedFile]] = {}
     for f in there:
-        os.link(pip_cache / "prefetched-files" / f.sha256 / f.filename, tmp / f.filename)
+        out.link(staging / f.sha256 / f.filename, f"{tmp}/{f.filename}")
         projects.setdefault(f.project, []).append(f)
     if index:
         for project, fs in projects.items():
@@ -253,11 +280,9 @@ def _gather(pip_cache: Path, folder: str, files: list[LockedFile], index: bool =
                 f"{html.escape(f.filename)}</a>\n"
                 for f in fs
             )
-            page = tmp / "simple" / project / "index.html"
-            page.parent.mkdir(parents=True)
-            page.write_text(f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n")
-    try:
-        tmp.rename(final)
-    except OSError:  # another run put it there first
-        shutil.rmtree(tmp, ignore_errors=True)
+            page = f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n"
+            out.write(f"{tmp}/simple/{project}/index.html", page)
+    if not out.rename(tmp, folder):  # another run put it there first
+        with contextlib.suppress(OSError):
+            shutil.rmtree(out.folder / tmp)
     return True

@@ -260,3 +260,28 @@ def test_nothing_is_fetched_for_an_image_the_cache_registry_holds_finished(
         settings=Settings(state_dir=tmp_path, prefetch=True),
     )
     assert plain._prefetcher(["t", "u"]).names == ["t", "u"] and asked == []  # type: ignore[union-attr]
+
+
+def test_a_link_planted_in_pips_cache_mount_is_never_written_through(
+    tmp_path, monkeypatch, net
+) -> None:
+    """A build step can write in pip's cache mount (it is the step user's): a link it
+    left where the run's folder goes is refused, nothing is written where it points,
+    and the run goes on (the steps ask PyPI)."""
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    pip_cache = tmp_path / "buildah-cache" / "nbpipe-pip"
+    pip_cache.mkdir(parents=True)
+    (pip_cache / s.PREFETCHED_DIR).symlink_to(target)
+    cat = catalog(pip_lock("a"), f"d=1:1.0@sha256:{SHA['d']}")
+    cache, events = prefetch(tmp_path, monkeypatch, cat)
+    assert list(target.iterdir()) == []
+    assert "prefetch: not done" in events[0] and "symbolic link" in events[0]
+
+
+def test_a_file_name_that_is_not_a_plain_name_is_never_a_path() -> None:
+    assert downloads.SAFE_NAME.fullmatch("numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl")
+    assert downloads.SAFE_NAME.fullmatch("libc6_2.36-9+deb12u14_amd64.deb")
+    assert downloads.SAFE_NAME.fullmatch("git_1%3a2.39.5-0+deb12u3_amd64.deb")
+    for bad in ("../../etc/passwd", "a/b.whl", ".hidden.whl", "x\nb.whl", ""):
+        assert not downloads.SAFE_NAME.fullmatch(bad), bad
