@@ -45,8 +45,9 @@ def key(rendered: Rendered, platform: str, parent: str) -> str:
     return h.hexdigest()
 
 
-def remote(cache: LayerCache, cache_key: str) -> str:
-    return f"{cache.repo}:{TAG_PREFIX}{cache_key[:64]}"
+def remote(repo: str, cache_key: str) -> str:
+    """Where the finished image of ``cache_key`` lives in the cache ``repo``."""
+    return f"{repo}:{TAG_PREFIX}{cache_key[:64]}"
 
 
 def fetch(
@@ -60,7 +61,7 @@ def fetch(
     """The finished image pulled from the cache and tagged ``ref``, or None where the
     cache has none (or one that is not what was asked for, which is then dropped); and
     a line for the build log saying which."""
-    src = remote(cache, cache_key)
+    src = remote(cache.repo, cache_key)
     start = time.monotonic()
     try:
         engine.pull(src, cache.flags)
@@ -88,7 +89,7 @@ def share(engine: OciEngine, cache: LayerCache, cache_key: str, ref: str) -> str
     """Push a just-built ``ref`` for the next runner; returns the build log's line. A
     failed push is a line, never a failed build: the image here is good, only the
     sharing did not happen."""
-    dest = remote(cache, cache_key)
+    dest = remote(cache.repo, cache_key)
     start = time.monotonic()
     try:
         engine.push(ref, f"docker://{dest}", cache.flags)

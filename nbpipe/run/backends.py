@@ -188,9 +188,10 @@ class Local:
         from nbpipe.engines.registry import Registry
 
         reg = Registry.parse(self.settings.cache_registry, "--cache-registry")
-        with self.layer_cache(image.name or "custom") as cache, reg.authfile() as auth:
-            assert cache is not None
-            ref = image_cache.remote(cache, self.cache_key(image, platform))
+        ref = image_cache.remote(
+            reg.repo(f"{image.name or 'custom'}-cache"), self.cache_key(image, platform)
+        )
+        with reg.authfile() as auth:
             try:
                 return reg.manifest(ref, auth) is not None
             except NbpipeError:

@@ -160,7 +160,7 @@ def test_a_fresh_store_pulls_the_layers_another_store_pushed(
         backend = Backend(fresh, options, settings)
         with backend.layer_cache(NAME) as cache:
             assert cache is not None
-            dest = image_cache.remote(cache, backend.cache_key(image, platform))
+            dest = image_cache.remote(cache.repo, backend.cache_key(image, platform))
             fresh.push(second.ref, f"docker://{dest}", cache.flags)
         fourth = run_pipeline(
             forged,
