@@ -62,11 +62,12 @@ class Prefetch:
     deb_store: Path | None  # .debs the package store holds are not fetched
     on_event: Callable[[str, str], None]
     names: list[str]  # the images to fetch for, in build order
-    _ready: dict[str, anyio.Event] = field(default_factory=dict)
-    _pending: set[Path] = field(default_factory=set)  # markers of folders on their way
-    _uv_asked: bool = False
-    _debian: dict[str, tuple[str, int, str]] | None = None  # the archive's index, once a run
-    _staging: Path = Path("/nonexistent")  # the run's own download folder (``run``)
+    _ready: dict[str, anyio.Event] = field(init=False)  # per image: its .debs are in
+    _pending: set[Path] = field(default_factory=set, init=False)  # markers on their way
+    _uv_asked: bool = field(default=False, init=False)
+    # the archive's index, read once a run
+    _debian: dict[str, tuple[str, int, str]] | None = field(default=None, init=False)
+    _staging: Path = field(default=Path("/nonexistent"), init=False)  # made by ``run``
 
     async def ready(self, name: str) -> None:
         """Wait until ``name``'s .debs are fetched (or given up on): its build may start
@@ -123,8 +124,8 @@ class Prefetch:
             shutil.rmtree(self._staging, ignore_errors=True)
 
     async def _heartbeat(self) -> None:
-        """A pip step waits on a marker only while it is fresh (steps.PENDING_FRESH): one
-        left by a run that was killed is old within a minute, and then ignored."""
+        """A pip step waits on a marker only while it is fresh (touched in the last minute,
+        steps.await_prefetch): one left by a run that was killed is then ignored."""
         while True:
             for marker in list(self._pending):
                 with contextlib.suppress(OSError):
