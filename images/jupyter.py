@@ -127,7 +127,12 @@ def full(image: Image, *, xgboost: str = pins.XGBOOST_CPU) -> Image:
 def scipy(image: Image) -> Image:
     """The full set plus Kubeflow's scipy extras (LaTeX fonts, ffmpeg, dask, numba, ...)."""
     return (
-        image.with_apt(*pins.SCIPY_APT, remove=pins.SCIPY_APT_REMOVE, after=pins.SCIPY_APT_AFTER)
+        image.with_apt(
+            *pins.SCIPY_APT,
+            remove=pins.SCIPY_APT_REMOVE,
+            after=pins.SCIPY_APT_AFTER,
+            skip=pins.SCIPY_APT_SKIP,
+        )
         .with_(full)
         .with_pip(*pins.SCIPY_EXTRA, **slim())
         .with_probes(

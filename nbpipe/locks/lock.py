@@ -51,10 +51,13 @@ cat /tmp/nbpipe-report.json
 
 
 def key(image: str, index: int, step: Apt | Pip) -> str:
-    """The installer (uv or pip) is not part of it: both install the same resolution."""
+    """Neither the installer (uv or pip) nor an apt step's ``skip`` is part of it: both
+    leave the resolution as it is."""
     unlocked = dataclasses.replace(step, locked=None, platforms=())
     if isinstance(unlocked, Pip):
         unlocked = dataclasses.replace(unlocked, installer="pip")
+    else:
+        unlocked = dataclasses.replace(unlocked, skip=())
     return f"{image}/{index}/{sha256_json(unlocked.canonical())[7:23]}"
 
 

@@ -142,8 +142,10 @@ class Image:
         after: str = "",
         platforms: tuple[str, ...] = (),
         snapshot: str | None = None,
+        skip: tuple[str, ...] = (),
     ) -> "Image":
-        """``snapshot``: install from Debian's snapshot of that time (20261126T000000Z)."""
+        """``snapshot``: install from Debian's snapshot of that time (20261126T000000Z).
+        ``skip``: maintainer-script commands whose result ``remove`` deletes (Apt.skip)."""
         return self.with_step(
             s.Apt(
                 packages=packages,
@@ -151,6 +153,7 @@ class Image:
                 after=after,
                 platforms=platforms,
                 snapshot=snapshot,
+                skip=skip,
             )
         )
 

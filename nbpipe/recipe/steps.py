@@ -70,22 +70,38 @@ APT_ARCHIVES = CacheMount("/var/cache/apt/archives", "nbpipe-apt-archives")
 
 
 def apt_install(
-    *packages: str, snapshot: str | None = None, args: str | None = None, when: str = ""
+    *packages: str,
+    snapshot: str | None = None,
+    args: str | None = None,
+    when: str = "",
+    skip: tuple[str, ...] = (),
 ) -> list[str]:
     """The one way a step installs Debian packages: fresh lists, no recommends, the .debs
     kept in the APT_ARCHIVES cache mount (outside every layer). ``snapshot``: from
     Debian's dated snapshot instead of the image's own sources (which stay as they are).
     ``args``: shell words standing for the packages (the package store's "$@");
-    ``when``: a shell test that must hold for the lists to be fetched."""
+    ``when``: a shell test that must hold for the lists to be fetched; ``skip``: commands
+    the packages' maintainer scripts run that ``true`` stands in for (Apt.skip)."""
     setup, opts = snapshot_sources(snapshot) if snapshot else ([], "")
     what = args if args is not None else " ".join(shlex.quote(p) for p in packages)
     update = f"apt-get update -q{opts}"
+    if skip:  # apt gives dpkg, and so every maintainer script, the PATH DPkg::Path says
+        setup = [
+            *setup,
+            f"mkdir {APT_SKIP}",
+            *(f"ln -s /bin/true {APT_SKIP}/{c}" for c in skip),
+        ]
+        opts += f" -o DPkg::Path={APT_SKIP}:/usr/sbin:/usr/bin:/sbin:/bin"
     return [
         *setup,
         f"if {when}; then {update}; fi" if when else update,
         f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends{opts}"
         " -o APT::Keep-Downloaded-Packages=true " + what,
+        *([f"rm -rf {APT_SKIP}"] if skip else []),
     ]
+
+
+APT_SKIP = "/tmp/nbpipe-apt-skip"  # Apt.skip's stand-ins, for the install alone
 
 
 DEB_STORE = "/run/nbpipe/debs"  # options.DEBSTORE_TARGET: the package store, when mounted
@@ -114,14 +130,14 @@ done < {pins}"""
 
 
 def apt_install_from_store(
-    pins: list[str] | tuple[str, ...], *, snapshot: str | None = None
+    pins: list[str] | tuple[str, ...], *, snapshot: str | None = None, skip: tuple[str, ...] = ()
 ) -> list[str]:
     """apt_install for lock lines that carry their .deb's sha256 (name=version@sha256:H)."""
     lines = "\n".join(p.replace("@sha256:", " ") if "@sha256:" in p else f"{p} -" for p in pins)
     return [
         f"cat > {APT_PINS} <<'NBPIPE_LOCK'\n{lines}\nNBPIPE_LOCK",
         _FROM_STORE.format(store=DEB_STORE, pins=APT_PINS),
-        *apt_install(snapshot=snapshot, args='"$@"', when='[ "$remote" = 1 ]'),
+        *apt_install(snapshot=snapshot, args='"$@"', when='[ "$remote" = 1 ]', skip=skip),
         f"rm -f {APT_PINS}",
     ]
 
@@ -172,6 +188,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _APT_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?")
 # A lock line: name=version, and (locks written since the package store) the .deb's
 # sha256 from the archive's index.
+_COMMAND = re.compile(r"[a-z0-9][a-z0-9._+-]{0,63}")
 _APT_PIN = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?=[A-Za-z0-9.+~:-]+(@sha256:[0-9a-f]{64})?")
 _NPM_NAME = re.compile(r"(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*(@[\w.^~<>=*|-]+)?", re.ASCII)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -289,10 +306,17 @@ class Apt(Step):
     # Install from Debian's snapshot of this time (e.g. "20261126T000000Z") instead of the
     # moving archive: every version stays there for good (README, "Locks").
     snapshot: str | None = None
+    # Commands the packages' own maintainer scripts would run whose whole result ``remove``
+    # deletes (TeX's fmtutil: every format, 12 s of jupyter-scipy's build): ``true``
+    # stands in for them during the install, so that work is not done to be thrown away.
+    skip: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.packages:
             raise NbpipeError("apt: give at least one package")
+        for c in self.skip:
+            if not isinstance(c, str) or not _COMMAND.fullmatch(c):
+                raise NbpipeError(f"apt: skip {c!r} is not a command name (like fmtutil)")
         for p in self.packages:
             if not isinstance(p, str) or not _APT_NAME.fullmatch(p):
                 raise NbpipeError(f"apt: {p!r} is not a Debian package name (name or name=version)")
@@ -310,9 +334,9 @@ class Apt(Step):
         wanted = self.locked.split() if self.locked else self.packages
         stored = any("@sha256:" in p for p in wanted)
         install = (
-            apt_install_from_store(wanted, snapshot=self.snapshot)
+            apt_install_from_store(wanted, snapshot=self.snapshot, skip=self.skip)
             if stored
-            else apt_install(*wanted, snapshot=self.snapshot)
+            else apt_install(*wanted, snapshot=self.snapshot, skip=self.skip)
         )
         script = "\n".join(
             [
@@ -328,8 +352,9 @@ class Apt(Step):
 
     def canonical(self) -> dict[str, Any]:
         body = super().canonical()
-        if self.snapshot is None:  # added later: steps without one keep their digests
-            del body["snapshot"]
+        for added_later in ("snapshot", "skip"):  # steps without one keep their digests
+            if not body[added_later]:
+                del body[added_later]
         return body
 
     def sources(self) -> tuple[str, ...]:

@@ -285,3 +285,4 @@ def test_a_file_name_that_is_not_a_plain_name_is_never_a_path() -> None:
     assert downloads.SAFE_NAME.fullmatch("git_1%3a2.39.5-0+deb12u3_amd64.deb")
     for bad in ("../../etc/passwd", "a/b.whl", ".hidden.whl", "x\nb.whl", ""):
         assert not downloads.SAFE_NAME.fullmatch(bad), bad
+

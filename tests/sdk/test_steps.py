@@ -173,6 +173,30 @@ def test_the_installer_is_in_the_digest_but_pip_steps_keep_their_old_one() -> No
         s.Pip(packages=("x==1",), installer="conda")
 
 
+def test_apt_skip_stands_true_in_for_a_maintainer_script_command_during_the_install_only() -> None:
+    plain = s.Apt(packages=("tex-common",))
+    skipping = s.Apt(packages=("tex-common",), skip=("fmtutil",))
+    script = skipping.lower()[0].script
+    assert f"ln -s /bin/true {s.APT_SKIP}/fmtutil" in script
+    # apt hands dpkg (so every maintainer script) the PATH DPkg::Path gives, ours first
+    install = next(line for line in script.splitlines() if "apt-get install" in line)
+    assert f"-o DPkg::Path={s.APT_SKIP}:/usr/sbin:/usr/bin:/sbin:/bin" in install
+    lines = script.splitlines()
+    assert lines.index(f"rm -rf {s.APT_SKIP}") == lines.index(install) + 1  # gone at once
+    assert "DPkg::Path" not in plain.lower()[0].script
+    # an apt step without skip keeps the digest it had; one with it differs
+    assert "skip" not in plain.canonical() and skipping.canonical()["skip"] == ["fmtutil"]
+    with pytest.raises(NbpipeError, match=r"apt: skip 'fmt util; rm -rf /' is not a command"):
+        s.Apt(packages=("x",), skip=("fmt util; rm -rf /",))
+
+
+def test_apt_skip_leaves_the_lock_key_as_it_was() -> None:
+    from nbpipe.locks import lock
+
+    plain = s.Apt(packages=("tex-common",))
+    assert lock.key("i", 0, plain) == lock.key("i", 0, s.Apt(packages=("tex-common",), skip=("fmtutil",)))
+
+
 def test_pip_removes_what_no_one_needs_in_its_own_layer() -> None:
     plain = s.Pip(packages=("x==1",))
     assert "remove" not in plain.canonical() and "after" not in plain.canonical()
