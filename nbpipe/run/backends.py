@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterator, Mapping, Protocol
@@ -196,6 +197,27 @@ class Local:
                 return reg.manifest(ref, auth) is not None
             except NbpipeError:
                 return False
+
+    def pull_ahead(self, image: Image, platform: str) -> str:
+        """Pull ``image`` finished from the cache registry before its parents' turn: one pull
+        brings the layers of the whole chain at once (in parallel), so each parent's own
+        fetch then finds its layers here and only reads its manifest. The image is left
+        untagged: its own fetch checks it and names it. Returns a line for the events; a
+        failed pull is only that line (each image's fetch decides for itself)."""
+        from nbpipe.engines import image_cache
+
+        start = time.monotonic()
+        with self.layer_cache(image.name or "custom") as cache:
+            if cache is None:
+                return "no cache registry"
+            src = image_cache.remote(cache.repo, self.cache_key(image, platform))
+            try:
+                self.engine.pull(src, cache.flags)
+            except NbpipeError as exc:
+                return f"not pulled ahead ({exc})"
+            self.engine.untag(src)
+        seconds = time.monotonic() - start
+        return f"pulled ahead from the cache registry in {seconds:.0f}s, with its parents' layers"
 
     @contextlib.contextmanager
     def layer_cache(self, name: str) -> "Iterator[LayerCache | None]":

@@ -79,6 +79,7 @@ class Pipeline:
     _refreshed: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
     _refreshed_keys: set[str] = field(default_factory=set, init=False, repr=False)
     _prefetch: Prefetch | None = field(default=None, init=False, repr=False)
+    _ahead: anyio.Event | None = field(default=None, init=False, repr=False)  # _pull_ahead done
 
     @classmethod
     def local(
@@ -179,10 +180,14 @@ class Pipeline:
             results[name].message = f"{type(exc).__name__}: {exc}"
 
         to_build = [n for n, s in states.items() if s.state is State.TO_BUILD]
-        self._prefetch = self._prefetcher(to_build)
+        cached = self._in_cache(to_build)
+        self._prefetch = self._prefetcher([n for n in to_build if n not in cached])
+        self._ahead = anyio.Event() if cached else None
         async with self.backend.session(), anyio.create_task_group() as tg:
             if self._prefetch is not None:
                 tg.start_soon(self._prefetch.run, self.catalog)
+            if self._ahead is not None:
+                tg.start_soon(self._pull_ahead, cached)
             await schedule.run(
                 self.catalog,
                 list(states),
@@ -199,6 +204,36 @@ class Pipeline:
             tg.cancel_scope.cancel()  # what is left to fetch, nothing will install
         return list(results.values())
 
+    def _in_cache(self, to_build: list[str]) -> list[str]:
+        """The images of ``to_build`` the cache registry holds finished (podman, no
+        --no-cache): they are pulled, so nothing is fetched for them."""
+        if not (self.settings.cache_registry and isinstance(self.backend, Local)):
+            return []
+        if self.no_cache or self.engine is None or self.engine.kind != "podman":
+            return []
+        backend = self.backend
+        cached = [n for n in to_build if backend.in_cache(self.catalog.resolve(n), self.platform)]
+        for n in cached:
+            self.on_event(n, "the cache registry holds it finished: nothing to fetch")
+        return cached
+
+    async def _pull_ahead(self, cached: list[str]) -> None:
+        """The cached images no other cached image descends from, pulled at once: their
+        parents' layers come in the same pulls, in parallel, instead of one image after
+        another. Each image's own fetch waits for this, then finds its layers here."""
+        backend = self.backend
+        assert isinstance(backend, Local)
+        try:
+            above = {a for n in cached for a in self.catalog.ancestors(n)}
+            for name in (n for n in cached if n not in above):
+                line = await anyio.to_thread.run_sync(
+                    backend.pull_ahead, self.catalog.resolve(name), self.platform
+                )
+                self.on_event(name, line)
+        finally:
+            if self._ahead is not None:
+                self._ahead.set()
+
     def _prefetcher(self, to_build: list[str]) -> Prefetch | None:
         """Fetching every locked file at once, where the engine's cache mounts are folders
         here (podman as root) and there is something to build without --no-cache."""
@@ -207,13 +242,6 @@ class Pipeline:
             return None
         if engine.kind != "podman" or os.geteuid() != 0:
             return None
-        if self.settings.cache_registry and isinstance(self.backend, Local):
-            cached = [
-                n for n in to_build if self.backend.in_cache(self.catalog.resolve(n), self.platform)
-            ]
-            for n in cached:
-                self.on_event(n, "the cache registry holds it finished: nothing to fetch")
-            to_build = [n for n in to_build if n not in cached]
         return Prefetch(engine, self.platform, self.options.deb_store, self.on_event, to_build)
 
     # -- one image ---------------------------------------------------------------------
@@ -232,6 +260,8 @@ class Pipeline:
                 return None
             if self._prefetch is not None:
                 await self._prefetch.ready(st.name)
+            if self._ahead is not None:
+                await self._ahead.wait()
             self.on_event(res.name, f"building with {self.backend.kind}")
             image = self.catalog.resolve(st.name)
             try:

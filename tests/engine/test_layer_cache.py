@@ -106,6 +106,7 @@ def test_a_fresh_store_pulls_the_layers_another_store_pushed(
     try:
         assert not fresh.exists(first.ref)
         start = time.monotonic()
+        events: list[tuple[str, str]] = []
         second = run_pipeline(
             cat,
             fresh,
@@ -115,12 +116,17 @@ def test_a_fresh_store_pulls_the_layers_another_store_pushed(
             [NAME],
             probe=False,
             settings=settings,
+            on_event=lambda n, w: events.append((n, w)),
         )[NAME]
         warm = time.monotonic() - start
         assert second.ok, second.message
         assert second.status == "built"  # built here: not in this store before
         log2 = (tmp_path / "s2/logs" / f"{NAME}-{platform.split('/')[1]}.log").read_text()
         assert "image cache: pulled the finished image" in log2, log2[-2000:]
+        # pulled ahead (the top of the chain, before any build), then fetched as its own
+        ahead = [w for n, w in events if n == NAME and w.startswith("pulled ahead")]
+        assert ahead, events
+        assert events.index((NAME, ahead[0])) < events.index((NAME, "building with podman"))
         # the steps did not run: the first store's nonces, the same image, faster
         assert nonces(fresh, second.ref) == first_nonces
         assert fresh.inspect(second.ref).id == built_id
