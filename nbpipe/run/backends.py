@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterator, Mapping, Protocol
 
 import anyio
+import anyio.abc
 
 from nbpipe.errors import NbpipeError
 from nbpipe.probes.result import ProbeResult
@@ -89,6 +90,7 @@ class Local:
     pod: str | None = None  # probe as Kubeflow's pod: kubeflow | openshift
     ready_timeout: float = 90.0
     _keys: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False)
+    _shares: anyio.abc.TaskGroup | None = field(default=None, init=False, repr=False)
 
     @property
     def kind(self) -> str:
@@ -100,7 +102,14 @@ class Local:
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[None]:
-        yield
+        """The run's pushes to the cache registry go on beside it (a child builds while its
+        parent is pushed); the session ends when the last of them has."""
+        async with anyio.create_task_group() as shares:
+            self._shares = shares
+            try:
+                yield
+            finally:
+                self._shares = None
 
     def log(self, name: str, platform: str) -> Path:
         return self.settings.logs() / f"{name}-{platform.split('/')[1]}.log"
@@ -119,7 +128,30 @@ class Local:
                 )
         except NbpipeError as exc:
             raise BuildFailed(str(exc), log) from None
+        if cache is not None and not pulled:  # built here: shared for the next runner
+            key = self.cache_key(image, platform)
+            if self._shares is None:  # no session (a build called on its own)
+                await self._share(image.name or "custom", key, ref, log)
+            else:
+                self._shares.start_soon(self._share, image.name or "custom", key, ref, log)
         return Built(info.id, info.size, pulled=pulled)
+
+    async def _share(self, name: str, key: str, ref: str, log: Path) -> None:
+        """Push ``ref`` under its cache key (engines/image_cache.share): a line in its build
+        log, never a failed build."""
+        from nbpipe.engines import image_cache
+
+        def push() -> None:
+            try:
+                with self.layer_cache(name) as cache:
+                    assert cache is not None
+                    line = image_cache.share(self.engine, cache, key, ref)
+            except (NbpipeError, OSError) as exc:  # the image here is good all the same
+                line = f"image cache: not shared ({exc})"
+            with contextlib.suppress(OSError), log.open("a") as out:
+                out.write(f"\n{line}\n")
+
+        await anyio.to_thread.run_sync(push)
 
     def _build_or_pull(
         self,
@@ -132,7 +164,7 @@ class Local:
         cache: "LayerCache | None",
     ) -> "tuple[ImageInfo, bool]":
         """With a cache registry: the finished image pulled when it holds it (True), else
-        built (layers from and to the cache) and shared for the next runner (False)."""
+        built (layers from and to the cache; ``build`` then shares it) (False)."""
         if cache is None:
             info = self.engine.build(rendered, ref, platform, self.options, log, no_cache=no_cache)
             return info, False
@@ -157,10 +189,10 @@ class Local:
         info = self.engine.build(
             rendered, ref, platform, self.options, log, no_cache=no_cache, cache=cache
         )
-        shared = image_cache.share(self.engine, cache, key, ref)
-        with log.open("a") as out:
-            out.write(f"\n{missed}\n{shared}\n" if missed else f"\n{shared}\n")
-        return info, False
+        if missed:
+            with log.open("a") as out:
+                out.write(f"\n{missed}\n")
+        return info, False  # shared by ``build``, beside what the run does next
 
     def cache_key(self, image: Image, platform: str) -> str:
         """The image cache's key for ``image`` (engines/image_cache.py): over its chain's

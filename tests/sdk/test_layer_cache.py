@@ -194,6 +194,27 @@ def test_a_built_image_is_shared_under_its_key_and_no_cache_never_pulls(fake, tm
     assert "image cache: pushed the finished image" in log
 
 
+def test_in_a_run_the_push_goes_on_beside_it_and_the_run_waits_for_it(fake, tmp_path) -> None:
+    """A child builds while its parent is pushed: ``build`` returns with the push still to
+    come, and the run's session ends only once it is done."""
+    fake.on("push", write={"--digestfile": "sha256:1"})
+    local = Local(
+        OciEngine("podman", fake.paths["podman"]),
+        BuildOptions(),
+        Settings(state_dir=tmp_path / "state", cache_registry="127.0.0.1:5000/acme"),
+    )
+
+    async def run() -> list[list[str]]:
+        async with local.session():
+            built = await local.build(IMG, plat.AMD64, "localhost/nbpipe/t:1", no_cache=True)
+            assert not built.pulled
+            return image_cache_calls(fake, "push")
+
+    assert anyio.run(run) == []  # not yet when the build returned
+    [push] = image_cache_calls(fake, "push")  # done when the session ended
+    assert push[-1].startswith("docker://127.0.0.1:5000/acme/t-cache:nbpipe-image-")
+
+
 def test_the_key_covers_the_parent_the_text_and_the_copied_files() -> None:
     """Any change a build could see changes the key: the parent's key (or the pinned
     root), the platform, the Dockerfile, a copied file's bytes; no engine is asked."""
