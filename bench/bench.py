@@ -24,6 +24,9 @@ Sections (all but the opt-in ones run by default, in this order; `--only` repeat
 - noop, rebuild, sizes, startup: on this machine's own store (built there first, cached).
 - arm64, registry: opt-in (--arm64, --registry, or --only).
 
+Before each section (and before the naive build) the page cache is written back
+(``settle``): each is timed as on a runner that starts with none of the last one's writes.
+
 `--chain IMAGE` stops the chain at IMAGE (e.g. `--chain base` for a quick check); the
 naive anchor is built only for jupyter-scipy unless `--naive FILE` names another.
 """
@@ -81,8 +84,23 @@ def row(what: str, value: str) -> None:
     print(f"{what:58} {value}", flush=True)
 
 
+def settle() -> float:
+    """Write back what the last section left in the page cache before the next is timed:
+    a fresh runner starts with none, and here a section right after gigabytes of writes
+    ran up to 3 x slower (jupyter's pull: 6.6 s on a quiet disk, 19.5 s after the shared
+    section). Returns the seconds the write-back took."""
+    start = time.monotonic()
+    os.sync()
+    return time.monotonic() - start
+
+
 def head(title: str) -> None:
-    print(f"\n== {title} ({time.strftime('%H:%M:%S')}, load {os.getloadavg()[0]:.1f})", flush=True)
+    flushed = settle()
+    print(
+        f"\n== {title} ({time.strftime('%H:%M:%S')}, load {os.getloadavg()[0]:.1f}, "
+        f"write-back before it {flushed:.1f} s)",
+        flush=True,
+    )
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -189,6 +207,7 @@ def cold(ctx: Ctx, naive_file: Path | None) -> None:
     if naive_file is None:
         row("naive anchor", f"skipped: it is jupyter-scipy, the chain ends at {top}")
         return
+    settle()  # nbpipe's writes are not the naive build's to pay for
     with fresh.node("cold-naive", ctx.engine, ctx.work, ctx.root_tar) as n:
         n.store._run(["tag", ctx.root_ref, "localhost/debian-base:bookworm"])
         cmd = ["bud", "--no-cache", "--layers=false"]
