@@ -25,7 +25,7 @@ Sections (all but the opt-in ones run by default, in this order; `--only` repeat
 - arm64, registry: opt-in (--arm64, --registry, or --only).
 
 Before each section (and before the naive build) the page cache is written back
-(``settle``): each is timed as on a runner that starts with none of the last one's writes.
+(``settle``, its seconds printed): no section pays for the last one's writes.
 
 `--chain IMAGE` stops the chain at IMAGE (e.g. `--chain base` for a quick check); the
 naive anchor is built only for jupyter-scipy unless `--naive FILE` names another.
@@ -85,10 +85,10 @@ def row(what: str, value: str) -> None:
 
 
 def settle() -> float:
-    """Write back what the last section left in the page cache before the next is timed:
-    a fresh runner starts with none, and here a section right after gigabytes of writes
-    ran up to 3 x slower (jupyter's pull: 6.6 s on a quiet disk, 19.5 s after the shared
-    section). Returns the seconds the write-back took."""
+    """Write back what the last section left in the page cache before the next is timed
+    (a fresh runner starts with none of it); returns the seconds that took. It was 0.0-0.1 s
+    before every section of the 12:46 run: the spread between runs here (jupyter's pull
+    6.6 s alone, 19.5 s and 27.8 s in two bench runs) is this machine's, not the sections'."""
     start = time.monotonic()
     os.sync()
     return time.monotonic() - start
