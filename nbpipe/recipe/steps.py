@@ -186,9 +186,9 @@ rm -f /tmp/nbpipe-before /tmp/nbpipe-after /tmp/nbpipe-keep /tmp/nbpipe-purge"""
 # Every pattern is used with fullmatch: a regex `$` would accept a final newline.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _APT_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:-]+)?")
+_COMMAND = re.compile(r"[a-z0-9][a-z0-9._+-]{0,63}")  # Apt.skip: a plain command name
 # A lock line: name=version, and (locks written since the package store) the .deb's
 # sha256 from the archive's index.
-_COMMAND = re.compile(r"[a-z0-9][a-z0-9._+-]{0,63}")
 _APT_PIN = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?=[A-Za-z0-9.+~:-]+(@sha256:[0-9a-f]{64})?")
 _NPM_NAME = re.compile(r"(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*(@[\w.^~<>=*|-]+)?", re.ASCII)
 _SHA256 = re.compile(r"[0-9a-f]{64}")

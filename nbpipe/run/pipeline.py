@@ -80,6 +80,7 @@ class Pipeline:
     _refreshed_keys: set[str] = field(default_factory=set, init=False, repr=False)
     _prefetch: Prefetch | None = field(default=None, init=False, repr=False)
     _ahead: anyio.Event | None = field(default=None, init=False, repr=False)  # _pull_ahead done
+    _cached: frozenset[str] = field(default=frozenset(), init=False, repr=False)  # it pulls
 
     @classmethod
     def local(
@@ -181,6 +182,7 @@ class Pipeline:
 
         to_build = [n for n, s in states.items() if s.state is State.TO_BUILD]
         cached = self._in_cache(to_build)
+        self._cached = frozenset(cached)
         self._prefetch = self._prefetcher([n for n in to_build if n not in cached])
         self._ahead = anyio.Event() if cached else None
         async with self.backend.session(), anyio.create_task_group() as tg:
@@ -260,7 +262,7 @@ class Pipeline:
                 return None
             if self._prefetch is not None:
                 await self._prefetch.ready(st.name)
-            if self._ahead is not None:
+            if self._ahead is not None and st.name in self._cached:  # others build at once
                 await self._ahead.wait()
             self.on_event(res.name, f"building with {self.backend.kind}")
             image = self.catalog.resolve(st.name)
