@@ -107,26 +107,36 @@ APT_SKIP = "/tmp/nbpipe-apt-skip"  # Apt.skip's stand-ins, for the install alone
 DEB_STORE = "/run/nbpipe/debs"  # options.DEBSTORE_TARGET: the package store, when mounted
 APT_PINS = "/tmp/nbpipe-apt.lock"
 
-# Each pin from the package store when it holds the .deb (checked by sha256: a file that
-# does not match stops the build), else from the archive by name=version.
-# ``remote``: 1 when some pin must come from the archive (then apt needs fresh lists);
-# with every .deb at hand apt installs the files alone, without asking the archive.
+# Each pin from the package store when it holds the .deb, else from the archive by
+# name=version. ``remote``: 1 when some pin must come from the archive (then apt needs
+# fresh lists); with every .deb at hand apt installs the files alone, without asking the
+# archive. The .debs at hand are checked by sha256 in one `sha256sum -c` before apt sees
+# any of them (a file that does not match stops the build, named with its pin): one
+# process, where one per file took 6.9 s of jupyter-scipy's build for its 301 .debs.
 _FROM_STORE = """\
 set --
 remote=0
+: > {sums}
 while read -r pin sum; do
   deb={store}/$sum.deb
   if [ -f "$deb" ]; then
-    if [ "$(sha256sum < "$deb" | cut -d' ' -f1)" != "$sum" ]; then
-      echo "nbpipe: the package store's $sum.deb ($pin) does not match its sha256: refused" >&2
-      exit 1
-    fi
+    echo "$sum  $deb" >> {sums}
     set -- "$@" "$deb"
   else
     set -- "$@" "$pin"
     remote=1
   fi
-done < {pins}"""
+done < {pins}
+if [ -s {sums} ] && ! sha256sum --quiet --strict -c {sums} > {sums}.out 2>&1; then
+  cat {sums}.out >&2
+  while read -r pin sum; do
+    if grep -qF "/$sum.deb: FAILED" {sums}.out; then
+      echo "nbpipe: the package store's $sum.deb ($pin) does not match its sha256: refused" >&2
+    fi
+  done < {pins}
+  exit 1
+fi
+rm -f {sums} {sums}.out"""
 
 
 def apt_install_from_store(
@@ -136,7 +146,7 @@ def apt_install_from_store(
     lines = "\n".join(p.replace("@sha256:", " ") if "@sha256:" in p else f"{p} -" for p in pins)
     return [
         f"cat > {APT_PINS} <<'NBPIPE_LOCK'\n{lines}\nNBPIPE_LOCK",
-        _FROM_STORE.format(store=DEB_STORE, pins=APT_PINS),
+        _FROM_STORE.format(store=DEB_STORE, pins=APT_PINS, sums=f"{APT_PINS}.sha256"),
         *apt_install(snapshot=snapshot, args='"$@"', when='[ "$remote" = 1 ]', skip=skip),
         f"rm -f {APT_PINS}",
     ]
