@@ -102,9 +102,11 @@ def jupyter(image: Image) -> Image:
     )
 
 
-def full(image: Image, *, xgboost: str = pins.XGBOOST_CPU) -> Image:
-    """Kubeflow's "full" package set (data science + kfp + jupyterlab-git)."""
-    return image.with_pip(*pins.FULL_COMMON, xgboost, **slim()).with_probes(
+def full(image: Image, *, xgboost: str = pins.XGBOOST_CPU, beside: bool = False) -> Image:
+    """Kubeflow's "full" package set (data science + kfp + jupyterlab-git). ``beside``:
+    at the same time as the apt step before it (all wheels, but kfp-server-api's pure
+    Python sdist, built by uv in its own build environment: nothing apt brings is used)."""
+    return image.with_pip(*pins.FULL_COMMON, xgboost, beside=beside, **slim()).with_probes(
         imports=(
             "bokeh",
             "cloudpickle",
@@ -133,7 +135,7 @@ def scipy(image: Image) -> Image:
             after=pins.SCIPY_APT_AFTER,
             skip=pins.SCIPY_APT_SKIP,
         )
-        .with_(full)
+        .with_(lambda i: full(i, beside=True))  # while dpkg unpacks, uv installs
         .with_pip(*pins.SCIPY_EXTRA, **slim())
         .with_probes(
             imports=(

@@ -11,6 +11,7 @@ from pathlib import Path
 from nbpipe.errors import NbpipeError
 from nbpipe.inputs import safe_io
 from nbpipe.recipe.image import Image
+from nbpipe.recipe.lowering import lowered
 from nbpipe.recipe.naming import parent_ref, stamp
 from nbpipe.recipe.ops import (
     BindMount,
@@ -111,7 +112,7 @@ def render(
         f"# digest: {image.digest(platform)}",
         f"FROM {from_ref}",
     ]
-    ops = [(st.describe(), op) for st in image.steps_for(platform) for op in st.lower()]
+    ops = list(lowered(image.steps_for(platform)))
     ops += [("label (nbpipe stamp)", op) for op in stamp(image, platform, options)]
     origins: list[str] = []
     for origin, op in ops:

@@ -51,11 +51,11 @@ cat /tmp/nbpipe-report.json
 
 
 def key(image: str, index: int, step: Apt | Pip) -> str:
-    """Neither the installer (uv or pip) nor an apt step's ``skip`` is part of it: both
-    leave the resolution as it is."""
+    """Neither the installer (uv or pip), a pip step's ``beside`` nor an apt step's
+    ``skip`` is part of it: they leave the resolution as it is."""
     unlocked = dataclasses.replace(step, locked=None, platforms=())
     if isinstance(unlocked, Pip):
-        unlocked = dataclasses.replace(unlocked, installer="pip")
+        unlocked = dataclasses.replace(unlocked, installer="pip", beside=False)
     else:
         unlocked = dataclasses.replace(unlocked, skip=())
     return f"{image}/{index}/{sha256_json(unlocked.canonical())[7:23]}"

@@ -18,6 +18,7 @@ from nbpipe.errors import NbpipeError
 from nbpipe.recipe import contract
 from nbpipe.recipe import platforms as plat
 from nbpipe.recipe import steps as s
+from nbpipe.recipe.lowering import lowered
 from nbpipe.recipe.ops import (
     Expose,
     Op,
@@ -166,7 +167,16 @@ class Image:
         remove: tuple[str, ...] = (),
         after: str = "",
         installer: str = "uv",
+        beside: bool = False,
     ) -> "Image":
+        """``beside``: at the same time as the apt step just before it, in its layer, for
+        a step that needs nothing that step installs (Pip.beside)."""
+        last = self.steps[-1] if self.steps else None
+        if beside and not (isinstance(last, s.Apt) and last.platforms == platforms):
+            raise NbpipeError(
+                f"pip {' '.join(packages)}: beside=True needs an apt step just before it, "
+                "for the same platforms"
+            )
         return self.with_step(
             s.Pip(
                 packages=packages,
@@ -176,6 +186,7 @@ class Image:
                 remove=remove,
                 after=after,
                 installer=installer,
+                beside=beside,
             )
         )
 
@@ -367,7 +378,7 @@ class Image:
         return replace(self, parent=parent, platforms=platforms)
 
     def ops(self, platform: str) -> tuple[Op, ...]:
-        return tuple(op for st in self.steps_for(platform) for op in st.lower())
+        return tuple(op for _, op in lowered(self.steps_for(platform)))
 
     def sources(self, platform: str | None = None) -> tuple[str, ...]:
         """Every outside host this image and its ancestors download from."""

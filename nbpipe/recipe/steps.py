@@ -396,10 +396,18 @@ class Pip(Step):
     remove: tuple[str, ...] = ()
     after: str = ""
     installer: str = "uv"
+    # Runs at the same time as the apt step just before it, in that step's layer (issue
+    # 23: nothing waits without a reason). Only for a step that needs nothing the apt step
+    # installs: the recipe says so, nbpipe cannot tell (recipe/lowering.py).
+    beside: bool = False
 
     def __post_init__(self) -> None:
         if not self.packages:
             raise NbpipeError("pip: give at least one requirement")
+        if self.beside and not _OWNER.fullmatch(self.user):
+            raise NbpipeError(
+                f"pip: a step beside an apt step runs as a numeric uid:gid, not {self.user!r}"
+            )
         for p in self.packages:
             if not isinstance(p, str) or not _PIP_SPEC.fullmatch(p):
                 raise NbpipeError(f"pip: {p!r} is not a requirement like 'name==1.2.3'")
@@ -502,8 +510,8 @@ class Pip(Step):
 
     def canonical(self) -> dict[str, Any]:
         body = super().canonical()
-        for name in ("remove", "after"):  # added later: steps without them keep their digests
-            if not body[name]:
+        for name in ("remove", "after", "beside"):  # added later: steps without them
+            if not body[name]:  # keep their digests
                 del body[name]
         if body["installer"] == "pip":  # pip steps keep the digests they had before uv
             del body["installer"]
