@@ -24,8 +24,11 @@ Sections (all but the opt-in ones run by default, in this order; `--only` repeat
 - noop, rebuild, sizes, startup: on this machine's own store (built there first, cached).
 - arm64, registry: opt-in (--arm64, --registry, or --only).
 
-Before each section (and before the naive build) the page cache is written back
-(``settle``, its seconds printed): no section pays for the last one's writes.
+Before each section (and before the naive build, and between shared's two stores) the
+page cache is written back and, on ext4 without a journal (this machine's root), the
+bench waits out the 60 s in which the kernel passes over inodes freed by the last section
+(``settle``/``fresh.quiet``, their seconds printed): no section pays for the last one's
+writes or removals, as a fresh runner would not.
 
 `--chain IMAGE` stops the chain at IMAGE (e.g. `--chain base` for a quick check); the
 naive anchor is built only for jupyter-scipy unless `--naive FILE` names another.
@@ -84,21 +87,26 @@ def row(what: str, value: str) -> None:
     print(f"{what:58} {value}", flush=True)
 
 
-def settle() -> float:
-    """Write back what the last section left in the page cache before the next is timed
-    (a fresh runner starts with none of it); returns the seconds that took. It was 0.0-0.1 s
-    before every section of the 12:46 run: the spread between runs here (jupyter's pull
-    6.6 s alone, 19.5 s and 27.8 s in two bench runs) is this machine's, not the sections'."""
+WORK_DIR = Path("/var/tmp")  # where main() makes the bench's folder: every store is in it
+
+
+def settle(wait: bool = True) -> float:
+    """Before a timed section: the page cache written back and, where the filesystem
+    remembers freed inodes (fresh.quiet_window: this machine's ext4 has no journal), the
+    last section's removals out of its memory, as on a fresh runner; returns the seconds
+    that took. ``wait`` False for sections that make few files (no-op, sizes, startup)."""
+    if wait:
+        return fresh.quiet(WORK_DIR)
     start = time.monotonic()
     os.sync()
     return time.monotonic() - start
 
 
-def head(title: str) -> None:
-    flushed = settle()
+def head(title: str, wait: bool = True) -> None:
+    settled = settle(wait)
     print(
         f"\n== {title} ({time.strftime('%H:%M:%S')}, load {os.getloadavg()[0]:.1f}, "
-        f"write-back before it {flushed:.1f} s)",
+        f"settled before it {settled:.1f} s)",
         flush=True,
     )
 
@@ -207,7 +215,7 @@ def cold(ctx: Ctx, naive_file: Path | None) -> None:
     if naive_file is None:
         row("naive anchor", f"skipped: it is jupyter-scipy, the chain ends at {top}")
         return
-    settle()  # nbpipe's writes are not the naive build's to pay for
+    settle()  # nbpipe's writes and removals are not the naive build's to pay for
     with fresh.node("cold-naive", ctx.engine, ctx.work, ctx.root_tar) as n:
         n.store._run(["tag", ctx.root_ref, "localhost/debian-base:bookworm"])
         cmd = ["bud", "--no-cache", "--layers=false"]
@@ -424,7 +432,7 @@ def ensure_built(ctx: Ctx, names: list[str]) -> None:
 def noop_as_a_process(runs: int, names: list[str]) -> None:
     """`nbpipe build NAMES` when they are built: the real command, a fresh process each
     time (imports, the engine query, the plan)."""
-    head("noop: `nbpipe build` with nothing to do, as a process")
+    head("noop: `nbpipe build` with nothing to do, as a process", wait=False)
     reports = tempfile.mkdtemp(prefix="bench-noop-")
     cmd = [sys.executable, "-m", "nbpipe", "build", *names, "--no-probe", "--report-dir", reports]
     first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT_DIR)  # builds the rest
@@ -482,7 +490,7 @@ def rebuild_one_package(ctx: Ctx) -> None:
 
 
 def sizes(ctx: Ctx) -> None:
-    head("sizes (uncompressed, this machine's store)")
+    head("sizes (uncompressed, this machine's store)", wait=False)
     ensure_built(ctx, ctx.chain)
     out = {}
     for name in ctx.chain:
@@ -492,7 +500,7 @@ def sizes(ctx: Ctx) -> None:
 
 
 def startups(ctx: Ctx, n: int) -> None:
-    head("startup: jupyter, container start -> HTTP 200, empty home")
+    head("startup: jupyter, container start -> HTTP 200, empty home", wait=False)
     ensure_built(ctx, ["jupyter"])
     ref = local_ref(ctx.catalog.resolve("jupyter"), ctx.platform)
     times = []
@@ -565,7 +573,7 @@ def plan_against_registry(ctx: Ctx) -> None:
 
 # -- the summary ------------------------------------------------------------------------------
 def summary() -> None:
-    head("summary: every cold figure as a ratio")
+    head("summary: every cold figure as a ratio", wait=False)
     lim = FIGURES.get("limit", {}).get("seconds")
     naive = FIGURES.get("naive", {}).get("seconds")
     figures = [
@@ -660,7 +668,7 @@ def main() -> None:
         f"sections {', '.join(wanted)}",
         flush=True,
     )
-    work = Path(tempfile.mkdtemp(prefix="bench-", dir="/var/tmp"))  # short run roots
+    work = Path(tempfile.mkdtemp(prefix="bench-", dir=WORK_DIR))  # short run roots
     ctx = Ctx(
         engine,
         platform,
