@@ -466,6 +466,11 @@ def noop_as_a_process(runs: int, names: list[str]) -> None:
 def rebuild_one_package(ctx: Ctx) -> None:
     head("rebuild: one package changed in jupyter-scipy")
     ensure_built(ctx, ["jupyter-scipy"])
+    # Its step layers as these options write them: an image of the same digest built with
+    # other options (the command line's package store, verify-reproducible) has other RUN
+    # lines, so buildah would find none of its layers (a 76-81 s "rebuild" on 2026-12-07).
+    ctx.engine.remove(local_ref(ctx.catalog.resolve("jupyter-scipy"), ctx.platform))
+    ensure_built(ctx, ["jupyter-scipy"])
     old = pins.SCIPY_EXTRA
     pins.SCIPY_EXTRA = tuple("sympy==1.13.3" if p.startswith("sympy==") else p for p in old)
     try:

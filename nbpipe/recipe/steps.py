@@ -404,6 +404,8 @@ class Pip(Step):
     def __post_init__(self) -> None:
         if not self.packages:
             raise NbpipeError("pip: give at least one requirement")
+        if not isinstance(self.beside, bool):
+            raise NbpipeError(f"pip: beside {self.beside!r} is not true or false")
         if self.beside and not _OWNER.fullmatch(self.user):
             raise NbpipeError(
                 f"pip: a step beside an apt step runs as a numeric uid:gid, not {self.user!r}"

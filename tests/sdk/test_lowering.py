@@ -53,6 +53,8 @@ def test_beside_is_refused_where_it_cannot_hold() -> None:
         lowered([PIP])
     with pytest.raises(NbpipeError, match="the step before it is pip x==1"):
         lowered([s.Pip(packages=("x==1",)), PIP])
+    with pytest.raises(NbpipeError, match="pip: beside 'yes' is not true or false"):
+        s.Pip(packages=("x==1",), beside="yes")  # type: ignore[arg-type]
     with pytest.raises(NbpipeError, match="runs as a numeric uid:gid, not 'jovyan'"):
         s.Pip(packages=("x==1",), user="jovyan", beside=True)
     base = family().resolve("base")
