@@ -5,6 +5,7 @@
     apt: [libcfitsio10]
     pip: [astropy==7.1.0]        # or: pip: {requirements: requirements.txt}
                                  # or {packages: [...], installer: pip} (default: uv)
+                                 # beside: true runs it at the same time as apt
     env: {ASTRO_DATA: /home/jovyan/data}
     files: [{path: /etc/astro.cfg, source: astro.cfg, mode: "0644"}]
     init_scripts: {10-astro: "#!/bin/sh\\necho hi\\n"}
@@ -262,9 +263,9 @@ def _pip(
     if "pip" not in top:
         return None
     node = top["pip"]
-    installer = "uv"
+    installer, beside = "uv", False
     if isinstance(node.node, yaml.MappingNode):
-        fields = node.mapping(("requirements", "packages", "installer"))
+        fields = node.mapping(("requirements", "packages", "installer", "beside"))
         if ("requirements" in fields) == ("packages" in fields):
             raise node.fail("give either requirements: FILE or packages: [...]")
         if "installer" in fields:
@@ -273,6 +274,8 @@ def _pip(
                 raise fields["installer"].fail(
                     f"{installer!r} is not an installer; give one of {', '.join(s.INSTALLERS)}"
                 )
+        if "beside" in fields:
+            beside = _beside(fields["beside"], path, steps)
         listed = fields.get("packages")
         if listed is not None:
             reqs, more = _listed(path, listed)
@@ -290,8 +293,25 @@ def _pip(
         warnings += more
     if not reqs:
         return None
-    _add(steps, node, lambda: s.Pip(packages=tuple(reqs), installer=installer))
+    _add(steps, node, lambda: s.Pip(packages=tuple(reqs), installer=installer, beside=beside))
     return node
+
+
+def _beside(node: _Node, path: Path, steps: list[s.Step]) -> bool:
+    """pip.beside: true or false; true only with this spec's apt step (Pip.beside)."""
+    value = (
+        yamldata.scalar(node.node, str(path), node.field, error=SpecError)
+        if isinstance(node.node, yaml.ScalarNode)
+        else None
+    )
+    if not isinstance(value, bool):
+        raise node.fail("must be true or false")
+    if value and not (steps and isinstance(steps[-1], s.Apt)):
+        raise node.fail(
+            "true runs pip at the same time as this spec's apt step, and it has none "
+            "(give apt: [...] too, or leave beside out)"
+        )
+    return value
 
 
 def _listed(path: Path, node: _Node) -> tuple[list[str], list[str]]:

@@ -51,7 +51,13 @@ BAD = [
     ("name: x\nparent: jupyter\npip: {installer: pip}\n",
      ":3: pip: give either requirements: FILE or packages: [...]"),
     ("name: x\nparent: jupyter\npip: {packages: [a==1], index: x}\n",
-     ":3: pip.index: unknown key; allowed here: requirements, packages, installer"),
+     ":3: pip.index: unknown key; allowed here: requirements, packages, installer, beside"),
+    ("name: x\nparent: jupyter\npip: {packages: [a==1], beside: 'yes'}\n",
+     ":3: pip.beside: must be true or false"),
+    ("name: x\nparent: jupyter\npip: {packages: [a==1], beside: [true]}\n",
+     ":3: pip.beside: must be true or false"),
+    ("name: x\nparent: jupyter\npip: {packages: [a==1], beside: true}\n",
+     ":3: pip.beside: true runs pip at the same time as this spec's apt step, and it has none"),
 ]
 
 
@@ -80,6 +86,15 @@ def test_a_spec_may_keep_pip_as_its_installer(tmp_path) -> None:
         assert (step.installer, step.packages) == ("pip", ("astropy==8.0.2",))
     sp = spec.load(write(tmp_path, GOOD))
     assert sp.register(images.family()).resolve("team-x").steps[1].installer == "uv"
+
+
+def test_a_spec_may_run_its_pip_step_beside_its_apt_step(tmp_path) -> None:
+    text = "name: team-x\nparent: jupyter\napt: [libcfitsio10]\npip: {packages: [astropy==8.0.2], beside: %s}\n"
+    for given, want in (("true", True), ("false", False)):
+        img = spec.load(write(tmp_path, text % given)).register(images.family()).resolve("team-x")
+        assert img.steps[1].beside is want
+        runs = [op for op in img.ops("linux/amd64") if op.__class__.__name__ == "Exec"]
+        assert len(runs) == (1 if want else 2)  # one RUN for both, or one each
 
 
 @pytest.mark.parametrize("text,message", BAD, ids=[m for _, m in BAD])
