@@ -95,11 +95,7 @@ def settle(wait: bool = True) -> float:
     remembers freed inodes (fresh.quiet_window: this machine's ext4 has no journal), the
     last section's removals out of its memory, as on a fresh runner; returns the seconds
     that took. ``wait`` False for sections that make few files (no-op, sizes, startup)."""
-    if wait:
-        return fresh.quiet(WORK_DIR)
-    start = time.monotonic()
-    os.sync()
-    return time.monotonic() - start
+    return fresh.quiet(WORK_DIR, wait)
 
 
 def head(title: str, wait: bool = True) -> None:
@@ -465,7 +461,6 @@ def noop_as_a_process(runs: int, names: list[str]) -> None:
 
 def rebuild_one_package(ctx: Ctx) -> None:
     head("rebuild: one package changed in jupyter-scipy")
-    ensure_built(ctx, ["jupyter-scipy"])
     # Its step layers as these options write them: an image of the same digest built with
     # other options (the command line's package store, verify-reproducible) has other RUN
     # lines, so buildah would find none of its layers (a 76-81 s "rebuild" on 2026-12-07).

@@ -59,14 +59,15 @@ def quiet_window(path: Path) -> float:
     return 0.0 if journaled else RECENTLY_FREED_S
 
 
-def quiet(path: Path) -> float:
+def quiet(path: Path, wait: bool = True) -> float:
     """Before a timed run: the page cache written back, and (where the filesystem
-    remembers freed inodes) the earlier runs' removals out of its memory, as on a fresh
-    runner. Returns the seconds waited."""
+    remembers freed inodes, unless ``wait`` is False) the earlier runs' removals out of
+    its memory, as on a fresh runner. Returns the seconds that took."""
     start = time.monotonic()
     os.sync()
-    time.sleep(quiet_window(path))
-    os.sync()
+    if wait:
+        time.sleep(quiet_window(path))
+        os.sync()
     return time.monotonic() - start
 
 
