@@ -15,7 +15,10 @@ Sections (all but the opt-in ones run by default, in this order; `--only` repeat
   download caches are warm) with the layer cache ignored (--no-cache), probes included.
 - limit: the locked wheels and .debs of the chain (images/lock.json, this platform)
   fetched in parallel into an empty folder, then unpacked (wheels: unzip; debs:
-  dpkg-deb -x) into an empty folder: the physical limit of a cold build.
+  dpkg-deb -x) into an empty folder: the physical limit of a cold build. Then those files
+  committed as one layer by buildah (as a build commits a RUN step), timed on its own:
+  a layered build writes each installed byte into a layer once at least, so limit + that
+  commit is this machine's floor for any buildah build of the chain.
 - shared: bench/cache_bench.py's two fresh stores, the first filling a loopback
   --cache-registry, the second building with it (builds only, both sides).
 - firstnb: time to the first notebook on a cold node (bench/coldstart.py): jupyter pushed
@@ -324,6 +327,7 @@ def limit(ctx: Ctx, jobs: int) -> None:
         subprocess.run(["du", "-sb", str(out)], capture_output=True, text=True).stdout.split()[0]
     )
     shutil.rmtree(got, ignore_errors=True)
+    committed = commit_once(ctx.work, out)
     shutil.rmtree(out, ignore_errors=True)
     n = {k: sum(f.kind == k for f in files) for k in ("whl", "deb")}
     sdists = [f.name for f in files if f.kind == "whl" and not f.url.endswith(".whl")]
@@ -341,6 +345,8 @@ def limit(ctx: Ctx, jobs: int) -> None:
         "parallel_downloads": jobs,
         "pypi_bytes_done_s": by_kind["whl"],
         "debian_bytes_done_s": by_kind["deb"],
+        "commit_s": round(committed, 1),
+        "with_commit_s": round(total + committed, 1),
     }
     uv = " (uv's wheel among them)" if any(f.name.startswith("uv==") for f in files) else ""
     row(
@@ -358,6 +364,46 @@ def limit(ctx: Ctx, jobs: int) -> None:
     if sdists:
         row("  of the Python files, sdists (unpacked, not built)", ", ".join(sdists))
     row("download-and-unpack limit", f"{total:.1f} s")
+    row(
+        "  then committing the same files as one layer (buildah)",
+        f"{committed:.1f} s ({on_disk / 1e6 / committed:,.0f} MB/s): {total + committed:.1f} s",
+    )
+
+
+def commit_once(work: Path, tree: Path) -> float:
+    """Seconds buildah takes to commit ``tree`` as one layer, as a build commits a RUN
+    step's files (tar of the layer's diff, copied into the store, applied as a new layer):
+    every byte a layered build installs is committed once at least, so this is part of a
+    cold build's floor on this machine. ``tree`` is moved (renamed) into a scratch
+    container's upper directory in a store of its own under ``work``, and back."""
+    store, tmp = work / "commit-store", work / "commit-tmp"
+    tmp.mkdir()
+    flags = ["--root", str(store), "--runroot", f"{store}-run"]
+
+    def buildah(*args: str) -> str:
+        with fresh.tmpdir(tmp):
+            return subprocess.run(
+                ["buildah", *flags, *args], check=True, capture_output=True, text=True
+            ).stdout.strip()
+
+    try:
+        box = buildah("from", "scratch")
+        upper = Path(buildah("mount", box)).parent / "diff"  # the overlay layer's own files
+        buildah("umount", box)
+        if not upper.is_dir():
+            sys.exit(f"limit: no overlay upper directory at {upper} (the commit needs overlay)")
+        tree.rename(upper / "limit")
+        t = time.monotonic()
+        buildah("commit", "--timestamp", "0", "--quiet", box, "limit-commit")
+        seconds = time.monotonic() - t
+        (upper / "limit").rename(tree)
+        return seconds
+    finally:
+        subprocess.run(["buildah", *flags, "rm", "--all"], capture_output=True)
+        subprocess.run(["buildah", *flags, "rmi", "--all", "--force"], capture_output=True)
+        shutil.rmtree(store, ignore_errors=True)
+        shutil.rmtree(f"{store}-run", ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- shared cache, first notebook ------------------------------------------------------------
@@ -584,6 +630,10 @@ def summary() -> None:
         ("shared: second store, cache filled", FIGURES.get("shared", {}).get("cached_s")),
         ("first notebook on a cold node (jupyter)", FIGURES.get("firstnb", {}).get("seconds")),
         ("download-and-unpack limit", lim),
+        (
+            "limit + committing its files as one layer",
+            FIGURES.get("limit", {}).get("with_commit_s"),
+        ),
     ]
     print(f"{'figure':44} {'seconds':>8} {'/ naive':>8} {'/ limit':>8}")
     ratios = {}
@@ -620,6 +670,10 @@ def summary() -> None:
         goals.append(("jupyter <= 450 MB", round(sz["jupyter"] / 1e6), 450, "MB"))
     if "jupyter-scipy" in sz:
         goals.append(("jupyter-scipy <= 2.2 GB", round(sz["jupyter-scipy"] / 1e6), 2200, "MB"))
+    floor = FIGURES.get("limit", {}).get("with_commit_s")
+    if cold_s and floor:  # not one of the issue's goals: how far cold is from the floor
+        FIGURES["floor"] = {"seconds": floor, "cold_to_floor": ratio(cold_s, floor)}
+        print(f"{'cold / (limit + one commit of its files)':44} {ratio(cold_s, floor):8.2f}")
     if goals:
         print("\nissue 23's goals (same run):")
     for what, value, target, unit in goals:
