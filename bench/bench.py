@@ -378,13 +378,9 @@ def commit_once(work: Path, tree: Path) -> float:
     container's upper directory in a store of its own under ``work``, and back."""
     store, tmp = work / "commit-store", work / "commit-tmp"
     tmp.mkdir()
-    flags = ["--root", str(store), "--runroot", f"{store}-run"]
 
     def buildah(*args: str) -> str:
-        with fresh.tmpdir(tmp):
-            return subprocess.run(
-                ["buildah", *flags, *args], check=True, capture_output=True, text=True
-            ).stdout.strip()
+        return fresh.buildah(store, tmp, list(args), check=True, capture_output=True).stdout.strip()
 
     try:
         box = buildah("from", "scratch")
@@ -399,8 +395,8 @@ def commit_once(work: Path, tree: Path) -> float:
         (upper / "limit").rename(tree)
         return seconds
     finally:
-        subprocess.run(["buildah", *flags, "rm", "--all"], capture_output=True)
-        subprocess.run(["buildah", *flags, "rmi", "--all", "--force"], capture_output=True)
+        fresh.buildah(store, tmp, ["rm", "--all"], capture_output=True)
+        fresh.buildah(store, tmp, ["rmi", "--all", "--force"], capture_output=True)
         shutil.rmtree(store, ignore_errors=True)
         shutil.rmtree(f"{store}-run", ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -231,9 +231,7 @@ class Node:
 
     def buildah(self, args: list[str], **kw) -> subprocess.CompletedProcess[str]:
         """buildah on this node's store, with its $TMPDIR."""
-        store = ["--root", self.store.graph_root or "", "--runroot", f"{self.store.graph_root}-run"]
-        with tmpdir(self.tmp):
-            return subprocess.run(["buildah", *store, *args], text=True, **kw)
+        return buildah(Path(self.store.graph_root or ""), self.tmp, args, **kw)
 
     def size(self, ref: str) -> int:
         return self.store.inspect(ref).size
@@ -242,6 +240,14 @@ class Node:
         self.store.drop_store()
         shutil.rmtree(self.tmp, ignore_errors=True)
         shutil.rmtree(self.debs, ignore_errors=True)
+
+
+def buildah(store: Path, tmp: Path, args: list[str], **kw) -> subprocess.CompletedProcess[str]:
+    """buildah on the store at ``store`` (its run root beside it, ``store``-run), with
+    $TMPDIR ``tmp``: a store of a node's or a bench section's own, never the machine's."""
+    flags = ["--root", str(store), "--runroot", f"{store}-run"]
+    with tmpdir(tmp):
+        return subprocess.run(["buildah", *flags, *args], text=True, **kw)
 
 
 @contextlib.contextmanager
